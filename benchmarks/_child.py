@@ -1,0 +1,52 @@
+"""One measurement in a fresh interpreter: ``python -m benchmarks._child KIND NAME IMPL N``.
+
+Prints one JSON object: seconds (of the workload only), result, peak RSS. Run by the harness,
+never imported by it, so that every measurement starts from a clean process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import resource
+import sys
+import time
+from typing import Any
+
+
+def _run(coroutine_or_value: Any, use_uvloop: bool) -> Any:
+    if not inspect.isawaitable(coroutine_or_value):
+        return coroutine_or_value
+
+    async def wrap() -> Any:
+        return await coroutine_or_value
+
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run(wrap())
+    return asyncio.run(wrap())
+
+
+def main(kind: str, name: str, impl: str, n: int) -> dict[str, Any]:
+    use_uvloop = impl.endswith("_uvloop")
+    if kind == "throughput":
+        from benchmarks.workloads import WORKLOADS
+
+        function = WORKLOADS[name][impl]
+        started = time.perf_counter()
+        result = _run(function(n), use_uvloop)
+        seconds = time.perf_counter() - started
+        out: dict[str, Any] = {"seconds": seconds, "result": result}
+    else:
+        from benchmarks.latency import LATENCY
+
+        out = _run(LATENCY[impl](n), use_uvloop)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+if __name__ == "__main__":
+    kind, name, impl, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    print(json.dumps(main(kind, name, impl, n)))

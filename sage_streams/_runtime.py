@@ -1,0 +1,417 @@
+"""The driver: graph -> chains of fused steps -> one task per chain in an anyio task group.
+
+Planning walks the nodes in creation order (which is topological: a node is created after its
+inputs). A stateless single-input node joins its producer's chain when it is that producer's only
+consumer, as Flink chains operators; otherwise it starts a new chain that reads a channel fed by
+the producer. Each chain is one task: a *head* produces batches (from an iterable, or from a
+channel), the fused steps transform them, and *outlets* at emission points hand results on
+(channels to other chains, collectors, live readers).
+
+A failure of any task cancels the task group; every task then closes its channels in ``finally``
+(aborting its outlets), and :meth:`Plan.run` raises one :class:`PipelineError` chained to the
+first error. No task outlives :meth:`Plan.run`, however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from itertools import islice
+from typing import Any, Protocol
+
+import aiostream
+import anyio
+
+from sage_streams._fusion import FusedChain, Step
+from sage_streams._graph import FUSABLE, Node
+from sage_streams.channel import (
+    ABORTED,
+    END,
+    ChannelStatistics,
+    Receiver,
+    Sender,
+    create_channel,
+)
+from sage_streams.errors import (
+    BrokenChannelError,
+    OperatorFailure,
+    PipelineError,
+    StreamError,
+    _short_repr,
+)
+
+__all__ = ["ChannelOutlet", "ListOutlet", "Outlet", "Plan"]
+
+
+class Outlet(Protocol):
+    """Where a chain hands a batch it produced at one emission point."""
+
+    async def send(self, batch: list[Any]) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+
+
+class ListOutlet:
+    """Appends every item to a list: what ``collect()`` reads."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: list[Any]) -> None:
+        self.target = target
+
+    async def send(self, batch: list[Any]) -> None:
+        self.target.extend(batch)
+
+    def close(self) -> None:
+        """Nothing to do: the list is complete."""
+
+    def abort(self) -> None:
+        """Nothing to do: the run's error tells the reader the list is incomplete."""
+
+
+class ChannelOutlet:
+    """Sends batches into a channel; a consumer that went away stops receiving, nothing else."""
+
+    __slots__ = ("sender",)
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    async def send(self, batch: list[Any]) -> None:
+        if self.sender.receiver_closed:
+            return  # the reader left (a broken-off ``async for``): its outputs are discarded
+        try:
+            await self.sender.send(batch)
+        except BrokenChannelError:
+            return  # it left while we waited for room
+
+    def close(self) -> None:
+        self.sender.close()
+
+    def abort(self) -> None:
+        self.sender.abort()
+
+
+class _Head(Protocol):
+    async def next_batch(self) -> list[Any] | None:
+        """The next non-empty batch, or ``None`` at the end of the stream."""
+
+    def close(self) -> None: ...
+
+
+class _IterableHead:
+    """Reads a synchronous iterable in batches, yielding to the loop once per batch."""
+
+    def __init__(self, node: Node, batch_size: int) -> None:
+        self.node = node
+        self.batch_size = batch_size
+        self._iterator: Iterator[Any] | None = None
+
+    async def next_batch(self) -> list[Any] | None:
+        try:
+            if self._iterator is None:
+                source: Any = self.node.source
+                self._iterator = iter(source() if _is_factory(source) else source)
+            else:
+                # Once per batch, never per item: let the other tasks (and cancellation) in.
+                await asyncio.sleep(0)
+            return list(islice(self._iterator, self.batch_size)) or None
+        except Exception as exc:
+            exc.add_note(f"sage_streams: raised while reading source {self.node.name!r}")
+            raise OperatorFailure(self.node.name, exc) from exc
+
+    def close(self) -> None:
+        self._iterator = None
+
+
+class _ChannelHead:
+    """Reads the batches of a channel until it ends."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    async def next_batch(self) -> list[Any] | None:
+        while True:
+            message = await self.receiver.receive()
+            if type(message) is list:
+                return message
+            if message is END:
+                return None
+            if message is ABORTED:
+                # The producer failed, so the task group is cancelling us; what came so far is
+                # incomplete and must not be passed on as a finished stream.
+                await anyio.sleep_forever()
+
+    def close(self) -> None:
+        self.receiver.close()
+
+
+def _is_factory(source: object) -> bool:
+    """A source given as a function to call at the start of each run."""
+    return callable(source) and not hasattr(source, "__iter__") and not hasattr(source, "__aiter__")
+
+
+def is_sync_source(source: object) -> bool:
+    """Whether a pull source is read with ``iter`` (else it is asynchronous)."""
+    if _is_factory(source):
+        return False
+    return hasattr(source, "__iter__") and not hasattr(source, "__aiter__")
+
+
+@contextlib.asynccontextmanager
+async def _open_async_source(source: Any) -> AsyncIterator[Any]:
+    """Open an asynchronous source for one run, and close it afterwards, however it ends."""
+    if isinstance(source, aiostream.core.Stream):
+        async with source.stream() as streamer:
+            yield streamer
+        return
+    items = source() if _is_factory(source) else source
+    if hasattr(items, "__iter__") and not hasattr(items, "__aiter__"):
+        yield _aiter_sync(items)
+        return
+    if not hasattr(items, "__aiter__"):
+        raise TypeError(f"source function returned {type(items).__name__}, not an (async) iterable")
+    iterator = aiter(items)
+    try:
+        yield iterator
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _aiter_sync(items: Iterable[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+async def _feed(node: Node, sender: Sender) -> None:
+    """Read an asynchronous source item by item into a channel that batches them."""
+    try:
+        async with _open_async_source(node.source) as items:
+            async for item in items:
+                await sender.send_item(item)
+    except BrokenChannelError:
+        pass  # the reading chain is gone, which only happens when the graph is stopping
+    except Exception as exc:
+        sender.abort()
+        exc.add_note(f"sage_streams: raised while reading source {node.name!r}")
+        raise OperatorFailure(node.name, exc) from exc
+    except BaseException:
+        sender.abort()
+        raise
+    else:
+        sender.close()
+
+
+class ChainTask:
+    """One task: a head, fused stateless steps, and outlets at emission points.
+
+    Point ``0`` is what the head yields (the output of ``head_node``, when the chain starts at a
+    source); point ``k`` is the output of ``nodes[k - 1]``.
+    """
+
+    def __init__(self, name: str, head: _Head, head_node: Node | None) -> None:
+        self.name = name
+        self.head = head
+        self.head_node = head_node
+        self.nodes: list[Node] = []
+        self.outlets: dict[int, list[Outlet]] = {}
+        self.finished = False
+        self._fused: FusedChain | None = None
+
+    def attach(self, point: int, outlet: Outlet) -> None:
+        """Add an outlet, also while running: the loop is recompiled before the next batch."""
+        if self.finished:
+            outlet.close()
+            return
+        self.outlets.setdefault(point, []).append(outlet)
+        self._fused = None
+
+    def _compile(self) -> FusedChain:
+        steps = [Step(node.kind, node.fn, node.name) for node in self.nodes]  # type: ignore[arg-type]
+        points = [point for point, outlets in self.outlets.items() if outlets]
+        self._fused = FusedChain(steps, points)
+        return self._fused
+
+    async def run(self) -> None:
+        completed = False
+        try:
+            while (batch := await self.head.next_batch()) is not None:
+                await self._process(batch)
+            completed = True
+        finally:
+            self.finished = True
+            self.head.close()
+            for outlets in self.outlets.values():
+                for outlet in outlets:
+                    outlet.close() if completed else outlet.abort()
+
+    async def _process(self, batch: list[Any]) -> None:
+        fused = self._fused or self._compile()
+        iterator = iter(batch)
+        try:
+            result = fused(iterator)
+            outputs, counters = (await result) if fused.is_async else result
+        except Exception as exc:
+            raise self._failure(fused, exc, len(batch), iterator) from exc
+        self._count(len(batch), fused.counts(len(batch), counters, len(outputs[-1]) if outputs else 0))
+        for point, output in zip(fused.points, outputs, strict=True):
+            if output:
+                for outlet in self.outlets.get(point, ()):
+                    await outlet.send(output)
+
+    def _count(self, consumed: int, counts: list[tuple[int, int]]) -> None:
+        if self.head_node is not None:
+            self.head_node.items_in += consumed
+            self.head_node.items_out += consumed
+        for node, (n_in, n_out) in zip(self.nodes, counts, strict=False):
+            node.items_in += n_in
+            node.items_out += n_out
+
+    def _failure(self, fused: FusedChain, exc: Exception, size: int, it: Any) -> OperatorFailure:
+        failure = fused.explain(exc, size, it)
+        self._count(failure.consumed, [])
+        node = self.nodes[failure.step] if failure.step >= 0 else (self.head_node or self.nodes[0])
+        exc.add_note(f"sage_streams: raised in operator {node.name!r} on item {_short_repr(failure.item)}")
+        return OperatorFailure(node.name, exc, failure.item)
+
+
+class Plan:
+    """The tasks and channels of one run of a graph."""
+
+    def __init__(
+        self,
+        env_name: str,
+        nodes: list[Node],
+        taps: dict[Node, list[Outlet]],
+        *,
+        capacity: int,
+        batch_size: int,
+    ) -> None:
+        self.env_name = env_name
+        self.capacity = capacity
+        self.batch_size = batch_size
+        self.chains: list[ChainTask] = []
+        self.feeders: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
+        self.where: dict[Node, tuple[ChainTask, int]] = {}
+        self.channels: list[Sender] = []
+        self.failures: list[OperatorFailure] = []
+        self.error: PipelineError | None = None
+        self.done = asyncio.Event()
+        self.started_at = time.perf_counter()
+        self.ended_at: float | None = None
+        self._build(nodes)
+        for node, outlets in taps.items():
+            for outlet in outlets:
+                self.attach(node, outlet)
+
+    def _build(self, nodes: list[Node]) -> None:
+        consumers: dict[Node, int] = {node: 0 for node in nodes}
+        for node in nodes:
+            for producer in node.inputs:
+                consumers[producer] += 1
+        for node in nodes:
+            if node.kind in FUSABLE:
+                self._place_operator(node, consumers)
+            elif node.kind == "push":
+                assert node.inbox is not None
+                self.channels.append(node.inbox[0])
+                self._new_chain(node, _ChannelHead(node.inbox[1]), head_node=node)
+            elif node.kind == "pull":
+                self._place_source(node)
+            else:  # pragma: no cover - a kind added to _graph without a planner
+                raise StreamError(f"no planner for operator kind {node.kind!r}")
+
+    def _new_chain(self, node: Node, head: _Head, *, head_node: Node | None) -> ChainTask:
+        chain = ChainTask(node.name, head, head_node)
+        self.chains.append(chain)
+        if head_node is not None:
+            self.where[node] = (chain, 0)
+        return chain
+
+    def _place_source(self, node: Node) -> None:
+        if is_sync_source(node.source):
+            self._new_chain(node, _IterableHead(node, self.batch_size), head_node=node)
+            return
+        sender, receiver = self._channel(f"{node.name}.reader")
+        self.feeders.append((f"{node.name}.reader", lambda: _feed(node, sender)))
+        self._new_chain(node, _ChannelHead(receiver), head_node=node)
+
+    def _place_operator(self, node: Node, consumers: dict[Node, int]) -> None:
+        (producer,) = node.inputs
+        chain, point = self.where[producer]
+        if consumers[producer] != 1:
+            sender, receiver = self._channel(f"{producer.name}->{node.name}")
+            chain.attach(point, ChannelOutlet(sender))
+            chain, point = self._new_chain(node, _ChannelHead(receiver), head_node=None), 0
+        chain.nodes.append(node)
+        self.where[node] = (chain, point + 1)
+
+    def _channel(self, name: str) -> tuple[Sender, Receiver]:
+        sender, receiver = create_channel(name, self.capacity, batch_size=self.batch_size)
+        self.channels.append(sender)
+        return sender, receiver
+
+    def attach(self, node: Node, outlet: Outlet) -> None:
+        """Send what ``node`` produces from now on to ``outlet`` too."""
+        chain, point = self.where[node]
+        chain.attach(point, outlet)
+
+    def channel_statistics(self) -> dict[str, ChannelStatistics]:
+        return {sender.name: sender.statistics() for sender in self.channels}
+
+    async def run(self) -> None:
+        """Run every task to completion; on failure raise :class:`PipelineError`."""
+        try:
+            async with anyio.create_task_group() as group:
+                for name, feeder in self.feeders:
+                    group.start_soon(self._guard, name, feeder, name=name)
+                for chain in self.chains:
+                    group.start_soon(self._guard, chain.name, chain.run, name=chain.name)
+        except BaseExceptionGroup as group:
+            self.error = self._pipeline_error(group)
+            raise self.error from self.error.__cause__
+        finally:
+            self.ended_at = time.perf_counter()
+            self.done.set()
+
+    async def _guard(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run one task, recording its failure; an operator cancelled by anyone but us fails."""
+        try:
+            await run()
+        except OperatorFailure as failure:
+            self.failures.append(failure)
+            raise
+        except anyio.get_cancelled_exc_class():
+            # -inf: this graph's scope or an enclosing one was cancelled; anything else is a
+            # task.cancel() aimed at one operator, which would otherwise end its stream early.
+            if anyio.current_effective_deadline() == -math.inf:
+                raise
+            error = asyncio.CancelledError(f"operator {name!r} was cancelled from outside the graph")
+            cancelled = OperatorFailure(name, error)
+            self.failures.append(cancelled)
+            raise cancelled from None
+        except Exception as exc:
+            exc.add_note(f"sage_streams: raised in operator {name!r}")
+            unexpected = OperatorFailure(name, exc)
+            self.failures.append(unexpected)
+            raise unexpected from exc
+
+    def _pipeline_error(self, group: BaseExceptionGroup[Any]) -> PipelineError:
+        if not self.failures:  # pragma: no cover - every task runs under _guard
+            raise group
+        first = self.failures[0]
+        others = len(self.failures) - 1
+        more = f" (and {others} more error{'s' if others > 1 else ''})" if others else ""
+        error = PipelineError(
+            f"pipeline {self.env_name!r} failed: {first.describe()}{more}",
+            [failure.error for failure in self.failures],
+            operator=first.operator,
+            item=first.item,
+        )
+        error.__cause__ = first.error
+        return error

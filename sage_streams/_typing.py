@@ -1,0 +1,19 @@
+"""Type variables and the named shapes of user functions.
+
+Every user function may be a plain function or an ``async def`` (the runtime awaits what is
+awaitable), and every place that takes one also takes the name of a registered function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Callable, Iterable
+from typing import Any, TypeAlias, TypeVar
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+UserFunction: TypeAlias = Callable[..., Any] | str
+"""A plain or ``async`` function, or the name it was registered under."""
+
+Source: TypeAlias = Iterable[Any] | AsyncIterable[Any] | Callable[[], AsyncIterable[Any]]
+"""What a pull stream reads: an iterable, an async iterable, or an async generator function."""

@@ -1,0 +1,234 @@
+"""LocalEnvironment: one dataflow graph and the runtime that runs it in this process.
+
+Building is synchronous and lazy: ``create_stream`` and every ``DataStream`` method only add
+nodes. Running is ``async``: ``await env.execute()`` runs until every source is exhausted and
+every sink has drained; ``async with env.running():`` runs the graph in the background of a
+service; ``env.run()`` is ``asyncio.run(env.execute())`` for scripts, on uvloop when installed.
+
+A graph may run again after a run has ended: pull sources are read afresh (a list again from the
+start; a one-shot iterator or generator has nothing left), push streams stay closed once closed.
+
+Example::
+
+    env = LocalEnvironment()
+    doubled = env.from_collection(range(5)).map(lambda x: 2 * x)
+    print(await doubled.collect())  # [0, 2, 4, 6, 8]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from sage_streams._graph import Node, NodeKind
+from sage_streams._runtime import Outlet, Plan, is_sync_source
+from sage_streams.errors import StreamError
+from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
+
+if TYPE_CHECKING:
+    from sage_streams._typing import Source
+    from sage_streams.stream import DataStream
+
+__all__ = ["LocalEnvironment"]
+
+
+class LocalEnvironment:
+    """One dataflow graph and its runtime.
+
+    Args:
+        name: shown in errors and metrics.
+        buffer_size: the bound, in items, of every channel of the graph (backpressure).
+        batch_size: how many items move through a channel or a fused chain at a time.
+    """
+
+    def __init__(self, name: str = "default", *, buffer_size: int = 1000, batch_size: int = 1024) -> None:
+        if not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.name = name
+        self.buffer_size = buffer_size
+        self.batch_size = batch_size
+        self._nodes: list[Node] = []
+        self._names: set[str] = set()
+        self._plan: Plan | None = None
+        self._last_plan: Plan | None = None
+
+    def __repr__(self) -> str:
+        return f"<LocalEnvironment {self.name!r}: {len(self._nodes)} nodes>"
+
+    # -- building -------------------------------------------------------------------------
+
+    def create_stream(self, name: str, source: Source | None = None) -> DataStream[Any]:
+        """A push stream fed with ``await s.emit(item)``, or with ``source``, a pull stream.
+
+        ``source`` may be an iterable, an async iterable (aiostream streams included) or an
+        async generator function, called afresh for each run.
+        """
+        from sage_streams.stream import DataStream
+
+        if source is None:
+            node = self.add_node("push", name)
+            node.open_inbox(self.buffer_size, self.batch_size)
+        else:
+            if not (callable(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
+                raise TypeError(
+                    f"source of stream {name!r} must be an iterable, an async iterable or an "
+                    f"async generator function, got {type(source).__name__}"
+                )
+            node = self.add_node("pull", name, source=source)
+        return DataStream._of(self, node)
+
+    def from_collection(self, items: Iterable[Any], name: str | None = None) -> DataStream[Any]:
+        """A finite pull stream over ``items`` (read afresh on each run)."""
+        if not is_sync_source(items):
+            raise TypeError(f"from_collection takes an iterable, got {type(items).__name__}")
+        return self.create_stream(name or "collection", source=items)
+
+    def add_node(
+        self,
+        kind: NodeKind,
+        name: str,
+        inputs: tuple[Node, ...] = (),
+        *,
+        fn: Callable[..., Any] | None = None,
+        source: Source | None = None,
+    ) -> Node:
+        """Add a node under a name unique in this graph (``name``, else ``name#2``, ...)."""
+        if self._plan is not None:
+            raise StreamError(f"cannot add {name!r} to environment {self.name!r} while its graph is running")
+        unique, n = name, 1
+        while unique in self._names:
+            n += 1
+            unique = f"{name}#{n}"
+        node = Node(kind, unique, inputs, fn=fn, source=source)
+        self._names.add(unique)
+        self._nodes.append(node)
+        return node
+
+    # -- running ----------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        """Whether a run of this graph is in progress."""
+        return self._plan is not None
+
+    async def execute(self) -> None:
+        """Run the graph until every source is exhausted and every sink has drained.
+
+        Raises:
+            PipelineError: an operator failed; ``__cause__`` is the first error.
+        """
+        await self.run_with({})
+
+    async def run_with(self, taps: dict[Node, list[Outlet]]) -> None:
+        """Run the graph with extra outlets on some nodes (``collect``, ``async for``)."""
+        plan = self._start(taps)
+        try:
+            await plan.run()
+        finally:
+            self._end(plan)
+
+    def spawn_with(self, taps: dict[Node, list[Outlet]]) -> asyncio.Task[None]:
+        """Start a run as a task of its own; the caller must await or cancel it."""
+        plan = self._start(taps)
+        task = asyncio.ensure_future(plan.run())
+        task.add_done_callback(lambda _: self._end(plan))
+        return task
+
+    def _end(self, plan: Plan) -> None:
+        if self._plan is plan:
+            self._plan = None
+
+    def _start(self, taps: dict[Node, list[Outlet]]) -> Plan:
+        if self._plan is not None:
+            raise StreamError(f"the graph of environment {self.name!r} is already running")
+        if not self._nodes:
+            raise StreamError(f"environment {self.name!r} has no streams to run")
+        self._plan = Plan(self.name, self._nodes, taps, capacity=self.buffer_size, batch_size=self.batch_size)
+        self._last_plan = self._plan
+        return self._plan
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[LocalEnvironment]:
+        """Run the graph in the background while the block runs.
+
+        Leaving the block normally closes every push stream, lets the graph drain and waits for
+        it. An error in the block cancels the graph; a failure of the graph cancels the block and
+        raises :class:`PipelineError` from the ``async with``.
+        """
+        plan = self._start({})
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(plan.run, name=f"{self.name}.run")
+                try:
+                    yield self
+                except BaseException:
+                    group.cancel_scope.cancel()
+                    raise
+                self._close_push_streams()
+        except BaseExceptionGroup as group:
+            raise _sole_exception(group) from None
+        finally:
+            self._end(plan)
+
+    def _close_push_streams(self) -> None:
+        for node in self._nodes:
+            if node.inbox is not None:
+                node.inbox[0].close()
+
+    def live_plan(self) -> Plan:
+        """The plan of the run in progress."""
+        if self._plan is None:
+            raise StreamError(f"the graph of environment {self.name!r} is not running")
+        return self._plan
+
+    def run(self) -> None:
+        """Run the graph to completion from synchronous code, on uvloop when it is installed."""
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(self.execute())
+
+    # -- observing --------------------------------------------------------------------------
+
+    def metrics(self) -> MetricsSnapshot:
+        """A snapshot of every operator and channel of the current or last run."""
+        plan = self._plan or self._last_plan
+        elapsed = 0.0 if plan is None else (plan.ended_at or time.perf_counter()) - plan.started_at
+        operators = {
+            node.name: OperatorMetrics(
+                name=node.name,
+                kind=node.kind,
+                items_in=node.items_in,
+                items_out=node.items_out,
+                rate=node.items_in / elapsed if elapsed > 0 else 0.0,
+            )
+            for node in self._nodes
+        }
+        channels = plan.channel_statistics() if plan is not None else {}
+        for node in self._nodes:
+            if node.inbox is not None and plan is None:
+                channels[node.inbox[0].name] = node.inbox[0].statistics()
+        return MetricsSnapshot(operators=operators, channels=channels, elapsed=elapsed)
+
+
+def _sole_exception(group: BaseExceptionGroup[Any]) -> BaseException:
+    """The one exception of a task group's group, or the group itself if there are several."""
+    while len(group.exceptions) == 1:
+        inner: BaseException = group.exceptions[0]
+        if not isinstance(inner, BaseExceptionGroup):
+            return inner
+        group = inner
+    return group
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -1,0 +1,82 @@
+"""The registry of named functions (the seed's Functions API).
+
+``@register_function`` records a function under its ``__name__`` (or a name you give); every API
+that takes a function also takes a registered name, resolved when the graph is built so that a
+misspelt name fails at once rather than in the middle of a run.
+
+Example::
+
+    @register_function
+    def double(x):
+        return 2 * x
+
+    stream.map("double")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from sage_streams.errors import StreamError
+
+__all__ = ["get_function", "register_function", "resolve_function"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_registry: dict[str, Callable[..., Any]] = {}
+
+
+@overload
+def register_function(fn: F, /) -> F: ...
+@overload
+def register_function(name: str, /) -> Callable[[F], F]: ...
+def register_function(fn_or_name: F | str, /) -> F | Callable[[F], F]:
+    """Record a function in the registry, as ``@register_function`` or ``@register_function("name")``.
+
+    Registering a different function under a name already taken is an error; registering the
+    same function again is allowed (module reloads do it).
+    """
+    if isinstance(fn_or_name, str):
+        name = fn_or_name
+
+        def decorator(fn: F) -> F:
+            return _register(name, fn)
+
+        return decorator
+    if not callable(fn_or_name):
+        raise TypeError(f"register_function takes a function or a name, got {fn_or_name!r}")
+    return _register(getattr(fn_or_name, "__name__", repr(fn_or_name)), fn_or_name)
+
+
+def _register(name: str, fn: F) -> F:
+    if not name:
+        raise ValueError("a registered function needs a non-empty name")
+    if not callable(fn):
+        raise TypeError(f"cannot register {fn!r} as {name!r}: it is not callable")
+    existing = _registry.get(name)
+    if existing is not None and existing is not fn:
+        raise StreamError(f"a different function is already registered as {name!r}")
+    _registry[name] = fn
+    return fn
+
+
+def get_function(name: str) -> Callable[..., Any]:
+    """Return the function registered as ``name``; ``KeyError``-free: a clear ``StreamError``."""
+    try:
+        return _registry[name]
+    except KeyError:
+        known = ", ".join(sorted(_registry)) or "none"
+        raise StreamError(f"no function registered as {name!r} (registered: {known})") from None
+
+
+def resolve_function(fn: Callable[..., Any] | str, role: str) -> Callable[..., Any]:
+    """A callable for ``fn``: itself, or the registered function of that name.
+
+    ``role`` says what the function is for, for the error message ("map function", ...).
+    """
+    if isinstance(fn, str):
+        return get_function(fn)
+    if not callable(fn):
+        raise TypeError(f"{role} must be callable or a registered name, got {fn!r}")
+    return fn

@@ -1,0 +1,42 @@
+"""Metrics: frozen snapshots of what every operator and channel of a graph has done.
+
+``env.metrics()`` reads counters that the runtime keeps per batch (never per item) and the
+statistics record of every channel, so taking a snapshot costs nothing while the graph runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sage_streams.channel import ChannelStatistics
+
+__all__ = ["MetricsSnapshot", "OperatorMetrics"]
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorMetrics:
+    """What one stream or operator has done.
+
+    Attributes:
+        name: the operator's unique name in its graph.
+        kind: ``"map"``, ``"filter"``, ``"push"`` (a push stream), ``"pull"`` (a pull stream), ...
+        items_in: items it received (for a source: items it read or was given).
+        items_out: items it passed downstream (a sink passes none on).
+        rate: ``items_in`` per second of the current or last run (0.0 before any run).
+    """
+
+    name: str
+    kind: str
+    items_in: int
+    items_out: int
+    rate: float
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """A snapshot of a graph: per operator and per channel, keyed by name."""
+
+    operators: dict[str, OperatorMetrics] = field(default_factory=dict)
+    channels: dict[str, ChannelStatistics] = field(default_factory=dict)
+    elapsed: float = 0.0
+    """Seconds since the current run started, or the duration of the last run."""

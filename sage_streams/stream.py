@@ -1,0 +1,221 @@
+"""DataStream: a lazy handle on one stream of a graph.
+
+Methods that transform a stream (``map``, ``filter``, ``flat_map``, ``key_by``, ``sink``) only add
+a node and return a new handle; nothing runs until the graph does. A stream is consumed with
+``async for``, ``await stream.collect()`` or ``stream.sink(fn)``. When the graph is not running,
+``collect()`` and ``async for`` run the whole graph (its sinks too) and return once it has
+finished; inside ``env.running()`` they read the live stream from the moment they start.
+
+Items are shared, not copied, between the consumers of a stream: treat them as read-only, or
+copy them in a ``map`` first.
+
+Example::
+
+    env = LocalEnvironment()
+    clicks = env.create_stream("clicks")
+    totals = clicks.filter(lambda c: c["ok"]).map(lambda c: c["amount"])
+
+    async with env.running():
+        await clicks.emit({"ok": True, "amount": 3})
+        await clicks.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, Generic
+
+from sage_streams._graph import Node, NodeKind
+from sage_streams._runtime import ChannelOutlet, ListOutlet, Plan
+from sage_streams._typing import T, UserFunction
+from sage_streams.channel import ABORTED, END, Receiver, create_channel
+from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
+from sage_streams.functions import resolve_function
+
+if TYPE_CHECKING:
+    from sage_streams.environment import LocalEnvironment
+
+__all__ = ["DataStream"]
+
+
+class DataStream(Generic[T]):
+    """A stream of items in a dataflow graph.
+
+    ``DataStream(name)`` creates a push stream that is not yet bound to an environment: it runs
+    in an environment of its own (named ``"default"``) unless it is connected to a stream of
+    another environment, whose graph it then joins.
+    """
+
+    _env: LocalEnvironment
+    _node: Node
+
+    def __init__(self, name: str) -> None:
+        from sage_streams.environment import LocalEnvironment
+
+        env = LocalEnvironment("default")
+        node = env.add_node("push", name)
+        node.open_inbox(env.buffer_size, env.batch_size)
+        self._env, self._node = env, node
+
+    @classmethod
+    def _of(cls, env: LocalEnvironment, node: Node) -> DataStream[Any]:
+        stream: DataStream[Any] = cls.__new__(cls)
+        stream._env, stream._node = env, node
+        return stream
+
+    def __repr__(self) -> str:
+        return f"<DataStream {self.name!r} ({self._node.kind})>"
+
+    @property
+    def name(self) -> str:
+        """The stream's unique name in its graph (used in errors and metrics)."""
+        return self._node.name
+
+    @property
+    def env(self) -> LocalEnvironment:
+        """The environment whose graph this stream belongs to."""
+        return self._env
+
+    # -- transformations ----------------------------------------------------------------
+
+    def _then(self, kind: NodeKind, fn: UserFunction, name: str | None, role: str) -> DataStream[Any]:
+        function = resolve_function(fn, role)
+        label = name or f"{kind}({getattr(function, '__name__', type(function).__name__)})"
+        node = self._env.add_node(kind, label, (self._node,), fn=function)
+        return DataStream._of(self._env, node)
+
+    def map(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
+        """Each item replaced by ``fn(item)`` (awaited if ``fn`` is async), in order."""
+        return self._then("map", fn, name, "map function")
+
+    def filter(self, fn: UserFunction, *, name: str | None = None) -> DataStream[T]:
+        """Only the items for which ``fn(item)`` is true, in order."""
+        return self._then("filter", fn, name, "filter predicate")
+
+    def flat_map(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
+        """Each item replaced by the items of ``fn(item)``: an iterable, or an async generator."""
+        return self._then("flat_map", fn, name, "flat_map function")
+
+    def key_by(self, fn: UserFunction, *, name: str | None = None) -> DataStream[T]:
+        """The same items, keyed by ``fn(item)`` for the keyed operators that follow.
+
+        As in Flink, keying does not change the items. Each key is computed as the item passes
+        and must be hashable: an item whose key function raises or returns an unhashable value
+        fails with an error of its own. The key function is kept as ``stream.key_func``.
+        """
+        keyed = self._then("key_by", fn, name, "key function")
+        keyed._node.key_func = keyed._node.fn
+        return keyed
+
+    @property
+    def key_func(self) -> Any:
+        """The key function of a stream made by ``key_by``, else ``None``."""
+        return self._node.key_func
+
+    def sink(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
+        """Call ``fn(item)`` for every item, for its effect.
+
+        Returns the sink's own stream, which carries no items: it ends once the sink has been
+        called for everything, so ``await sink.collect()`` waits for the whole graph.
+        """
+        return self._then("sink", fn, name, "sink function")
+
+    # -- push streams ----------------------------------------------------------------------
+
+    def _inbox(self) -> Any:
+        if self._node.inbox is None:
+            raise StreamError(
+                f"stream {self.name!r} is not a push stream: only streams made by "
+                "create_stream(name) or DataStream(name) take emit() and close()"
+            )
+        return self._node.inbox[0]
+
+    async def emit(self, item: T) -> None:
+        """Push one item into this stream; waits while the stream's buffer is full.
+
+        Raises:
+            StreamError: the stream is closed, or its graph has stopped consuming it.
+        """
+        sender = self._inbox()
+        try:
+            await sender.send_item(item)
+        except BrokenChannelError:
+            if sender._closed:
+                raise StreamError(f"cannot emit into stream {self.name!r}: it is closed") from None
+            raise StreamError(
+                f"cannot emit into stream {self.name!r}: its graph has stopped reading it"
+            ) from None
+
+    async def close(self) -> None:
+        """End this push stream: what was emitted is processed, then the stream ends."""
+        self._inbox().close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether this push stream has been closed."""
+        return bool(self._inbox()._closed)
+
+    # -- consuming -------------------------------------------------------------------------
+
+    def collect(self) -> Awaitable[list[T]]:
+        """All items of the stream, in order, once it has ended.
+
+        Not running: runs the whole graph and returns when it has finished. Running: reads the
+        live stream from the moment ``collect()`` is called (not awaited) until it ends, so
+        ``asyncio.ensure_future(stream.collect())`` misses nothing emitted afterwards.
+        """
+        if self._env.is_running:
+            return self._collect_live(*self._attach_reader())
+        return self._collect_run()
+
+    async def _collect_live(self, plan: Plan, receiver: Receiver) -> list[T]:
+        return [item async for item in self._read_live(plan, receiver)]
+
+    async def _collect_run(self) -> list[T]:
+        items: list[T] = []
+        await self._env.run_with({self._node: [ListOutlet(items)]})
+        return items
+
+    def __aiter__(self) -> AsyncIterator[T]:
+        """Iterate the items: the whole run, or the live stream from now (see :meth:`collect`)."""
+        if self._env.is_running:
+            return self._read_live(*self._attach_reader())
+        return self._run_and_read()
+
+    def _attach_reader(self) -> tuple[Plan, Receiver]:
+        plan = self._env.live_plan()
+        sender, receiver = create_channel(f"{self.name}->reader", self._env.buffer_size)
+        plan.attach(self._node, ChannelOutlet(sender))
+        return plan, receiver
+
+    async def _read_live(self, plan: Plan, receiver: Receiver) -> AsyncIterator[T]:
+        try:
+            while True:
+                message = await receiver.receive()
+                if type(message) is list:
+                    for item in message:
+                        yield item
+                elif message is END:
+                    return
+                elif message is ABORTED:
+                    await plan.done.wait()
+                    raise plan.error or PipelineError(f"the graph stopped while {self.name!r} was read")
+        finally:
+            receiver.close()
+
+    async def _run_and_read(self) -> AsyncIterator[T]:
+        sender, receiver = create_channel(f"{self.name}->reader", self._env.buffer_size)
+        run = self._env.spawn_with({self._node: [ChannelOutlet(sender)]})
+        try:
+            # Every task of a run ends by closing (END) or aborting (ABORTED) its outlets, so
+            # this loop always ends; awaiting the run then raises its error, if any.
+            while type(message := await receiver.receive()) is list:
+                for item in message:
+                    yield item
+            await run
+        finally:
+            receiver.close()
+            if not run.done():
+                run.cancel()
+            await asyncio.gather(run, return_exceptions=True)

@@ -1,0 +1,221 @@
+"""The channel: batches, control messages, the two-ended close protocol and the strategies."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from sage_streams.channel import ABORTED, END, ChannelStatistics, Control, create_channel
+from sage_streams.errors import BackpressureTimeout, BrokenChannelError
+
+
+class Mark(Control):
+    """A control message for tests (stands in for watermarks)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+async def drain(receiver: object) -> list[object]:
+    return [message async for message in receiver]  # type: ignore[attr-defined]
+
+
+async def test_batches_and_control_arrive_in_order_then_end() -> None:
+    sender, receiver = create_channel("c", capacity=10)
+    mark = Mark(1)
+    await sender.send([1, 2])
+    sender.send_control(mark)
+    await sender.send([3])
+    sender.close()
+    assert await drain(receiver) == [[1, 2], mark, [3]]
+    assert await receiver.receive() is END  # ended stays ended
+
+
+async def test_end_comes_only_after_the_last_clone_closes() -> None:
+    sender, receiver = create_channel("c", capacity=10)
+    other = sender.clone()
+    await sender.send([1])
+    sender.close()
+    await other.send([2])
+    assert receiver.has_message()
+    assert await receiver.receive() == [1]
+    assert await receiver.receive() == [2]
+    assert not receiver.has_message()
+    other.close()
+    assert await receiver.receive() is END
+    assert receiver.statistics().open_senders == 0
+
+
+async def test_closing_twice_sends_one_end() -> None:
+    sender, receiver = create_channel("c", capacity=10)
+    clone = sender.clone()
+    sender.close()
+    sender.close()  # idempotent: must not count for the clone
+    assert not receiver.has_message()
+    clone.close()
+    assert await drain(receiver) == []
+
+
+async def test_closed_receiver_breaks_waiting_and_later_senders() -> None:
+    sender, receiver = create_channel("c", capacity=2)
+    await sender.send([1, 2])
+    blocked = asyncio.create_task(sender.send([3]))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    receiver.close()
+    with pytest.raises(BrokenChannelError):
+        await blocked
+    with pytest.raises(BrokenChannelError):
+        await sender.send([4])
+    with pytest.raises(BrokenChannelError):
+        await sender.send_item(5)
+    assert receiver.statistics().depth == 0
+    assert receiver.statistics().receiver_open is False
+
+
+async def test_sending_after_close_is_an_error() -> None:
+    sender, _ = create_channel("c", capacity=2)
+    sender.close()
+    with pytest.raises(BrokenChannelError, match="closed"):
+        await sender.send([1])
+    with pytest.raises(BrokenChannelError):
+        sender.clone()
+
+
+async def test_block_waits_for_room_and_counts_time_blocked() -> None:
+    sender, receiver = create_channel("c", capacity=3)
+    await sender.send([1, 2, 3])
+    blocked = asyncio.create_task(sender.send([4]))
+    await asyncio.sleep(0.01)
+    assert not blocked.done()
+    assert await receiver.receive() == [1, 2, 3]
+    await blocked
+    assert await receiver.receive() == [4]
+    stats = receiver.statistics()
+    assert stats.blocked_seconds > 0
+    assert stats.peak == 3
+
+
+async def test_block_bound_holds_to_within_one_batch() -> None:
+    sender, receiver = create_channel("c", capacity=5)
+    await sender.send([1, 2, 3, 4])  # 4 < 5: admitted
+    await sender.send([5, 6, 7])  # 4 < 5: admitted, depth 7 = capacity + batch - 1
+    assert receiver.statistics().depth == 7
+    late = asyncio.create_task(sender.send([8]))
+    await asyncio.sleep(0)
+    assert not late.done()  # 7 >= 5: waits
+    assert await receiver.receive() == [1, 2, 3, 4]
+    await late
+    assert receiver.statistics().peak == 7
+
+
+async def test_block_timeout_raises_backpressure_timeout() -> None:
+    sender, receiver = create_channel("c", capacity=1, timeout=0.01)
+    await sender.send([1])
+    with pytest.raises(BackpressureTimeout, match=r"'c' stayed full \(1 items\) for 0.01 s"):
+        await sender.send([2])
+    assert await receiver.receive() == [1]
+
+
+async def test_drop_discards_what_does_not_fit_and_counts_it() -> None:
+    sender, receiver = create_channel("c", capacity=3, strategy="drop")
+    await sender.send([1, 2])
+    await sender.send([3, 4, 5])  # one fits
+    await sender.send_item(6)  # full: dropped
+    sender.send_control(Mark(0))  # never dropped
+    sender.close()
+    messages = await drain(receiver)
+    assert messages[:2] == [[1, 2], [3]]
+    assert isinstance(messages[2], Mark)
+    assert receiver.statistics().dropped == 3
+
+
+async def test_drop_oldest_keeps_the_newest_items_and_all_control() -> None:
+    sender, receiver = create_channel("c", capacity=3, strategy="drop_oldest")
+    await sender.send([1, 2])
+    mark = Mark(1)
+    sender.send_control(mark)
+    await sender.send([3, 4, 5])
+    sender.close()
+    messages = await drain(receiver)
+    items = [item for message in messages if isinstance(message, list) for item in message]
+    assert items == [3, 4, 5]
+    assert mark in messages
+    assert receiver.statistics().dropped == 2
+
+
+async def test_drop_oldest_does_not_mutate_a_shared_batch() -> None:
+    shared = [1, 2, 3]
+    sender, receiver = create_channel("c", capacity=3, strategy="drop_oldest")
+    await sender.send(shared)
+    await sender.send([4])
+    assert shared == [1, 2, 3]
+    assert await receiver.receive() == [2, 3]
+
+
+async def test_send_item_builds_batches_at_the_tail() -> None:
+    sender, receiver = create_channel("c", capacity=100, batch_size=3)
+    for item in range(7):
+        await sender.send_item(item)
+    sender.close()
+    assert await drain(receiver) == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+async def test_send_item_never_appends_to_a_batch_it_did_not_create() -> None:
+    shared = [1]
+    sender, receiver = create_channel("c", capacity=100)
+    await sender.send(shared)
+    await sender.send_item(2)
+    assert shared == [1]
+    assert await receiver.receive() == [1]
+    assert await receiver.receive() == [2]
+
+
+async def test_send_item_wakes_an_idle_receiver_at_once() -> None:
+    sender, receiver = create_channel("c", capacity=100)
+    waiting = asyncio.create_task(receiver.receive())
+    await asyncio.sleep(0)
+    await sender.send_item("x")
+    assert await asyncio.wait_for(waiting, 1) == ["x"]
+
+
+async def test_abort_reaches_the_receiver_instead_of_end() -> None:
+    sender, receiver = create_channel("c", capacity=10)
+    await sender.send([1])
+    sender.abort()
+    assert await drain(receiver) == [[1], ABORTED]
+    assert await receiver.receive() is ABORTED
+
+
+async def test_statistics_is_a_frozen_record() -> None:
+    sender, _ = create_channel("orders", capacity=4)
+    await sender.send([1, 2])
+    stats = sender.statistics()
+    assert stats == ChannelStatistics(
+        name="orders",
+        depth=2,
+        capacity=4,
+        peak=2,
+        dropped=0,
+        blocked_seconds=0.0,
+        open_senders=1,
+        receiver_open=True,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.depth = 0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"capacity": 0}, "capacity must be a positive int"),
+        ({"capacity": 1, "strategy": "spill"}, "unknown backpressure strategy 'spill'; expected one of"),
+        ({"capacity": 1, "timeout": 0}, "timeout must be a positive number"),
+        ({"capacity": 1, "batch_size": 0}, "batch_size must be at least 1"),
+    ],
+)
+def test_invalid_arguments_are_refused_with_a_reason(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_channel("c", **kwargs)  # type: ignore[arg-type]

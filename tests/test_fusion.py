@@ -1,0 +1,176 @@
+"""Fusion preserves order and results: any chain of stateless steps, fused or split by fan-out,
+with sync or async functions and any batch size, gives what a plain Python loop gives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sage_streams import LocalEnvironment
+from sage_streams._fusion import FusedChain, Step
+
+# An operation: (kind, parameter, async?)
+Op = tuple[str, int, bool]
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["add", "mul", "keep_mod", "repeat", "key"]), st.integers(1, 4), st.booleans()),
+    max_size=6,
+)
+
+
+def reference(items: list[int], pipeline: list[Op]) -> list[int]:
+    """The model: each operation applied to the whole list in turn."""
+    for kind, k, _ in pipeline:
+        if kind == "add":
+            items = [x + k for x in items]
+        elif kind == "mul":
+            items = [x * k for x in items]
+        elif kind == "keep_mod":
+            items = [x for x in items if x % (k + 1) != 0]
+        elif kind == "repeat":
+            items = [x for x in items for _ in range(k % 3)]
+    return items
+
+
+def function(kind: str, k: int, is_async: bool) -> tuple[str, Callable[[int], Any]]:
+    sync: dict[str, tuple[str, Callable[[int], Any]]] = {
+        "add": ("map", lambda x: x + k),
+        "mul": ("map", lambda x: x * k),
+        "keep_mod": ("filter", lambda x: x % (k + 1) != 0),
+        "repeat": ("flat_map", lambda x: [x] * (k % 3)),
+        "key": ("key_by", lambda x: x % 7),
+    }
+    method, fn = sync[kind]
+    if not is_async:
+        return method, fn
+
+    async def wrapped(x: int) -> Any:
+        await asyncio.sleep(0)
+        return fn(x)
+
+    return method, wrapped
+
+
+async def run_pipeline(items: list[int], pipeline: list[Op], split_at: int | None, batch: int) -> list[int]:
+    env = LocalEnvironment(buffer_size=max(batch, 2), batch_size=batch)
+    stream = env.from_collection(items)
+    for index, (kind, k, is_async) in enumerate(pipeline):
+        if index == split_at:
+            stream.map(lambda x: x)  # a second consumer: no fusion across this point
+        method, fn = function(kind, k, is_async)
+        stream = getattr(stream, method)(fn)
+    return await stream.collect()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    items=st.lists(st.integers(-50, 50), max_size=60),
+    pipeline=ops,
+    split_at=st.none() | st.integers(0, 5),
+    batch=st.integers(1, 9),
+)
+def test_any_chain_matches_the_reference(
+    items: list[int], pipeline: list[Op], split_at: int | None, batch: int
+) -> None:
+    assert asyncio.run(run_pipeline(items, pipeline, split_at, batch)) == reference(items, pipeline)
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=st.lists(st.integers(-50, 50), max_size=40), pipeline=ops, batch=st.integers(1, 9))
+def test_push_streams_give_the_same_results(items: list[int], pipeline: list[Op], batch: int) -> None:
+    async def run() -> list[int]:
+        env = LocalEnvironment(buffer_size=3, batch_size=batch)
+        source = env.create_stream("source")
+        stream = source
+        for kind, k, is_async in pipeline:
+            method, fn = function(kind, k, is_async)
+            stream = getattr(stream, method)(fn)
+
+        async def feed() -> None:
+            for item in items:
+                await source.emit(item)
+            await source.close()
+
+        result, _ = await asyncio.gather(stream.collect(), feed())
+        return result
+
+    assert asyncio.run(run()) == reference(items, pipeline)
+
+
+async def test_metrics_count_every_fused_operator_exactly() -> None:
+    env = LocalEnvironment(batch_size=7)
+    source = env.from_collection(range(100), name="numbers")
+    evens = source.filter(lambda x: x % 2 == 0, name="evens")
+    pairs = evens.flat_map(lambda x: [x, x], name="pairs")
+    small = pairs.filter(lambda x: x < 50, name="small")
+    small.map(str, name="text").sink(lambda x: None, name="out")
+    await env.execute()
+    counts = {name: (m.items_in, m.items_out) for name, m in env.metrics().operators.items()}
+    assert counts == {
+        "numbers": (100, 100),
+        "evens": (100, 50),
+        "pairs": (50, 100),
+        "small": (100, 50),
+        "text": (50, 50),
+        "out": (50, 0),
+    }
+
+
+async def test_metrics_of_a_comprehension_chain_with_several_counted_steps() -> None:
+    env = LocalEnvironment(batch_size=16)
+    stream = (
+        env.from_collection(range(60))
+        .filter(lambda x: x % 3 == 0, name="threes")
+        .flat_map(lambda x: [x] * 3, name="triple")
+        .filter(lambda x: x % 2 == 0, name="evens")
+    )
+    assert len(await stream.collect()) == 30
+    counts = {name: (m.items_in, m.items_out) for name, m in env.metrics().operators.items()}
+    assert counts["threes"] == (60, 20)
+    assert counts["triple"] == (20, 60)
+    assert counts["evens"] == (60, 30)
+
+
+async def test_metrics_report_channels_of_fanned_out_streams() -> None:
+    env = LocalEnvironment(buffer_size=50)
+    source = env.from_collection(range(10), name="src")
+    source.map(abs, name="a")
+    source.map(abs, name="b")
+    await env.execute()
+    snapshot = env.metrics()
+    assert set(snapshot.channels) == {"src->a", "src->b"}
+    stats = snapshot.channels["src->a"]
+    assert (stats.capacity, stats.depth, stats.peak, stats.open_senders) == (50, 0, 10, 0)
+    assert snapshot.elapsed > 0
+    assert snapshot.operators["a"].rate > 0
+
+
+def test_generated_comprehension_and_loop_give_the_same_outputs() -> None:
+    steps = [Step("map", lambda x: x + 1, "inc"), Step("filter", lambda x: x % 2 == 0, "even")]
+    comprehension = FusedChain(steps, [2])
+    loop = FusedChain(steps, [1, 2])
+    assert comprehension.is_comprehension
+    assert not loop.is_comprehension
+    assert comprehension(iter(range(6))) == (([2, 4, 6],), (0,))
+    assert loop(iter(range(6))) == (([1, 2, 3, 4, 5, 6], [2, 4, 6]), (3,))
+
+
+def test_explain_finds_the_step_and_item_in_both_shapes() -> None:
+    def fragile(x: int) -> int:
+        if x == 3:
+            raise ValueError(x)
+        return x
+
+    steps = [Step("map", lambda x: x + 1, "inc"), Step("map", fragile, "fragile")]
+    for points in ([2], [1, 2]):
+        chain = FusedChain(steps, points)
+        iterator = iter([0, 1, 2, 3])
+        try:
+            chain(iterator)
+        except ValueError as exc:
+            failure = chain.explain(exc, 4, iterator)
+        assert (failure.step, failure.item, failure.consumed) == (1, 3, 3)
