@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from itertools import islice
 from typing import Any, Protocol
 
@@ -96,35 +96,56 @@ class ChannelOutlet:
 
 
 class _Head(Protocol):
-    async def next_batch(self) -> list[Any] | None:
+    async def next_batch(self) -> Sequence[Any] | None:
         """The next non-empty batch, or ``None`` at the end of the stream."""
 
     def close(self) -> None: ...
 
 
 class _IterableHead:
-    """Reads a synchronous iterable in batches, yielding to the loop once per batch."""
+    """Reads a synchronous iterable in batches, yielding to the loop once per batch.
+
+    A ``list``, ``tuple`` or ``range`` is read in slices: a range slice stays lazy, so its numbers
+    are made one at a time inside the fused loop instead of all at once.
+    """
 
     def __init__(self, node: Node, batch_size: int) -> None:
         self.node = node
         self.batch_size = batch_size
-        self._iterator: Iterator[Any] | None = None
+        self._next: Callable[[], Any] | None = None
 
-    async def next_batch(self) -> list[Any] | None:
+    async def next_batch(self) -> Sequence[Any] | None:
         try:
-            if self._iterator is None:
+            if self._next is None:
                 source: Any = self.node.source
-                self._iterator = iter(source() if _is_factory(source) else source)
+                self._next = _batcher(source() if _is_factory(source) else source, self.batch_size)
             else:
                 # Once per batch, never per item: let the other tasks (and cancellation) in.
                 await asyncio.sleep(0)
-            return list(islice(self._iterator, self.batch_size)) or None
+            return self._next() or None
         except Exception as exc:
             exc.add_note(f"sage_streams: raised while reading source {self.node.name!r}")
             raise OperatorFailure(self.node.name, exc) from exc
 
     def close(self) -> None:
-        self._iterator = None
+        self._next = None
+
+
+def _batcher(source: Iterable[Any], size: int) -> Callable[[], Sequence[Any]]:
+    """A function returning the next batch of ``source`` (empty at the end)."""
+    if type(source) in (list, tuple, range):
+        sequence: Sequence[Any] = source  # type: ignore[assignment]
+        position = 0
+
+        def next_slice() -> Sequence[Any]:
+            nonlocal position
+            batch = sequence[position : position + size]
+            position += size
+            return batch
+
+        return next_slice
+    iterator = iter(source)
+    return lambda: list(islice(iterator, size))
 
 
 class _ChannelHead:
@@ -222,6 +243,7 @@ class ChainTask:
         self.outlets: dict[int, list[Outlet]] = {}
         self.finished = False
         self._fused: FusedChain | None = None
+        self._totals: list[int] = [0, 0]
 
     def attach(self, point: int, outlet: Outlet) -> None:
         """Add an outlet, also while running: the loop is recompiled before the next batch."""
@@ -229,12 +251,14 @@ class ChainTask:
             outlet.close()
             return
         self.outlets.setdefault(point, []).append(outlet)
+        self.flush_counts()
         self._fused = None
 
     def _compile(self) -> FusedChain:
         steps = [Step(node.kind, node.fn, node.name) for node in self.nodes]  # type: ignore[arg-type]
         points = [point for point, outlets in self.outlets.items() if outlets]
         self._fused = FusedChain(steps, points)
+        self._totals = [0] * (len(self._fused.counted) + 2)
         return self._fused
 
     async def run(self) -> None:
@@ -245,12 +269,13 @@ class ChainTask:
             completed = True
         finally:
             self.finished = True
+            self.flush_counts()
             self.head.close()
             for outlets in self.outlets.values():
                 for outlet in outlets:
                     outlet.close() if completed else outlet.abort()
 
-    async def _process(self, batch: list[Any]) -> None:
+    async def _process(self, batch: Sequence[Any]) -> None:
         fused = self._fused or self._compile()
         iterator = iter(batch)
         try:
@@ -258,23 +283,37 @@ class ChainTask:
             outputs, counters = (await result) if fused.is_async else result
         except Exception as exc:
             raise self._failure(fused, exc, len(batch), iterator) from exc
-        self._count(len(batch), fused.counts(len(batch), counters, len(outputs[-1]) if outputs else 0))
+        # Counts are linear in what a batch consumed and produced: add them up here and turn
+        # them into per-operator numbers only when someone reads the metrics.
+        totals = self._totals
+        totals[0] += len(batch)
+        totals[1] += len(outputs[-1]) if outputs else 0
+        for index, count in enumerate(counters, 2):
+            totals[index] += count
         for point, output in zip(fused.points, outputs, strict=True):
             if output:
                 for outlet in self.outlets.get(point, ()):
                     await outlet.send(output)
 
-    def _count(self, consumed: int, counts: list[tuple[int, int]]) -> None:
+    def flush_counts(self) -> None:
+        """Move the counts gathered since the last flush into the nodes' counters."""
+        fused, totals = self._fused, self._totals
+        if fused is None or not totals[0]:
+            return
+        consumed, produced, counters = totals[0], totals[1], totals[2:]
         if self.head_node is not None:
             self.head_node.items_in += consumed
             self.head_node.items_out += consumed
-        for node, (n_in, n_out) in zip(self.nodes, counts, strict=False):
+        for node, (n_in, n_out) in zip(self.nodes, fused.counts(consumed, counters, produced), strict=True):
             node.items_in += n_in
             node.items_out += n_out
+        self._totals = [0] * len(totals)
 
     def _failure(self, fused: FusedChain, exc: Exception, size: int, it: Any) -> OperatorFailure:
         failure = fused.explain(exc, size, it)
-        self._count(failure.consumed, [])
+        if self.head_node is not None:
+            self.head_node.items_in += failure.consumed
+            self.head_node.items_out += failure.consumed
         node = self.nodes[failure.step] if failure.step >= 0 else (self.head_node or self.nodes[0])
         exc.add_note(f"sage_streams: raised in operator {node.name!r} on item {_short_repr(failure.item)}")
         return OperatorFailure(node.name, exc, failure.item)
@@ -360,6 +399,11 @@ class Plan:
         """Send what ``node`` produces from now on to ``outlet`` too."""
         chain, point = self.where[node]
         chain.attach(point, outlet)
+
+    def flush_counts(self) -> None:
+        """Bring every node's counters up to date (metrics read them)."""
+        for chain in self.chains:
+            chain.flush_counts()
 
     def channel_statistics(self) -> dict[str, ChannelStatistics]:
         return {sender.name: sender.statistics() for sender in self.channels}

@@ -198,6 +198,8 @@ class LocalEnvironment:
     def metrics(self) -> MetricsSnapshot:
         """A snapshot of every operator and channel of the current or last run."""
         plan = self._plan or self._last_plan
+        if plan is not None:
+            plan.flush_counts()
         elapsed = 0.0 if plan is None else (plan.ended_at or time.perf_counter()) - plan.started_at
         operators = {
             node.name: OperatorMetrics(

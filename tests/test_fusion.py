@@ -174,3 +174,19 @@ def test_explain_finds_the_step_and_item_in_both_shapes() -> None:
         except ValueError as exc:
             failure = chain.explain(exc, 4, iterator)
         assert (failure.step, failure.item, failure.consumed) == (1, 3, 3)
+
+
+async def test_metrics_read_while_running_are_up_to_date() -> None:
+    env = LocalEnvironment()
+    clicks = env.create_stream("clicks")
+    arrived = asyncio.Event()
+    clicks.filter(lambda x: x > 1, name="big").sink(lambda x: arrived.set(), name="note")
+    async with env.running():
+        for value in (1, 2):
+            await clicks.emit(value)
+        await asyncio.wait_for(arrived.wait(), 5)
+        live = env.metrics().operators
+        assert (live["clicks"].items_in, live["big"].items_in, live["big"].items_out) == (2, 2, 1)
+        await clicks.emit(3)
+    final = env.metrics().operators
+    assert (final["big"].items_in, final["note"].items_in) == (3, 2)
