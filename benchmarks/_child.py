@@ -34,14 +34,15 @@ def _run(coroutine_or_value: Any, use_uvloop: bool) -> Any:
 def main(kind: str, name: str, impl: str, n: int) -> dict[str, Any]:
     use_uvloop = impl.endswith("_uvloop")
     if kind == "throughput":
-        from benchmarks.workloads import WORKLOADS
+        from benchmarks.workloads import INPUTS, WORKLOADS
 
         function = WORKLOADS[name][impl]
         # One small run first, for every implementation alike: imports and first-call setup
         # (a lazily imported backend, generated code) are not what a throughput number means.
-        _run(function(min(n, WARMUP_ITEMS)), use_uvloop)
+        _run(function(INPUTS[name](min(n, WARMUP_ITEMS))), use_uvloop)
+        data = INPUTS[name](n)
         started = time.perf_counter()
-        result = _run(function(n), use_uvloop)
+        result = _run(function(data), use_uvloop)
         seconds = time.perf_counter() - started
         out: dict[str, Any] = {"seconds": seconds, "result": result}
     else:

@@ -1,19 +1,23 @@
 """Workloads and their implementations, one function per (workload, implementation).
 
 Every implementation of a workload gets the same input and must return the same result; the
-harness checks that before it reports a number. An implementation is a function of ``n`` (the
-number of items) returning the result; ``async`` ones are run on a fresh event loop.
+harness checks that before it reports a number. ``INPUTS[workload](n)`` makes the input (not
+timed); an implementation is a function of that input returning the result; ``async`` ones run
+on a fresh event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
-from sage_streams import LocalEnvironment
+from sage_streams import ConnectedStreams, LocalEnvironment
 
-Impl = Callable[[int], Any | Awaitable[Any]]
+T = TypeVar("T")
+U = TypeVar("U")
+
+Impl = Callable[[Any], Any | Awaitable[Any]]
 
 
 def double(x: int) -> int:
@@ -36,7 +40,7 @@ def w1_plain_loop(n: int) -> int:
     return total
 
 
-def _gen_map(fn: Callable[[int], int], items: Iterator[int]) -> Iterator[int]:
+def _gen_map(fn: Callable[[T], U], items: Iterator[T]) -> Iterator[U]:
     for item in items:
         yield fn(item)
 
@@ -89,6 +93,82 @@ async def w1_sage_streams(n: int) -> int:
     return sum(await stream.collect())
 
 
+# -- W3: 200,000 activities joined with 1,000 profiles on user_id (profiles first) -------------
+
+PROFILES_COUNT = 1_000
+
+
+def w3_data(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``n`` activity events and the profiles of their users, generated deterministically.
+
+    One user in eleven has no profile, so an inner join drops their events.
+    """
+    profiles = [
+        {"user_id": u, "name": f"user{u}", "tier": ("free", "gold")[u % 2]}
+        for u in range(PROFILES_COUNT)
+        if u % 11 != 10
+    ]
+    activities = [{"user_id": (i * 7919) % PROFILES_COUNT, "action": "view", "seq": i} for i in range(n)]
+    return activities, profiles
+
+
+def user_id(item: dict[str, Any]) -> Any:
+    return item["user_id"]
+
+
+def enrich(pair: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+    activity, profile = pair
+    return {**activity, "name": profile["name"], "tier": profile["tier"]}
+
+
+def _w3_result(enriched: Any) -> tuple[int, int]:
+    """A count and a checksum of the enriched events, equal for every implementation."""
+    count = total = 0
+    for event in enriched:
+        count += 1
+        total += event["seq"] if event["tier"] == "gold" else 0
+    return count, total
+
+
+W3Input = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+
+
+def w3_plain_loop(data: W3Input) -> tuple[int, int]:
+    activities, profiles = data
+    by_user = {profile["user_id"]: profile for profile in profiles}
+    count = total = 0
+    for activity in activities:
+        profile = by_user.get(activity["user_id"])
+        if profile is not None:
+            event = {**activity, "name": profile["name"], "tier": profile["tier"]}
+            count += 1
+            total += event["seq"] if event["tier"] == "gold" else 0
+    return count, total
+
+
+def _gen_lookup(items: Iterator[dict[str, Any]], table: dict[Any, Any]) -> Iterator[Any]:
+    for item in items:
+        match = table.get(user_id(item))
+        if match is not None:
+            yield item, match
+
+
+def w3_generator_chain(data: W3Input) -> tuple[int, int]:
+    """Profiles into a dict first, then activities -> lookup -> enrich, one generator a stage."""
+    activities, profiles = data
+    table = {user_id(profile): profile for profile in profiles}
+    return _w3_result(_gen_map(enrich, _gen_lookup(iter(activities), table)))
+
+
+async def w3_sage_streams(data: W3Input) -> tuple[int, int]:
+    activities, profiles = data
+    env = LocalEnvironment("W3")
+    activity_stream = env.from_collection(activities, name="activities")
+    profile_stream = env.from_collection(profiles, name="profiles")
+    joined = ConnectedStreams([activity_stream, profile_stream]).join("inner", key_func=user_id)
+    return _w3_result(await joined.map(enrich).collect())
+
+
 WORKLOADS: dict[str, dict[str, Impl]] = {
     "W1": {
         "plain_loop": w1_plain_loop,
@@ -97,8 +177,17 @@ WORKLOADS: dict[str, dict[str, Impl]] = {
         "sage_streams": w1_sage_streams,
         "sage_streams_uvloop": w1_sage_streams,
     },
+    "W3": {
+        "plain_loop": w3_plain_loop,
+        "generator_chain": w3_generator_chain,
+        "sage_streams": w3_sage_streams,
+        "sage_streams_uvloop": w3_sage_streams,
+    },
 }
 """Workload -> implementation name -> function. ``*_uvloop`` names run on uvloop."""
 
-SIZES = {"W1": 1_000_000}
+SIZES = {"W1": 1_000_000, "W3": 200_000}
 """Items per workload at full size."""
+
+INPUTS: dict[str, Callable[[int], Any]] = {"W1": lambda n: n, "W3": w3_data}
+"""Workload -> ``n -> input``, made before the clock starts."""

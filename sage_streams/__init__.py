@@ -5,27 +5,36 @@ detail.
 """
 
 from sage_streams.channel import ChannelStatistics
+from sage_streams.connected import ConnectedStreams, JoinedStream, StreamReader, SynchronizedStream
 from sage_streams.environment import LocalEnvironment
 from sage_streams.errors import (
     BackpressureTimeout,
     ErrorThresholdExceeded,
+    NoDataError,
     PipelineError,
     StreamError,
 )
 from sage_streams.functions import get_function, register_function
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
+from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
 
 __all__ = [
     "BackpressureTimeout",
     "ChannelStatistics",
+    "ConnectedStreams",
     "DataStream",
     "ErrorThresholdExceeded",
+    "JoinedStream",
     "LocalEnvironment",
     "MetricsSnapshot",
+    "NoDataError",
     "OperatorMetrics",
     "PipelineError",
     "StreamError",
+    "StreamReader",
+    "StreamState",
+    "SynchronizedStream",
     "get_function",
     "register_function",
 ]

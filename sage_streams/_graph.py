@@ -6,26 +6,86 @@ tasks and channels. A node's counters live here so that metrics survive the run 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from sage_streams.channel import Receiver, Sender, create_channel
 
 if TYPE_CHECKING:
     from sage_streams._typing import Source
 
-__all__ = ["FUSABLE", "Node", "NodeKind"]
+__all__ = ["FUSABLE", "Node", "NodeKind", "Operator"]
 
-NodeKind: TypeAlias = Literal["push", "pull", "map", "filter", "flat_map", "key_by", "sink"]
+NodeKind: TypeAlias = Literal[
+    "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side"
+]
 
 FUSABLE: frozenset[str] = frozenset({"map", "filter", "flat_map", "key_by", "sink"})
 """Stateless single-input kinds, chained into their producer's task when it has no other consumer."""
+
+# An "operator" node runs an Operator made by ``node.operator()`` for each run, reading one
+# channel per input (``node.settings`` may carry that input channel configuration). A "side"
+# node is the side output ``node.port`` of its one input, an operator node.
+
+
+class Operator(Protocol):
+    """The logic of a stateful operator (process, join, synchronize), fed by the runtime.
+
+    The runtime reads the operator's inputs, one channel each, and calls these methods from one
+    task, so the logic needs no locks. Items returned go to the operator's main output; items
+    put in :attr:`side` under a port name go to that side output (``unmatched()``, ...).
+    Errors of one item are raised as :class:`~sage_streams.errors.ItemError`.
+    """
+
+    side: dict[str, list[Any]]
+
+    def wants(self, index: int) -> bool:
+        """Whether input ``index`` should be read now (``False`` holds it back: alignment)."""
+        ...
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        """Items arrived on input ``index``; returns the items to emit."""
+        ...
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        """Input ``index`` has ended."""
+        ...
+
+    async def on_idle(self) -> Sequence[Any]:
+        """No wanted input has a message now: emit what waited for a quiet moment."""
+        ...
+
+    async def on_finish(self) -> Sequence[Any]:
+        """Every input has ended: emit what is left."""
+        ...
+
+    def stalled(self) -> str:
+        """Why the operator cannot go on when it wants none of its open inputs."""
+        ...
+
+    def details(self) -> dict[str, float]:
+        """Operator-specific metrics (join hit rate, buffered items, state size, ...)."""
+        ...
 
 
 class Node:
     """One operator or source of a graph, with its counters."""
 
-    __slots__ = ("fn", "inbox", "inputs", "items_in", "items_out", "key_func", "kind", "name", "source")
+    __slots__ = (
+        "env",
+        "fn",
+        "inbox",
+        "inputs",
+        "items_in",
+        "items_out",
+        "key_func",
+        "kind",
+        "name",
+        "operator",
+        "port",
+        "settings",
+        "source",
+    )
 
     def __init__(
         self,
@@ -43,6 +103,10 @@ class Node:
         self.source = source
         self.inbox: tuple[Sender, Receiver] | None = None
         self.key_func: Callable[..., Any] | None = None
+        self.operator: Callable[[], Operator] | None = None
+        self.port: str | None = None
+        self.settings: Any = None
+        self.env: Any = None
         self.items_in = 0
         self.items_out = 0
 

@@ -30,13 +30,16 @@ from sage_streams._graph import FUSABLE, Node
 from sage_streams.channel import (
     ABORTED,
     END,
+    ChannelConfig,
     ChannelStatistics,
+    Message,
     Receiver,
     Sender,
     create_channel,
 )
 from sage_streams.errors import (
     BrokenChannelError,
+    ItemError,
     OperatorFailure,
     PipelineError,
     StreamError,
@@ -99,7 +102,8 @@ class _Head(Protocol):
     async def next_batch(self) -> Sequence[Any] | None:
         """The next non-empty batch, or ``None`` at the end of the stream."""
 
-    def close(self) -> None: ...
+    def close(self, completed: bool) -> None:
+        """Release the inputs; ``completed`` says whether the stream ended normally."""
 
 
 class _IterableHead:
@@ -127,7 +131,7 @@ class _IterableHead:
             exc.add_note(f"sage_streams: raised while reading source {self.node.name!r}")
             raise OperatorFailure(self.node.name, exc) from exc
 
-    def close(self) -> None:
+    def close(self, completed: bool) -> None:
         self._next = None
 
 
@@ -166,8 +170,112 @@ class _ChannelHead:
                 # incomplete and must not be passed on as a finished stream.
                 await anyio.sleep_forever()
 
-    def close(self) -> None:
+    def close(self, completed: bool) -> None:
         self.receiver.close()
+
+
+class _OperatorHead:
+    """Drives a stateful operator: reads whichever wanted input has a message, feeds it.
+
+    One task waits on all inputs through a doorbell that every input channel rings on a put,
+    so each input keeps its own bound and a fast input is held back by its own full channel.
+    Inputs are visited round-robin so that none starves another.
+    """
+
+    def __init__(self, node: Node, receivers: list[Receiver]) -> None:
+        assert node.operator is not None
+        self.node = node
+        self.receivers = receivers
+        self.operator = node.operator()
+        self.side_outlets: dict[str, list[Outlet]] = {}
+        self._ended = [False] * len(receivers)
+        self._finished = False
+        self._next_input = 0
+        self._doorbell = asyncio.Event()
+        for receiver in receivers:
+            receiver.watch(self._doorbell.set)
+
+    async def next_batch(self) -> Sequence[Any] | None:
+        while not self._finished:
+            output = await self._step()
+            await self._flush_side()
+            if output:
+                self.node.items_out += len(output)
+                return output
+        return None
+
+    async def _step(self) -> Sequence[Any]:
+        """Handle one message, or wait for one; returns what the operator emitted."""
+        ready = self._ready_input()
+        if ready is None:
+            output = await self._call(self.operator.on_idle())
+            if output:
+                return output
+            if all(self._ended):
+                self._finished = True
+                return await self._call(self.operator.on_finish())
+            await self._wait()
+            return ()
+        index, message = ready
+        if type(message) is list:
+            self.node.items_in += len(message)
+            return await self._call(self.operator.on_batch(index, message))
+        if message is END:
+            self._ended[index] = True
+            return await self._call(self.operator.on_end(index))
+        if message is ABORTED:
+            await anyio.sleep_forever()  # the failing producer's task group cancels us
+        return ()
+
+    def _ready_input(self) -> tuple[int, Message] | None:
+        count = len(self.receivers)
+        for offset in range(count):
+            index = (self._next_input + offset) % count
+            if self._ended[index] or not self.operator.wants(index):
+                continue
+            message = self.receivers[index].receive_nowait()
+            if message is not None:
+                self._next_input = index + 1
+                return index, message
+        return None
+
+    async def _wait(self) -> None:
+        """Wait for a message on a wanted input; an operator that wants none of its open
+        inputs can never go on, which is an error rather than a hang."""
+        wanted = [i for i, ended in enumerate(self._ended) if not ended and self.operator.wants(i)]
+        if not wanted:
+            raise OperatorFailure(self.node.name, StreamError(self.operator.stalled()))
+        # Cleared before looking, so a put between the look and the wait still wakes us. The
+        # inputs we do not want may hold messages: they must not keep us from waiting.
+        self._doorbell.clear()
+        if not any(self.receivers[i].has_message() for i in wanted):
+            await self._doorbell.wait()
+
+    async def _call(self, call: Coroutine[Any, Any, Sequence[Any]]) -> Sequence[Any]:
+        try:
+            return await call
+        except ItemError as exc:
+            error = exc.error
+            error.add_note(
+                f"sage_streams: raised in operator {self.node.name!r} on item {_short_repr(exc.item)}"
+            )
+            raise OperatorFailure(self.node.name, error, exc.item) from error
+
+    async def _flush_side(self) -> None:
+        for port, items in self.operator.side.items():
+            if items:
+                batch = list(items)
+                items.clear()
+                for outlet in self.side_outlets.get(port, ()):
+                    await outlet.send(batch)
+
+    def close(self, completed: bool) -> None:
+        for receiver in self.receivers:
+            receiver.watch(None)
+            receiver.close()
+        for outlets in self.side_outlets.values():
+            for outlet in outlets:
+                outlet.close() if completed else outlet.abort()
 
 
 def _is_factory(source: object) -> bool:
@@ -270,7 +378,7 @@ class ChainTask:
         finally:
             self.finished = True
             self.flush_counts()
-            self.head.close()
+            self.head.close(completed)
             for outlets in self.outlets.values():
                 for outlet in outlets:
                     outlet.close() if completed else outlet.abort()
@@ -337,6 +445,7 @@ class Plan:
         self.chains: list[ChainTask] = []
         self.feeders: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self.where: dict[Node, tuple[ChainTask, int]] = {}
+        self.operators: dict[Node, _OperatorHead] = {}
         self.channels: list[Sender] = []
         self.failures: list[OperatorFailure] = []
         self.error: PipelineError | None = None
@@ -362,6 +471,10 @@ class Plan:
                 self._new_chain(node, _ChannelHead(node.inbox[1]), head_node=node)
             elif node.kind == "pull":
                 self._place_source(node)
+            elif node.kind == "operator":
+                self._place_stateful(node)
+            elif node.kind == "side":
+                self._place_side(node)
             else:  # pragma: no cover - a kind added to _graph without a planner
                 raise StreamError(f"no planner for operator kind {node.kind!r}")
 
@@ -390,8 +503,35 @@ class Plan:
         chain.nodes.append(node)
         self.where[node] = (chain, point + 1)
 
-    def _channel(self, name: str) -> tuple[Sender, Receiver]:
-        sender, receiver = create_channel(name, self.capacity, batch_size=self.batch_size)
+    def _place_stateful(self, node: Node) -> None:
+        config: ChannelConfig | None = node.settings
+        receivers = []
+        for index, producer in enumerate(node.inputs):
+            sender, receiver = self._channel(f"{producer.name}->{node.name}[{index}]", config)
+            self.attach(producer, ChannelOutlet(sender))
+            receivers.append(receiver)
+        head = _OperatorHead(node, receivers)
+        self.operators[node] = head
+        chain = self._new_chain(node, head, head_node=None)
+        self.where[node] = (chain, 0)
+
+    def _place_side(self, node: Node) -> None:
+        (producer,) = node.inputs
+        assert node.port is not None
+        sender, receiver = self._channel(f"{producer.name}.{node.port}")
+        self.operators[producer].side_outlets.setdefault(node.port, []).append(ChannelOutlet(sender))
+        self._new_chain(node, _ChannelHead(receiver), head_node=node)
+
+    def _channel(self, name: str, config: ChannelConfig | None = None) -> tuple[Sender, Receiver]:
+        if config is None:
+            config = ChannelConfig(self.capacity)
+        sender, receiver = create_channel(
+            name,
+            config.capacity,
+            strategy=config.strategy,
+            timeout=config.timeout,
+            batch_size=self.batch_size,
+        )
         self.channels.append(sender)
         return sender, receiver
 
@@ -399,6 +539,10 @@ class Plan:
         """Send what ``node`` produces from now on to ``outlet`` too."""
         chain, point = self.where[node]
         chain.attach(point, outlet)
+
+    def operator_details(self) -> dict[str, dict[str, float]]:
+        """Operator-specific metrics of every stateful operator, by operator name."""
+        return {node.name: head.operator.details() for node, head in self.operators.items()}
 
     def flush_counts(self) -> None:
         """Bring every node's counters up to date (metrics read them)."""

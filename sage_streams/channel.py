@@ -36,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
@@ -46,6 +46,7 @@ __all__ = [
     "ABORTED",
     "END",
     "Aborted",
+    "ChannelConfig",
     "ChannelStatistics",
     "Control",
     "EndOfStream",
@@ -122,6 +123,15 @@ class ChannelStatistics:
     receiver_open: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ChannelConfig:
+    """How to build a channel: its bound, its strategy and the ``block`` timeout."""
+
+    capacity: int
+    strategy: Strategy = "block"
+    timeout: float | None = None
+
+
 def validate_strategy(strategy: str) -> Strategy:
     """Return ``strategy`` if it is a known backpressure strategy, else raise ``ValueError``."""
     if strategy not in STRATEGIES:
@@ -146,6 +156,7 @@ class _BatchQueue(asyncio.Queue[Message]):
         self.items = 0
         self.peak = 0
         self.closed = False
+        self.watcher: Callable[[], None] | None = None
         self._tail: list[Any] | None = None
 
     def _put(self, item: Message) -> None:
@@ -154,6 +165,8 @@ class _BatchQueue(asyncio.Queue[Message]):
         self._queue.append(item)
         if type(item) is list:
             self._grow(len(item))
+        if self.watcher is not None:
+            self.watcher()
 
     def _get(self) -> Message:
         message = self._queue.popleft()
@@ -189,6 +202,8 @@ class _BatchQueue(asyncio.Queue[Message]):
             self._queue.append(self._tail)
         self._grow(1)
         self._wakeup_next(self._getters)  # type: ignore[attr-defined]
+        if self.watcher is not None:
+            self.watcher()
 
     def put_unbounded(self, message: Message) -> None:
         """Put without looking at the bound (control messages, ``drop_oldest``)."""
@@ -394,9 +409,26 @@ class Receiver:
             self._ended = message
         return message
 
+    def receive_nowait(self) -> Message | None:
+        """The next message if one is queued, else ``None`` (see :meth:`receive`)."""
+        if self._ended is not None:
+            return self._ended
+        queue = self._state.queue
+        if not queue._queue:
+            return None
+        message = queue.get_nowait()
+        if message is END or message is ABORTED:
+            self._ended = message
+        return message
+
     def has_message(self) -> bool:
         """Whether :meth:`receive` would return without waiting."""
         return self._ended is not None or bool(self._state.queue._queue)
+
+    def watch(self, callback: Callable[[], None] | None) -> None:
+        """Call ``callback`` whenever a message is put, so that one task can wait on many
+        channels (a doorbell, as an ``asyncio.Event``'s ``set``). ``None`` stops it."""
+        self._state.queue.watcher = callback
 
     async def __aiter__(self) -> AsyncIterator[Message]:
         """Iterate the messages, data and control, until :data:`END` (not included)."""

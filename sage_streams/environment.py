@@ -58,6 +58,26 @@ class LocalEnvironment:
         self._names: set[str] = set()
         self._plan: Plan | None = None
         self._last_plan: Plan | None = None
+        self._implicit = False
+
+    @classmethod
+    def _for_unbound_stream(cls) -> LocalEnvironment:
+        """The environment of a ``DataStream(name)``: it joins the graph it is connected to."""
+        env = cls("default")
+        env._implicit = True
+        return env
+
+    def _adopt(self, other: LocalEnvironment) -> None:
+        """Move the graph of an implicit environment into this one (renaming on clashes)."""
+        if other._plan is not None or self._plan is not None:
+            raise StreamError("cannot connect streams while their graph is running")
+        for node in other._nodes:
+            node.name = self._unique(node.name)
+            node.env = self
+            self._names.add(node.name)
+            self._nodes.append(node)
+        other._nodes = []
+        other._names = set()
 
     def __repr__(self) -> str:
         return f"<LocalEnvironment {self.name!r}: {len(self._nodes)} nodes>"
@@ -102,14 +122,19 @@ class LocalEnvironment:
         """Add a node under a name unique in this graph (``name``, else ``name#2``, ...)."""
         if self._plan is not None:
             raise StreamError(f"cannot add {name!r} to environment {self.name!r} while its graph is running")
+        unique = self._unique(name)
+        node = Node(kind, unique, inputs, fn=fn, source=source)
+        node.env = self
+        self._names.add(unique)
+        self._nodes.append(node)
+        return node
+
+    def _unique(self, name: str) -> str:
         unique, n = name, 1
         while unique in self._names:
             n += 1
             unique = f"{name}#{n}"
-        node = Node(kind, unique, inputs, fn=fn, source=source)
-        self._names.add(unique)
-        self._nodes.append(node)
-        return node
+        return unique
 
     # -- running ----------------------------------------------------------------------------
 
@@ -201,6 +226,7 @@ class LocalEnvironment:
         if plan is not None:
             plan.flush_counts()
         elapsed = 0.0 if plan is None else (plan.ended_at or time.perf_counter()) - plan.started_at
+        details = plan.operator_details() if plan is not None else {}
         operators = {
             node.name: OperatorMetrics(
                 name=node.name,
@@ -208,6 +234,7 @@ class LocalEnvironment:
                 items_in=node.items_in,
                 items_out=node.items_out,
                 rate=node.items_in / elapsed if elapsed > 0 else 0.0,
+                details=details.get(node.name, {}),
             )
             for node in self._nodes
         }

@@ -6,6 +6,7 @@ The tree, from the most general::
     └── StreamError                   misuse of the API or a broken stream
         ├── BrokenChannelError        a channel's receiving end is gone
         ├── BackpressureTimeout       a blocked producer waited longer than its timeout
+        ├── NoDataError               reader.read() with nothing to read (also an IndexError)
         └── PipelineError             a running graph stopped; ``__cause__`` is the first error
             └── ErrorThresholdExceeded  too many errors inside the configured time window
 
@@ -22,6 +23,8 @@ __all__ = [
     "BackpressureTimeout",
     "BrokenChannelError",
     "ErrorThresholdExceeded",
+    "ItemError",
+    "NoDataError",
     "OperatorFailure",
     "PipelineError",
     "StreamError",
@@ -34,6 +37,10 @@ class StreamError(Exception):
 
 class BrokenChannelError(StreamError):
     """Raised to a sender whose channel's receiving end has been closed."""
+
+
+class NoDataError(StreamError, IndexError):
+    """``reader.read()`` found nothing to read; check ``reader.has_data()`` first."""
 
 
 class BackpressureTimeout(StreamError):
@@ -65,6 +72,21 @@ class PipelineError(StreamError):
 
 class ErrorThresholdExceeded(PipelineError):
     """More errors than allowed happened inside the configured time window."""
+
+
+class ItemError(Exception):
+    """Internal: an error of one item, raised by pure operator logic (keys, timestamps, ...).
+
+    ``index`` is the item's position in the batch being processed when known, so that the
+    runtime can tell what was done before it. The runtime turns it into an
+    :class:`OperatorFailure` naming the operator; users see ``error`` chained, not this.
+    """
+
+    def __init__(self, item: object, error: BaseException, index: int | None = None) -> None:
+        super().__init__(item, error, index)
+        self.item = item
+        self.error = error
+        self.index = index
 
 
 class OperatorFailure(Exception):

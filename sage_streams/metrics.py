@@ -23,6 +23,8 @@ class OperatorMetrics:
         items_in: items it received (for a source: items it read or was given).
         items_out: items it passed downstream (a sink passes none on).
         rate: ``items_in`` per second of the current or last run (0.0 before any run).
+        details: operator-specific numbers: for a join ``matches``, ``hit_rate``,
+            ``buffered_left``...; for an operator with shared state ``state_bytes``.
     """
 
     name: str
@@ -30,6 +32,7 @@ class OperatorMetrics:
     items_in: int
     items_out: int
     rate: float
+    details: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

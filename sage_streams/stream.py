@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable
-from typing import TYPE_CHECKING, Any, Generic
+from typing import TYPE_CHECKING, Any, Generic, Self
 
 from sage_streams._graph import Node, NodeKind
 from sage_streams._runtime import ChannelOutlet, ListOutlet, Plan
@@ -34,6 +34,7 @@ from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
 from sage_streams.functions import resolve_function
 
 if TYPE_CHECKING:
+    from sage_streams.connected import ConnectedStreams
     from sage_streams.environment import LocalEnvironment
 
 __all__ = ["DataStream"]
@@ -44,25 +45,29 @@ class DataStream(Generic[T]):
 
     ``DataStream(name)`` creates a push stream that is not yet bound to an environment: it runs
     in an environment of its own (named ``"default"``) unless it is connected to a stream of
-    another environment, whose graph it then joins.
+    another environment, whose graph it then joins (its name gets a ``#2`` suffix if taken).
     """
 
-    _env: LocalEnvironment
     _node: Node
 
     def __init__(self, name: str) -> None:
         from sage_streams.environment import LocalEnvironment
 
-        env = LocalEnvironment("default")
+        env = LocalEnvironment._for_unbound_stream()
         node = env.add_node("push", name)
         node.open_inbox(env.buffer_size, env.batch_size)
-        self._env, self._node = env, node
+        self._node = node
 
     @classmethod
-    def _of(cls, env: LocalEnvironment, node: Node) -> DataStream[Any]:
-        stream: DataStream[Any] = cls.__new__(cls)
-        stream._env, stream._node = env, node
+    def _of(cls, env: LocalEnvironment, node: Node) -> Self:
+        stream = cls.__new__(cls)
+        stream._node = node
         return stream
+
+    @property
+    def _env(self) -> LocalEnvironment:
+        env: LocalEnvironment = self._node.env
+        return env
 
     def __repr__(self) -> str:
         return f"<DataStream {self.name!r} ({self._node.kind})>"
@@ -112,6 +117,12 @@ class DataStream(Generic[T]):
     def key_func(self) -> Any:
         """The key function of a stream made by ``key_by``, else ``None``."""
         return self._node.key_func
+
+    def connect(self, *others: DataStream[Any], state: Any = None) -> ConnectedStreams:
+        """This stream and ``others`` as one :class:`~sage_streams.ConnectedStreams`."""
+        from sage_streams.connected import ConnectedStreams
+
+        return ConnectedStreams([self, *others], state=state)
 
     def sink(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
         """Call ``fn(item)`` for every item, for its effect.

@@ -219,3 +219,25 @@ async def test_statistics_is_a_frozen_record() -> None:
 def test_invalid_arguments_are_refused_with_a_reason(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         create_channel("c", **kwargs)  # type: ignore[arg-type]
+
+
+async def test_receive_nowait_and_a_watcher_let_one_task_wait_on_many_channels() -> None:
+    bell = asyncio.Event()
+    first_sender, first = create_channel("a", capacity=10)
+    second_sender, second = create_channel("b", capacity=10)
+    first.watch(bell.set)
+    second.watch(bell.set)
+    assert first.receive_nowait() is None
+    await second_sender.send([1])
+    assert bell.is_set()
+    bell.clear()
+    await first_sender.send_item("x")
+    assert bell.is_set()
+    bell.clear()
+    second_sender.close()
+    assert bell.is_set()  # control messages ring too
+    assert (first.receive_nowait(), second.receive_nowait(), second.receive_nowait()) == (["x"], [1], END)
+    assert second.receive_nowait() is END
+    first.watch(None)
+    await first_sender.send([2])
+    assert first.has_message()

@@ -11,6 +11,40 @@ import pytest
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 EXPECTED = {
+    "simple_merge.py": """\
+   0s data1: t1 21.5 C
+   0s data2: t7 9.0 C
+  60s data1: t1 21.9 C
+  60s data2: t7 8.4 C
+ 120s data2: t7 8.1 C
+merged 5 readings from 2 + 3
+""",
+    "stream_join.py": """\
+Ana (gold, Lisbon) view /shoes
+Ana (gold, Lisbon) buy /shoes/42
+Bo (free, Oslo) view /hats
+outer: (None, 'y')
+outer: ('a', None)
+outer: ('b', 'x')
+""",
+    "stream_state.py": """\
+counter = 3, statistics.count = 3
+order 1 via web: 30.00
+order 2 via web: 12.50
+order 3 via app: 99.00
+keys: counter, events, last_timestamp, statistics
+""",
+    "complex_event_processing.py": """\
+ana: login at 100, purchase 59.90 at 103
+chen: login at 105, purchase 12.00 at 110
+bo: login at 140, purchase 230.00 at 150
+""",
+    "functions_integration.py": """\
+stream1:temperature=21
+stream1:temperature=22
+stream2:humidity=40
+ran in environment 'default'
+""",
     "quickstart.py": """\
 review order 102: 110.40 EUR from bo
 review order 104: 260.00 EUR from chen

@@ -1,0 +1,485 @@
+"""ConnectedStreams: operators over two or more streams (process, join, synchronize).
+
+A connected operator reads one channel per input stream, so each input keeps its own bound; the
+runtime feeds the operator whichever wanted input has data (see ``_runtime._OperatorHead``).
+Every operator made from one ``ConnectedStreams`` is handed the same :class:`StreamState`.
+
+Example::
+
+    connected = ConnectedStreams([clicks, views])
+
+    def merge(streams, state):
+        return [dict(item, source=reader.name) for reader in streams for item in reader]
+
+    merged = connected.process(merge)
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sage_streams._graph import Node, Operator
+from sage_streams._typing import UserFunction
+from sage_streams.channel import ChannelConfig, validate_strategy
+from sage_streams.errors import NoDataError, StreamError
+from sage_streams.functions import resolve_function
+from sage_streams.joins import JoinState, join_config
+from sage_streams.state import StreamState
+from sage_streams.stream import DataStream
+from sage_streams.sync import make_synchronizer
+
+if TYPE_CHECKING:
+    from sage_streams.environment import LocalEnvironment
+
+__all__ = ["ConnectedStreams", "JoinedStream", "StreamReader", "SynchronizedStream"]
+
+
+class StreamReader:
+    """What a process function sees of one input: the items that arrived and are not read yet.
+
+    Items not read stay for the next call. Iterating a reader drains what is available.
+    """
+
+    __slots__ = ("_items", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._items: deque[Any] = deque()
+
+    def __repr__(self) -> str:
+        return f"<StreamReader {self.name!r}: {len(self._items)} unread>"
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def has_data(self) -> bool:
+        """Whether an item is available."""
+        return bool(self._items)
+
+    def read(self) -> Any:
+        """The next item.
+
+        Raises:
+            NoDataError: none is available (an ``IndexError`` too); check ``has_data()`` first.
+        """
+        if not self._items:
+            raise NoDataError(f"stream {self.name!r} has no data to read; check has_data() first")
+        return self._items.popleft()
+
+    def read_all(self) -> list[Any]:
+        """Every available item, in order."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def __iter__(self) -> Iterator[Any]:
+        while self._items:
+            yield self._items.popleft()
+
+    def _extend(self, items: Sequence[Any]) -> None:
+        self._items.extend(items)
+
+
+async def emitted(result: Any) -> Sequence[Any]:
+    """Apply the return conventions: awaited if awaitable; a list, tuple, generator or async
+    generator emits each element; ``None`` nothing; any other value is one item."""
+    if inspect.isawaitable(result):
+        result = await result
+    if result is None:
+        return ()
+    if isinstance(result, list | tuple):
+        return result
+    if isinstance(result, types.GeneratorType):
+        return list(result)
+    if isinstance(result, types.AsyncGeneratorType):
+        return [item async for item in result]
+    return (result,)
+
+
+class _ProcessOperator:
+    """``fn(readers, state, **kwargs)`` called whenever items have arrived on any input.
+
+    Everything that is ready on every input is read first, then the function is called once:
+    it sees all streams, as the seed's complex-event example expects.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], names: list[str], state: StreamState, kwargs: dict[str, Any], limit: int
+    ) -> None:
+        self.fn = fn
+        self.readers = [StreamReader(name) for name in names]
+        self.state = state
+        self.kwargs = kwargs
+        self.limit = limit
+        self.side: dict[str, list[Any]] = {}
+        self._arrived = False
+
+    def wants(self, index: int) -> bool:
+        return len(self.readers[index]) < self.limit
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        self.readers[index]._extend(batch)
+        self._arrived = True
+        return ()
+
+    async def on_idle(self) -> Sequence[Any]:
+        if not self._arrived:
+            return ()
+        self._arrived = False
+        return await emitted(self.fn(self.readers, self.state, **self.kwargs))
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        if not any(self.readers):
+            return ()
+        # One last call with what is left: no new items will come to trigger one.
+        output = await emitted(self.fn(self.readers, self.state, **self.kwargs))
+        unread = {reader.name: len(reader) for reader in self.readers if reader}
+        if unread:
+            left = ", ".join(f"{count} of {name!r}" for name, count in unread.items())
+            raise StreamError(f"the process function left items unread at the end of input: {left}")
+        return output
+
+    def stalled(self) -> str:
+        return (
+            f"the process function leaves {self.limit} or more items unread on every open input, "
+            "so no input can be read: read them, or raise the environment's buffer_size"
+        )
+
+    def details(self) -> dict[str, float]:
+        unread = {f"unread[{reader.name}]": float(len(reader)) for reader in self.readers}
+        return {**unread, "state_bytes": float(self.state.size_bytes())}
+
+
+class _BatchProcessOperator:
+    """``fn(batch, state, **kwargs)`` on each batch of a joined or synchronized stream."""
+
+    def __init__(self, fn: Callable[..., Any], state: StreamState, kwargs: dict[str, Any]) -> None:
+        self.fn = fn
+        self.state = state
+        self.kwargs = kwargs
+        self.side: dict[str, list[Any]] = {}
+
+    def wants(self, index: int) -> bool:
+        return True
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        return await emitted(self.fn(list(batch), self.state, **self.kwargs))
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return ()
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return ()
+
+    def stalled(self) -> str:  # pragma: no cover - wants() is always true
+        return "never stalls"
+
+    def details(self) -> dict[str, float]:
+        return {"state_bytes": float(self.state.size_bytes())}
+
+
+class _JoinOperator:
+    """Feeds a :class:`~sage_streams.joins.JoinState` from the two inputs."""
+
+    def __init__(self, join: JoinState) -> None:
+        self.join = join
+        self.side: dict[str, list[Any]] = {}
+
+    def wants(self, index: int) -> bool:
+        return True
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        return self.join.push(index, batch)
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return self.join.end(index)
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return self.join.finish()
+
+    def stalled(self) -> str:  # pragma: no cover - wants() is always true
+        return "never stalls"
+
+    def details(self) -> dict[str, float]:
+        stats = self.join.stats()
+        return {
+            "probes": float(stats.probes),
+            "matches": float(stats.matches),
+            "misses": float(stats.probes - stats.hits),
+            "hit_rate": stats.hit_rate,
+            "buffered_left": float(stats.buffered_left),
+            "buffered_right": float(stats.buffered_right),
+        }
+
+
+class _SyncOperator:
+    """Feeds a synchronizer; items that can no longer match go to the ``unmatched`` side."""
+
+    def __init__(self, synchronizer: Any) -> None:
+        self.sync = synchronizer
+        self.side: dict[str, list[Any]] = {"unmatched": []}
+        self.emitted_tuples = 0
+
+    def wants(self, index: int) -> bool:
+        return bool(self.sync.wants(index))
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        return self._take(self.sync.push(index, batch))
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return self._take(self.sync.end(index))
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return self._take(self.sync.finish())
+
+    def _take(self, output: Any) -> Sequence[Any]:
+        self.side["unmatched"].extend(output.unmatched)
+        self.emitted_tuples += len(output.tuples)
+        return list(output.tuples)
+
+    def stalled(self) -> str:
+        return "synchronization holds back every open input (each has a full buffer or waits at a marker)"
+
+    def details(self) -> dict[str, float]:
+        return {"tuples": float(self.emitted_tuples)}
+
+
+class ConnectedStreams:
+    """Two or more streams processed together.
+
+    Args:
+        streams: the input streams, in the order the operators see them.
+        state: the :class:`StreamState` handed to every operator made from these streams (a new
+            one if not given).
+
+    Streams of different environments are connected into one graph when at most one of them was
+    made by a ``LocalEnvironment`` you created: streams made by ``DataStream(name)`` join it.
+    """
+
+    def __init__(self, streams: Sequence[DataStream[Any]], *, state: StreamState | None = None) -> None:
+        streams = list(streams)
+        if len(streams) < 2 or not all(isinstance(s, DataStream) for s in streams):
+            raise TypeError(f"ConnectedStreams takes a list of two or more DataStreams, got {streams!r}")
+        if state is not None and not isinstance(state, StreamState):
+            raise TypeError(f"state must be a StreamState, got {type(state).__name__}")
+        _connect_environments(streams)
+        self.streams = streams
+        self.state = state if state is not None else StreamState()
+        self._channel_config: ChannelConfig | None = None
+        self._nodes: list[Node] = []
+
+    def __repr__(self) -> str:
+        return f"<ConnectedStreams {[s.name for s in self.streams]}>"
+
+    @property
+    def env(self) -> LocalEnvironment:
+        """The environment whose graph these streams belong to."""
+        return self.streams[0].env
+
+    def _operator(self, label: str, name: str | None, factory: Callable[[], Operator]) -> Node:
+        node = self.env.add_node("operator", name or label, tuple(s._node for s in self.streams))
+        node.operator = factory
+        node.settings = self._channel_config
+        self._nodes.append(node)
+        return node
+
+    def process(
+        self, processor_func: UserFunction, *, name: str | None = None, **kwargs: Any
+    ) -> DataStream[Any]:
+        """A stream of what ``processor_func(streams, state, **kwargs)`` returns.
+
+        The function is called whenever items arrive on any input, with one
+        :class:`StreamReader` per input (in the order given) and the shared state; it may be
+        ``async``. A list, tuple or generator it returns emits each element, ``None`` nothing,
+        anything else one item. Items it does not read stay for the next call; at the end of
+        input it is called once more if items are left, and items still unread then are an
+        error (nothing is dropped silently). An input with ``buffer_size`` unread items is not
+        read until the function reads some (backpressure).
+        """
+        fn = resolve_function(processor_func, "process function")
+        names = [s.name for s in self.streams]
+        limit = self.env.buffer_size
+        state = self.state
+        label = f"process({getattr(fn, '__name__', 'fn')})"
+        node = self._operator(label, name, lambda: _ProcessOperator(fn, names, state, kwargs, limit))
+        return DataStream._of(self.env, node)
+
+    def join(
+        self,
+        join_type: str = "inner",
+        key_func: Any = None,
+        condition: UserFunction | None = None,
+        *,
+        within: float | None = None,
+        timestamp: str | Callable[[Any], Any] = "timestamp",
+        name: str | None = None,
+    ) -> JoinedStream:
+        """A streaming join of the two streams: a stream of ``(left, right)`` pairs.
+
+        ``key_func`` is one function for both sides or a pair ``(left_key, right_key)``;
+        ``condition(left, right)`` is a theta condition, alone or with keys; ``within`` makes it
+        an event-time interval join. ``join_type`` is ``"inner"``, ``"left"``, ``"right"`` or
+        ``"outer"``; a missing side is ``None``. See ``sage_streams.joins`` for the semantics.
+        """
+        if len(self.streams) != 2:
+            raise StreamError(f"a join takes exactly two streams, these are {len(self.streams)}")
+        keys = _resolve_keys(key_func)
+        test = resolve_function(condition, "join condition") if condition is not None else None
+        config = join_config(join_type, keys, test, within=within, timestamp=timestamp)  # type: ignore[arg-type]
+        node = self._operator(f"join({join_type})", name, lambda: _JoinOperator(JoinState(config)))
+        joined = JoinedStream._of(self.env, node)
+        joined._state = self.state
+        return joined
+
+    def synchronize(
+        self,
+        sync_type: str = "timestamp",
+        tolerance: float = 1.0,
+        *,
+        timestamp: str | Callable[[Any], Any] = "timestamp",
+        sync_event: Any = None,
+        name: str | None = None,
+    ) -> SynchronizedStream:
+        """A stream of tuples with one entry per input, aligned by timestamp or by markers.
+
+        ``"timestamp"``: one item per input, within ``tolerance`` of each other, each item used
+        once; items that can no longer match go to ``.unmatched()``. ``"event"``: each input is
+        held at its ``sync_event`` marker until every input has reached one, then one tuple of
+        per-input lists (markers not included) is emitted. See ``sage_streams.sync``.
+        """
+        count = len(self.streams)
+        limit = self.env.buffer_size
+
+        def factory() -> Operator:
+            return _SyncOperator(
+                make_synchronizer(
+                    count,
+                    sync_type,
+                    tolerance,
+                    timestamp=timestamp,
+                    sync_event=sync_event,
+                    max_buffered=limit,
+                )
+            )
+
+        factory()  # validates the arguments now, not at run time
+        node = self._operator(f"synchronize({sync_type})", name, factory)
+        synced = SynchronizedStream._of(self.env, node)
+        synced._state = self.state
+        return synced
+
+    def window(
+        self, window_type: str, size: float | None = None, slide: float | None = None, **options: Any
+    ) -> Any:
+        """Event-time and processing-time windows across the streams (not in this release)."""
+        raise NotImplementedError("ConnectedStreams.window arrives with the windows release (see the README)")
+
+    def on_error(self, handler: Callable[..., Any]) -> ConnectedStreams:
+        """Error policies for this operator graph (not in this release)."""
+        raise NotImplementedError(
+            "on_error arrives with the error-policy release; until then every error stops the graph "
+            "with a PipelineError (see the README)"
+        )
+
+    def set_error_threshold(self, max_errors: int, time_window: float) -> ConnectedStreams:
+        """Stop the graph after too many errors (not in this release)."""
+        raise NotImplementedError(
+            "set_error_threshold arrives with the error-policy release (see the README)"
+        )
+
+    def configure_backpressure(
+        self, strategy: str = "block", buffer_size: int = 1000, timeout: float | None = None
+    ) -> ConnectedStreams:
+        """Bound every input channel of this connected operator at ``buffer_size`` items.
+
+        ``"block"`` makes a producer wait when its channel is full (after ``timeout`` seconds it
+        fails with ``BackpressureTimeout``); ``"drop"`` drops the new items and ``"drop_oldest"``
+        the oldest ones, counted in the metrics. Applies to the operators made from these
+        streams, before or after this call.
+        """
+        if strategy == "buffer":
+            raise NotImplementedError(
+                'the "buffer" strategy (spill to disk) arrives with the backpressure release'
+            )
+        if not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        self._channel_config = ChannelConfig(buffer_size, validate_strategy(strategy), timeout)
+        for node in self._nodes:
+            node.settings = self._channel_config
+        return self
+
+
+class _BatchStream(DataStream[Any]):
+    """A stream whose ``process(fn)`` receives whole batches (lists) and the shared state."""
+
+    _state: StreamState
+
+    def process(self, fn: UserFunction, *, name: str | None = None, **kwargs: Any) -> DataStream[Any]:
+        """A stream of what ``fn(batch, state, **kwargs)`` returns, per batch of this stream."""
+        function = resolve_function(fn, "process function")
+        state = self._state
+        label = f"process({getattr(function, '__name__', 'fn')})"
+        node = self.env.add_node("operator", name or label, (self._node,))
+        node.operator = lambda: _BatchProcessOperator(function, state, kwargs)
+        return DataStream._of(self.env, node)
+
+
+class JoinedStream(_BatchStream):
+    """The ``(left, right)`` pairs of a join; ``process(fn)`` receives lists of pairs."""
+
+
+class SynchronizedStream(_BatchStream):
+    """The tuples of a synchronization; ``unmatched()`` is the stream of items left over."""
+
+    def unmatched(self) -> DataStream[Any]:
+        """Items that can no longer be part of a tuple (``"timestamp"`` synchronization)."""
+        for node in self.env._nodes:
+            if node.kind == "side" and node.inputs == (self._node,) and node.port == "unmatched":
+                return DataStream._of(self.env, node)
+        node = self.env.add_node("side", f"{self.name}.unmatched", (self._node,))
+        node.port = "unmatched"
+        return DataStream._of(self.env, node)
+
+
+def _resolve_keys(key_func: Any) -> Any:
+    if key_func is None:
+        return None
+    if isinstance(key_func, tuple | list):
+        if len(key_func) != 2:
+            raise TypeError(f"key_func pair must be (left_key, right_key), got {len(key_func)} functions")
+        return tuple(resolve_function(fn, "join key function") for fn in key_func)
+    return resolve_function(key_func, "join key function")
+
+
+def _connect_environments(streams: Sequence[DataStream[Any]]) -> None:
+    """Put every stream into one environment, or say why they cannot be."""
+    environments: list[LocalEnvironment] = []
+    for stream in streams:
+        if stream.env not in environments:
+            environments.append(stream.env)
+    chosen = [env for env in environments if not env._implicit]
+    if len(chosen) > 1:
+        names = ", ".join(repr(env.name) for env in chosen)
+        raise StreamError(f"cannot connect streams of different environments ({names}): build them in one")
+    target = chosen[0] if chosen else environments[0]
+    for env in environments:
+        if env is not target:
+            target._adopt(env)

@@ -1,0 +1,488 @@
+"""Streaming joins of two inputs: the pure, synchronous state behind ``ConnectedStreams.join``.
+
+A :class:`JoinState` is a symmetric hash join. The runtime feeds it the batches of the left
+(side 0) and right (side 1) inputs with :meth:`~JoinState.push`, tells it when an input ends with
+:meth:`~JoinState.end` and when both have ended with :meth:`~JoinState.finish`. Every call
+returns the ``(left, right)`` pairs it produced; a missing side is ``None``.
+
+Each arriving item meets everything already buffered on the other side, then is buffered on its
+own side. With keys it meets only the items of equal key; with a condition,
+``condition(left, right)`` must also be true (always called in that order, whichever side
+arrived); with ``within``, the two timestamps may differ by at most ``within`` seconds. Pairs
+come in the order the buffered partners arrived. So for finite inputs the inner pairs are those
+of a nested-loop join, however the two inputs interleave and however they are batched.
+
+A buffered item leaves when it can match nothing new: when the other input ends, or, with
+``within``, once the other side's watermark (the largest timestamp seen there) has passed it by
+more than ``within``. That is exact when each input is in timestamp order; a later item that is
+more than ``within`` behind the other side's watermark is too late and matches only what is
+still buffered. An item leaving unmatched is emitted with ``None`` for a ``"left"``,
+``"right"`` or ``"outer"`` join of its side, at that moment.
+
+Example::
+
+    join = JoinState(join_config("left", key_func=lambda item: item["user"]))
+    join.push(1, [{"user": 1, "name": "ann"}])                # []: nothing on the left yet
+    join.push(0, [{"user": 1, "page": "/"}, {"user": 2, "page": "/a"}])
+    # [({"user": 1, "page": "/"}, {"user": 1, "name": "ann"})]
+    join.finish()                                             # [({"user": 2, "page": "/a"}, None)]
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, TypeAlias, get_args
+
+from sage_streams.errors import ItemError, StreamError
+from sage_streams.time import TimestampReader, TimestampSpec, timestamp_reader
+
+__all__ = [
+    "JoinConfig",
+    "JoinItemError",
+    "JoinState",
+    "JoinStats",
+    "JoinType",
+    "join_config",
+]
+
+JoinType: TypeAlias = Literal["inner", "left", "right", "outer"]
+"""Which unmatched items a join keeps: none, the left ones, the right ones, or both."""
+
+JOIN_TYPES: Final[tuple[str, ...]] = get_args(JoinType)
+
+Pair: TypeAlias = tuple[Any, Any]
+
+_ALL: Final = object()
+"""The one bucket of a join without keys: every buffered item is a candidate."""
+
+
+@dataclass(frozen=True)
+class JoinConfig:
+    """What a join matches on, validated when it is made.
+
+    Keys come as a pair, one function per side (give the same one twice for both); a join needs
+    keys, a condition, or both. ``within`` is in seconds of event time, read from each item with
+    ``timestamp`` (a field name or a function, as for windows) only when ``within`` is set.
+
+    Example::
+
+        JoinConfig("outer", condition=lambda left, right: left["t"] == right["t"])
+    """
+
+    join_type: JoinType = "inner"
+    left_key: Callable[[Any], Hashable] | None = None
+    right_key: Callable[[Any], Hashable] | None = None
+    condition: Callable[[Any, Any], bool] | None = None
+    within: float | None = None
+    timestamp: TimestampSpec = "timestamp"
+
+    def __post_init__(self) -> None:
+        if self.join_type not in JOIN_TYPES:
+            valid = ", ".join(repr(t) for t in JOIN_TYPES)
+            raise ValueError(f"unknown join_type {self.join_type!r}; expected one of {valid}")
+        for name in ("left_key", "right_key", "condition"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be a function, got {value!r}")
+        if (self.left_key is None) != (self.right_key is None):
+            raise ValueError("left_key and right_key come as a pair: give both or neither")
+        if self.left_key is None and self.condition is None:
+            raise ValueError("a join needs a key function, a condition, or both")
+        _check_within(self.within)
+        if not isinstance(self.timestamp, str) and not callable(self.timestamp):
+            raise TypeError(f"timestamp must be a field name or a function, got {self.timestamp!r}")
+
+
+def _check_within(within: object) -> None:
+    if within is None:
+        return
+    if isinstance(within, bool) or not isinstance(within, int | float):
+        raise TypeError(f"within must be a number of seconds or None, got {within!r}")
+    if not math.isfinite(within) or within < 0:
+        raise ValueError(f"within must be finite and >= 0, got {within!r}")
+
+
+def join_config(
+    join_type: JoinType = "inner",
+    key_func: Any = None,
+    condition: Callable[[Any, Any], bool] | None = None,
+    *,
+    within: float | None = None,
+    timestamp: TimestampSpec = "timestamp",
+) -> JoinConfig:
+    """A :class:`JoinConfig` from the arguments of ``ConnectedStreams.join``.
+
+    ``key_func`` is one function used for both sides, or a pair ``(left_key, right_key)`` as a
+    tuple or list; ``None`` means no keys (then ``condition`` is required).
+
+    Raises:
+        TypeError: a ``key_func`` that is neither a function nor a pair of functions, or another
+            argument of the wrong type.
+        ValueError: an unknown ``join_type``, a bad ``within``, neither keys nor condition.
+
+    Example::
+
+        join_config("inner", (lambda a: a["user_id"], lambda p: p["id"]), within=60.0)
+    """
+    left_key: Callable[[Any], Hashable] | None
+    if key_func is None:
+        left_key = right_key = None
+    elif callable(key_func):
+        left_key = right_key = key_func
+    elif isinstance(key_func, tuple | list) and len(key_func) == 2:
+        left_key, right_key = key_func
+        if not (callable(left_key) and callable(right_key)):
+            raise TypeError(f"key_func pair must hold two functions (left_key, right_key), got {key_func!r}")
+    else:
+        raise TypeError(
+            f"key_func must be a function or a pair of functions (left_key, right_key), got {key_func!r}"
+        )
+    return JoinConfig(join_type, left_key, right_key, condition, within, timestamp)
+
+
+class JoinItemError(ItemError):
+    """A bad item in a pushed batch; ``pairs`` is what the items before it produced.
+
+    The items before ``index`` have been fully processed, and the failing item has left no trace
+    (not buffered, no partner marked as matched), so the caller takes ``pairs`` and may go on with
+    ``items[index + 1:]``: nothing is lost or produced twice.
+    """
+
+    def __init__(self, item: object, error: BaseException, index: int, pairs: list[Pair]) -> None:
+        super().__init__(item, error, index)
+        self.pairs = pairs
+
+
+@dataclass(frozen=True, slots=True)
+class JoinStats:
+    """A snapshot of a join, as read by the metrics.
+
+    Attributes:
+        probes: arrivals that looked for partners (every item pushed and accepted).
+        hits: arrivals that found at least one partner.
+        matches: pairs emitted with both sides.
+        unmatched_emitted: pairs emitted with ``None`` on one side.
+        buffered_left: left items buffered now.
+        buffered_right: right items buffered now.
+    """
+
+    probes: int
+    hits: int
+    matches: int
+    unmatched_emitted: int
+    buffered_left: int
+    buffered_right: int
+
+    @property
+    def hit_rate(self) -> float:
+        """``hits / probes``, or ``0.0`` before the first probe."""
+        return self.hits / self.probes if self.probes else 0.0
+
+
+class _Entry:
+    """A buffered item of the general path, with what eviction and outer joins need."""
+
+    __slots__ = ("item", "key", "matched", "seq", "ts")
+
+    def __init__(self, item: Any, key: Hashable, ts: float, seq: int, matched: bool) -> None:
+        self.item = item
+        self.key = key
+        self.ts = ts
+        self.seq = seq
+        self.matched = matched
+
+
+class JoinState:
+    """A streaming symmetric hash join of two inputs (side 0 = left, side 1 = right).
+
+    One instance per run, driven from one task. ``push`` processes the items in order and returns
+    their pairs, interleaved with the unmatched items that leave meanwhile: for each item, its
+    pairs, then the other side's items its watermark expired (earliest timestamp first), then the
+    item itself if it arrived too late to be kept. ``end(side)`` evicts the other side's buffer
+    (arrival order), since nothing new can match it; the ended side's buffer stays, for the items
+    still to come on the other side, which from then on are not buffered. ``finish()`` ends both
+    and emits what remains unmatched: left first, then right, each in arrival order.
+
+    A keyed inner join without condition or ``within`` runs a dedicated tight loop.
+
+    Example::
+
+        join = JoinState(join_config("inner", key_func=len))
+        join.push(0, ["ab", "c"])            # []
+        join.push(1, ["xy", "zz", "q"])      # [("ab", "xy"), ("ab", "zz"), ("c", "q")]
+    """
+
+    def __init__(self, config: JoinConfig) -> None:
+        self.config = config
+        self._keys = (config.left_key, config.right_key)
+        self._condition = config.condition
+        self._within = config.within
+        self._keep_unmatched = (
+            config.join_type in ("left", "outer"),
+            config.join_type in ("right", "outer"),
+        )
+        self._fast = config.join_type == "inner" and config.condition is None and config.within is None
+        # The fast path buffers bare items per key; the general one entries per key, by arrival.
+        self._items: tuple[dict[Hashable, list[Any]], dict[Hashable, list[Any]]] = ({}, {})
+        self._entries: tuple[dict[Hashable, dict[int, _Entry]], dict[Hashable, dict[int, _Entry]]] = ({}, {})
+        self._heaps: tuple[list[tuple[float, int, _Entry]], list[tuple[float, int, _Entry]]] = ([], [])
+        self._readers: tuple[TimestampReader, TimestampReader] | None = None
+        if config.within is not None:
+            self._readers = (timestamp_reader(config.timestamp), timestamp_reader(config.timestamp))
+        self._watermarks = [-math.inf, -math.inf]
+        self._ended = [False, False]
+        self._buffered = [0, 0]
+        self._seq = 0
+        self._probes = self._hits = self._matches = self._unmatched = 0
+
+    # -- the three calls of the runtime ---------------------------------------------------------
+
+    def push(self, side: int, items: Sequence[Any]) -> list[Pair]:
+        """Join ``items``, arrived in this order on ``side``, and return what they produced.
+
+        Raises:
+            JoinItemError: an item whose key, timestamp or condition failed; see its docstring.
+            StreamError: ``side`` has ended.
+            IndexError: ``side`` is not 0 or 1.
+        """
+        self._check_open(side)
+        if self._fast:
+            return self._push_keyed_inner(side, items)
+        out: list[Pair] = []
+        for index, item in enumerate(items):
+            try:
+                self._arrive(side, item, out)
+            except ItemError as exc:
+                raise JoinItemError(exc.item, exc.error, index, out) from exc.error
+        return out
+
+    def end(self, side: int) -> list[Pair]:
+        """Input ``side`` has ended: evict the other side's buffer; calling it again does nothing.
+
+        Returns the other side's unmatched items for an outer join of that side, else ``[]``.
+        """
+        self._check_side(side)
+        if self._ended[side]:
+            return []
+        self._ended[side] = True
+        self._watermarks[side] = math.inf
+        out: list[Pair] = []
+        self._evict_all(1 - side, out)
+        return out
+
+    def finish(self) -> list[Pair]:
+        """Both inputs have ended: emit every unmatched item left, left side first, and clear."""
+        out: list[Pair] = []
+        for side in (0, 1):
+            self._ended[side] = True
+            self._watermarks[side] = math.inf
+        self._evict_all(0, out)
+        self._evict_all(1, out)
+        return out
+
+    def stats(self) -> JoinStats:
+        """A snapshot of the counters and of the buffer sizes."""
+        return JoinStats(
+            probes=self._probes,
+            hits=self._hits,
+            matches=self._matches,
+            unmatched_emitted=self._unmatched,
+            buffered_left=self._buffered[0],
+            buffered_right=self._buffered[1],
+        )
+
+    # -- the fast path: keyed inner join, no condition, no within -------------------------------
+
+    def _push_keyed_inner(self, side: int, items: Sequence[Any]) -> list[Pair]:
+        key_of = self._keys[side]
+        assert key_of is not None
+        theirs = self._items[1 - side]
+        # Once the other input has ended nothing new can match an item of this side: keep none.
+        mine = None if self._ended[1 - side] else self._items[side]
+        out: list[Pair] = []
+        append = out.append
+        hits = index = 0
+        try:
+            for index, item in enumerate(items):
+                try:
+                    key = key_of(item)
+                except Exception as exc:
+                    raise JoinItemError(item, exc, index, out) from exc
+                if key is None:
+                    raise JoinItemError(item, _none_key(item), index, out)
+                try:
+                    partners = theirs.get(key)
+                except Exception as exc:
+                    raise JoinItemError(item, _lookup_error(key, exc), index, out) from exc
+                if partners:
+                    hits += 1
+                    if side:
+                        for partner in partners:
+                            append((partner, item))
+                    else:
+                        for partner in partners:
+                            append((item, partner))
+                if mine is not None:
+                    bucket = mine.get(key)
+                    if bucket is None:
+                        mine[key] = [item]
+                    else:
+                        bucket.append(item)
+            index = len(items)
+        finally:
+            # ``index`` is the number of items fully processed, whether or not one failed.
+            self._probes += index
+            self._hits += hits
+            self._matches += len(out)
+            if mine is not None:
+                self._buffered[side] += index
+        return out
+
+    # -- the general path -----------------------------------------------------------------------
+
+    def _arrive(self, side: int, item: Any, out: list[Pair]) -> None:
+        """Join one item; raise :class:`ItemError` before changing anything if it is bad."""
+        other = 1 - side
+        key = self._key(side, item)
+        ts = self._readers[side](item) if self._readers is not None else 0.0
+        partners = self._partners(side, item, key, ts)
+        # Commit: the item can no longer fail.
+        self._probes += 1
+        if partners:
+            self._hits += 1
+            self._matches += len(partners)
+            for entry in partners:
+                entry.matched = True
+                out.append((item, entry.item) if side == 0 else (entry.item, item))
+        within = self._within
+        if within is not None and ts > self._watermarks[side]:
+            self._watermarks[side] = ts
+            self._evict_expired(other, out)
+        if self._ended[other] or (within is not None and self._watermarks[other] - ts > within):
+            if not partners:
+                self._emit_unmatched(side, item, out)
+            return
+        self._buffer(side, item, key, ts, bool(partners))
+
+    def _key(self, side: int, item: Any) -> Hashable:
+        key_of = self._keys[side]
+        if key_of is None:
+            return _ALL
+        try:
+            key = key_of(item)
+        except Exception as exc:
+            raise ItemError(item, exc) from exc
+        if key is None:
+            raise ItemError(item, _none_key(item))
+        try:
+            hash(key)
+        except Exception as exc:
+            raise ItemError(item, _lookup_error(key, exc)) from exc
+        return key
+
+    def _partners(self, side: int, item: Any, key: Hashable, ts: float) -> list[_Entry]:
+        """The buffered entries of the other side that ``item`` matches, in arrival order."""
+        bucket = self._entries[1 - side].get(key)
+        if not bucket:
+            return []
+        within = self._within
+        condition = self._condition
+        found = []
+        for entry in bucket.values():
+            if within is not None and abs(entry.ts - ts) > within:
+                continue
+            if condition is not None:
+                left, right = (item, entry.item) if side == 0 else (entry.item, item)
+                try:
+                    ok = bool(condition(left, right))
+                except Exception as exc:
+                    raise ItemError(item, exc) from exc
+                if not ok:
+                    continue
+            found.append(entry)
+        return found
+
+    def _buffer(self, side: int, item: Any, key: Hashable, ts: float, matched: bool) -> None:
+        self._seq += 1
+        entry = _Entry(item, key, ts, self._seq, matched)
+        buckets = self._entries[side]
+        bucket = buckets.get(key)
+        if bucket is None:
+            buckets[key] = bucket = {}
+        bucket[entry.seq] = entry
+        if self._within is not None:
+            heapq.heappush(self._heaps[side], (ts, entry.seq, entry))
+        self._buffered[side] += 1
+
+    def _evict_expired(self, side: int, out: list[Pair]) -> None:
+        """Evict the entries of ``side`` the other side's watermark has passed by > ``within``."""
+        heap = self._heaps[side]
+        mark = self._watermarks[1 - side]
+        within = self._within
+        assert within is not None
+        # ``mark - ts > within`` is the exact negation of the match test and falls as ``ts``
+        # grows, so the heap's smallest timestamp is the only one to look at.
+        while heap and mark - heap[0][0] > within:
+            entry = heapq.heappop(heap)[2]
+            buckets = self._entries[side]
+            bucket = buckets[entry.key]
+            del bucket[entry.seq]
+            if not bucket:
+                del buckets[entry.key]
+            self._buffered[side] -= 1
+            if not entry.matched:
+                self._emit_unmatched(side, entry.item, out)
+
+    def _evict_all(self, side: int, out: list[Pair]) -> None:
+        """Empty the buffer of ``side``, emitting its unmatched items in arrival order."""
+        self._items[side].clear()
+        self._heaps[side].clear()
+        self._buffered[side] = 0
+        buckets = self._entries[side]
+        if self._keep_unmatched[side]:
+            entries = [entry for bucket in buckets.values() for entry in bucket.values()]
+            entries.sort(key=lambda entry: entry.seq)
+            for entry in entries:
+                if not entry.matched:
+                    self._emit_unmatched(side, entry.item, out)
+        buckets.clear()
+
+    def _emit_unmatched(self, side: int, item: Any, out: list[Pair]) -> None:
+        if self._keep_unmatched[side]:
+            out.append((item, None) if side == 0 else (None, item))
+            self._unmatched += 1
+
+    # -- misuse ---------------------------------------------------------------------------------
+
+    def _check_side(self, side: int) -> None:
+        if side not in (0, 1):
+            raise IndexError(f"join side must be 0 (left) or 1 (right), got {side!r}")
+
+    def _check_open(self, side: int) -> None:
+        self._check_side(side)
+        if self._ended[side]:
+            name = ("left", "right")[side]
+            raise StreamError(f"the {name} input of this join has ended; nothing can be pushed to it")
+
+
+def _lookup_error(key: Any, exc: Exception) -> Exception:
+    """The error for a key that failed a dict lookup: unhashable, or its own ``__eq__`` raised."""
+    try:
+        hash(key)
+    except TypeError:
+        error = TypeError(f"key function returned an unhashable value {_short_repr(key)}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+def _none_key(item: Any) -> ValueError:
+    return ValueError(f"key function returned None for item {_short_repr(item)}; None keys never join")
+
+
+def _short_repr(value: object, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
