@@ -164,14 +164,14 @@ async def test_a_missing_timestamp_and_a_raising_condition_reach_the_error_path(
     left = env.from_collection([{"k": 1}], name="left")
     right = env.from_collection([{"k": 1, "timestamp": 1.0}], name="right")
     joined = ConnectedStreams([left, right]).join(key_func=lambda i: i["k"], within=1.0, name="timed")
-    with pytest.raises(PipelineError, match="operator 'timed' failed on item {'k': 1}: KeyError"):
+    with pytest.raises(PipelineError, match=r"operator 'timed' failed on item \{'k': 1\}: KeyError"):
         await joined.collect()
 
     env = LocalEnvironment()
     left = env.from_collection([{"k": 1, "x": 0}], name="left")
     right = env.from_collection([{"k": 1}], name="right")
     joined = ConnectedStreams([left, right]).join(condition=lambda a, b: 1 / a["x"] > 0, name="theta")
-    with pytest.raises(PipelineError, match="operator 'theta' failed on item .*ZeroDivisionError"):
+    with pytest.raises(PipelineError, match=r"operator 'theta' failed on item .*ZeroDivisionError"):
         await joined.collect()
 
 

@@ -58,7 +58,7 @@ async def test_bad_timestamps_reach_the_error_path_with_their_item() -> None:
     b = env.from_collection([reading("b", 1.0)], name="b")
     synced = ConnectedStreams([a, b]).synchronize(tolerance=1.0, name="align")
     with pytest.raises(
-        PipelineError, match="operator 'align' failed on item {'timestamp': 'noon'}: TypeError"
+        PipelineError, match=r"operator 'align' failed on item \{'timestamp': 'noon'\}: TypeError"
     ):
         await synced.collect()
 
