@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
 
@@ -207,6 +207,26 @@ class _Inputs:
         if self._ended[index]:
             raise StreamError(f"input {index} has ended; nothing can be pushed to it")
 
+    def _push(self, index: int, items: Sequence[Any], judge: Callable[[Any], Any]) -> SyncOutput:
+        """Feed ``(judge(item), item)`` pairs; an item's error feeds those before it, then raises.
+
+        Lossless: the caller gets what the earlier items produced in ``SyncItemError.output``
+        and goes on with ``items[index + 1:]``. The caller has checked ``index`` is open.
+        """
+        output = SyncOutput()
+        judged: list[tuple[Any, Any]] = []
+        for position, item in enumerate(items):
+            try:
+                judged.append((judge(item), item))
+            except ItemError as exc:
+                self._feed(index, judged, output)
+                raise SyncItemError(exc.item, exc.error, position, output) from exc
+        self._feed(index, judged, output)
+        return output
+
+    def _feed(self, index: int, judged: list[tuple[Any, Any]], output: SyncOutput) -> None:
+        raise NotImplementedError  # pragma: no cover - each synchronizer feeds its own way
+
 
 # -- timestamp -------------------------------------------------------------------------------------
 
@@ -253,17 +273,7 @@ class TimestampSync(_Inputs):
             SyncItemError: an item without a valid timestamp; the items before it are processed.
         """
         self._check_open(index)
-        read = self._readers[index]
-        output = SyncOutput()
-        stamped: list[tuple[float, Any]] = []
-        for position, item in enumerate(items):
-            try:
-                stamped.append((read(item), item))
-            except ItemError as exc:
-                self._feed(index, stamped, output)
-                raise SyncItemError(exc.item, exc.error, position, output) from exc
-        self._feed(index, stamped, output)
-        return output
+        return self._push(index, items, self._readers[index])
 
     def end(self, index: int) -> SyncOutput:
         """Input ``index`` has ended: once its queue runs dry, everything else is unmatched."""
@@ -282,7 +292,7 @@ class TimestampSync(_Inputs):
         self._give_up_all(output)
         return output
 
-    def _feed(self, index: int, stamped: list[tuple[float, Any]], output: SyncOutput) -> None:
+    def _feed(self, index: int, stamped: list[tuple[Any, Any]], output: SyncOutput) -> None:
         if self._exhausted:
             output.unmatched.extend(item for _, item in stamped)
         elif stamped:
@@ -386,16 +396,7 @@ class EventSync(_Inputs):
                 are processed.
         """
         self._check_open(index)
-        output = SyncOutput()
-        kinds: list[bool] = []
-        for position, item in enumerate(items):
-            try:
-                kinds.append(self._is_marker(item))
-            except ItemError as exc:
-                self._feed(index, zip(kinds, items[:position], strict=True), output)
-                raise SyncItemError(exc.item, exc.error, position, output) from exc
-        self._feed(index, zip(kinds, items, strict=True), output)
-        return output
+        return self._push(index, items, self._is_marker)
 
     def end(self, index: int) -> SyncOutput:
         """Input ``index`` has ended: from now on it counts as held with what it has."""
@@ -415,7 +416,7 @@ class EventSync(_Inputs):
             self._emit(output)
         return output
 
-    def _feed(self, index: int, classified: Iterable[tuple[bool, Any]], output: SyncOutput) -> None:
+    def _feed(self, index: int, classified: list[tuple[Any, Any]], output: SyncOutput) -> None:
         self._waiting[index].extend(classified)
         self._advance(index)
         self._complete_rounds(output)
