@@ -53,9 +53,9 @@ def run_throughput(workloads: list[str], impls: list[str] | None, reps: int, sca
 
 
 def _summarize(samples: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    expected = None
-    if "plain_loop" in samples and all("result" in s for s in samples["plain_loop"]):
-        expected = samples["plain_loop"][0]["result"]
+    # The plain loop's result is the reference; without it, the first implementation's.
+    reference = "plain_loop" if "plain_loop" in samples else next(iter(samples))
+    expected = next((run["result"] for run in samples[reference] if "result" in run), None)
     summary: dict[str, Any] = {}
     for impl, runs in samples.items():
         errors = [run["error"] for run in runs if "error" in run]
@@ -102,10 +102,10 @@ def table(report: dict[str, Any]) -> str:
             if "failed" in stats:
                 lines.append(f"| {name} | {impl} | FAILED: {stats['failed']} | | | |")
                 continue
-            loop = rate[impl] / rate["plain_loop"] if "plain_loop" in rate else float("nan")
-            gen = rate[impl] / rate["generator_chain"] if "generator_chain" in rate else float("nan")
+            loop = f"{rate[impl] / rate['plain_loop']:.3f}" if "plain_loop" in rate else "-"
+            gen = f"{rate[impl] / rate['generator_chain']:.2f}" if "generator_chain" in rate else "-"
             rss = stats["peak_rss_mb"]
-            lines.append(f"| {name} | {impl} | {rate[impl]:,.0f} | {loop:.3f} | {gen:.2f} | {rss:.0f} |")
+            lines.append(f"| {name} | {impl} | {rate[impl]:,.0f} | {loop} | {gen} | {rss:.0f} |")
     if report.get("latency"):
         lines += ["", "| pushed-item latency | p50 (µs) | p99 (µs) |", "|---|---:|---:|"]
         for impl, stats in report["latency"].items():

@@ -540,6 +540,22 @@ class Plan:
         chain, point = self.where[node]
         chain.attach(point, outlet)
 
+    def state_sizes(self) -> dict[str, int]:
+        """``size_bytes()`` of every distinct shared state of the operators, by name."""
+        sizes: dict[str, int] = {}
+        seen: set[int] = set()
+        for head in self.operators.values():
+            state = getattr(head.operator, "state", None)
+            if state is None or id(state) in seen:
+                continue
+            seen.add(id(state))
+            name, n = state.name, 1
+            while name in sizes:
+                n += 1
+                name = f"{state.name}#{n}"
+            sizes[name] = state.size_bytes()
+        return sizes
+
     def operator_details(self) -> dict[str, dict[str, float]]:
         """Operator-specific metrics of every stateful operator, by operator name."""
         return {node.name: head.operator.details() for node, head in self.operators.items()}

@@ -242,7 +242,8 @@ class LocalEnvironment:
         for node in self._nodes:
             if node.inbox is not None and plan is None:
                 channels[node.inbox[0].name] = node.inbox[0].statistics()
-        return MetricsSnapshot(operators=operators, channels=channels, elapsed=elapsed)
+        states = plan.state_sizes() if plan is not None else {}
+        return MetricsSnapshot(operators=operators, channels=channels, elapsed=elapsed, states=states)
 
 
 def _sole_exception(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -43,3 +43,6 @@ class MetricsSnapshot:
     channels: dict[str, ChannelStatistics] = field(default_factory=dict)
     elapsed: float = 0.0
     """Seconds since the current run started, or the duration of the last run."""
+    states: dict[str, int] = field(default_factory=dict)
+    """Estimated size in bytes of every ``StreamState`` handed to an operator, by state name
+    (``name#2``... when two states share a name)."""

@@ -35,6 +35,14 @@ def test_tiny_harness_run_produces_a_checked_table(tmp_path: Path) -> None:
     assert set(report["latency"]) == {"sage_streams", "asyncio_queues"}
 
 
+def test_without_the_plain_loop_the_first_implementation_is_the_reference() -> None:
+    from benchmarks.__main__ import _summarize
+
+    run = {"seconds": 1.0, "peak_rss_mb": 1.0}
+    summary = _summarize({"a": [{**run, "result": 1}], "b": [{**run, "result": 2}]})
+    assert summary["b"] == {"failed": "wrong result 2 (expected 1)"}
+
+
 def test_a_wrong_result_is_reported_as_a_failure() -> None:
     from benchmarks.__main__ import _summarize
 

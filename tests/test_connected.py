@@ -185,6 +185,26 @@ async def test_state_is_shared_by_every_operator_it_is_handed_to() -> None:
     assert state.get("seen") == 3 + 4
 
 
+async def test_metrics_report_the_size_of_every_shared_state() -> None:
+    env = LocalEnvironment()
+    a, b = env.from_collection(["x" * 1000], name="a"), env.from_collection([], name="b")
+    kept = StreamState("kept")
+
+    def keep(streams: list[StreamReader], state: StreamState) -> None:
+        for reader in streams:
+            for item in reader:
+                state.append("items", item)
+
+    ConnectedStreams([a, b], state=kept).process(keep)
+    ConnectedStreams([a, b], state=kept).process(keep)  # the same state: reported once
+    ConnectedStreams([a, b]).process(keep)  # its own state, also named "state"
+    await env.execute()
+    states = env.metrics().states
+    assert set(states) == {"kept", "state"}
+    assert states["kept"] == kept.size_bytes()
+    assert states["kept"] > 1000  # the same 1,000-character string twice, counted once
+
+
 async def test_each_connected_streams_has_its_own_state_by_default() -> None:
     env = LocalEnvironment()
     a, b = env.from_collection([1]), env.from_collection([2])
