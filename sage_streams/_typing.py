@@ -17,3 +17,13 @@ UserFunction: TypeAlias = Callable[..., Any] | str
 
 Source: TypeAlias = Iterable[Any] | AsyncIterable[Any] | Callable[[], AsyncIterable[Any]]
 """What a pull stream reads: an iterable, an async iterable, or an async generator function."""
+
+
+def check_choice(value: object, choices: tuple[str, ...], what: str) -> None:
+    """Refuse a mode that is not one of ``choices`` with a message listing the valid ones.
+
+    Modes are ``Literal`` aliases; ``choices`` is their ``get_args``.
+    """
+    if value not in choices:
+        valid = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(f"unknown {what} {value!r}; expected one of {valid}")

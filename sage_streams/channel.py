@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
+from sage_streams._typing import check_choice
 from sage_streams.errors import BackpressureTimeout, BrokenChannelError
 
 __all__ = [
@@ -134,9 +135,7 @@ class ChannelConfig:
 
 def validate_strategy(strategy: str) -> Strategy:
     """Return ``strategy`` if it is a known backpressure strategy, else raise ``ValueError``."""
-    if strategy not in STRATEGIES:
-        valid = ", ".join(repr(s) for s in STRATEGIES)
-        raise ValueError(f"unknown backpressure strategy {strategy!r}; expected one of {valid}")
+    check_choice(strategy, STRATEGIES, "backpressure strategy")
     return strategy  # type: ignore[return-value]
 
 

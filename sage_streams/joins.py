@@ -36,6 +36,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
+from sage_streams._typing import check_choice
 from sage_streams.errors import ItemError, StreamError
 from sage_streams.time import TimestampReader, TimestampSpec, timestamp_reader
 
@@ -80,9 +81,7 @@ class JoinConfig:
     timestamp: TimestampSpec = "timestamp"
 
     def __post_init__(self) -> None:
-        if self.join_type not in JOIN_TYPES:
-            valid = ", ".join(repr(t) for t in JOIN_TYPES)
-            raise ValueError(f"unknown join_type {self.join_type!r}; expected one of {valid}")
+        check_choice(self.join_type, JOIN_TYPES, "join_type")
         for name in ("left_key", "right_key", "condition"):
             value = getattr(self, name)
             if value is not None and not callable(value):

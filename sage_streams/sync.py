@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
 
+from sage_streams._typing import check_choice
 from sage_streams.errors import ItemError, StreamError
 from sage_streams.time import TimestampSpec, timestamp_reader
 
@@ -139,9 +140,7 @@ def sync_config(
         raise TypeError(f"n_inputs must be an integer, got {n_inputs!r}")
     if n_inputs < 2:
         raise ValueError(f"synchronization needs at least 2 inputs, got {n_inputs}")
-    if sync_type not in SYNC_TYPES:
-        valid = ", ".join(repr(s) for s in SYNC_TYPES)
-        raise ValueError(f"unknown sync_type {sync_type!r}; expected one of {valid}")
+    check_choice(sync_type, SYNC_TYPES, "sync_type")
     if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
         raise TypeError(f"tolerance must be a number of seconds, got {tolerance!r}")
     if not math.isfinite(tolerance) or tolerance < 0:
