@@ -1,0 +1,635 @@
+"""The pure window logic: exact outputs by hand for each window type, lateness and refires, config
+validation, and properties against brute-force models over random inputs. No event loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sage_streams.windows import (
+    FiredWindow,
+    SessionWindows,
+    SlidingWindows,
+    TumblingWindows,
+    WindowConfig,
+    WindowState,
+    window_config,
+)
+
+NEVER = -math.inf
+Event = tuple[Hashable, float, Any]  # (key, timestamp, value)
+
+
+def feed(state: WindowState, events: Sequence[Event], watermark: float = NEVER, index: int = 0) -> None:
+    for key, ts, value in events:
+        assert state.add(key, ts, index, value, watermark)
+
+
+def spans(fired: Sequence[FiredWindow]) -> list[tuple[Hashable, float, float, tuple[Any, ...]]]:
+    """``(key, start, end, items of input 0)`` per fired window."""
+    return [(w.key, w.start, w.end, w.items[0]) for w in fired]
+
+
+# -- tumbling: exact outputs -----------------------------------------------------------------------
+
+
+def test_tumbling_windows_are_half_open_and_an_item_at_an_end_starts_the_next() -> None:
+    state = WindowState(TumblingWindows(10))
+    feed(state, [("k", 0, "a"), ("k", 9.999, "b"), ("k", 10, "c"), ("k", 19, "d"), ("k", 20, "e")])
+    assert spans(state.flush()) == [
+        ("k", 0.0, 10.0, ("a", "b")),
+        ("k", 10.0, 20.0, ("c", "d")),
+        ("k", 20.0, 30.0, ("e",)),
+    ]
+
+
+def test_tumbling_windows_are_aligned_to_multiples_of_size_from_zero() -> None:
+    state = WindowState(TumblingWindows(10))
+    feed(state, [("k", 7, "a"), ("k", 16, "b")])
+    assert spans(state.flush()) == [("k", 0.0, 10.0, ("a",)), ("k", 10.0, 20.0, ("b",))]
+
+
+def test_negative_timestamps_are_aligned_too() -> None:
+    state = WindowState(TumblingWindows(10))
+    feed(state, [("k", -10.01, "a"), ("k", -10, "b"), ("k", -0.5, "c"), ("k", 0, "d")])
+    assert spans(state.flush()) == [
+        ("k", -20.0, -10.0, ("a",)),
+        ("k", -10.0, 0.0, ("b", "c")),
+        ("k", 0.0, 10.0, ("d",)),
+    ]
+
+
+def test_a_window_fires_when_the_watermark_reaches_its_end() -> None:
+    state = WindowState(TumblingWindows(10))
+    feed(state, [("k", 1, "a"), ("k", 12, "b")])
+    assert state.advance(9.99) == []
+    assert state.advance(10) == [FiredWindow("k", 0.0, 10.0, (("a",),), refire=False)]
+    assert state.advance(15) == []
+    assert state.open_windows() == 1
+    assert spans(state.flush()) == [("k", 10.0, 20.0, ("b",))]
+    assert state.fired_count() == 2
+
+
+def test_windows_of_equal_bounds_come_out_by_key_in_first_seen_order() -> None:
+    state = WindowState(TumblingWindows(10))
+    feed(state, [("b", 15, 1), ("b", 1, 2), (None, 2, 3), (3, 3, 4), ("a", 4, 5), ("b", 5, 6)])
+    fired = state.advance(20)
+    assert [(w.key, w.start) for w in fired] == [("b", 0.0), (None, 0.0), (3, 0.0), ("a", 0.0), ("b", 10.0)]
+    assert fired[0].items == ((2, 6),)
+
+
+def test_a_key_whose_windows_were_all_dropped_counts_as_new_when_it_comes_back() -> None:
+    state = WindowState(TumblingWindows(10))
+    feed(state, [("a", 1, 1), ("b", 2, 2)])
+    state.advance(10)
+    feed(state, [("b", 11, 3), ("a", 12, 4)], watermark=10)
+    assert [w.key for w in state.advance(20)] == ["b", "a"]
+
+
+def test_multiple_inputs_keep_their_items_apart_in_arrival_order() -> None:
+    state = WindowState(TumblingWindows(10), inputs=3)
+    for index, ts, value in [(2, 1, "c1"), (0, 2, "a1"), (2, 3, "c2"), (0, 4, "a2"), (2, 12, "c3")]:
+        assert state.add("k", ts, index, value, NEVER)
+    assert state.advance(10) == [FiredWindow("k", 0.0, 10.0, (("a1", "a2"), (), ("c1", "c2")))]
+    assert state.flush() == [FiredWindow("k", 10.0, 20.0, ((), (), ("c3",)))]
+
+
+# -- sliding: exact outputs ------------------------------------------------------------------------
+
+
+def test_sliding_items_belong_to_every_window_that_holds_them() -> None:
+    state = WindowState(SlidingWindows(10, 5))
+    feed(state, [("k", 5, "a"), ("k", 7, "b"), ("k", 10, "c")])
+    assert spans(state.flush()) == [
+        ("k", 0.0, 10.0, ("a", "b")),
+        ("k", 5.0, 15.0, ("a", "b", "c")),
+        ("k", 10.0, 20.0, ("c",)),
+    ]
+
+
+def test_sliding_windows_fire_in_end_order_as_the_watermark_moves() -> None:
+    state = WindowState(SlidingWindows(10, 5))
+    feed(state, [("k", -1, "a"), ("k", 4, "b")])
+    assert spans(state.advance(5)) == [("k", -10.0, 0.0, ("a",)), ("k", -5.0, 5.0, ("a", "b"))]
+    assert spans(state.advance(10)) == [("k", 0.0, 10.0, ("b",))]
+    assert state.open_windows() == 0
+
+
+@pytest.mark.parametrize(("size", "slide"), [(60, 10), (10, 2.5), (1, 1), (6, 0.5), (4, 2)])
+@pytest.mark.parametrize("ts", [0, 0.25, 3, 59.75, -7.5, -0.001, 1234.5])
+def test_sliding_membership_count_is_size_over_slide_when_it_divides(
+    size: float, slide: float, ts: float
+) -> None:
+    state = WindowState(SlidingWindows(size, slide))
+    assert state.add("k", ts, 0, "x", NEVER)
+    assert state.open_windows() == size / slide
+    fired = state.flush()
+    assert all(w.start <= ts < w.end and w.end - w.start == size for w in fired)
+    assert all(w.start / slide == int(w.start / slide) for w in fired)
+
+
+def test_sliding_membership_when_size_is_not_a_multiple_of_slide() -> None:
+    state = WindowState(SlidingWindows(10, 4))
+    feed(state, [("k", 0, "a"), ("k", 3, "b")])
+    assert spans(state.flush()) == [
+        ("k", -8.0, 2.0, ("a",)),
+        ("k", -4.0, 6.0, ("a", "b")),
+        ("k", 0.0, 10.0, ("a", "b")),
+    ]
+
+
+def test_sliding_with_slide_equal_to_size_is_tumbling_without_rounding_seams() -> None:
+    # 5 * 0.1 + 0.1 < 0.6 < 6 * 0.1, and 30 * 0.1 < 3.0 < 29 * 0.1 + 0.1, in floats: windows end
+    # where the next starts, so each timestamp is in exactly one window.
+    times = (-3, 0, 0.1, 0.2, 0.3, 0.6, 0.7, 1.0, 2.9, 3.0)
+    events = [("k", ts, ts) for ts in times]
+    sliding, tumbling = WindowState(SlidingWindows(0.1, 0.1)), WindowState(TumblingWindows(0.1))
+    feed(sliding, events)
+    feed(tumbling, events)
+    fired = sliding.flush()
+    assert fired == tumbling.flush()
+    assert sorted(ts for w in fired for ts in w.items[0]) == sorted(times)
+    assert all(w.start <= ts < w.end for w in fired for ts in w.items[0])
+
+
+# -- sessions: exact outputs -----------------------------------------------------------------------
+
+
+def test_an_item_exactly_the_gap_away_joins_the_session() -> None:
+    state = WindowState(SessionWindows(5))
+    feed(state, [("k", 0, "a"), ("k", 5, "b"), ("k", 10.001, "c")])
+    assert spans(state.flush()) == [("k", 0.0, 10.0, ("a", "b")), ("k", 10.001, 15.001, ("c",))]
+
+
+def test_an_item_before_a_session_extends_its_start() -> None:
+    state = WindowState(SessionWindows(5))
+    feed(state, [("k", 10, "a"), ("k", 5, "b"), ("k", -0.5, "c")])
+    assert spans(state.flush()) == [("k", -0.5, 4.5, ("c",)), ("k", 5.0, 15.0, ("a", "b"))]
+
+
+def test_an_item_that_bridges_two_sessions_merges_them_in_arrival_order() -> None:
+    state = WindowState(SessionWindows(5), inputs=2)
+    for index, ts, value in [(0, 0, "a"), (1, 10, "b"), (0, 11, "c"), (1, 1, "d"), (0, 5, "bridge")]:
+        assert state.add("k", ts, index, value, NEVER)
+    assert state.open_windows() == 1
+    assert state.flush() == [FiredWindow("k", 0.0, 16.0, (("a", "c", "bridge"), ("b", "d")))]
+
+
+def test_a_session_fires_when_the_watermark_reaches_last_item_plus_gap() -> None:
+    state = WindowState(SessionWindows(5))
+    feed(state, [("j", 3, "c"), ("k", 0, "a"), ("k", 3, "b")])
+    assert state.advance(7.99) == []
+    assert spans(state.advance(8)) == [("k", 0.0, 8.0, ("a", "b")), ("j", 3.0, 8.0, ("c",))]
+    assert state.open_windows() == 0
+
+
+def test_sessions_are_per_key() -> None:
+    state = WindowState(SessionWindows(5))
+    feed(state, [("a", 0, 1), ("b", 4, 2), ("a", 9, 3)])
+    assert spans(state.flush()) == [("a", 0.0, 5.0, (1,)), ("b", 4.0, 9.0, (2,)), ("a", 9.0, 14.0, (3,))]
+
+
+def test_a_session_growing_after_it_was_queued_fires_at_its_new_end() -> None:
+    state = WindowState(SessionWindows(5))
+    feed(state, [("k", 0, "a")])
+    state.advance(4)
+    feed(state, [("k", 4, "b")], watermark=4)
+    assert state.advance(8.5) == []
+    assert spans(state.advance(9)) == [("k", 0.0, 9.0, ("a", "b"))]
+
+
+# -- lateness --------------------------------------------------------------------------------------
+
+
+def test_without_allowed_lateness_an_item_for_a_passed_window_is_late() -> None:
+    state = WindowState(TumblingWindows(10))
+    feed(state, [("k", 1, "a")])
+    assert state.add("k", 9, 0, "late", 10) is False  # late even before the window fired
+    assert spans(state.advance(10)) == [("k", 0.0, 10.0, ("a",))]
+    assert state.add("k", 5, 0, "late", 10) is False
+    assert state.add("k", 10, 0, "on time", 10) is True
+    assert state.open_windows() == 1
+
+
+def test_allowed_lateness_refires_a_window_with_all_its_items_then_purges_it() -> None:
+    state = WindowState(TumblingWindows(10), allowed_lateness=5)
+    feed(state, [("k", 1, "a")])
+    assert state.advance(10) == [FiredWindow("k", 0.0, 10.0, (("a",),))]
+    assert state.open_windows() == 1  # kept for late items
+    assert state.add("k", 2, 0, "b", 12) is True
+    assert state.add("k", 3, 0, "c", 12) is True
+    assert state.advance(12) == [FiredWindow("k", 0.0, 10.0, (("a", "b", "c"),), refire=True)]
+    assert state.advance(14.9) == []
+    assert state.add("k", 4, 0, "d", 14.9) is True
+    assert state.advance(15) == [FiredWindow("k", 0.0, 10.0, (("a", "b", "c", "d"),), refire=True)]
+    assert state.open_windows() == 0  # purged
+    assert state.add("k", 5, 0, "e", 15) is False
+    assert state.fired_count() == 3
+
+
+def test_a_late_item_for_a_kept_window_is_refired_by_flush() -> None:
+    state = WindowState(TumblingWindows(10), allowed_lateness=100)
+    feed(state, [("k", 1, "a"), ("k", 11, "x")])
+    state.advance(20)
+    assert state.flush() == []  # fired, nothing new: no refire at end of input
+    feed(state, [("k", 1, "a"), ("k", 11, "x")])
+    state.advance(20)
+    assert state.add("k", 2, 0, "b", 20)
+    assert state.flush() == [FiredWindow("k", 0.0, 10.0, (("a", "b"),), refire=True)]
+    assert state.open_windows() == 0
+
+
+def test_a_sliding_item_lands_only_in_its_windows_within_allowed_lateness() -> None:
+    state = WindowState(SlidingWindows(10, 5))
+    assert state.add("k", 9, 0, "x", watermark=12) is True
+    assert spans(state.flush()) == [("k", 5.0, 15.0, ("x",))]
+    assert state.add("k", 9, 0, "x", watermark=15) is False
+
+
+def test_a_session_item_is_late_when_its_own_session_would_be() -> None:
+    state = WindowState(SessionWindows(5))
+    assert state.add("k", 0, 0, "late", 5) is False
+    assert state.add("k", 0.5, 0, "on time", 5) is True
+    state = WindowState(SessionWindows(5), allowed_lateness=2)
+    assert state.add("k", 0, 0, "on time", 6.99) is True
+    assert state.add("k", 0, 0, "late", 7) is False
+
+
+def test_a_late_item_extending_a_fired_session_refires_it_at_its_new_end() -> None:
+    state = WindowState(SessionWindows(5), allowed_lateness=10)
+    feed(state, [("k", 0, "a"), ("k", 20, "z")])
+    assert spans(state.advance(5)) == [("k", 0.0, 5.0, ("a",))]
+    assert state.add("k", 3, 0, "b", 5) is True  # the session becomes [0, 8)
+    assert state.advance(7) == []
+    assert state.advance(8) == [FiredWindow("k", 0.0, 8.0, (("a", "b"),), refire=True)]
+    assert state.advance(17.9) == []
+    assert state.open_windows() == 2
+    state.advance(18)
+    assert state.open_windows() == 1
+
+
+def test_a_late_item_merging_a_fired_session_with_an_open_one_refires_the_whole() -> None:
+    state = WindowState(SessionWindows(5), allowed_lateness=10)
+    feed(state, [("k", 0, "a"), ("k", 9, "c")])
+    assert spans(state.advance(5)) == [("k", 0.0, 5.0, ("a",))]
+    assert state.add("k", 4.5, 0, "b", 5) is True
+    assert state.open_windows() == 1
+    assert state.advance(13.9) == []
+    assert state.advance(14) == [FiredWindow("k", 0.0, 14.0, (("a", "c", "b"),), refire=True)]
+
+
+def test_merging_with_a_fired_later_session_refires_the_whole() -> None:
+    state = WindowState(SessionWindows(5), allowed_lateness=100)
+    feed(state, [("k", 10, "a")])
+    assert spans(state.advance(15)) == [("k", 10.0, 15.0, ("a",))]
+    assert state.add("k", 0, 0, "b", 15) is True  # a session [0, 5) of its own, due at once
+    assert state.add("k", 5, 0, "c", 15) is True  # bridges [0, 5) and the fired [10, 15)
+    assert state.advance(15) == [FiredWindow("k", 0.0, 15.0, (("a", "b", "c"),), refire=True)]
+
+
+def test_a_session_fired_at_its_end_is_not_joined_by_an_item_at_that_end_without_lateness() -> None:
+    # A watermark equal to a session's end fires it and, with no allowed lateness, drops it; an
+    # item exactly a gap after the last one, arriving after that, starts a session of its own.
+    state = WindowState(SessionWindows(5))
+    feed(state, [("k", 0, "a")])
+    state.advance(5)
+    assert state.add("k", 5, 0, "b", 5) is True
+    assert spans(state.flush()) == [("k", 5.0, 10.0, ("b",))]
+    # With allowed lateness it joins, and the session fires again.
+    state = WindowState(SessionWindows(5), allowed_lateness=1)
+    feed(state, [("k", 0, "a")])
+    state.advance(5)
+    assert state.add("k", 5, 0, "b", 5) is True
+    assert state.flush() == [FiredWindow("k", 0.0, 10.0, (("a", "b"),), refire=True)]
+
+
+def test_a_refused_item_changes_nothing() -> None:
+    state = WindowState(SessionWindows(5))
+    assert state.add("new key", 0, 0, "late", 10) is False
+    assert state.open_windows() == 0
+    assert state.flush() == []
+
+
+def test_purged_windows_free_their_state_as_time_goes_on() -> None:
+    state = WindowState(TumblingWindows(60), allowed_lateness=30)
+    rng = random.Random(7)
+    watermark = NEVER
+    for i in range(20_000):
+        ts = i / 10
+        assert state.add(rng.randrange(100), ts, 0, i, watermark)
+        watermark = ts
+        if i % 50 == 0:
+            state.advance(watermark)
+            assert state.open_windows() <= 2 * 100
+    assert len(state.flush()) <= 100
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (lambda: TumblingWindows(0), ValueError, "size must be finite and > 0, got 0: a window needs"),
+        (lambda: TumblingWindows(math.inf), ValueError, "size must be finite and > 0"),
+        (lambda: TumblingWindows(-1.0), ValueError, "size must be finite and > 0"),
+        (lambda: TumblingWindows("10"), TypeError, "size must be a number of seconds"),  # type: ignore[arg-type]
+        (lambda: TumblingWindows(True), TypeError, "size must be a number of seconds"),
+        (lambda: SlidingWindows(10, 0), ValueError, "slide must be finite and > 0"),
+        (lambda: SlidingWindows(math.nan, 1), ValueError, "size must be finite and > 0"),
+        (
+            lambda: SlidingWindows(5, 10),
+            ValueError,
+            "slide must not exceed size, or items between windows would belong to none",
+        ),
+        (lambda: SessionWindows(0), ValueError, "gap must be finite and > 0, got 0: a session needs"),
+        (lambda: SessionWindows(None), TypeError, "gap must be a number of seconds"),  # type: ignore[arg-type]
+    ],
+)
+def test_configs_refuse_bad_values_and_say_why(make: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        make()
+
+
+def test_configs_are_frozen_and_hold_floats() -> None:
+    config = SlidingWindows(60, 10)
+    assert config == SlidingWindows(60.0, 10.0)
+    assert isinstance(config.size, float)
+    assert isinstance(config.slide, float)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.size = 5  # type: ignore[misc]
+
+
+def test_window_config_reads_the_contract_spelling() -> None:
+    assert window_config("tumbling", 60) == TumblingWindows(60)
+    assert window_config("sliding", 60, 10) == SlidingWindows(60, 10)
+    assert window_config("session", timeout=300) == SessionWindows(300)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (
+            ("hopping", 10),
+            {},
+            "unknown window_type 'hopping'; expected one of 'tumbling', 'sliding', 'session'",
+        ),
+        (("tumbling",), {}, "tumbling windows need size"),
+        (("sliding", 10), {}, "sliding windows need slide"),
+        (("sliding",), {}, "sliding windows need size, .*; and slide"),
+        (("session",), {}, "session windows need timeout"),
+        (("tumbling", 10, 5), {}, "tumbling windows take no slide; they use size"),
+        (("tumbling", 10), {"timeout": 5}, "tumbling windows take no timeout"),
+        (("sliding", 10, 5), {"timeout": 5}, "sliding windows take no timeout"),
+        (("session", 10), {"timeout": 5}, "session windows take no size; they use timeout"),
+        (("session", 10, 2), {"timeout": 5}, "session windows take no size or slide"),
+        (("sliding", 5, 10), {}, "slide must not exceed size"),
+    ],
+)
+def test_window_config_refuses_what_does_not_belong(
+    args: tuple[Any, ...], kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        window_config(*args, **kwargs)
+
+
+def test_window_state_refuses_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="config must be TumblingWindows"):
+        WindowState("tumbling")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least 1 input"):
+        WindowState(TumblingWindows(1), inputs=0)
+    with pytest.raises(TypeError, match="inputs must be an integer"):
+        WindowState(TumblingWindows(1), inputs=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="allowed_lateness must be finite and >= 0"):
+        WindowState(TumblingWindows(1), allowed_lateness=-1)
+    state = WindowState(TumblingWindows(1), inputs=2)
+    with pytest.raises(IndexError, match="input index 2 out of range for 2 input"):
+        state.add("k", 0, 2, "x", NEVER)
+    with pytest.raises(ValueError, match="timestamp must be finite"):
+        state.add("k", math.inf, 0, "x", NEVER)
+    with pytest.raises(ValueError, match="watermark"):
+        state.add("k", 0, 0, "x", math.nan)
+    with pytest.raises(ValueError, match="watermark"):
+        state.advance(math.nan)
+    with pytest.raises(TypeError):
+        state.add([], 0, 0, "x", NEVER)  # type: ignore[arg-type]
+    assert state.open_windows() == 0
+
+
+# -- properties against brute force ----------------------------------------------------------------
+
+KEYS = st.sampled_from(["a", "b", "c", 0])
+TIMES = st.one_of(
+    st.integers(min_value=-40, max_value=120),
+    st.floats(min_value=-40, max_value=120, allow_nan=False, allow_infinity=False),
+)
+EVENTS = st.lists(st.tuples(KEYS, TIMES, st.integers(-100, 100)), max_size=40)
+FIXED_CONFIGS = st.one_of(
+    st.sampled_from([0.5, 1, 2.5, 3, 10, 25]).map(TumblingWindows),
+    st.tuples(st.sampled_from([1, 2, 5, 7.5, 10, 25]), st.sampled_from([0.5, 1, 2, 2.5, 5]))
+    .filter(lambda pair: pair[1] <= pair[0])
+    .map(lambda pair: SlidingWindows(*pair)),
+)
+
+
+def in_order(events: Sequence[Event]) -> list[Event]:
+    return sorted(events, key=lambda event: event[1])
+
+
+def brute_force_sums(config: WindowConfig, events: Sequence[Event]) -> dict[tuple[Any, float, float], int]:
+    """For every key and every window start that holds an item, the sum of the values there."""
+    assert not isinstance(config, SessionWindows)
+    size = config.size
+    slide = config.slide if isinstance(config, SlidingWindows) else size
+    sums: dict[tuple[Any, float, float], int] = {}
+    if not events:
+        return sums
+    times = [ts for _, ts, _ in events]
+    first = math.floor(min(times) / slide) - math.ceil(size / slide) - 1
+    for k in range(first, math.floor(max(times) / slide) + 2):
+        start = k * slide
+        end = (k + 1) * size if isinstance(config, TumblingWindows) else start + size
+        for key, ts, value in events:
+            if start <= ts < end:
+                sums[(key, start, end)] = sums.get((key, start, end), 0) + value
+    return sums
+
+
+def sums_of(fired: Sequence[FiredWindow]) -> dict[tuple[Any, float, float], int]:
+    sums: dict[tuple[Any, float, float], int] = {}
+    for w in fired:
+        assert (w.key, w.start, w.end) not in sums, "a window fired twice"
+        sums[(w.key, w.start, w.end)] = sum(w.items[0])
+    return sums
+
+
+def run_in_order(state: WindowState, events: Sequence[Event]) -> list[FiredWindow]:
+    """Feed ``events`` in order, the watermark following the last timestamp; then flush."""
+    fired: list[FiredWindow] = []
+    watermark = NEVER
+    for key, ts, value in events:
+        assert state.add(key, ts, 0, value, watermark), "nothing is late in order"
+        watermark = ts
+        fired += state.advance(watermark)
+    fired += state.flush()
+    assert state.open_windows() == 0
+    assert state.fired_count() == len(fired)
+    return fired
+
+
+def assert_in_output_order(fired: Sequence[FiredWindow]) -> None:
+    ends = [w.end for w in fired]
+    assert ends == sorted(ends)
+    assert not any(w.refire for w in fired)
+
+
+@settings(max_examples=200, deadline=None)
+@given(config=FIXED_CONFIGS, events=EVENTS)
+def test_in_order_tumbling_and_sliding_sums_match_brute_force(
+    config: WindowConfig, events: list[Event]
+) -> None:
+    ordered = in_order(events)
+    fired = run_in_order(WindowState(config), ordered)
+    assert_in_output_order(fired)
+    assert sums_of(fired) == brute_force_sums(config, events)
+
+
+def shuffle_within(events: Sequence[Event], delays: Sequence[int]) -> list[Event]:
+    """Arrival order where each item is at most ``max(delays)`` behind the largest timestamp seen."""
+    arrival = sorted(range(len(events)), key=lambda i: events[i][1] + delays[i % len(delays)])
+    return [events[i] for i in arrival]
+
+
+def run_out_of_order(state: WindowState, events: Sequence[Event], bound: float) -> list[FiredWindow]:
+    """Feed ``events`` with the watermark ``bound`` behind the largest timestamp seen; then flush."""
+    fired: list[FiredWindow] = []
+    seen = NEVER
+    for key, ts, value in events:
+        assert state.add(key, ts, 0, value, seen - bound), "nothing is late within the bound"
+        seen = max(seen, ts)
+        fired += state.advance(seen - bound)
+    fired += state.flush()
+    assert state.open_windows() == 0
+    return fired
+
+
+def contents(fired: Sequence[FiredWindow]) -> dict[tuple[Any, float, float], list[Any]]:
+    return {(w.key, w.start, w.end): sorted(w.items[0]) for w in fired}
+
+
+INT_EVENTS = st.lists(st.tuples(KEYS, st.integers(-40, 120), st.integers(-100, 100)), max_size=40)
+SESSION_CONFIGS = st.sampled_from([0.5, 1.5, 2.5, 4.5, 10.5]).map(SessionWindows)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    config=st.one_of(FIXED_CONFIGS, SESSION_CONFIGS),
+    events=INT_EVENTS,
+    bound=st.integers(0, 15),
+    delays=st.lists(st.integers(0, 15), min_size=1, max_size=40),
+)
+def test_out_of_order_input_within_the_bound_fires_what_sorted_input_fires(
+    config: WindowConfig, events: list[Event], bound: int, delays: list[int]
+) -> None:
+    # Session gaps end in .5 so that, with whole-second timestamps, no item ever lands exactly on
+    # the end of a session the watermark has just reached (see the test of that case above).
+    delays = [min(delay, bound) for delay in delays]
+    ordered = in_order(events)
+    shuffled = shuffle_within(ordered, delays)
+    expected = run_in_order(WindowState(config), ordered)
+    actual = run_out_of_order(WindowState(config), shuffled, bound)
+    assert_in_output_order(actual)
+    assert contents(actual) == contents(expected)
+    assert len(actual) == len(expected)
+
+
+def brute_force_sessions(gap: float, events: Sequence[Event]) -> list[tuple[Any, float, float, list[Any]]]:
+    """Per key: sort by timestamp, start a new cluster when the next is more than ``gap`` later."""
+    by_key: dict[Hashable, list[tuple[float, Any]]] = defaultdict(list)
+    for key, ts, value in events:
+        by_key[key].append((ts, value))
+    sessions = []
+    for key, items in by_key.items():
+        items.sort(key=lambda item: item[0])
+        cluster = [items[0]]
+        for item in items[1:]:
+            if item[0] > cluster[-1][0] + gap:
+                sessions.append((key, cluster[0][0], cluster[-1][0] + gap, sorted(v for _, v in cluster)))
+                cluster = []
+            cluster.append(item)
+        sessions.append((key, cluster[0][0], cluster[-1][0] + gap, sorted(v for _, v in cluster)))
+    return sorted(sessions, key=repr)
+
+
+def session_contents(fired: Sequence[FiredWindow]) -> list[tuple[Any, float, float, list[Any]]]:
+    return sorted(((w.key, w.start, w.end, sorted(w.items[0])) for w in fired), key=repr)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gap=st.sampled_from([0.5, 1, 2, 2.5, 5, 10]),
+    keyed_times=st.lists(st.tuples(KEYS, TIMES), max_size=40, unique_by=lambda pair: pair[1]),
+)
+def test_in_order_sessions_match_brute_force_gap_clustering(
+    gap: float, keyed_times: list[tuple[Hashable, float]]
+) -> None:
+    # Timestamps are distinct across keys: see the test of an item at a fired session's end.
+    events = [(key, float(ts), i) for i, (key, ts) in enumerate(keyed_times)]
+    fired = run_in_order(WindowState(SessionWindows(gap)), in_order(events))
+    assert_in_output_order(fired)
+    assert session_contents(fired) == brute_force_sessions(gap, events)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gap=st.sampled_from([0.5, 1, 2, 2.5, 5, 10]),
+    events=st.lists(st.tuples(KEYS, TIMES, st.integers()), max_size=40),
+)
+def test_sessions_in_any_arrival_order_match_brute_force_at_flush(gap: float, events: list[Event]) -> None:
+    state = WindowState(SessionWindows(gap))
+    feed(state, [(key, ts, (i, value)) for i, (key, ts, value) in enumerate(events)])
+    fired = state.flush()
+    assert_in_output_order(fired)
+    for w in fired:  # items in arrival order, across merges
+        assert list(w.items[0]) == sorted(w.items[0])
+    stripped = [(key, ts, value) for key, ts, value in events]
+    assert [(k, s, e, sorted(v for _, v in items)) for k, s, e, items in session_contents(fired)] == [
+        (k, s, e, sorted(v)) for k, s, e, v in brute_force_sessions(gap, stripped)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.sampled_from([0.5, 1, 3, 10]),
+    times=st.lists(TIMES, max_size=60),
+    cuts=st.lists(st.integers(1, 8), min_size=1, max_size=10),
+    lateness=st.sampled_from([0, 0.5, 5]),
+    keys=st.lists(KEYS, min_size=1, max_size=8),
+)
+def test_every_in_order_item_fires_in_exactly_one_tumbling_window_however_batched(
+    size: float, times: list[float], cuts: list[int], lateness: float, keys: list[Hashable]
+) -> None:
+    state = WindowState(TumblingWindows(size), allowed_lateness=lateness)
+    events = [(keys[i % len(keys)], ts, i) for i, ts in enumerate(sorted(times))]
+    fired: list[FiredWindow] = []
+    watermark, position, batch = NEVER, 0, 0
+    while position < len(events):
+        for key, ts, i in events[position : position + cuts[batch % len(cuts)]]:
+            assert state.add(key, ts, 0, i, watermark)
+            watermark = ts
+        position += cuts[batch % len(cuts)]
+        batch += 1
+        fired += state.advance(watermark)
+    fired += state.flush()
+    assert_in_output_order(fired)
+    assert Counter(i for w in fired for i in w.items[0]) == Counter(range(len(events)))
+    for w in fired:
+        assert all(w.start <= events[i][1] < w.end and events[i][0] == w.key for i in w.items[0])
