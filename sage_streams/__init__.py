@@ -18,6 +18,7 @@ from sage_streams.functions import get_function, register_function
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
+from sage_streams.windowing import WindowData, WindowedStream
 
 __all__ = [
     "BackpressureTimeout",
@@ -35,6 +36,8 @@ __all__ = [
     "StreamReader",
     "StreamState",
     "SynchronizedStream",
+    "WindowData",
+    "WindowedStream",
     "get_function",
     "register_function",
 ]

@@ -16,12 +16,11 @@ Example::
 
 from __future__ import annotations
 
-import inspect
-import types
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sage_streams._conventions import emitted
 from sage_streams._graph import Node, Operator
 from sage_streams._typing import UserFunction
 from sage_streams.channel import ChannelConfig, validate_strategy
@@ -34,6 +33,7 @@ from sage_streams.sync import make_synchronizer
 
 if TYPE_CHECKING:
     from sage_streams.environment import LocalEnvironment
+    from sage_streams.windowing import WindowedStream
 
 __all__ = ["ConnectedStreams", "JoinedStream", "StreamReader", "SynchronizedStream"]
 
@@ -82,22 +82,6 @@ class StreamReader:
 
     def _extend(self, items: Sequence[Any]) -> None:
         self._items.extend(items)
-
-
-async def emitted(result: Any) -> Sequence[Any]:
-    """Apply the return conventions: awaited if awaitable; a list, tuple, generator or async
-    generator emits each element; ``None`` nothing; any other value is one item."""
-    if inspect.isawaitable(result):
-        result = await result
-    if result is None:
-        return ()
-    if isinstance(result, list | tuple):
-        return result
-    if isinstance(result, types.GeneratorType):
-        return list(result)
-    if isinstance(result, types.AsyncGeneratorType):
-        return [item async for item in result]
-    return (result,)
 
 
 class _ProcessOperator:
@@ -386,9 +370,17 @@ class ConnectedStreams:
 
     def window(
         self, window_type: str, size: float | None = None, slide: float | None = None, **options: Any
-    ) -> Any:
-        """Event-time and processing-time windows across the streams (not in this release)."""
-        raise NotImplementedError("ConnectedStreams.window arrives with the windows release (see the README)")
+    ) -> WindowedStream:
+        """Event-time windows across the streams: a stream of :class:`WindowData`.
+
+        ``"tumbling"`` (size), ``"sliding"`` (size, slide) or ``"session"`` (timeout, the gap);
+        keywords ``timestamp``, ``key_func``, ``out_of_orderness``, ``allowed_lateness`` and
+        ``name`` as in :func:`sage_streams.windowing.window_node`. ``windowed.process(fn)`` calls
+        ``fn(window_data, state)`` once per fired window, with this object's state.
+        """
+        from sage_streams.windowing import window_node
+
+        return window_node(self.env, self.streams, self.state, window_type, size, slide, **options)
 
     def on_error(self, handler: Callable[..., Any]) -> ConnectedStreams:
         """Error policies for this operator graph (not in this release)."""
@@ -451,12 +443,7 @@ class SynchronizedStream(_BatchStream):
 
     def unmatched(self) -> DataStream[Any]:
         """Items that can no longer be part of a tuple (``"timestamp"`` synchronization)."""
-        for node in self.env._nodes:
-            if node.kind == "side" and node.inputs == (self._node,) and node.port == "unmatched":
-                return DataStream._of(self.env, node)
-        node = self.env.add_node("side", f"{self.name}.unmatched", (self._node,))
-        node.port = "unmatched"
-        return DataStream._of(self.env, node)
+        return self._side_output("unmatched")
 
 
 def _resolve_keys(key_func: Any) -> Any:

@@ -36,6 +36,7 @@ from sage_streams.functions import resolve_function
 if TYPE_CHECKING:
     from sage_streams.connected import ConnectedStreams
     from sage_streams.environment import LocalEnvironment
+    from sage_streams.windowing import WindowedStream
 
 __all__ = ["DataStream"]
 
@@ -124,6 +125,19 @@ class DataStream(Generic[T]):
 
         return ConnectedStreams([self, *others], state=state)
 
+    def window(
+        self, window_type: str, size: float | None = None, slide: float | None = None, **options: Any
+    ) -> WindowedStream:
+        """Event-time windows over this stream, as ``ConnectedStreams.window`` over one input.
+
+        ``key_func`` defaults to this stream's key function when it was made by ``key_by``.
+        """
+        from sage_streams.state import StreamState
+        from sage_streams.windowing import window_node
+
+        options.setdefault("key_func", self._node.key_func)
+        return window_node(self._env, [self], StreamState(), window_type, size, slide, **options)
+
     def sink(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
         """Call ``fn(item)`` for every item, for its effect.
 
@@ -131,6 +145,16 @@ class DataStream(Generic[T]):
         called for everything, so ``await sink.collect()`` waits for the whole graph.
         """
         return self._then("sink", fn, name, "sink function")
+
+    def _side_output(self, port: str) -> DataStream[Any]:
+        """The side output ``port`` of this operator's stream: the same stream however often
+        asked (``unmatched()``, ``late()``)."""
+        for node in self._env._nodes:
+            if node.kind == "side" and node.inputs == (self._node,) and node.port == port:
+                return DataStream._of(self._env, node)
+        node = self._env.add_node("side", f"{self.name}.{port}", (self._node,))
+        node.port = port
+        return DataStream._of(self._env, node)
 
     # -- push streams ----------------------------------------------------------------------
 

@@ -267,7 +267,9 @@ def test_methods_of_later_releases_say_so() -> None:
     env = LocalEnvironment()
     connected = ConnectedStreams([env.from_collection([1]), env.from_collection([2])])
     with pytest.raises(NotImplementedError, match="windows release"):
-        connected.window("tumbling", size=60)
+        connected.window("tumbling", size=60, time="processing")
+    with pytest.raises(NotImplementedError, match="windows release"):
+        connected.window("tumbling", size=60, idle_timeout=5)
     with pytest.raises(NotImplementedError, match="error-policy release"):
         connected.on_error(lambda stream_id, error, context: "continue")
     with pytest.raises(NotImplementedError, match="error-policy release"):

@@ -11,6 +11,11 @@ import pytest
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 EXPECTED = {
+    "time_window_aggregation.py": """\
+[    0,    60) count=3 total=65.00 average=21.67
+[   60,   120) count=3 total=61.00 average=20.33
+[  120,   180) count=1 total=80.00 average=80.00
+""",
     "simple_merge.py": """\
    0s data1: t1 21.5 C
    0s data2: t7 9.0 C

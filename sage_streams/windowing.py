@@ -1,0 +1,240 @@
+"""Windowed streams: event-time windows over one or more inputs.
+
+The window operator reads each item's timestamp, keeps a watermark per input (the largest
+timestamp seen minus ``out_of_orderness``, never going back) and takes the smallest over the
+inputs that have not ended as its own, as Flink does. It feeds the pure logic of
+:mod:`sage_streams.windows`, which fires a window ``[start, end)`` once the watermark reaches
+``end``. An item all of whose windows are past ``end + allowed_lateness`` is late: it goes to
+``windowed.late()``, never silently away. At the end of input every open window fires.
+
+A windowed stream is a stream of :class:`WindowData`; ``process(fn)`` turns each into results.
+
+Example::
+
+    windowed = connected.window("tumbling", size=60)
+    totals = windowed.process(lambda window, state: sum(i["value"] for s in window for i in s))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sage_streams._conventions import window_results
+from sage_streams._fusion import is_async_callable
+from sage_streams._typing import UserFunction
+from sage_streams.errors import ItemError
+from sage_streams.functions import resolve_function
+from sage_streams.state import StreamState
+from sage_streams.stream import DataStream
+from sage_streams.time import TimestampSpec, timestamp_reader
+from sage_streams.windows import FiredWindow, WindowState, window_config
+
+if TYPE_CHECKING:
+    from sage_streams.environment import LocalEnvironment
+
+__all__ = ["WindowData", "WindowedStream", "window_node"]
+
+
+class WindowData:
+    """One fired window: per input stream, in the order given, the list of its items.
+
+    Iterating gives one list per input stream. ``start_time`` and ``end_time`` bound the window
+    (``[start, end)``), ``key`` is its key (``None`` without ``key_func``), ``by_stream`` maps
+    each input's name to its list, and ``refire`` says it fires again with late items.
+    """
+
+    __slots__ = ("_lists", "by_stream", "end_time", "key", "refire", "start_time")
+
+    def __init__(self, fired: FiredWindow, names: Sequence[str]) -> None:
+        self.start_time = fired.start
+        self.end_time = fired.end
+        self.key = fired.key
+        self.refire = fired.refire
+        self._lists = [list(items) for items in fired.items]
+        self.by_stream = dict(zip(names, self._lists, strict=True))
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        return iter(self._lists)
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    def __getitem__(self, index: int) -> list[Any]:
+        return self._lists[index]
+
+    def __repr__(self) -> str:
+        sizes = {name: len(items) for name, items in self.by_stream.items()}
+        return f"<WindowData [{self.start_time}, {self.end_time}) key={self.key!r} {sizes}>"
+
+
+class _WindowOperator:
+    """Reads timestamps and keys, keeps the watermarks, feeds :class:`WindowState`."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        state: WindowState,
+        *,
+        key_func: Callable[[Any], Any] | None,
+        timestamp: TimestampSpec,
+        out_of_orderness: float,
+    ) -> None:
+        self.names = list(names)
+        self.windows = state
+        self.key_func = key_func
+        self.readers = [timestamp_reader(timestamp) for _ in names]
+        self.delay = out_of_orderness
+        self.marks = [-math.inf] * len(names)
+        self.latest = -math.inf
+        self.ended = [False] * len(names)
+        self.watermark = -math.inf
+        self.late_items = 0
+        self.side: dict[str, list[Any]] = {"late": []}
+
+    def wants(self, index: int) -> bool:
+        return True
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        read, key_of, windows = self.readers[index], self.key_func, self.windows
+        late, fired = self.side["late"], []
+        for item in batch:
+            stamp = read(item)
+            key = _key(key_of, item) if key_of is not None else None
+            # Judged against the watermark before this item moves it, as in Flink.
+            if not windows.add(key, stamp, index, item, self.watermark):
+                late.append(item)
+                self.late_items += 1
+            if stamp > self.latest:
+                self.latest = stamp
+            if stamp - self.delay > self.marks[index]:
+                self.marks[index] = stamp - self.delay
+                watermark = self._lowest_mark()
+                if watermark > self.watermark:
+                    # Fire as the watermark moves, item by item, so that what fires (and what
+                    # re-fires with allowed-late items) never depends on how items were batched.
+                    self.watermark = watermark
+                    fired += windows.advance(watermark)
+        return self._fired(fired)
+
+    def _lowest_mark(self) -> float:
+        open_marks = [mark for mark, ended in zip(self.marks, self.ended, strict=True) if not ended]
+        return min(open_marks) if open_marks else math.inf
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        self.ended[index] = True
+        if all(self.ended):
+            return ()  # on_finish fires everything
+        self.watermark = max(self.watermark, self._lowest_mark())
+        return self._fired(self.windows.advance(self.watermark))
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return self._fired(self.windows.flush())
+
+    def _fired(self, fired: list[FiredWindow]) -> list[WindowData]:
+        return [WindowData(window, self.names) for window in fired]
+
+    def stalled(self) -> str:  # pragma: no cover - wants() is always true
+        return "never stalls"
+
+    def details(self) -> dict[str, float]:
+        return {
+            "open_windows": float(self.windows.open_windows()),
+            "fired_windows": float(self.windows.fired_count()),
+            "late_items": float(self.late_items),
+            "watermark": self.watermark,
+            "watermark_lag": self.latest - self.watermark if self.latest > -math.inf else 0.0,
+        }
+
+
+def _key(key_of: Callable[[Any], Any], item: Any) -> Hashable:
+    try:
+        key = key_of(item)
+        hash(key)
+    except Exception as exc:
+        raise ItemError(item, exc) from exc
+    return key  # type: ignore[no-any-return]
+
+
+def _non_negative(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def window_node(
+    env: LocalEnvironment,
+    inputs: Sequence[DataStream[Any]],
+    state: StreamState,
+    window_type: str,
+    size: float | None = None,
+    slide: float | None = None,
+    *,
+    timeout: float | None = None,
+    time: str = "event",
+    timestamp: TimestampSpec = "timestamp",
+    key_func: UserFunction | None = None,
+    out_of_orderness: float = 0.0,
+    allowed_lateness: float = 0.0,
+    idle_timeout: float | None = None,
+    name: str | None = None,
+) -> WindowedStream:
+    """Add a window operator over ``inputs``; the arguments are those of ``window`` (CONTRACT 3)."""
+    if time == "processing":
+        raise NotImplementedError('time="processing" windows arrive with the rest of the windows release')
+    if time != "event":
+        raise ValueError(f"unknown time {time!r}; expected one of 'event', 'processing'")
+    if idle_timeout is not None:
+        raise NotImplementedError("idle_timeout arrives with the rest of the windows release")
+    config = window_config(window_type, size, slide, timeout=timeout)
+    delay = _non_negative("out_of_orderness", out_of_orderness)
+    lateness = _non_negative("allowed_lateness", allowed_lateness)
+    key_of = resolve_function(key_func, "window key function") if key_func is not None else None
+    timestamp_reader(timestamp)  # refuses a bad spec now, not at run time
+    names = [stream.name for stream in inputs]
+    count = len(names)
+
+    def factory() -> _WindowOperator:
+        windows = WindowState(config, inputs=count, allowed_lateness=lateness)
+        return _WindowOperator(names, windows, key_func=key_of, timestamp=timestamp, out_of_orderness=delay)
+
+    node = env.add_node("operator", name or f"window({window_type})", tuple(s._node for s in inputs))
+    node.operator = factory
+    windowed = WindowedStream._of(env, node)
+    windowed._state = state
+    return windowed
+
+
+class WindowedStream(DataStream[WindowData]):
+    """The fired windows of a window operator, as :class:`WindowData`; see :meth:`process`."""
+
+    _state: StreamState
+
+    def process(self, fn: UserFunction, *, name: str | None = None, **kwargs: Any) -> DataStream[Any]:
+        """A stream of what ``fn(window_data, state, **kwargs)`` returns for each window.
+
+        One result per window, a tuple included; a list or generator gives several, ``None``
+        none. ``fn`` may be ``async``.
+        """
+        function = resolve_function(fn, "window function")
+        state = self._state
+        label = name or f"process({getattr(function, '__name__', 'fn')})"
+        if is_async_callable(function):
+
+            async def apply_async(window: WindowData) -> Sequence[Any]:
+                return window_results(await function(window, state, **kwargs))
+
+            return self.flat_map(apply_async, name=label)
+
+        def apply(window: WindowData) -> Sequence[Any]:
+            return window_results(function(window, state, **kwargs))
+
+        return self.flat_map(apply, name=label)
+
+    def late(self) -> DataStream[Any]:
+        """Items that came after all of their windows had closed (``end + allowed_lateness``)."""
+        return self._side_output("late")

@@ -1,0 +1,215 @@
+"""Event-time windows through the runtime: WindowData, keys, lateness, watermarks, bad timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sage_streams import ConnectedStreams, LocalEnvironment, PipelineError, StreamState, WindowData
+
+
+def event(ts: Any, value: float = 1.0, **extra: Any) -> dict[str, Any]:
+    return {"timestamp": ts, "value": value, **extra}
+
+
+def summary(window: WindowData, state: StreamState) -> tuple[float, float, Any, list[int]]:
+    return (window.start_time, window.end_time, window.key, [len(items) for items in window])
+
+
+async def test_window_data_iterates_per_input_lists_and_names_them() -> None:
+    env = LocalEnvironment()
+    a = env.from_collection([event(1, 1), event(2, 2)], name="a")
+    b = env.from_collection([event(3, 10)], name="b")
+    windows = await ConnectedStreams([a, b]).window("tumbling", size=10).collect()
+    (window,) = windows
+    assert (window.start_time, window.end_time, window.key, window.refire) == (0.0, 10.0, None, False)
+    assert [[item["value"] for item in items] for items in window] == [[1, 2], [10]]
+    assert list(window.by_stream) == ["a", "b"]
+    assert window.by_stream["b"] == [event(3, 10)]
+
+
+async def test_keyed_sliding_windows_fire_in_end_order() -> None:
+    env = LocalEnvironment()
+    items = [event(t, user=u) for t, u in [(1, "x"), (4, "y"), (6, "x"), (12, "x")]]
+    stream = env.from_collection(items).window("sliding", size=10, slide=5, key_func=lambda e: e["user"])
+    rows = await stream.process(summary).collect()
+    assert rows == [
+        (-5.0, 5.0, "x", [1]),
+        (-5.0, 5.0, "y", [1]),
+        (0.0, 10.0, "x", [2]),
+        (0.0, 10.0, "y", [1]),
+        (5.0, 15.0, "x", [2]),
+        (10.0, 20.0, "x", [1]),
+    ]
+
+
+async def test_key_by_gives_the_window_its_key() -> None:
+    env = LocalEnvironment()
+    items = [event(1, user="a"), event(2, user="b"), event(3, user="a")]
+    keyed = env.from_collection(items).key_by(lambda e: e["user"])
+    rows = await keyed.window("tumbling", size=60).process(summary).collect()
+    assert rows == [(0.0, 60.0, "a", [2]), (0.0, 60.0, "b", [1])]
+
+
+async def test_sessions_close_after_the_gap() -> None:
+    env = LocalEnvironment()
+    items = [event(t) for t in (0, 20, 30, 100, 129)]
+    rows = await env.from_collection(items).window("session", timeout=30).process(summary).collect()
+    assert rows == [(0.0, 60.0, None, [3]), (100.0, 159.0, None, [2])]
+
+
+async def test_late_items_go_to_late_and_are_never_dropped() -> None:
+    env = LocalEnvironment()
+    items = [event(5), event(65), event(3, 99.0), event(70)]
+    windowed = env.from_collection(items).window("tumbling", size=60)
+    late = windowed.late()
+    summaries = windowed.process(summary)
+    async with env.running():
+        windows = asyncio.ensure_future(summaries.collect())
+        late_items = asyncio.ensure_future(late.collect())
+    assert await windows == [(0.0, 60.0, None, [1]), (60.0, 120.0, None, [2])]
+    assert await late_items == [event(3, 99.0)]
+    details = env.metrics().operators[windowed.name].details
+    assert details["late_items"] == 1
+    assert details["fired_windows"] == 2
+
+
+async def test_out_of_orderness_keeps_items_in_time_and_allowed_lateness_refires() -> None:
+    env = LocalEnvironment()
+    items = [event(5), event(62), event(40), event(130), event(50)]
+    windowed = env.from_collection(items).window(
+        "tumbling", size=60, out_of_orderness=30, allowed_lateness=60
+    )
+    rows = await windowed.process(lambda w, s: (w.start_time, w.refire, len(w[0]))).collect()
+    # 40 is within out_of_orderness; 50 comes after [0, 60) fired (watermark 100) but within
+    # the allowed lateness, so the window fires again with all three of its items.
+    assert rows == [(0.0, False, 2), (0.0, True, 3), (60.0, False, 1), (120.0, False, 1)]
+
+
+async def test_the_slower_input_holds_the_watermark_back() -> None:
+    env = LocalEnvironment()
+    fast = env.create_stream("fast")
+    slow = env.create_stream("slow")
+    windowed = ConnectedStreams([fast, slow]).window("tumbling", size=10, name="w")
+    async with env.running():
+        fired = asyncio.ensure_future(windowed.collect())
+        for t in (1, 15, 25):
+            await fast.emit(event(t))
+        await asyncio.sleep(0.01)
+        assert env.metrics().operators["w"].details["fired_windows"] == 0  # slow says nothing yet
+        await slow.emit(event(12))
+        await asyncio.sleep(0.01)
+        assert env.metrics().operators["w"].details["watermark"] == 12
+        assert env.metrics().operators["w"].details["fired_windows"] == 1
+    assert [(w.start_time, [len(i) for i in w]) for w in await fired] == [
+        (0.0, [1, 0]),
+        (10.0, [1, 1]),
+        (20.0, [1, 0]),
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    left=st.lists(st.integers(0, 200), max_size=30).map(sorted),
+    right=st.lists(st.integers(0, 200), max_size=30).map(sorted),
+    order=st.lists(st.booleans(), max_size=60),
+    batch=st.integers(1, 5),
+)
+def test_results_do_not_depend_on_how_in_order_inputs_interleave(
+    left: list[int], right: list[int], order: list[bool], batch: int
+) -> None:
+    async def run() -> list[tuple[float, list[list[int]]]]:
+        env = LocalEnvironment(buffer_size=4, batch_size=batch)
+        a, b = env.create_stream("a"), env.create_stream("b")
+        windowed = ConnectedStreams([a, b]).window("tumbling", size=25)
+
+        async def feed() -> None:
+            pending = {id(a): list(left), id(b): list(right)}
+            for pick_a in [*order, *([True] * len(left)), *([False] * len(right))]:
+                stream = a if pick_a else b
+                if pending[id(stream)]:
+                    await stream.emit(event(pending[id(stream)].pop(0)))
+            await a.close()
+            await b.close()
+
+        windows, _ = await asyncio.gather(windowed.collect(), feed())
+        return [(w.start_time, [[i["timestamp"] for i in items] for items in w]) for w in windows]
+
+    expected = sorted(
+        {25.0 * (t // 25) for t in left + right},
+    )
+    result = asyncio.run(run())
+    assert [start for start, _ in result] == expected
+    for start, (lefts, rights) in result:
+        assert lefts == [t for t in left if start <= t < start + 25]
+        assert rights == [t for t in right if start <= t < start + 25]
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"value": 1}, "KeyError: \"item has no timestamp field 'timestamp'\""),
+        (event(math.nan), "ValueError: timestamp must be finite"),
+        (event(math.inf), "ValueError: timestamp must be finite"),
+        (event("noon"), "TypeError: timestamp must be a number or datetime"),
+    ],
+)
+async def test_bad_timestamps_are_errors_of_their_item(bad: dict[str, Any], message: str) -> None:
+    env = LocalEnvironment()
+    windowed = env.from_collection([event(1), bad]).window("tumbling", size=60, name="minute")
+    with pytest.raises(PipelineError) as caught:
+        await windowed.collect()
+    assert str(caught.value).startswith("pipeline 'default' failed: operator 'minute' failed on item")
+    assert message in str(caught.value)
+    assert caught.value.item == bad
+
+
+async def test_mixed_naive_and_aware_datetimes_are_refused() -> None:
+    env = LocalEnvironment()
+    items = [event(datetime(2026, 1, 1, 0, 0, 10)), event(datetime(2026, 1, 1, tzinfo=UTC))]
+    windowed = env.from_collection(items).window("tumbling", size=60)
+    with pytest.raises(PipelineError, match="mix naive and timezone-aware datetimes"):
+        await windowed.collect()
+
+
+async def test_datetimes_are_seconds_since_the_epoch() -> None:
+    env = LocalEnvironment()
+    items = [event(datetime(1970, 1, 1, 0, 1, 5, tzinfo=UTC))]
+    (window,) = await env.from_collection(items).window("tumbling", size=60).collect()
+    assert (window.start_time, window.end_time) == (60.0, 120.0)
+
+
+async def test_window_function_return_conventions() -> None:
+    env = LocalEnvironment()
+    windowed = env.from_collection([event(1), event(70)]).window("tumbling", size=60)
+    pairs = windowed.process(lambda w, s: (w.start_time, len(w[0])))
+    several = windowed.process(lambda w, s: [w.start_time, w.end_time])
+    none = windowed.process(lambda w, s: None)
+
+    async def total(window: WindowData, state: StreamState) -> float:
+        await asyncio.sleep(0)
+        state.increment("windows")
+        return sum(item["value"] for items in window for item in items)
+
+    totals = windowed.process(total)
+    async with env.running():
+        readers = [asyncio.ensure_future(s.collect()) for s in (pairs, several, none, totals)]
+    assert [await r for r in readers] == [[(0.0, 1), (60.0, 1)], [0.0, 60.0, 60.0, 120.0], [], [1.0, 1.0]]
+
+
+def test_invalid_window_arguments_fail_when_the_graph_is_built() -> None:
+    stream = LocalEnvironment().from_collection([])
+    with pytest.raises(ValueError, match="unknown window_type 'hopping'"):
+        stream.window("hopping", size=1)
+    with pytest.raises(ValueError, match="slide must not exceed size"):
+        stream.window("sliding", size=5, slide=10)
+    with pytest.raises(ValueError, match="out_of_orderness must be a finite number of seconds >= 0"):
+        stream.window("tumbling", size=5, out_of_orderness=-1)
+    with pytest.raises(ValueError, match="unknown time 'wall'"):
+        stream.window("tumbling", size=5, time="wall")
