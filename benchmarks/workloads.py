@@ -183,6 +183,56 @@ async def w3_sage_streams(data: W3Input) -> tuple[int, int]:
     return tally[0], tally[1]
 
 
+# -- W4: 1,000,000 events, 1,000 per simulated second, 100 keys, 60 s tumbling sums -----------
+
+WINDOW = 60.0
+W4Input = list[dict[str, Any]]
+
+
+def w4_data(n: int) -> W4Input:
+    return [{"key": i % 100, "timestamp": i / 1000, "value": i % 7} for i in range(n)]
+
+
+def _w4_result(sums: dict[tuple[Any, float], int]) -> tuple[int, int, int]:
+    """Windows, total, and a checksum that depends on which window got which sum."""
+    weighted = sum((key + 1) * int(start) * total for (key, start), total in sums.items())
+    return len(sums), sum(sums.values()), weighted
+
+
+def w4_plain_loop(events: W4Input) -> tuple[int, int, int]:
+    sums: dict[tuple[Any, float], int] = {}
+    for event in events:
+        window = (event["key"], (event["timestamp"] // WINDOW) * WINDOW)
+        sums[window] = sums.get(window, 0) + event["value"]
+    return _w4_result(sums)
+
+
+def _gen_assign(events: Iterator[dict[str, Any]]) -> Iterator[tuple[tuple[Any, float], int]]:
+    for event in events:
+        yield (event["key"], (event["timestamp"] // WINDOW) * WINDOW), event["value"]
+
+
+def w4_generator_chain(events: W4Input) -> tuple[int, int, int]:
+    sums: dict[tuple[Any, float], int] = {}
+    for window, value in _gen_assign(iter(events)):
+        sums[window] = sums.get(window, 0) + value
+    return _w4_result(sums)
+
+
+def key_of(event: dict[str, Any]) -> Any:
+    return event["key"]
+
+
+async def w4_sage_streams(events: W4Input) -> tuple[int, int, int]:
+    env = LocalEnvironment("W4")
+    windowed = env.from_collection(events, name="events").window("tumbling", size=WINDOW, key_func=key_of)
+
+    def total(window: Any, state: Any) -> tuple[tuple[Any, float], int]:
+        return (window.key, window.start_time), sum(event["value"] for event in window[0])
+
+    return _w4_result(dict(await windowed.process(total).collect()))
+
+
 WORKLOADS: dict[str, dict[str, Impl]] = {
     "W1": {
         "plain_loop": w1_plain_loop,
@@ -197,11 +247,17 @@ WORKLOADS: dict[str, dict[str, Impl]] = {
         "sage_streams": w3_sage_streams,
         "sage_streams_uvloop": w3_sage_streams,
     },
+    "W4": {
+        "plain_loop": w4_plain_loop,
+        "generator_chain": w4_generator_chain,
+        "sage_streams": w4_sage_streams,
+        "sage_streams_uvloop": w4_sage_streams,
+    },
 }
 """Workload -> implementation name -> function. ``*_uvloop`` names run on uvloop."""
 
-SIZES = {"W1": 1_000_000, "W3": 200_000}
+SIZES = {"W1": 1_000_000, "W3": 200_000, "W4": 1_000_000}
 """Items per workload at full size."""
 
-INPUTS: dict[str, Callable[[int], Any]] = {"W1": lambda n: n, "W3": w3_data}
+INPUTS: dict[str, Callable[[int], Any]] = {"W1": lambda n: n, "W3": w3_data, "W4": w4_data}
 """Workload -> ``n -> input``, made before the clock starts."""
