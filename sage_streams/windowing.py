@@ -99,6 +99,7 @@ class _WindowOperator:
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
         read, key_of, windows = self.readers[index], self.key_func, self.windows
         late, fired = self.side["late"], []
+        single = len(self.marks) == 1
         for item in batch:
             stamp = read(item)
             key = _key(key_of, item) if key_of is not None else None
@@ -110,12 +111,13 @@ class _WindowOperator:
                 self.latest = stamp
             if stamp - self.delay > self.marks[index]:
                 self.marks[index] = stamp - self.delay
-                watermark = self._lowest_mark()
+                watermark = self.marks[index] if single else self._lowest_mark()
                 if watermark > self.watermark:
                     # Fire as the watermark moves, item by item, so that what fires (and what
                     # re-fires with allowed-late items) never depends on how items were batched.
                     self.watermark = watermark
-                    fired += windows.advance(watermark)
+                    if watermark >= windows.next_deadline():
+                        fired += windows.advance(watermark)
         return self._fired(fired)
 
     def _lowest_mark(self) -> float:

@@ -387,6 +387,16 @@ class WindowState:
         self._open = 0
         return fired
 
+    def next_deadline(self) -> float:
+        """The lowest watermark at which :meth:`advance` could fire or drop anything.
+
+        Below it ``advance`` does nothing, so a caller may skip the call (heap entries made stale
+        by merges or refires only make this earlier, never later).
+        """
+        due = self._due[0][0] if self._due else math.inf
+        kept = self._kept[0][0] if self._kept else math.inf
+        return min(due, kept)
+
     def open_windows(self) -> int:
         """How many windows are held: waiting to fire, or fired and kept for late items."""
         return self._open

@@ -633,3 +633,16 @@ def test_every_in_order_item_fires_in_exactly_one_tumbling_window_however_batche
     assert Counter(i for w in fired for i in w.items[0]) == Counter(range(len(events)))
     for w in fired:
         assert all(w.start <= events[i][1] < w.end and events[i][0] == w.key for i in w.items[0])
+
+
+def test_next_deadline_is_when_advance_could_first_do_something() -> None:
+    state = WindowState(TumblingWindows(10.0), allowed_lateness=5.0)
+    assert state.next_deadline() == math.inf
+    state.add("k", 3.0, 0, "a", watermark=-math.inf)
+    assert state.next_deadline() == 10.0
+    assert state.advance(9.9) == []
+    assert [w.start for w in state.advance(10.0)] == [0.0]
+    assert state.next_deadline() == 15.0  # kept for late items until end + allowed lateness
+    assert state.open_windows() == 1
+    state.advance(15.0)
+    assert (state.open_windows(), state.next_deadline()) == (0, math.inf)
