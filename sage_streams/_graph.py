@@ -7,14 +7,14 @@ tasks and channels. A node's counters live here so that metrics survive the run 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from sage_streams.channel import Receiver, Sender, create_channel
 
 if TYPE_CHECKING:
     from sage_streams._typing import Source
 
-__all__ = ["FUSABLE", "Node", "NodeKind", "Operator"]
+__all__ = ["FUSABLE", "Node", "NodeKind", "Operator", "TimedOperator"]
 
 NodeKind: TypeAlias = Literal[
     "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side"
@@ -65,6 +65,23 @@ class Operator(Protocol):
 
     def details(self) -> dict[str, float]:
         """Operator-specific metrics (join hit rate, buffered items, state size, ...)."""
+        ...
+
+
+@runtime_checkable
+class TimedOperator(Protocol):
+    """An operator that also acts on processing time (processing-time windows, idle inputs).
+
+    The runtime arms a timer on the environment's clock for :meth:`next_timer` and calls
+    :meth:`on_timer` once the clock reaches it, with or without new input.
+    """
+
+    def next_timer(self) -> float | None:
+        """The clock time at which :meth:`on_timer` is next wanted, or ``None``."""
+        ...
+
+    async def on_timer(self, now: float) -> Sequence[Any]:
+        """The clock has reached the timer; returns the items to emit."""
         ...
 
 

@@ -26,7 +26,7 @@ import aiostream
 import anyio
 
 from sage_streams._fusion import FusedChain, Step
-from sage_streams._graph import FUSABLE, Node
+from sage_streams._graph import FUSABLE, Node, TimedOperator
 from sage_streams.channel import (
     ABORTED,
     END,
@@ -45,6 +45,7 @@ from sage_streams.errors import (
     StreamError,
     _short_repr,
 )
+from sage_streams.time import Clock, TimerHandle
 
 __all__ = ["ChannelOutlet", "ListOutlet", "Outlet", "Plan"]
 
@@ -182,11 +183,14 @@ class _OperatorHead:
     Inputs are visited round-robin so that none starves another.
     """
 
-    def __init__(self, node: Node, receivers: list[Receiver]) -> None:
+    def __init__(self, node: Node, receivers: list[Receiver], clock: Clock) -> None:
         assert node.operator is not None
         self.node = node
         self.receivers = receivers
+        self.clock = clock
         self.operator = node.operator()
+        self._timed = isinstance(self.operator, TimedOperator)
+        self._timer: tuple[float, TimerHandle] | None = None
         self.side_outlets: dict[str, list[Outlet]] = {}
         self._ended = [False] * len(receivers)
         self._finished = False
@@ -208,6 +212,9 @@ class _OperatorHead:
         """Handle one message, or wait for one; returns what the operator emitted."""
         ready = self._ready_input()
         if ready is None:
+            output = await self._call(self._on_time()) if self._timed else ()
+            if output:
+                return output
             output = await self._call(self.operator.on_idle())
             if output:
                 return output
@@ -248,8 +255,36 @@ class _OperatorHead:
         # Cleared before looking, so a put between the look and the wait still wakes us. The
         # inputs we do not want may hold messages: they must not keep us from waiting.
         self._doorbell.clear()
+        if self._timed:
+            self._arm_timer()
         if not any(self.receivers[i].has_message() for i in wanted):
             await self._doorbell.wait()
+
+    async def _on_time(self) -> Sequence[Any]:
+        """Let a timed operator act when a timer is due: the one we armed (whose deadline the
+        operator may no longer report, having passed it), or one already in the past."""
+        operator: Any = self.operator
+        now = self.clock.now()
+        armed_due = self._timer is not None and now >= self._timer[0]
+        if armed_due:
+            self._timer = None  # it has rung
+        else:
+            deadline = operator.next_timer()
+            if deadline is None or now < deadline:
+                return ()
+        result: Sequence[Any] = await operator.on_timer(now)
+        return result
+
+    def _arm_timer(self) -> None:
+        """Ring the doorbell when the operator's next timer is due (one timer at a time)."""
+        deadline = self.operator.next_timer()  # type: ignore[attr-defined]
+        if self._timer is not None:
+            if self._timer[0] == deadline:
+                return
+            self._timer[1].cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = (deadline, self.clock.call_at(deadline, self._doorbell.set))
 
     async def _call(self, call: Coroutine[Any, Any, Sequence[Any]]) -> Sequence[Any]:
         try:
@@ -270,6 +305,9 @@ class _OperatorHead:
                     await outlet.send(batch)
 
     def close(self, completed: bool) -> None:
+        if self._timer is not None:
+            self._timer[1].cancel()
+            self._timer = None
         for receiver in self.receivers:
             receiver.watch(None)
             receiver.close()
@@ -438,8 +476,10 @@ class Plan:
         *,
         capacity: int,
         batch_size: int,
+        clock: Clock,
     ) -> None:
         self.env_name = env_name
+        self.clock = clock
         self.capacity = capacity
         self.batch_size = batch_size
         self.chains: list[ChainTask] = []
@@ -510,7 +550,7 @@ class Plan:
             sender, receiver = self._channel(f"{producer.name}->{node.name}[{index}]", config)
             self.attach(producer, ChannelOutlet(sender))
             receivers.append(receiver)
-        head = _OperatorHead(node, receivers)
+        head = _OperatorHead(node, receivers, self.clock)
         self.operators[node] = head
         chain = self._new_chain(node, head, head_node=None)
         self.where[node] = (chain, 0)

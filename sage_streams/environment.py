@@ -29,6 +29,7 @@ from sage_streams._graph import Node, NodeKind
 from sage_streams._runtime import Outlet, Plan, is_sync_source
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
+from sage_streams.time import Clock, SystemClock
 
 if TYPE_CHECKING:
     from sage_streams._typing import Source
@@ -44,9 +45,18 @@ class LocalEnvironment:
         name: shown in errors and metrics.
         buffer_size: the bound, in items, of every channel of the graph (backpressure).
         batch_size: how many items move through a channel or a fused chain at a time.
+        clock: processing time for processing-time windows and idle timeouts (the event loop's
+            clock by default; ``sage_streams.testing.ManualClock`` in tests).
     """
 
-    def __init__(self, name: str = "default", *, buffer_size: int = 1000, batch_size: int = 1024) -> None:
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        buffer_size: int = 1000,
+        batch_size: int = 1024,
+        clock: Clock | None = None,
+    ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -54,6 +64,7 @@ class LocalEnvironment:
         self.name = name
         self.buffer_size = buffer_size
         self.batch_size = batch_size
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self._nodes: list[Node] = []
         self._names: set[str] = set()
         self._plan: Plan | None = None
@@ -175,7 +186,14 @@ class LocalEnvironment:
             raise StreamError(f"the graph of environment {self.name!r} is already running")
         if not self._nodes:
             raise StreamError(f"environment {self.name!r} has no streams to run")
-        self._plan = Plan(self.name, self._nodes, taps, capacity=self.buffer_size, batch_size=self.batch_size)
+        self._plan = Plan(
+            self.name,
+            self._nodes,
+            taps,
+            capacity=self.buffer_size,
+            batch_size=self.batch_size,
+            clock=self.clock,
+        )
         self._last_plan = self._plan
         return self._plan
 

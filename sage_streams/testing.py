@@ -1,5 +1,13 @@
 """The public test kit: helpers for testing code that builds sage_streams graphs.
 
+``ManualClock`` is a processing-time clock that moves only when told, so that processing-time
+windows and idle timeouts are tested without sleeping::
+
+    clock = ManualClock()
+    env = LocalEnvironment(clock=clock)
+    ...
+    await clock.advance(60)   # every timer due by now fires
+
 ``leftover_tasks()`` lists the tasks of the running loop other than the caller's: after a graph
 has ended, however it ended, the list must be empty (no operator, feeder or run task survives).
 
@@ -13,8 +21,52 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
 
-__all__ = ["leftover_tasks"]
+__all__ = ["ManualClock", "leftover_tasks"]
+
+
+class _ManualTimer:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class ManualClock:
+    """A :class:`~sage_streams.time.Clock` that stands still until :meth:`advance` moves it."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._now = float(start)
+        self._timers: list[tuple[float, int, _ManualTimer]] = []
+        self._order = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> _ManualTimer:
+        timer = _ManualTimer(callback)
+        heapq.heappush(self._timers, (deadline, next(self._order), timer))
+        return timer
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock on, run every timer now due, and let the tasks they wake run."""
+        if seconds < 0:
+            raise ValueError(f"a clock does not go back: advance({seconds!r})")
+        self._now += seconds
+        while self._timers and self._timers[0][0] <= self._now:
+            _, _, timer = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                timer.callback()
+        # Let the woken tasks (and what they wake in turn) run before the caller goes on.
+        for _ in range(20):
+            await asyncio.sleep(0)
 
 
 def leftover_tasks() -> set[asyncio.Task[object]]:

@@ -9,14 +9,15 @@ the runtime.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from sage_streams.errors import ItemError
 
-__all__ = ["TimestampReader", "TimestampSpec", "timestamp_reader"]
+__all__ = ["Clock", "SystemClock", "TimerHandle", "TimestampReader", "TimestampSpec", "timestamp_reader"]
 
 TimestampSpec: TypeAlias = str | Callable[[Any], Any]
 """A field name, or a function of the item."""
@@ -76,3 +77,36 @@ def _datetime_seconds(item: Any, value: datetime, naive_seen: list[bool]) -> flo
         kinds = ("naive", "timezone-aware") if naive_seen[0] else ("timezone-aware", "naive")
         raise ItemError(item, ValueError(f"timestamps mix {kinds[0]} and {kinds[1]} datetimes"))
     return (value.replace(tzinfo=UTC) if naive else value).timestamp()
+
+
+class TimerHandle(Protocol):
+    """What :meth:`Clock.call_at` returns: a timer that can be called off."""
+
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Processing time: what processing-time windows and idle timeouts read and wait on.
+
+    The runtime takes it from ``LocalEnvironment(clock=...)``; tests pass
+    :class:`sage_streams.testing.ManualClock` to move time by hand instead of sleeping. Timers
+    are callbacks, so that an operator waits on one doorbell for data and time alike.
+    """
+
+    def now(self) -> float:
+        """Seconds on this clock (only differences matter)."""
+        ...
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> TimerHandle:
+        """Call ``callback`` once ``now() >= deadline``."""
+        ...
+
+
+class SystemClock:
+    """The event loop's monotonic clock."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> TimerHandle:
+        return asyncio.get_running_loop().call_at(deadline, callback)

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from sage_streams._conventions import window_results
 from sage_streams._fusion import is_async_callable
-from sage_streams._typing import UserFunction
+from sage_streams._typing import UserFunction, check_choice
 from sage_streams.errors import ItemError
 from sage_streams.functions import resolve_function
 from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
-from sage_streams.time import TimestampSpec, timestamp_reader
+from sage_streams.time import Clock, TimestampSpec, timestamp_reader
 from sage_streams.windows import FiredWindow, WindowState, window_config
 
 if TYPE_CHECKING:
@@ -80,8 +80,16 @@ class _WindowOperator:
         key_func: Callable[[Any], Any] | None,
         timestamp: TimestampSpec,
         out_of_orderness: float,
+        clock: Clock,
+        processing_time: bool = False,
+        idle_timeout: float | None = None,
     ) -> None:
         self.names = list(names)
+        self.clock = clock
+        self.processing_time = processing_time
+        self.idle_timeout = idle_timeout
+        # Per input, when it last delivered; an input that never does is timed from the start.
+        self.last_arrival = [clock.now()] * len(names) if idle_timeout is not None else []
         self.windows = state
         self.key_func = key_func
         self.readers = [timestamp_reader(timestamp) for _ in names]
@@ -97,6 +105,10 @@ class _WindowOperator:
         return True
 
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        if self.processing_time:
+            return self._on_processing_batch(index, batch)
+        if self.idle_timeout is not None:
+            self.last_arrival[index] = self.clock.now()
         read, key_of, windows = self.readers[index], self.key_func, self.windows
         late, fired = self.side["late"], []
         single = len(self.marks) == 1
@@ -121,15 +133,60 @@ class _WindowOperator:
         return self._fired(fired)
 
     def _lowest_mark(self) -> float:
-        open_marks = [mark for mark, ended in zip(self.marks, self.ended, strict=True) if not ended]
-        return min(open_marks) if open_marks else math.inf
+        """The smallest mark of the inputs that still count: not ended, and not idle.
+
+        When every open input is idle the watermark stays where it is.
+        """
+        open_inputs = [i for i, ended in enumerate(self.ended) if not ended]
+        if not open_inputs:
+            return math.inf
+        counted = [i for i in open_inputs if not self._is_idle(i)]
+        return min(self.marks[i] for i in counted) if counted else self.watermark
+
+    def _is_idle(self, index: int) -> bool:
+        if self.idle_timeout is None:
+            return False
+        return self.clock.now() - self.last_arrival[index] >= self.idle_timeout
+
+    def _on_processing_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        """Processing time: an item's time is its arrival on the clock; nothing is ever late."""
+        now = self.clock.now()
+        key_of, add = self.key_func, self.windows.add
+        for item in batch:
+            add(_key(key_of, item) if key_of is not None else None, now, index, item, -math.inf)
+        self.latest = now
+        return self._advance_to(now)
+
+    def _advance_to(self, watermark: float) -> list[WindowData]:
+        if watermark <= self.watermark:
+            return []
+        self.watermark = watermark
+        return self._fired(self.windows.advance(watermark))
+
+    def next_timer(self) -> float | None:
+        """Processing time: the next window end. Idle timeout: when the next input goes idle."""
+        if self.processing_time:
+            deadline = self.windows.next_deadline()
+            return deadline if math.isfinite(deadline) else None
+        if self.idle_timeout is None or len(self.names) < 2:
+            return None
+        due = [
+            self.last_arrival[i] + self.idle_timeout
+            for i, ended in enumerate(self.ended)
+            if not ended and not self._is_idle(i)
+        ]
+        return min(due) if due else None
+
+    async def on_timer(self, now: float) -> Sequence[Any]:
+        if self.processing_time:
+            return self._advance_to(now)
+        return self._advance_to(self._lowest_mark())
 
     async def on_end(self, index: int) -> Sequence[Any]:
         self.ended[index] = True
         if all(self.ended):
             return ()  # on_finish fires everything
-        self.watermark = max(self.watermark, self._lowest_mark())
-        return self._fired(self.windows.advance(self.watermark))
+        return self._advance_to(self._lowest_mark())
 
     async def on_idle(self) -> Sequence[Any]:
         return ()
@@ -186,12 +243,11 @@ def window_node(
     name: str | None = None,
 ) -> WindowedStream:
     """Add a window operator over ``inputs``; the arguments are those of ``window`` (CONTRACT 3)."""
-    if time == "processing":
-        raise NotImplementedError('time="processing" windows arrive with the rest of the windows release')
-    if time != "event":
-        raise ValueError(f"unknown time {time!r}; expected one of 'event', 'processing'")
+    check_choice(time, ("event", "processing"), "time")
     if idle_timeout is not None:
-        raise NotImplementedError("idle_timeout arrives with the rest of the windows release")
+        _non_negative("idle_timeout", idle_timeout)
+        if idle_timeout == 0:
+            raise ValueError("idle_timeout must be more than 0 seconds, or None for no timeout")
     config = window_config(window_type, size, slide, timeout=timeout)
     delay = _non_negative("out_of_orderness", out_of_orderness)
     lateness = _non_negative("allowed_lateness", allowed_lateness)
@@ -200,9 +256,20 @@ def window_node(
     names = [stream.name for stream in inputs]
     count = len(names)
 
+    clock = env.clock
+
     def factory() -> _WindowOperator:
         windows = WindowState(config, inputs=count, allowed_lateness=lateness)
-        return _WindowOperator(names, windows, key_func=key_of, timestamp=timestamp, out_of_orderness=delay)
+        return _WindowOperator(
+            names,
+            windows,
+            key_func=key_of,
+            timestamp=timestamp,
+            out_of_orderness=delay,
+            clock=clock,
+            processing_time=time == "processing",
+            idle_timeout=idle_timeout,
+        )
 
     node = env.add_node("operator", name or f"window({window_type})", tuple(s._node for s in inputs))
     node.operator = factory

@@ -266,10 +266,6 @@ def test_connected_streams_needs_two_or_more_streams(bad: Any) -> None:
 def test_methods_of_later_releases_say_so() -> None:
     env = LocalEnvironment()
     connected = ConnectedStreams([env.from_collection([1]), env.from_collection([2])])
-    with pytest.raises(NotImplementedError, match="windows release"):
-        connected.window("tumbling", size=60, time="processing")
-    with pytest.raises(NotImplementedError, match="windows release"):
-        connected.window("tumbling", size=60, idle_timeout=5)
     with pytest.raises(NotImplementedError, match="error-policy release"):
         connected.on_error(lambda stream_id, error, context: "continue")
     with pytest.raises(NotImplementedError, match="error-policy release"):

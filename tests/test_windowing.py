@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams import ConnectedStreams, LocalEnvironment, PipelineError, StreamState, WindowData
+from sage_streams.testing import ManualClock
 
 
 def event(ts: Any, value: float = 1.0, **extra: Any) -> dict[str, Any]:
@@ -211,5 +212,78 @@ def test_invalid_window_arguments_fail_when_the_graph_is_built() -> None:
         stream.window("sliding", size=5, slide=10)
     with pytest.raises(ValueError, match="out_of_orderness must be a finite number of seconds >= 0"):
         stream.window("tumbling", size=5, out_of_orderness=-1)
-    with pytest.raises(ValueError, match="unknown time 'wall'"):
+    with pytest.raises(ValueError, match="unknown time 'wall'; expected one of 'event', 'processing'"):
         stream.window("tumbling", size=5, time="wall")
+    with pytest.raises(ValueError, match="idle_timeout must be more than 0"):
+        stream.window("tumbling", size=5, idle_timeout=0)
+
+
+async def test_processing_time_windows_fire_on_the_clock_with_no_new_input() -> None:
+    clock = ManualClock(start=1000.0)
+    env = LocalEnvironment(clock=clock)
+    clicks = env.create_stream("clicks")
+    windowed = clicks.window("tumbling", size=60, time="processing", name="per_minute")
+    counts = windowed.process(lambda w, s: (w.start_time, len(w[0])))
+    async with env.running():
+        reader = asyncio.ensure_future(counts.collect())
+        await clicks.emit({"no": "timestamp needed"})
+        await clicks.emit({"no": "timestamp needed"})
+        await clock.advance(10)  # 1010: inside [960, 1020)
+        await clicks.emit({})
+        await clock.advance(0)  # let the operator see it: its time is when it is seen
+        assert env.metrics().operators["per_minute"].details["fired_windows"] == 0
+        await clock.advance(10)  # 1020: the window's end, and no item arrives
+        assert env.metrics().operators["per_minute"].details["fired_windows"] == 1
+        await clock.advance(30)
+        await clicks.emit({})  # 1050: in [1020, 1080), fires at the end of input
+    assert await reader == [(960.0, 3), (1020.0, 1)]
+
+
+async def test_an_idle_input_stops_holding_the_watermark_back() -> None:
+    clock = ManualClock()
+    env = LocalEnvironment(clock=clock)
+    busy, quiet = env.create_stream("busy"), env.create_stream("quiet")
+    windowed = ConnectedStreams([busy, quiet]).window("tumbling", size=60, idle_timeout=10, name="w")
+    late = windowed.late()
+    async with env.running():
+        fired = asyncio.ensure_future(windowed.collect())
+        late_items = asyncio.ensure_future(late.collect())
+        await busy.emit(event(5))
+        await busy.emit(event(65))
+        await clock.advance(9)
+        assert env.metrics().operators["w"].details["fired_windows"] == 0  # quiet still counts
+        await clock.advance(1)  # quiet has said nothing for 10 s: idle, so the watermark is 65
+        assert env.metrics().operators["w"].details["watermark"] == 65
+        assert env.metrics().operators["w"].details["fired_windows"] == 1
+        await quiet.emit(event(20))  # active again, but [0, 60) has closed: late, not lost
+    assert [(w.start_time, [len(i) for i in w]) for w in await fired] == [(0.0, [1, 0]), (60.0, [1, 0])]
+    assert await late_items == [event(20)]
+
+
+async def test_without_idle_timeout_a_quiet_input_holds_every_window() -> None:
+    clock = ManualClock()
+    env = LocalEnvironment(clock=clock)
+    busy, quiet = env.create_stream("busy"), env.create_stream("quiet")
+    windowed = ConnectedStreams([busy, quiet]).window("tumbling", size=60, name="w")
+    async with env.running():
+        fired = asyncio.ensure_future(windowed.collect())
+        await busy.emit(event(5))
+        await busy.emit(event(65))
+        await clock.advance(3600)
+        assert env.metrics().operators["w"].details["fired_windows"] == 0
+    assert len(await fired) == 2  # both fire at the end of input
+
+
+def test_manual_clock_runs_due_timers_in_order_and_refuses_to_go_back() -> None:
+    async def run() -> list[str]:
+        clock, calls = ManualClock(), []
+        clock.call_at(2.0, lambda: calls.append("b"))
+        clock.call_at(1.0, lambda: calls.append("a"))
+        clock.call_at(5.0, lambda: calls.append("never")).cancel()
+        await clock.advance(3)
+        with pytest.raises(ValueError, match="does not go back"):
+            await clock.advance(-1)
+        await clock.advance(10)
+        return calls
+
+    assert asyncio.run(run()) == ["a", "b"]
