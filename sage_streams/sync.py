@@ -223,8 +223,20 @@ class _Inputs:
         self._feed(index, judged, output)
         return output
 
+    def end(self, index: int) -> SyncOutput:
+        """Input ``index`` has ended; calling it again does nothing."""
+        self._check_index(index)
+        output = SyncOutput()
+        if not self._ended[index]:
+            self._ended[index] = True
+            self._settle(output)
+        return output
+
     def _feed(self, index: int, judged: list[tuple[Any, Any]], output: SyncOutput) -> None:
         raise NotImplementedError  # pragma: no cover - each synchronizer feeds its own way
+
+    def _settle(self, output: SyncOutput) -> None:
+        raise NotImplementedError  # pragma: no cover - each synchronizer settles its own way
 
 
 # -- timestamp -------------------------------------------------------------------------------------
@@ -274,14 +286,9 @@ class TimestampSync(_Inputs):
         self._check_open(index)
         return self._push(index, items, self._readers[index])
 
-    def end(self, index: int) -> SyncOutput:
-        """Input ``index`` has ended: once its queue runs dry, everything else is unmatched."""
-        self._check_index(index)
-        output = SyncOutput()
-        if not self._ended[index]:
-            self._ended[index] = True
-            self._match(output)
-        return output
+    def _settle(self, output: SyncOutput) -> None:
+        # An ended input, once its queue runs dry, leaves everything else unmatched.
+        self._match(output)
 
     def finish(self) -> SyncOutput:
         """Give up every queued item as unmatched, earliest first."""
@@ -397,14 +404,9 @@ class EventSync(_Inputs):
         self._check_open(index)
         return self._push(index, items, self._is_marker)
 
-    def end(self, index: int) -> SyncOutput:
-        """Input ``index`` has ended: from now on it counts as held with what it has."""
-        self._check_index(index)
-        output = SyncOutput()
-        if not self._ended[index]:
-            self._ended[index] = True
-            self._complete_rounds(output)
-        return output
+    def _settle(self, output: SyncOutput) -> None:
+        # An ended input counts as held with what it has, which may complete rounds.
+        self._complete_rounds(output)
 
     def finish(self) -> SyncOutput:
         """Complete the rounds still possible, then emit a last tuple if any items remain."""
