@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeAlias
 
-from sage_streams.errors import ItemError
+from sage_streams.errors import ItemError, _short_repr
 
 __all__ = ["Clock", "SystemClock", "TimerHandle", "TimestampReader", "TimestampSpec", "timestamp_reader"]
 
@@ -57,11 +57,20 @@ def timestamp_reader(spec: TimestampSpec) -> TimestampReader:
 
     def read(item: Any) -> float:
         value = extract(item)
+        # The common cases first: a finite float (x - x is 0.0 only when x is finite), an int.
+        if type(value) is float and value - value == 0.0:
+            return value
+        return _checked(item, value)
+
+    def _checked(item: Any, value: Any) -> float:
         if isinstance(value, datetime):
             return _datetime_seconds(item, value, naive_seen)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ItemError(item, TypeError(f"timestamp must be a number or datetime, got {value!r}"))
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ItemError(item, ValueError(f"timestamp must be finite, got {_short_repr(value)}")) from None
         if not math.isfinite(seconds):
             raise ItemError(item, ValueError(f"timestamp must be finite, got {value!r}"))
         return seconds

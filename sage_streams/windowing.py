@@ -112,11 +112,16 @@ class _WindowOperator:
         read, key_of, windows = self.readers[index], self.key_func, self.windows
         late, fired = self.side["late"], []
         single = len(self.marks) == 1
+        add = windows.add
         for item in batch:
             stamp = read(item)
-            key = _key(key_of, item) if key_of is not None else None
-            # Judged against the watermark before this item moves it, as in Flink.
-            if not windows.add(key, stamp, index, item, self.watermark):
+            try:
+                # Judged against the watermark before this item moves it, as in Flink. A key
+                # function that raises, or returns an unhashable key, is an error of this item.
+                added = add(key_of(item) if key_of is not None else None, stamp, index, item, self.watermark)
+            except Exception as exc:
+                raise ItemError(item, exc) from exc
+            if not added:
                 late.append(item)
                 self.late_items += 1
             if stamp > self.latest:

@@ -429,6 +429,20 @@ class WindowState:
         self, key: Hashable, timestamp: float, index: int, item: Any, watermark: float
     ) -> bool:
         lateness = self.allowed_lateness
+        if self._tumbling:  # one window: no list of spans (the hot path of keyed aggregations)
+            size = self._size
+            k = _window_number(timestamp, size)
+            end = (k + 1) * size
+            if end + lateness <= watermark:
+                return False
+            state = self._keys.get(key) or self._key(key)
+            window = state.numbered.get(k)
+            if window is None:
+                window = state.numbered[k] = self._new_window(key, state.rank, k * size, end, k)
+            window.items[index].append(item)
+            if window.token < 0:
+                self._queue(window)
+            return True
         spans = self._spans(timestamp)
         if spans[0][2] + lateness <= watermark:
             return False

@@ -159,6 +159,8 @@ def test_results_do_not_depend_on_how_in_order_inputs_interleave(
         (event(math.nan), "ValueError: timestamp must be finite"),
         (event(math.inf), "ValueError: timestamp must be finite"),
         (event("noon"), "TypeError: timestamp must be a number or datetime"),
+        (event(10**400), "ValueError: timestamp must be finite, got 1000000"),
+        (event(True), "TypeError: timestamp must be a number or datetime, got True"),
     ],
 )
 async def test_bad_timestamps_are_errors_of_their_item(bad: dict[str, Any], message: str) -> None:
@@ -287,3 +289,19 @@ def test_manual_clock_runs_due_timers_in_order_and_refuses_to_go_back() -> None:
         return calls
 
     assert asyncio.run(run()) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("key_func", "message"),
+    [
+        (lambda e: e["user"], "KeyError: 'user'"),
+        (lambda e: [e["value"]], "TypeError: unhashable type: 'list'"),
+    ],
+)
+async def test_bad_window_keys_are_errors_of_their_item(key_func: Any, message: str) -> None:
+    env = LocalEnvironment()
+    bad = event(2)
+    windowed = env.from_collection([bad]).window("tumbling", size=60, key_func=key_func, name="keyed")
+    with pytest.raises(PipelineError, match=f"operator 'keyed' failed on item .*: {message}") as caught:
+        await windowed.collect()
+    assert caught.value.item == bad
