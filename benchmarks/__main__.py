@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.latency import ITEMS_TO_TIME, LATENCY
-from benchmarks.workloads import SIZES, WORKLOADS
+from benchmarks.peers import WORKLOADS, skip_reason
+from benchmarks.workloads import SIZES
 
 RESULTS = Path(__file__).parent / "results"
 QUICK_FACTOR = 5
@@ -38,17 +39,24 @@ def measure(kind: str, name: str, impl: str, n: int) -> dict[str, Any]:
 
 
 def run_throughput(workloads: list[str], impls: list[str] | None, reps: int, scale: float) -> dict[str, Any]:
-    """Round-robin repetitions of every (workload, implementation); medians and checks."""
+    """Round-robin repetitions of every (workload, implementation); medians and checks.
+
+    A peer whose library does not import here is not measured: it is reported as
+    ``{"skipped": reason}``, which is neither a number nor a failure.
+    """
     report: dict[str, Any] = {}
     for name in workloads:
         n = max(1, int(SIZES[name] * scale))
         chosen = [impl for impl in WORKLOADS[name] if impls is None or impl in impls]
-        samples: dict[str, list[dict[str, Any]]] = {impl: [] for impl in chosen}
+        skipped = {impl: reason for impl in chosen if (reason := skip_reason(impl)) is not None}
+        samples: dict[str, list[dict[str, Any]]] = {impl: [] for impl in chosen if impl not in skipped}
         for rep in range(reps):
-            for impl in chosen:
+            for impl in samples:
                 print(f"  {name} {impl} rep {rep + 1}/{reps}", file=sys.stderr, flush=True)
                 samples[impl].append(measure("throughput", name, impl, n))
-        report[name] = {"n": n, "impls": _summarize(samples)}
+        summary = _summarize(samples) if samples else {}
+        summary.update({impl: {"skipped": reason} for impl, reason in skipped.items()})
+        report[name] = {"n": n, "impls": {impl: summary[impl] for impl in chosen}}
     return report
 
 
@@ -101,6 +109,9 @@ def table(report: dict[str, Any]) -> str:
         for impl, stats in impls.items():
             if "failed" in stats:
                 lines.append(f"| {name} | {impl} | FAILED: {stats['failed']} | | | |")
+                continue
+            if "skipped" in stats:
+                lines.append(f"| {name} | {impl} | skipped: {stats['skipped']} | | | |")
                 continue
             loop = f"{rate[impl] / rate['plain_loop']:.3f}" if "plain_loop" in rate else "-"
             gen = f"{rate[impl] / rate['generator_chain']:.2f}" if "generator_chain" in rate else "-"

@@ -34,7 +34,8 @@ def _run(coroutine_or_value: Any, use_uvloop: bool) -> Any:
 def main(kind: str, name: str, impl: str, n: int) -> dict[str, Any]:
     use_uvloop = impl.endswith("_uvloop")
     if kind == "throughput":
-        from benchmarks.workloads import INPUTS, WORKLOADS
+        from benchmarks.peers import WORKLOADS  # the baselines with the peers registered
+        from benchmarks.workloads import INPUTS
 
         function = WORKLOADS[name][impl]
         # One small run first, for every implementation alike: imports and first-call setup
