@@ -10,7 +10,6 @@ from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, TypeAlias, TypeVar
 
 T = TypeVar("T")
-U = TypeVar("U")
 
 UserFunction: TypeAlias = Callable[..., Any] | str
 """A plain or ``async`` function, or the name it was registered under."""
