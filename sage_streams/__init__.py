@@ -16,6 +16,8 @@ from sage_streams.errors import (
 )
 from sage_streams.functions import get_function, register_function
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
+from sage_streams.overflow import SpillError
+from sage_streams.policy import DeadLetter, ErrorContext
 from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
 from sage_streams.windowing import WindowData, WindowedStream
@@ -25,6 +27,8 @@ __all__ = [
     "ChannelStatistics",
     "ConnectedStreams",
     "DataStream",
+    "DeadLetter",
+    "ErrorContext",
     "ErrorThresholdExceeded",
     "JoinedStream",
     "LocalEnvironment",
@@ -32,6 +36,7 @@ __all__ = [
     "NoDataError",
     "OperatorMetrics",
     "PipelineError",
+    "SpillError",
     "StreamError",
     "StreamReader",
     "StreamState",

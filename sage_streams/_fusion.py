@@ -23,6 +23,12 @@ step of a comprehension is derived from the output's length.
 
 When a step raises, :meth:`FusedChain.explain` reads the failing step and its input item off the
 traceback (the line number and the frame's ``v``), so the fast path pays nothing for error reports.
+
+A *resumable* chain (one under an error handler) is compiled so that a failure can be survived
+without losing or repeating work: it is always a loop, it counts the items entering each step
+(``e{i}``), and a flat_map's results are listed before they are iterated (``g{i}``), so that
+``explain`` can hand back the partial outputs, the counts, and the flat_map results not yet
+processed. The runtime then goes on from the failing step (see ``_runtime.ChainTask``).
 """
 
 from __future__ import annotations
@@ -72,11 +78,19 @@ class Step:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Where a fused chain failed: the step (or -1 for none) and the item it was given."""
+    """Where a fused chain failed: the step (or -1 for none) and the item it was given.
+
+    For a resumable chain also what it had done: the partial ``outputs`` (one list per point),
+    the ``entries`` per step, and ``pending``: per enclosing flat_map step, from the innermost
+    out, the iterator over its results not yet processed.
+    """
 
     step: int
     item: Any
     consumed: int
+    outputs: tuple[list[Any], ...] = ()
+    entries: tuple[int, ...] = ()
+    pending: tuple[tuple[int, Iterator[Any]], ...] = ()
 
 
 class FusedChain:
@@ -91,8 +105,9 @@ class FusedChain:
     whose partial outputs survive an error in the frame's locals.
     """
 
-    def __init__(self, steps: Sequence[Step], points: Sequence[int]) -> None:
+    def __init__(self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool = False) -> None:
         self.steps = tuple(steps)
+        self.resumable = resumable
         self.points = tuple(sorted(set(points)))
         n = len(self.steps)
         if any(not 0 <= k <= n for k in self.points):
@@ -100,7 +115,7 @@ class FusedChain:
         self.is_async = any(step.is_async for step in self.steps)
         self.counted = tuple(i for i, step in enumerate(self.steps) if step.kind in _COUNTED)
         ends_in_sink = bool(self.steps) and self.steps[-1].kind == "sink"
-        self.is_comprehension = self.points in ((), (n,)) and not ends_in_sink
+        self.is_comprehension = self.points in ((), (n,)) and not ends_in_sink and not resumable
         if self.is_comprehension:
             self.points = (n,)  # computed even when nobody reads it: the counters need it
         # In a comprehension the last counted step is derived from the output's length.
@@ -144,9 +159,16 @@ class FusedChain:
         return f"{loop} if k{i}.append(None) is None" if counted else loop
 
     def _loop(self) -> list[str]:
-        """A ``for`` loop appending ``v{k}`` to ``o{k}`` for every point ``k``."""
+        """A ``for`` loop appending ``v{k}`` to ``o{k}`` for every point ``k``.
+
+        Counters: ``c{i}`` for the counted steps, or, when resumable, ``e{i}`` for the items
+        entering every step (``e{n}``: the items reaching the end).
+        """
+        resumable = self.resumable
+        n = len(self.steps)
         lines = self._header()
-        lines += [f"    c{i} = 0" for i in self.counted]
+        counters = [f"e{i}" for i in range(n + 1)] if resumable else [f"c{i}" for i in self.counted]
+        lines += [f"    {name} = 0" for name in counters]
         lines += [f"    o{k} = []" for k in self.points]
         lines += [f"    a{k} = o{k}.append" for k in self.points]
         indent = "    "
@@ -159,31 +181,43 @@ class FusedChain:
         indent += "    "
         if 0 in self.points:
             add("a0(v0)", -1)
+        if resumable:
+            add("e0 += 1", -1)
         for i, step in enumerate(self.steps):
             call = f"{'await ' if step.is_async else ''}s{i}(v{i})"
             nxt = f"v{i + 1}"
             if step.kind == "map":
                 add(f"{nxt} = {call}", i)
             elif step.kind == "filter":
-                for code in (f"if not {call}:", f"    c{i} += 1", "    continue", f"{nxt} = v{i}"):
+                reject = ["    continue"] if resumable else [f"    c{i} += 1", "    continue"]
+                for code in (f"if not {call}:", *reject, f"{nxt} = v{i}"):
                     add(code, i)
             elif step.kind == "key_by":
                 add(f"_hash({call})", i)
                 add(f"{nxt} = v{i}", i)
             elif step.kind == "flat_map":
-                if _is_async_generator_function(step.fn):
+                async_gen = _is_async_generator_function(step.fn)
+                if resumable:
+                    results = f"[r async for r in s{i}(v{i})]" if async_gen else f"list({call})"
+                    add(f"g{i} = iter({results})", i)
+                    add(f"for {nxt} in g{i}:", i)
+                elif async_gen:
                     add(f"async for {nxt} in s{i}(v{i}):", i)
                 else:
                     add(f"for {nxt} in {call}:", i)
                 indent += "    "
-                add(f"c{i} += 1", i)
+                if not resumable:
+                    add(f"c{i} += 1", i)
             else:  # sink
                 add(call, i)
-            if i + 1 in self.points and step.kind != "sink":
+            if step.kind == "sink":
+                continue
+            if resumable:
+                add(f"e{i + 1} += 1", i)
+            if i + 1 in self.points:
                 add(f"a{i + 1}({nxt})", i)
         outputs = "".join(f"o{k}, " for k in self.points)
-        counters = "".join(f"c{i}, " for i in self.counted)
-        lines.append(f"    return ({outputs}), ({counters})")
+        lines.append(f"    return ({outputs}), ({''.join(f'{c}, ' for c in counters)})")
         return lines
 
     def _compile(self, lines: list[str]) -> tuple[Callable[..., Any], frozenset[CodeType]]:
@@ -245,4 +279,14 @@ class FusedChain:
         names = frame.f_locals
         # The loop names the input of step i ``v{i}``; the comprehension rebinds one ``v``.
         item = names.get("v", names.get(f"v{max(step, 0)}"))
-        return Failure(step, item, consumed)
+        if not self.resumable:
+            return Failure(step, item, consumed)
+        enclosing = [i for i in range(step) if self.steps[i].kind == "flat_map"]
+        return Failure(
+            step,
+            item,
+            consumed,
+            outputs=tuple(names[f"o{k}"] for k in self.points),
+            entries=tuple(names[f"e{i}"] for i in range(len(self.steps) + 1)),
+            pending=tuple((i, names[f"g{i}"]) for i in reversed(enclosing)),
+        )

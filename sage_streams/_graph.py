@@ -13,11 +13,12 @@ from sage_streams.channel import Receiver, Sender, create_channel
 
 if TYPE_CHECKING:
     from sage_streams._typing import Source
+    from sage_streams.policy import ErrorPolicy
 
 __all__ = ["FUSABLE", "Node", "NodeKind", "Operator", "TimedOperator"]
 
 NodeKind: TypeAlias = Literal[
-    "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side"
+    "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side", "dead_letters"
 ]
 
 FUSABLE: frozenset[str] = frozenset({"map", "filter", "flat_map", "key_by", "sink"})
@@ -25,7 +26,8 @@ FUSABLE: frozenset[str] = frozenset({"map", "filter", "flat_map", "key_by", "sin
 
 # An "operator" node runs an Operator made by ``node.operator()`` for each run, reading one
 # channel per input (``node.settings`` may carry that input channel configuration). A "side"
-# node is the side output ``node.port`` of its one input, an operator node.
+# node is the side output ``node.port`` of its one input, an operator node. A "dead_letters"
+# node has no inputs: it is the ``errors()`` stream of the error policy ``node.settings``.
 
 
 class Operator(Protocol):
@@ -89,7 +91,9 @@ class Node:
     """One operator or source of a graph, with its counters."""
 
     __slots__ = (
+        "dead_letters",
         "env",
+        "errors",
         "fn",
         "inbox",
         "inputs",
@@ -99,7 +103,9 @@ class Node:
         "kind",
         "name",
         "operator",
+        "policy",
         "port",
+        "retries",
         "settings",
         "source",
     )
@@ -124,8 +130,13 @@ class Node:
         self.port: str | None = None
         self.settings: Any = None
         self.env: Any = None
+        self.policy: ErrorPolicy | None = None
+        """The error policy set on this node; ``None`` inherits its single input's."""
         self.items_in = 0
         self.items_out = 0
+        self.errors = 0
+        self.retries = 0
+        self.dead_letters = 0
 
     def open_inbox(self, capacity: int, batch_size: int) -> None:
         """Give a push node the channel that ``emit`` feeds, before any run needs it."""

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import Any, Protocol
 
@@ -38,13 +38,16 @@ from sage_streams.channel import (
     create_channel,
 )
 from sage_streams.errors import (
+    BackpressureTimeout,
     BrokenChannelError,
+    ErrorThresholdExceeded,
     ItemError,
     OperatorFailure,
     PipelineError,
     StreamError,
-    _short_repr,
 )
+from sage_streams.overflow import SpillError
+from sage_streams.policy import ErrorPolicy, PolicyRun, stopping
 from sage_streams.time import Clock, TimerHandle
 
 __all__ = ["ChannelOutlet", "ListOutlet", "Outlet", "Plan"]
@@ -77,20 +80,41 @@ class ListOutlet:
 
 
 class ChannelOutlet:
-    """Sends batches into a channel; a consumer that went away stops receiving, nothing else."""
+    """Sends batches into a channel; a consumer that went away stops receiving, nothing else.
 
-    __slots__ = ("sender",)
+    A batch that times out under ``block``, or an item that cannot spill under ``buffer``, goes
+    to the error policy of the consuming operator (``guard``): ``"continue"`` drops it (counted
+    in the channel's ``dropped``), ``"retry"`` tries again.
+    """
 
-    def __init__(self, sender: Sender) -> None:
+    __slots__ = ("guard", "sender")
+
+    def __init__(self, sender: Sender, guard: tuple[PolicyRun, Node, str] | None = None) -> None:
         self.sender = sender
+        self.guard = guard
 
     async def send(self, batch: list[Any]) -> None:
-        if self.sender.receiver_closed:
-            return  # the reader left (a broken-off ``async for``): its outputs are discarded
-        try:
-            await self.sender.send(batch)
-        except BrokenChannelError:
-            return  # it left while we waited for room
+        attempt = 1
+        while not self.sender.receiver_closed:  # else the reader left: its outputs are discarded
+            try:
+                await self.sender.send(batch)
+                return
+            except BrokenChannelError:
+                return  # it left while we waited for room
+            except (BackpressureTimeout, SpillError) as error:
+                if self.guard is None:
+                    raise
+                # A timeout fails the whole batch; an item the overflow codec cannot write, itself.
+                index = error.index if isinstance(error, SpillError) else None
+                policy, node, stream_id = self.guard
+                failed = batch if index is None else batch[index]
+                if await policy.decide(node, stream_id, error, failed, attempt) == "retry":
+                    attempt += 1
+                    continue
+                self.sender.discard(len(batch) if index is None else 1)
+                if index is None:
+                    return
+                batch, attempt = batch[:index] + batch[index + 1 :], 1
 
     def close(self) -> None:
         self.sender.close()
@@ -183,9 +207,10 @@ class _OperatorHead:
     Inputs are visited round-robin so that none starves another.
     """
 
-    def __init__(self, node: Node, receivers: list[Receiver], clock: Clock) -> None:
+    def __init__(self, node: Node, receivers: list[Receiver], clock: Clock, scope: PolicyRun) -> None:
         assert node.operator is not None
         self.node = node
+        self.scope = scope
         self.receivers = receivers
         self.clock = clock
         self.operator = node.operator()
@@ -212,24 +237,24 @@ class _OperatorHead:
         """Handle one message, or wait for one; returns what the operator emitted."""
         ready = self._ready_input()
         if ready is None:
-            output = await self._call(self._on_time()) if self._timed else ()
+            output = await self._call(self._on_time) if self._timed else ()
             if output:
                 return output
-            output = await self._call(self.operator.on_idle())
+            output = await self._call(self.operator.on_idle)
             if output:
                 return output
             if all(self._ended):
                 self._finished = True
-                return await self._call(self.operator.on_finish())
+                return await self._call(self.operator.on_finish)
             await self._wait()
             return ()
         index, message = ready
         if type(message) is list:
             self.node.items_in += len(message)
-            return await self._call(self.operator.on_batch(index, message))
+            return await self._call(self.operator.on_batch, index, message)
         if message is END:
             self._ended[index] = True
-            return await self._call(self.operator.on_end(index))
+            return await self._call(self.operator.on_end, index)
         if message is ABORTED:
             await anyio.sleep_forever()  # the failing producer's task group cancels us
         return ()
@@ -286,15 +311,41 @@ class _OperatorHead:
         if deadline is not None:
             self._timer = (deadline, self.clock.call_at(deadline, self._doorbell.set))
 
-    async def _call(self, call: Coroutine[Any, Any, Sequence[Any]]) -> Sequence[Any]:
-        try:
-            return await call
-        except ItemError as exc:
-            error = exc.error
-            error.add_note(
-                f"sage_streams: raised in operator {self.node.name!r} on item {_short_repr(exc.item)}"
-            )
-            raise OperatorFailure(self.node.name, error, exc.item) from error
+    async def _call(self, method: Callable[..., Awaitable[Sequence[Any]]], *args: Any) -> Sequence[Any]:
+        """Call an operator method, putting the errors of its items through the error policy.
+
+        An error at a position of a batch goes on with the items after it, or on ``"retry"``
+        from it. An error with no position (a process function) is retried after the operator
+        puts back what the failed call read; on ``"continue"``, a call that can be made again
+        (one that had something to put back) is made again to go on past the failure.
+        What the items before the failure produced is emitted in every case.
+        """
+        emitted: list[Any] = []
+        attempt = 0
+        while True:
+            try:
+                result = await method(*args)
+            except ItemError as exc:
+                emitted += exc.output
+                same_unit = attempt > 0 and exc.index in (None, 0)
+                attempt = attempt + 1 if same_unit else 1
+                stream_id = self.node.inputs[args[0]].name if args else self.node.name
+                decision = await self.scope.decide(self.node, stream_id, exc.error, exc.item, attempt)
+                retry = decision == "retry"
+                if exc.index is not None:
+                    index, batch = args
+                    args = (index, batch[exc.index if retry else exc.index + 1 :])
+                elif retry and exc.restore is not None:
+                    exc.restore()
+                elif not retry and exc.restore is None:
+                    return emitted
+                if not retry:
+                    attempt = 0
+            else:
+                if emitted:
+                    emitted += result
+                    return emitted
+                return result
 
     async def _flush_side(self) -> None:
         for port, items in self.operator.side.items():
@@ -381,15 +432,22 @@ class ChainTask:
     source); point ``k`` is the output of ``nodes[k - 1]``.
     """
 
-    def __init__(self, name: str, head: _Head, head_node: Node | None) -> None:
+    def __init__(self, name: str, head: _Head, head_node: Node | None, scopes: dict[Node, PolicyRun]) -> None:
         self.name = name
         self.head = head
         self.head_node = head_node
         self.nodes: list[Node] = []
         self.outlets: dict[int, list[Outlet]] = {}
+        self.scopes = scopes
         self.finished = False
         self._fused: FusedChain | None = None
+        self._suffixes: dict[tuple[int, bool], FusedChain] = {}
         self._totals: list[int] = [0, 0]
+
+    def scopes_held(self) -> set[PolicyRun]:
+        """The policies of the operators this task runs (its head's and its steps')."""
+        members = [*self.nodes, self.head.node] if isinstance(self.head, _OperatorHead) else self.nodes
+        return {self.scopes[node] for node in members}
 
     def attach(self, point: int, outlet: Outlet) -> None:
         """Add an outlet, also while running: the loop is recompiled before the next batch."""
@@ -401,11 +459,29 @@ class ChainTask:
         self._fused = None
 
     def _compile(self) -> FusedChain:
-        steps = [Step(node.kind, node.fn, node.name) for node in self.nodes]  # type: ignore[arg-type]
-        points = [point for point, outlets in self.outlets.items() if outlets]
-        self._fused = FusedChain(steps, points)
+        # Under an error handler the chain must be able to go on after a failure.
+        resumable = any(self.scopes[node].handles for node in self.nodes)
+        self._fused = self._chain(0, self._points(), resumable)
+        self._suffixes.clear()
         self._totals = [0] * (len(self._fused.counted) + 2)
         return self._fused
+
+    def _points(self) -> list[int]:
+        return [point for point, outlets in self.outlets.items() if outlets]
+
+    def _chain(self, start: int, points: list[int], resumable: bool) -> FusedChain:
+        steps = [Step(node.kind, node.fn, node.name) for node in self.nodes[start:]]  # type: ignore[arg-type]
+        return FusedChain(steps, [point - start for point in points], resumable=resumable)
+
+    def _suffix(self, start: int, retry: bool) -> FusedChain:
+        """The chain from step ``start`` on; a retry's item was already emitted at ``start``."""
+        if start == 0 and not retry:
+            return self._fused or self._compile()
+        chain = self._suffixes.get((start, retry))
+        if chain is None:
+            points = [p for p in self._points() if p > start or (p == start and not retry)]
+            chain = self._suffixes[start, retry] = self._chain(start, points, resumable=True)
+        return chain
 
     async def run(self) -> None:
         completed = False
@@ -416,6 +492,8 @@ class ChainTask:
         finally:
             self.finished = True
             self.flush_counts()
+            for scope in self.scopes_held():
+                scope.release(completed)
             self.head.close(completed)
             for outlets in self.outlets.values():
                 for outlet in outlets:
@@ -423,6 +501,9 @@ class ChainTask:
 
     async def _process(self, batch: Sequence[Any]) -> None:
         fused = self._fused or self._compile()
+        if fused.resumable:
+            await self._process_handled(batch)
+            return
         iterator = iter(batch)
         try:
             result = fused(iterator)
@@ -439,6 +520,61 @@ class ChainTask:
         for point, output in zip(fused.points, outputs, strict=True):
             if output:
                 for outlet in self.outlets.get(point, ()):
+                    await outlet.send(output)
+
+    async def _process_handled(self, batch: Sequence[Any]) -> None:
+        """Run a batch under error handlers, going on from wherever an item fails.
+
+        After a failure the work left is, in order: the failing step again on the same item (on
+        ``"retry"``), the results of each enclosing flat_map not processed yet (innermost
+        first), then the rest of the run. It is kept on a stack of runs, so that no item is
+        lost or processed twice however many fail.
+        """
+        work = [_Run(0, iter(batch), 0)]
+        while work:
+            run = work.pop()
+            fused = self._suffix(run.start, retry=run.attempt > 0)
+            try:
+                result = fused(run.items)
+                outputs, entries = (await result) if fused.is_async else result
+            except Exception as exc:
+                failure = fused.explain(exc, 0, run.items)
+                if failure.step < 0:  # pragma: no cover - the loop's own code does not raise
+                    raise
+                await self._deliver(run, fused, failure.outputs, failure.entries)
+                step = run.start + failure.step
+                attempt = run.attempt if run.attempt and failure.step == 0 else 1
+                node = self.nodes[step]
+                decision = await self.scopes[node].decide(node, node.name, exc, failure.item, attempt)
+                work.append(run)  # its iterator stands past the failed item
+                work.extend(_Run(run.start + i + 1, rest, 0) for i, rest in reversed(failure.pending))
+                if decision == "retry":
+                    work.append(_Run(step, iter([failure.item]), attempt + 1))
+            else:
+                await self._deliver(run, fused, outputs, entries)
+
+    async def _deliver(
+        self, run: _Run, fused: FusedChain, outputs: Sequence[list[Any]], entries: Sequence[int]
+    ) -> None:
+        """Hand on what a run produced and count what entered each step.
+
+        Items entering step ``j`` left step ``j - 1`` (or the chain's source); a retried item
+        had entered its step, and left the one before, on its first try.
+        """
+        for j, count in enumerate(entries):
+            if not count or (j == 0 and run.attempt):
+                continue
+            step = run.start + j
+            if step < len(self.nodes):
+                self.nodes[step].items_in += count
+            if step > 0:
+                self.nodes[step - 1].items_out += count
+            elif self.head_node is not None:
+                self.head_node.items_in += count
+                self.head_node.items_out += count
+        for point, output in zip(fused.points, outputs, strict=True):
+            if output:
+                for outlet in self.outlets.get(run.start + point, ()):
                     await outlet.send(output)
 
     def flush_counts(self) -> None:
@@ -461,8 +597,22 @@ class ChainTask:
             self.head_node.items_in += failure.consumed
             self.head_node.items_out += failure.consumed
         node = self.nodes[failure.step] if failure.step >= 0 else (self.head_node or self.nodes[0])
-        exc.add_note(f"sage_streams: raised in operator {node.name!r} on item {_short_repr(failure.item)}")
-        return OperatorFailure(node.name, exc, failure.item)
+        node.errors += 1
+        return stopping(node.name, exc, failure.item)
+
+
+class _Run:
+    """Work for a handled chain: feed ``items`` to the steps from ``start`` on.
+
+    ``attempt`` > 0 marks the retry of one failed item (its number of the try to come).
+    """
+
+    __slots__ = ("attempt", "items", "start")
+
+    def __init__(self, start: int, items: Iterator[Any], attempt: int) -> None:
+        self.start = start
+        self.items = items
+        self.attempt = attempt
 
 
 class Plan:
@@ -492,10 +642,38 @@ class Plan:
         self.done = asyncio.Event()
         self.started_at = time.perf_counter()
         self.ended_at: float | None = None
+        self.scopes = self._resolve_policies(nodes)
         self._build(nodes)
         for node, outlets in taps.items():
             for outlet in outlets:
                 self.attach(node, outlet)
+        self._hold_policies()
+
+    def _resolve_policies(self, nodes: list[Node]) -> dict[Node, PolicyRun]:
+        """The policy run each node's errors go to: its own policy, else its single input's
+        (so a policy covers what is downstream), else the default one (every error stops)."""
+        runs: dict[ErrorPolicy, PolicyRun] = {}
+        default = PolicyRun(ErrorPolicy(None, "errors"), self.clock)
+        scopes: dict[Node, PolicyRun] = {}
+        for node in nodes:  # creation order: inputs come first
+            if node.policy is not None:
+                if node.policy not in runs:
+                    runs[node.policy] = PolicyRun(node.policy, self.clock)
+                scopes[node] = runs[node.policy]
+            elif len(node.inputs) == 1 and node.kind != "dead_letters":
+                scopes[node] = scopes[node.inputs[0]]
+            else:
+                scopes[node] = default
+        return scopes
+
+    def _hold_policies(self) -> None:
+        """Tell each policy how many tasks run its operators; its ``errors()`` stream ends
+        when the last of them does (at once, if none does)."""
+        for chain in self.chains:
+            for scope in chain.scopes_held():
+                scope.hold()
+        for scope in set(self.scopes.values()):
+            scope.end_if_idle()
 
     def _build(self, nodes: list[Node]) -> None:
         consumers: dict[Node, int] = {node: 0 for node in nodes}
@@ -515,11 +693,13 @@ class Plan:
                 self._place_stateful(node)
             elif node.kind == "side":
                 self._place_side(node)
+            elif node.kind == "dead_letters":
+                self._place_dead_letters(node)
             else:  # pragma: no cover - a kind added to _graph without a planner
                 raise StreamError(f"no planner for operator kind {node.kind!r}")
 
     def _new_chain(self, node: Node, head: _Head, *, head_node: Node | None) -> ChainTask:
-        chain = ChainTask(node.name, head, head_node)
+        chain = ChainTask(node.name, head, head_node, self.scopes)
         self.chains.append(chain)
         if head_node is not None:
             self.where[node] = (chain, 0)
@@ -546,11 +726,12 @@ class Plan:
     def _place_stateful(self, node: Node) -> None:
         config: ChannelConfig | None = node.settings
         receivers = []
+        scope = self.scopes[node]
         for index, producer in enumerate(node.inputs):
             sender, receiver = self._channel(f"{producer.name}->{node.name}[{index}]", config)
-            self.attach(producer, ChannelOutlet(sender))
+            self.attach(producer, ChannelOutlet(sender, (scope, node, producer.name)))
             receivers.append(receiver)
-        head = _OperatorHead(node, receivers, self.clock)
+        head = _OperatorHead(node, receivers, self.clock, scope)
         self.operators[node] = head
         chain = self._new_chain(node, head, head_node=None)
         self.where[node] = (chain, 0)
@@ -562,6 +743,17 @@ class Plan:
         self.operators[producer].side_outlets.setdefault(node.port, []).append(ChannelOutlet(sender))
         self._new_chain(node, _ChannelHead(receiver), head_node=node)
 
+    def _place_dead_letters(self, node: Node) -> None:
+        sender, receiver = self._channel(node.name)
+        policy: ErrorPolicy = node.settings
+        for scope in set(self.scopes.values()):
+            if scope.policy is policy:
+                scope.outlets.append(ChannelOutlet(sender))
+                break
+        else:  # no operator of this run is under the policy: the stream is empty
+            sender.close()
+        self._new_chain(node, _ChannelHead(receiver), head_node=node)
+
     def _channel(self, name: str, config: ChannelConfig | None = None) -> tuple[Sender, Receiver]:
         if config is None:
             config = ChannelConfig(self.capacity)
@@ -571,6 +763,7 @@ class Plan:
             strategy=config.strategy,
             timeout=config.timeout,
             batch_size=self.batch_size,
+            codec=config.codec,
         )
         self.channels.append(sender)
         return sender, receiver
@@ -649,6 +842,9 @@ class Plan:
         if not self.failures:  # pragma: no cover - every task runs under _guard
             raise group
         first = self.failures[0]
+        if isinstance(first.error, ErrorThresholdExceeded):
+            first.error.errors += [failure.error for failure in self.failures[1:]]
+            return first.error
         others = len(self.failures) - 1
         more = f" (and {others} more error{'s' if others > 1 else ''})" if others else ""
         error = PipelineError(

@@ -18,7 +18,14 @@ keep it exactly. What happens when a producer meets a full channel is the channe
 
 * ``"block"`` waits for room, at most ``timeout`` seconds, then raises ``BackpressureTimeout``;
 * ``"drop"`` discards the items that do not fit;
-* ``"drop_oldest"`` evicts the oldest queued items to make room.
+* ``"drop_oldest"`` evicts the oldest queued items to make room;
+* ``"buffer"`` never waits and never drops: what does not fit is spilled to an on-disk
+  :class:`~sage_streams.overflow.OverflowStore`, and everything sent after it, control messages
+  included, queues up behind it there. As the receiver makes room, the oldest spilled messages
+  move back into memory, so the receiver sees exactly the order that was sent. Spilled items
+  are serialized by the channel's ``codec`` (pickle unless told otherwise): they must be
+  serializable, and they come back as equal copies rather than the objects sent. The store's
+  temporary file lives only until the stream ends or the receiver closes.
 
 Control messages are never dropped and never wait: they carry no items.
 
@@ -38,10 +45,11 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias, get_args
+from typing import Any, Final, Literal, TypeAlias, cast, get_args
 
 from sage_streams._typing import check_choice
 from sage_streams.errors import BackpressureTimeout, BrokenChannelError
+from sage_streams.overflow import Codec, OverflowStore, resolve_codec
 
 __all__ = [
     "ABORTED",
@@ -59,7 +67,7 @@ __all__ = [
     "validate_strategy",
 ]
 
-Strategy: TypeAlias = Literal["block", "drop", "drop_oldest"]
+Strategy: TypeAlias = Literal["block", "drop", "drop_oldest", "buffer"]
 """What a producer does when it meets a full channel."""
 
 STRATEGIES: Final[tuple[str, ...]] = get_args(Strategy)
@@ -105,13 +113,16 @@ class ChannelStatistics:
 
     Attributes:
         name: the channel's name (``"producer->consumer"`` in a graph).
-        depth: items queued now.
+        depth: items queued in memory now.
         capacity: the bound, in items.
         peak: the largest depth seen.
-        dropped: items discarded by ``"drop"``/``"drop_oldest"`` or after a timeout.
+        dropped: items discarded by ``"drop"``/``"drop_oldest"``, or given up by an error policy
+            (:meth:`Sender.discard`, e.g. after a ``BackpressureTimeout``).
         blocked_seconds: total time producers spent waiting for room.
         open_senders: sender ends not yet closed.
         receiver_open: whether the receiving end is still open.
+        spilled: items ever spilled to the overflow store (``"buffer"`` only).
+        overflow: items in the overflow store now (``"buffer"`` only).
     """
 
     name: str
@@ -122,15 +133,18 @@ class ChannelStatistics:
     blocked_seconds: float
     open_senders: int
     receiver_open: bool
+    spilled: int = 0
+    overflow: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
-    """How to build a channel: its bound, its strategy and the ``block`` timeout."""
+    """How to build a channel: its bound, strategy, ``block`` timeout and ``buffer`` codec."""
 
     capacity: int
     strategy: Strategy = "block"
     timeout: float | None = None
+    codec: str | Codec = "pickle"
 
 
 def validate_strategy(strategy: str) -> Strategy:
@@ -149,6 +163,7 @@ class _BatchQueue(asyncio.Queue[Message]):
     items: int
     peak: int
     closed: bool
+    overflow: OverflowStore | None = None  # only a ``"buffer"`` channel has one
 
     def _init(self, maxsize: int) -> None:
         self._queue: deque[Message] = deque()
@@ -209,6 +224,10 @@ class _BatchQueue(asyncio.Queue[Message]):
         self._put(message)
         self._wakeup_next(self._getters)  # type: ignore[attr-defined]
 
+    def put_control(self, message: Control) -> None:
+        """Put a control message: it carries no items, so the bound does not apply."""
+        self.put_unbounded(message)
+
     def evict(self, count: int) -> int:
         """Remove up to ``count`` of the oldest items, keeping control messages in place."""
         evicted = 0
@@ -235,6 +254,92 @@ class _BatchQueue(asyncio.Queue[Message]):
                 self._wakeup_next(waiters)  # type: ignore[attr-defined]
 
 
+class _BufferQueue(_BatchQueue):
+    """The queue of a ``"buffer"`` channel: what does not fit waits in an overflow store.
+
+    It keeps one invariant: while the store holds anything, the queue holds ``maxsize`` items.
+    So a sender's fast path, which needs room, never overtakes spilled data, and the receiver
+    never finds the queue empty while data waits on disk (``has_message`` and the doorbell need
+    no change). Every get restores the invariant by moving spilled messages back into the room
+    it frees.
+    """
+
+    overflow: OverflowStore
+
+    def __init__(self, maxsize: int, overflow: OverflowStore, batch_size: int) -> None:
+        super().__init__(maxsize)
+        self.overflow = overflow
+        self.batch_size = batch_size
+
+    def _get(self) -> Message:
+        message = super()._get()
+        if message is END or message is ABORTED:
+            # The receiver has ended: nothing spilled behind this will ever be read.
+            self.overflow.close()
+        elif not self.overflow.empty:
+            try:
+                self._refill()
+            except BaseException:
+                # The codec failed to read an item back: leave the queue as it was, so that
+                # the error is raised again rather than a message lost.
+                self._queue.appendleft(message)
+                if type(message) is list:
+                    self.items += len(message)
+                raise
+        return message
+
+    def _refill(self) -> None:
+        """Move spilled messages back, oldest first, in batches that fit the free room; a
+        control message needs no room, so it moves as soon as it is the oldest."""
+        store = self.overflow
+        while not store.empty:
+            control = store.take_control()
+            if control is not None:
+                self._queue.append(control)
+                continue
+            room = self.maxsize - self.items
+            if room <= 0:
+                break
+            batch = store.take(min(room, self.batch_size))
+            self._queue.append(batch)
+            self._grow(len(batch))
+        # A second task waiting in get() was not woken by these: it must see them.
+        self._wakeup_next(self._getters)  # type: ignore[attr-defined]
+
+    def spill(self, batch: list[Any]) -> int:
+        """Queue what fits of ``batch`` and spill the rest behind it; return the items dropped.
+
+        Nothing is dropped while the receiver may still read: only after it has ended on
+        :data:`ABORTED` (which closes the store) is what does not fit discarded.
+        """
+        if self.overflow.closed:
+            return len(batch)
+        room = self.maxsize - self.items
+        # Spill first: a SpillError must leave the channel as it was.
+        self.overflow.append(batch, start=room)
+        if room:
+            self.put_unbounded(batch[:room])
+        else:
+            self._ring()
+        return 0
+
+    def put_control(self, message: Control) -> None:
+        """Put a control message, behind the spilled data if there is any, to keep its place."""
+        if self.overflow.empty:
+            self.put_unbounded(message)
+        else:
+            self.overflow.append_control(message)
+            self._ring()
+
+    def _ring(self) -> None:
+        if self.watcher is not None:
+            self.watcher()
+
+    def close(self) -> None:
+        super().close()
+        self.overflow.close()
+
+
 class _ChannelState:
     """What both ends of one channel share."""
 
@@ -250,10 +355,20 @@ class _ChannelState:
     )
 
     def __init__(
-        self, name: str, capacity: int, strategy: Strategy, timeout: float | None, batch_size: int
+        self,
+        name: str,
+        capacity: int,
+        strategy: Strategy,
+        timeout: float | None,
+        batch_size: int,
+        codec: Codec,
     ) -> None:
         self.name = name
-        self.queue = _BatchQueue(capacity)
+        self.queue = (
+            _BufferQueue(capacity, OverflowStore(name, codec), batch_size)
+            if strategy == "buffer"
+            else _BatchQueue(capacity)
+        )
         self.strategy = strategy
         self.timeout = timeout
         self.batch_size = batch_size
@@ -273,9 +388,11 @@ class _ChannelState:
             if room:
                 queue.put_unbounded(batch[:room])
             self.dropped += len(batch) - room
-        else:  # drop_oldest
+        elif self.strategy == "drop_oldest":
             queue.put_unbounded(batch)
             self.dropped += queue.evict(queue.items - queue.maxsize)
+        else:  # buffer
+            self.dropped += cast(_BufferQueue, queue).spill(batch)
 
     async def _wait_for_room(self, batch: list[Any]) -> None:
         started = time.perf_counter()
@@ -292,6 +409,7 @@ class _ChannelState:
 
     def statistics(self) -> ChannelStatistics:
         queue = self.queue
+        store = queue.overflow
         return ChannelStatistics(
             name=self.name,
             depth=queue.items,
@@ -301,6 +419,8 @@ class _ChannelState:
             blocked_seconds=self.blocked_seconds,
             open_senders=self.open_senders,
             receiver_open=not queue.closed,
+            spilled=0 if store is None else store.spilled,
+            overflow=0 if store is None else len(store),
         )
 
 
@@ -349,7 +469,17 @@ class Sender:
         A channel whose receiver has closed has nobody to tell, so the message is discarded.
         """
         if not self._state.queue.closed:
-            self._state.queue.put_unbounded(message)
+            self._state.queue.put_control(message)
+
+    def discard(self, count: int) -> None:
+        """Record that ``count`` items handed to this sender were given up rather than sent.
+
+        An error policy calls it when it lets a batch go (``"continue"`` after a
+        ``BackpressureTimeout``), so that the loss shows in ``statistics().dropped``.
+        """
+        if count < 0:
+            raise ValueError(f"cannot discard a negative number of items, got {count!r}")
+        self._state.dropped += count
 
     def clone(self) -> Sender:
         """Another sending end of the same channel; the channel ends when all are closed."""
@@ -453,6 +583,7 @@ def create_channel(
     strategy: Strategy = "block",
     timeout: float | None = None,
     batch_size: int = 1024,
+    codec: str | Codec = "pickle",
 ) -> tuple[Sender, Receiver]:
     """Create a bounded channel and return its two ends.
 
@@ -461,7 +592,10 @@ def create_channel(
         capacity: the bound, in items (at least 1).
         strategy: what a producer meeting a full channel does (see the module docstring).
         timeout: with ``"block"``, the longest a producer waits before ``BackpressureTimeout``.
-        batch_size: the largest batch :meth:`Sender.send_item` builds at the tail.
+        batch_size: the largest batch :meth:`Sender.send_item` builds at the tail, and of
+            the batches ``"buffer"`` moves back from its overflow store.
+        codec: with ``"buffer"``, how spilled items are serialized: ``"pickle"``, ``"json"`` or
+            a :class:`~sage_streams.overflow.Codec`.
     """
     if not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"channel capacity must be a positive int, got {capacity!r}")
@@ -471,5 +605,7 @@ def create_channel(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-    state = _ChannelState(name, capacity, validate_strategy(strategy), timeout, batch_size)
+    state = _ChannelState(
+        name, capacity, validate_strategy(strategy), timeout, batch_size, resolve_codec(codec)
+    )
     return Sender(state), Receiver(state)

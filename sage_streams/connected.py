@@ -24,12 +24,14 @@ from sage_streams._conventions import emitted
 from sage_streams._graph import Node, Operator
 from sage_streams._typing import UserFunction
 from sage_streams.channel import ChannelConfig, validate_strategy
-from sage_streams.errors import NoDataError, StreamError
+from sage_streams.errors import ItemError, NoDataError, StreamError
 from sage_streams.functions import resolve_function
 from sage_streams.joins import JoinState, join_config
+from sage_streams.overflow import Codec, resolve_codec
+from sage_streams.policy import ErrorHandling, ErrorPolicy
 from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
-from sage_streams.sync import make_synchronizer
+from sage_streams.sync import SyncItemError, make_synchronizer
 
 if TYPE_CHECKING:
     from sage_streams.environment import LocalEnvironment
@@ -44,11 +46,13 @@ class StreamReader:
     Items not read stay for the next call. Iterating a reader drains what is available.
     """
 
-    __slots__ = ("_items", "name")
+    __slots__ = ("_items", "_taken", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._items: deque[Any] = deque()
+        self._taken: list[Any] = []
+        """What the current call of the process function has read, to put back for a retry."""
 
     def __repr__(self) -> str:
         return f"<StreamReader {self.name!r}: {len(self._items)} unread>"
@@ -68,20 +72,30 @@ class StreamReader:
         """
         if not self._items:
             raise NoDataError(f"stream {self.name!r} has no data to read; check has_data() first")
-        return self._items.popleft()
+        item = self._items.popleft()
+        self._taken.append(item)
+        return item
 
     def read_all(self) -> list[Any]:
         """Every available item, in order."""
         items = list(self._items)
         self._items.clear()
+        self._taken += items
         return items
 
     def __iter__(self) -> Iterator[Any]:
         while self._items:
-            yield self._items.popleft()
+            item = self._items.popleft()
+            self._taken.append(item)
+            yield item
 
     def _extend(self, items: Sequence[Any]) -> None:
         self._items.extend(items)
+
+    def _put_back(self) -> None:
+        """Undo the reads of the current call, in their order."""
+        self._items.extendleft(reversed(self._taken))
+        self._taken.clear()
 
 
 class _ProcessOperator:
@@ -114,7 +128,26 @@ class _ProcessOperator:
         if not self._arrived:
             return ()
         self._arrived = False
-        return await emitted(self.fn(self.readers, self.state, **self.kwargs))
+        return await self._call()
+
+    async def _call(self) -> Sequence[Any]:
+        """Call the function once. If it raises, what it read is the failed item; the error's
+        ``restore`` puts that back for a retry. A failed call emits nothing."""
+        for reader in self.readers:
+            reader._taken.clear()
+        try:
+            return await emitted(self.fn(self.readers, self.state, **self.kwargs))
+        except Exception as exc:
+            raise ItemError(self._taken(), exc, restore=self._restore) from exc
+
+    def _taken(self) -> list[Any] | None:
+        """What the current call read, reader by reader (``None`` if nothing)."""
+        return [item for reader in self.readers for item in reader._taken] or None
+
+    def _restore(self) -> None:
+        for reader in self.readers:
+            reader._put_back()
+        self._arrived = True
 
     async def on_end(self, index: int) -> Sequence[Any]:
         return ()
@@ -123,11 +156,16 @@ class _ProcessOperator:
         if not any(self.readers):
             return ()
         # One last call with what is left: no new items will come to trigger one.
-        output = await emitted(self.fn(self.readers, self.state, **self.kwargs))
+        output = await self._call()
         unread = {reader.name: len(reader) for reader in self.readers if reader}
         if unread:
+            # An error of the items left over, so that a handler can keep them (or retry).
             left = ", ".join(f"{count} of {name!r}" for name, count in unread.items())
-            raise StreamError(f"the process function left items unread at the end of input: {left}")
+            error = StreamError(f"the process function left items unread at the end of input: {left}")
+            for reader in self.readers:
+                reader._taken.clear()
+                reader.read_all()
+            raise ItemError(self._taken(), error, output=output, restore=self._restore)
         return output
 
     def stalled(self) -> str:
@@ -154,7 +192,10 @@ class _BatchProcessOperator:
         return True
 
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
-        return await emitted(self.fn(list(batch), self.state, **self.kwargs))
+        try:
+            return await emitted(self.fn(list(batch), self.state, **self.kwargs))
+        except Exception as exc:
+            raise ItemError(list(batch), exc) from exc  # the whole batch is the failed item
 
     async def on_end(self, index: int) -> Sequence[Any]:
         return ()
@@ -221,7 +262,10 @@ class _SyncOperator:
         return bool(self.sync.wants(index))
 
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
-        return self._take(self.sync.push(index, batch))
+        try:
+            return self._take(self.sync.push(index, batch))
+        except SyncItemError as exc:
+            raise ItemError(exc.item, exc.error, exc.index, self._take(exc.partial)) from exc.error
 
     async def on_end(self, index: int) -> Sequence[Any]:
         return self._take(self.sync.end(index))
@@ -244,7 +288,7 @@ class _SyncOperator:
         return {"tuples": float(self.emitted_tuples)}
 
 
-class ConnectedStreams:
+class ConnectedStreams(ErrorHandling):
     """Two or more streams processed together.
 
     Args:
@@ -254,6 +298,9 @@ class ConnectedStreams:
 
     Streams of different environments are connected into one graph when at most one of them was
     made by a ``LocalEnvironment`` you created: streams made by ``DataStream(name)`` join it.
+
+    ``on_error``, ``set_error_threshold`` and ``errors()`` (see :mod:`sage_streams.policy`) cover
+    every operator made from these streams and what is downstream of them, sinks included.
     """
 
     def __init__(self, streams: Sequence[DataStream[Any]], *, state: StreamState | None = None) -> None:
@@ -266,6 +313,7 @@ class ConnectedStreams:
         self.streams = streams
         self.state = state if state is not None else StreamState()
         self._channel_config: ChannelConfig | None = None
+        self._policy = ErrorPolicy(self, "errors(" + ", ".join(s.name for s in streams) + ")")
         self._nodes: list[Node] = []
 
     def __repr__(self) -> str:
@@ -280,6 +328,7 @@ class ConnectedStreams:
         node = self.env.add_node("operator", name or label, tuple(s._node for s in self.streams))
         node.operator = factory
         node.settings = self._channel_config
+        node.policy = self._policy
         self._nodes.append(node)
         return node
 
@@ -380,40 +429,42 @@ class ConnectedStreams:
         """
         from sage_streams.windowing import window_node
 
-        return window_node(self.env, self.streams, self.state, window_type, size, slide, **options)
+        windowed = window_node(self.env, self.streams, self.state, window_type, size, slide, **options)
+        windowed._node.policy = self._policy
+        windowed._node.settings = self._channel_config
+        self._nodes.append(windowed._node)
+        return windowed
 
-    def on_error(self, handler: Callable[..., Any]) -> ConnectedStreams:
-        """Error policies for this operator graph (not in this release)."""
-        raise NotImplementedError(
-            "on_error arrives with the error-policy release; until then every error stops the graph "
-            "with a PipelineError (see the README)"
-        )
-
-    def set_error_threshold(self, max_errors: int, time_window: float) -> ConnectedStreams:
-        """Stop the graph after too many errors (not in this release)."""
-        raise NotImplementedError(
-            "set_error_threshold arrives with the error-policy release (see the README)"
-        )
+    def _error_policy(self) -> ErrorPolicy:
+        return self._policy
 
     def configure_backpressure(
-        self, strategy: str = "block", buffer_size: int = 1000, timeout: float | None = None
+        self,
+        strategy: str = "block",
+        buffer_size: int = 1000,
+        timeout: float | None = None,
+        *,
+        codec: str | Codec = "pickle",
     ) -> ConnectedStreams:
         """Bound every input channel of this connected operator at ``buffer_size`` items.
 
-        ``"block"`` makes a producer wait when its channel is full (after ``timeout`` seconds it
-        fails with ``BackpressureTimeout``); ``"drop"`` drops the new items and ``"drop_oldest"``
-        the oldest ones, counted in the metrics. Applies to the operators made from these
-        streams, before or after this call.
+        ``"block"`` makes a producer wait when its channel is full; after ``timeout`` seconds
+        the batch it could not deliver gets ``BackpressureTimeout`` through the error handler
+        (``"continue"`` drops it, counted; ``"retry"`` waits again). ``"drop"`` drops the new
+        items and ``"drop_oldest"`` the oldest ones, counted in the metrics. ``"buffer"`` never
+        makes a producer wait: what does not fit spills, serialized with ``codec`` (``"pickle"``,
+        ``"json"`` or an object with ``dumps``/``loads``), to a temporary SQLite file and comes
+        back in order; an item the codec cannot serialize is a ``SpillError`` of that item.
+        Control messages (end of stream) are never dropped. Applies to the operators made from
+        these streams, before or after this call.
         """
-        if strategy == "buffer":
-            raise NotImplementedError(
-                'the "buffer" strategy (spill to disk) arrives with the backpressure release'
-            )
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-        self._channel_config = ChannelConfig(buffer_size, validate_strategy(strategy), timeout)
+        self._channel_config = ChannelConfig(
+            buffer_size, validate_strategy(strategy), timeout, resolve_codec(codec)
+        )
         for node in self._nodes:
             node.settings = self._channel_config
         return self

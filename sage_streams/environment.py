@@ -216,7 +216,8 @@ class LocalEnvironment:
                     raise
                 self._close_push_streams()
         except BaseExceptionGroup as group:
-            raise _sole_exception(group) from None
+            error = _sole_exception(group)
+            raise error from error.__cause__  # a PipelineError keeps its first error as cause
         finally:
             self._end(plan)
 
@@ -253,6 +254,9 @@ class LocalEnvironment:
                 items_out=node.items_out,
                 rate=node.items_in / elapsed if elapsed > 0 else 0.0,
                 details=details.get(node.name, {}),
+                errors=node.errors,
+                retries=node.retries,
+                dead_letters=node.dead_letters,
             )
             for node in self._nodes
         }

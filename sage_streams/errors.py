@@ -6,6 +6,7 @@ The tree, from the most general::
     └── StreamError                   misuse of the API or a broken stream
         ├── BrokenChannelError        a channel's receiving end is gone
         ├── BackpressureTimeout       a blocked producer waited longer than its timeout
+        ├── SpillError                an item the ``buffer`` strategy's codec cannot write
         ├── NoDataError               reader.read() with nothing to read (also an IndexError)
         └── PipelineError             a running graph stopped; ``__cause__`` is the first error
             └── ErrorThresholdExceeded  too many errors inside the configured time window
@@ -17,7 +18,7 @@ note naming the operator and the item it failed on.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "BackpressureTimeout",
@@ -71,22 +72,47 @@ class PipelineError(StreamError):
 
 
 class ErrorThresholdExceeded(PipelineError):
-    """More errors than allowed happened inside the configured time window."""
+    """More errors than allowed happened inside the configured time window.
+
+    Attributes:
+        count: how many errors the window held when the graph stopped.
+        max_errors: the threshold's ``max_errors``.
+        time_window: the threshold's ``time_window``, in seconds.
+    """
+
+    count: int = 0
+    max_errors: int = 0
+    time_window: float = 0.0
 
 
 class ItemError(Exception):
-    """Internal: an error of one item, raised by pure operator logic (keys, timestamps, ...).
+    """Internal: an error of one item, raised by operator logic (keys, timestamps, user code).
 
-    ``index`` is the item's position in the batch being processed when known, so that the
-    runtime can tell what was done before it. The runtime turns it into an
-    :class:`OperatorFailure` naming the operator; users see ``error`` chained, not this.
+    It says enough for the runtime to apply an error policy without losing or repeating work:
+
+    * ``index``: the item's position in the batch being processed, when known. The items before
+      it are done; going on means feeding ``batch[index + 1:]``, retrying means ``batch[index:]``.
+    * ``output``: what the items before it produced, to be emitted whatever the policy decides.
+    * ``restore``: for a failure with no position (a process function called on its readers),
+      puts back what the failed call consumed, so that a retry sees the same input.
+
+    Users never see this class: they see ``error``, chained and annotated.
     """
 
-    def __init__(self, item: object, error: BaseException, index: int | None = None) -> None:
+    def __init__(
+        self,
+        item: object,
+        error: BaseException,
+        index: int | None = None,
+        output: Sequence[object] = (),
+        restore: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(item, error, index)
         self.item = item
         self.error = error
         self.index = index
+        self.output = output
+        self.restore = restore
 
 
 class OperatorFailure(Exception):

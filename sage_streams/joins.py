@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from sage_streams._typing import check_choice
-from sage_streams.errors import ItemError, StreamError
+from sage_streams.errors import ItemError, StreamError, _short_repr
 from sage_streams.time import TimestampReader, TimestampSpec, timestamp_reader
 
 __all__ = [
@@ -151,7 +151,7 @@ class JoinItemError(ItemError):
     """
 
     def __init__(self, item: object, error: BaseException, index: int, pairs: list[Pair]) -> None:
-        super().__init__(item, error, index)
+        super().__init__(item, error, index, pairs)
         self.pairs = pairs
 
 
@@ -480,8 +480,3 @@ def _lookup_error(key: Any, exc: Exception) -> Exception:
 
 def _none_key(item: Any) -> ValueError:
     return ValueError(f"key function returned None for item {_short_repr(item)}; None keys never join")
-
-
-def _short_repr(value: object, limit: int = 200) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

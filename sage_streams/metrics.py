@@ -25,6 +25,9 @@ class OperatorMetrics:
         rate: ``items_in`` per second of the current or last run (0.0 before any run).
         details: operator-specific numbers: for a join ``matches``, ``hit_rate``,
             ``buffered_left``...; for an operator with shared state ``state_bytes``.
+        errors: errors raised while processing its items (each failed try counts).
+        retries: tries made again on a ``"retry"`` decision.
+        dead_letters: items dropped on a ``"continue"`` decision (kept in ``errors()``).
     """
 
     name: str
@@ -33,6 +36,9 @@ class OperatorMetrics:
     items_out: int
     rate: float
     details: dict[str, float] = field(default_factory=dict)
+    errors: int = 0
+    retries: int = 0
+    dead_letters: int = 0
 
 
 @dataclass(frozen=True, slots=True)

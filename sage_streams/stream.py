@@ -32,6 +32,7 @@ from sage_streams._typing import T, UserFunction
 from sage_streams.channel import ABORTED, END, Receiver, create_channel
 from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
 from sage_streams.functions import resolve_function
+from sage_streams.policy import ErrorHandling, ErrorPolicy
 
 if TYPE_CHECKING:
     from sage_streams.connected import ConnectedStreams
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["DataStream"]
 
 
-class DataStream(Generic[T]):
+class DataStream(ErrorHandling, Generic[T]):
     """A stream of items in a dataflow graph.
 
     ``DataStream(name)`` creates a push stream that is not yet bound to an environment: it runs
@@ -72,6 +73,21 @@ class DataStream(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<DataStream {self.name!r} ({self._node.kind})>"
+
+    def _error_policy(self) -> ErrorPolicy:
+        """This stream's own policy, made on first use: it covers this stream's operator and
+        everything downstream without a policy of its own."""
+        node = self._node
+        if node.policy is None or node.policy.owner is not node:
+            node.policy = ErrorPolicy(node, f"{node.name}.errors")
+        return node.policy
+
+    def _policy_in_effect(self) -> ErrorPolicy:
+        """The nearest policy upstream through single inputs, as the runtime resolves it."""
+        node = self._node
+        while node.policy is None and len(node.inputs) == 1 and node.kind != "dead_letters":
+            node = node.inputs[0]
+        return node.policy or self._error_policy()
 
     @property
     def name(self) -> str:

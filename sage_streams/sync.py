@@ -14,7 +14,7 @@ never changes which tuples are emitted.
 
 A bad item (a missing or invalid timestamp, a non-mapping item for ``item['type']``) raises
 :class:`SyncItemError`, an :class:`~sage_streams.errors.ItemError` whose ``index`` is the item's
-position in the batch and whose ``output`` holds what the items before it produced; those items
+position in the batch and whose ``partial`` holds what the items before it produced; those items
 are fully processed, so the caller may go on with ``items[index + 1:]`` and nothing is lost.
 
 Example::
@@ -72,15 +72,15 @@ class SyncOutput:
 
 
 class SyncItemError(ItemError):
-    """A bad item in a pushed batch; ``output`` is what the items before it produced.
+    """A bad item in a pushed batch; ``partial`` is what the items before it produced.
 
     The items before ``index`` have been fully processed and the failing item has not been kept,
-    so the caller continues with ``items[index + 1:]`` after taking ``output``.
+    so the caller continues with ``items[index + 1:]`` after taking ``partial``.
     """
 
     def __init__(self, item: object, error: BaseException, index: int, output: SyncOutput) -> None:
         super().__init__(item, error, index)
-        self.output = output
+        self.partial = output
 
 
 class Synchronizer(Protocol):
@@ -209,7 +209,7 @@ class _Inputs:
     def _push(self, index: int, items: Sequence[Any], judge: Callable[[Any], Any]) -> SyncOutput:
         """Feed ``(judge(item), item)`` pairs; an item's error feeds those before it, then raises.
 
-        Lossless: the caller gets what the earlier items produced in ``SyncItemError.output``
+        Lossless: the caller gets what the earlier items produced in ``SyncItemError.partial``
         and goes on with ``items[index + 1:]``. The caller has checked ``index`` is open.
         """
         output = SyncOutput()

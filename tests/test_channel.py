@@ -119,6 +119,18 @@ async def test_block_timeout_raises_backpressure_timeout() -> None:
     assert await receiver.receive() == [1]
 
 
+async def test_discard_counts_what_an_error_policy_gave_up_as_dropped() -> None:
+    sender, receiver = create_channel("c", capacity=1, timeout=0.01)
+    await sender.send([1])
+    with pytest.raises(BackpressureTimeout):
+        await sender.send([2, 3])
+    sender.discard(2)  # the policy decided to go on without them
+    assert receiver.statistics().dropped == 2
+    with pytest.raises(ValueError, match="cannot discard a negative number of items, got -1"):
+        sender.discard(-1)
+    assert await receiver.receive() == [1]
+
+
 async def test_drop_discards_what_does_not_fit_and_counts_it() -> None:
     sender, receiver = create_channel("c", capacity=3, strategy="drop")
     await sender.send([1, 2])
@@ -211,7 +223,10 @@ async def test_statistics_is_a_frozen_record() -> None:
     ("kwargs", "message"),
     [
         ({"capacity": 0}, "capacity must be a positive int"),
-        ({"capacity": 1, "strategy": "spill"}, "unknown backpressure strategy 'spill'; expected one of"),
+        (
+            {"capacity": 1, "strategy": "spill"},
+            "unknown backpressure strategy 'spill'; expected one of 'block', 'drop', 'drop_oldest', 'buffer'",
+        ),
         ({"capacity": 1, "timeout": 0}, "timeout must be a positive number"),
         ({"capacity": 1, "batch_size": 0}, "batch_size must be at least 1"),
     ],

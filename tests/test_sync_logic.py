@@ -204,8 +204,8 @@ def test_a_bad_timestamp_is_an_item_error_with_index_and_partial_output(
     assert error.item is bad
     assert isinstance(error.error, error_type)
     assert message in str(error.error)
-    assert tuple_names(error.output) == [("a1", "b1")]
-    assert names(error.output.unmatched) == ["a0"]
+    assert tuple_names(error.partial) == [("a1", "b1")]
+    assert names(error.partial.unmatched) == ["a0"]
     # the caller continues after the failing item; nothing is lost or repeated
     rest = sync.push(0, batch[error.index + 1 :])
     assert tuple_names(rest) == [("a3", "b3")]
@@ -217,7 +217,7 @@ def test_a_bad_first_item_produces_nothing() -> None:
     with pytest.raises(SyncItemError) as caught:
         sync.push(0, [{"timestamp": None}])
     assert caught.value.index == 0
-    assert caught.value.output == SyncOutput()
+    assert caught.value.partial == SyncOutput()
 
 
 # -- event: exact outputs --------------------------------------------------------------------------
@@ -323,7 +323,7 @@ def test_a_non_mapping_item_is_an_item_error_and_the_push_is_lossless() -> None:
     assert error.item == 42
     assert isinstance(error.error, TypeError)
     assert str(error.error) == "event synchronization reads item['type'], but got an item of type int"
-    assert error.output.tuples == [([{"v": 1}], [{"v": "b"}])]
+    assert error.partial.tuples == [([{"v": 1}], [{"v": "b"}])]
     sync.push(0, batch[error.index + 1 :])
     assert sync.finish().tuples == [([{"v": 2}, {"v": 3}], [])]
 

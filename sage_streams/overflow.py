@@ -1,0 +1,285 @@
+"""The overflow store: an on-disk FIFO holding what does not fit in a ``"buffer"`` channel.
+
+A channel with the ``"buffer"`` strategy never makes its producer wait: what does not fit in
+memory is spilled here, and moved back as the receiver makes room. Items are serialized by a
+:class:`Codec` (pickle by default, or json, or your own) and kept in SQLite, in a temporary file
+created on the first spill and deleted on :meth:`OverflowStore.close` (or, for a store never
+closed, when it is garbage-collected or the interpreter exits). Control messages (end of stream,
+watermarks) wait in memory at their place between the items: they are few and small, and the
+singletons among them must come back as the same objects.
+
+The SQLite calls are synchronous and run on the event loop thread. That is deliberate: the file
+is local and throwaway, so there is no journal and no ``fsync``, and each call moves a whole
+batch (one ``executemany`` in one transaction to spill, one range query to read back), so it
+costs microseconds per item. A hop to a worker thread per batch would cost more than it hides.
+
+Example::
+
+    store = OverflowStore("numbers", "json")
+    store.append([1, 2, 3])
+    store.append_control(mark)  # any object, kept as it is
+    store.take(10)              # [1, 2, 3]
+    store.take_control()        # mark, the same object
+    store.close()               # the file is gone
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sqlite3
+import tempfile
+import weakref
+from collections import deque
+from contextlib import suppress
+from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
+
+from sage_streams._typing import check_choice
+from sage_streams.errors import StreamError, _short_repr
+
+__all__ = [
+    "CODECS",
+    "Codec",
+    "CodecName",
+    "OverflowStore",
+    "SpillError",
+    "resolve_codec",
+]
+
+
+class Codec(Protocol):
+    """Turns items into bytes and back, for the overflow store.
+
+    ``loads(dumps(item))`` must give an item equal to ``item``; spilled items come back as such
+    copies, not as the objects that were sent.
+    """
+
+    name: str
+
+    def dumps(self, item: Any) -> bytes:
+        """The bytes of ``item``; raises if it cannot be serialized."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """The item ``data`` was made from."""
+        ...
+
+
+class _PickleCodec:
+    """Any picklable object, at the highest pickle protocol."""
+
+    name = "pickle"
+
+    def dumps(self, item: Any) -> bytes:
+        return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> Any:
+        return pickle.loads(data)
+
+
+class _JsonCodec:
+    """JSON values as UTF-8; tuples come back as lists, dict keys as strings."""
+
+    name = "json"
+
+    def dumps(self, item: Any) -> bytes:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+CodecName: TypeAlias = Literal["pickle", "json"]
+"""The built-in codecs."""
+
+CODECS: Final[dict[str, Codec]] = {"pickle": _PickleCodec(), "json": _JsonCodec()}
+
+
+def resolve_codec(codec: str | Codec) -> Codec:
+    """The codec named ``codec``, or ``codec`` itself if it has ``dumps`` and ``loads``.
+
+    An unknown name is a ``ValueError`` listing the built-in ones.
+    """
+    if isinstance(codec, str):
+        check_choice(codec, get_args(CodecName), "overflow codec")
+        return CODECS[codec]
+    if not (callable(getattr(codec, "dumps", None)) and callable(getattr(codec, "loads", None))):
+        raise TypeError(f"a codec needs dumps() and loads() methods, got {_short_repr(codec)}")
+    return codec
+
+
+class SpillError(StreamError):
+    """An item could not be spilled because its codec cannot serialize it.
+
+    Nothing of the batch was stored, so the sender may send it again without the bad item.
+
+    Attributes:
+        item: the item the codec refused.
+        index: its position in the batch that was being spilled.
+    """
+
+    def __init__(self, message: str, item: object, index: int) -> None:
+        super().__init__(message)
+        self.item = item
+        self.index = index
+
+
+_PRAGMAS: Final = (
+    # A throwaway file read by one connection: no journal, no fsync, no locking per transaction.
+    "PRAGMA journal_mode = OFF",
+    "PRAGMA synchronous = OFF",
+    "PRAGMA locking_mode = EXCLUSIVE",
+)
+
+
+class OverflowStore:
+    """A FIFO of items, spilled to a temporary SQLite file, with control messages in between.
+
+    Items are numbered in the order they were appended; a control message remembers how many
+    items came before it, so it comes back at exactly that place. :meth:`take` stops before a
+    control message, which :meth:`take_control` then hands back.
+    """
+
+    def __init__(self, name: str, codec: str | Codec = "pickle") -> None:
+        self.name = name
+        self.codec = resolve_codec(codec)
+        self._db: sqlite3.Connection | None = None
+        self._path: str | None = None
+        self._remove: weakref.finalize[Any, OverflowStore] | None = None
+        self._appended = 0  # items ever appended: the number of the next one
+        self._taken = 0  # items taken: the number of the oldest one held
+        self._controls: deque[tuple[int, Any]] = deque()  # (items before it, message)
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Items held now (control messages are not counted)."""
+        return self._appended - self._taken
+
+    @property
+    def spilled(self) -> int:
+        """Items ever appended."""
+        return self._appended
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is held, neither items nor control messages."""
+        return self._appended == self._taken and not self._controls
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def path(self) -> str | None:
+        """The temporary file, or ``None`` before the first append and after :meth:`close`."""
+        return self._path
+
+    def append(self, items: list[Any], *, start: int = 0) -> None:
+        """Append ``items[start:]``, in order.
+
+        The whole batch is serialized before anything is stored, so when the codec refuses an
+        item nothing is appended and :class:`SpillError` says which item, by its index in
+        ``items``.
+        """
+        self._check_open()
+        dumps = self.codec.dumps
+        first = self._appended - start
+        rows: list[tuple[int, bytes]] = []
+        index = start
+        try:
+            for index in range(start, len(items)):
+                rows.append((first + index, dumps(items[index])))
+        except Exception as exc:
+            raise self._spill_error(items[index], index, exc) from exc
+        if not rows:
+            return
+        db = self._db or self._open()
+        with db:
+            db.executemany("INSERT INTO overflow (seq, data) VALUES (?, ?)", rows)
+        self._appended += len(rows)
+
+    def append_control(self, message: Any) -> None:
+        """Append a control message after the items appended so far; it is kept as it is."""
+        self._check_open()
+        self._controls.append((self._appended, message))
+
+    def take(self, max_items: int) -> list[Any]:
+        """Remove and return up to ``max_items`` of the oldest items.
+
+        It returns fewer when fewer are held, or when a control message comes first: none
+        when the oldest message is one (see :meth:`take_control`).
+        """
+        end = self._appended
+        if self._controls:
+            end = min(end, self._controls[0][0])
+        end = min(end, self._taken + max_items)
+        if end <= self._taken:
+            return []
+        db = self._db
+        assert db is not None  # items were appended
+        with db:
+            rows = db.execute(
+                "SELECT data FROM overflow WHERE seq >= ? AND seq < ? ORDER BY seq", (self._taken, end)
+            ).fetchall()
+            loads = self.codec.loads
+            items = [loads(data) for (data,) in rows]
+            db.execute("DELETE FROM overflow WHERE seq < ?", (end,))
+        self._taken = end
+        return items
+
+    def take_control(self) -> Any:
+        """Remove and return the control message that comes before any item, else ``None``."""
+        if self._controls and self._controls[0][0] == self._taken:
+            return self._controls.popleft()[1]
+        return None
+
+    def close(self) -> None:
+        """Discard what is held and delete the file. Closing again does nothing."""
+        self._closed = True
+        self._taken = self._appended
+        self._controls.clear()
+        if self._remove is not None:
+            self._remove()
+        self._db = self._path = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"the overflow store of channel {self.name!r} is closed")
+
+    def _spill_error(self, item: object, index: int, error: Exception) -> SpillError:
+        codec = getattr(self.codec, "name", type(self.codec).__name__)
+        return SpillError(
+            f"cannot spill item {_short_repr(item)} of channel {self.name!r} with codec {codec!r}: "
+            f"{type(error).__name__}: {error}",
+            item,
+            index,
+        )
+
+    def _open(self) -> sqlite3.Connection:
+        """Create the temporary file, set up to be deleted however this store ends."""
+        fd, path = tempfile.mkstemp(prefix="sage_streams-overflow-", suffix=".sqlite3")
+        os.close(fd)
+        db: sqlite3.Connection | None = None
+        try:
+            # Any thread may run the finalizer that closes it, so SQLite must allow that.
+            db = sqlite3.connect(path, check_same_thread=False)
+            for pragma in _PRAGMAS:
+                db.execute(pragma)
+            db.execute("CREATE TABLE overflow (seq INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+        except BaseException:
+            _delete(db, path)
+            raise
+        self._db, self._path = db, path
+        self._remove = weakref.finalize(self, _delete, db, path)
+        return db
+
+
+def _delete(db: sqlite3.Connection | None, path: str) -> None:
+    """Close the connection and remove its file (it lives on only while it is open)."""
+    try:
+        if db is not None:
+            db.close()
+    finally:
+        with suppress(FileNotFoundError):
+            os.remove(path)
