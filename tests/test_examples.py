@@ -57,6 +57,23 @@ revenue: ana=60.13, bo=117.76, chen=260.00
 to_eur saw 5 orders; review passed 2
 history: 70 of 1000 orders were 90 EUR or more
 """,
+    "error_handling.py": """\
+Error in stream parse: could not convert string to float: 'n/a'
+Error in stream parse: 'amount'
+paid: c1=1990, c3=500, w1=725, w3=10000
+dead letter from parse: c2 (cards)
+dead letter from parse: w2 (wallet)
+robust_processor emitted 0; errors kept in state:
+  could not convert string to float: 'n/a'
+  'amount'
+stopped: 11 errors within 60 s in 'parse'
+skipped before the stop: 10
+""",
+    "backpressure_management.py": """\
+ block: delivered + dropped = 20000: True, dropped any: False, peak <= 1000: True, spilled: False
+  drop: delivered + dropped = 20000: True, dropped any: True, peak <= 1000: True, spilled: False
+buffer: delivered + dropped = 20000: True, dropped any: False, peak <= 1000: True, spilled: True
+""",
 }
 
 
