@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sage_streams._typing import Source
     from sage_streams.policy import ErrorPolicy
 
-__all__ = ["FUSABLE", "Node", "NodeKind", "Operator", "TimedOperator"]
+__all__ = ["FUSABLE", "Node", "NodeKind", "Operator", "TimedOperator", "WatermarkOperator"]
 
 NodeKind: TypeAlias = Literal[
     "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side", "dead_letters"
@@ -84,6 +84,24 @@ class TimedOperator(Protocol):
 
     async def on_timer(self, now: float) -> Sequence[Any]:
         """The clock has reached the timer; returns the items to emit."""
+        ...
+
+
+@runtime_checkable
+class WatermarkOperator(Protocol):
+    """An operator that keeps event time itself (a window): it takes the watermarks arriving on
+    its inputs and says what its own output watermark is.
+
+    The runtime passes on, after the operator's output, every rise of :meth:`output_watermark`.
+    For other operators it passes on the smallest watermark over the inputs still open.
+    """
+
+    async def on_watermark(self, index: int, time: float) -> Sequence[Any]:
+        """A watermark arrived on input ``index``; returns the items to emit (fired windows)."""
+        ...
+
+    def output_watermark(self) -> float:
+        """Event time as far as this operator's output is concerned (``-inf`` for none)."""
         ...
 
 

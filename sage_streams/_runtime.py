@@ -26,15 +26,17 @@ import aiostream
 import anyio
 
 from sage_streams._fusion import FusedChain, Step
-from sage_streams._graph import FUSABLE, Node, TimedOperator
+from sage_streams._graph import FUSABLE, Node, TimedOperator, WatermarkOperator
 from sage_streams.channel import (
     ABORTED,
     END,
     ChannelConfig,
     ChannelStatistics,
+    Control,
     Message,
     Receiver,
     Sender,
+    Watermark,
     create_channel,
 )
 from sage_streams.errors import (
@@ -57,6 +59,7 @@ class Outlet(Protocol):
     """Where a chain hands a batch it produced at one emission point."""
 
     async def send(self, batch: list[Any]) -> None: ...
+    def send_control(self, message: Control) -> None: ...
     def close(self) -> None: ...
     def abort(self) -> None: ...
 
@@ -71,6 +74,9 @@ class ListOutlet:
 
     async def send(self, batch: list[Any]) -> None:
         self.target.extend(batch)
+
+    def send_control(self, message: Control) -> None:
+        """Nothing to do: a list holds items only."""
 
     def close(self) -> None:
         """Nothing to do: the list is complete."""
@@ -116,6 +122,9 @@ class ChannelOutlet:
                     return
                 batch, attempt = batch[:index] + batch[index + 1 :], 1
 
+    def send_control(self, message: Control) -> None:
+        self.sender.send_control(message)
+
     def close(self) -> None:
         self.sender.close()
 
@@ -124,8 +133,9 @@ class ChannelOutlet:
 
 
 class _Head(Protocol):
-    async def next_batch(self) -> Sequence[Any] | None:
-        """The next non-empty batch, or ``None`` at the end of the stream."""
+    async def next_batch(self) -> Sequence[Any] | Control | None:
+        """The next non-empty batch, a control message to pass on (a watermark), or ``None``
+        at the end of the stream."""
 
     def close(self, completed: bool) -> None:
         """Release the inputs; ``completed`` says whether the stream ended normally."""
@@ -183,17 +193,15 @@ class _ChannelHead:
     def __init__(self, receiver: Receiver) -> None:
         self.receiver = receiver
 
-    async def next_batch(self) -> list[Any] | None:
-        while True:
-            message = await self.receiver.receive()
-            if type(message) is list:
-                return message
-            if message is END:
-                return None
-            if message is ABORTED:
-                # The producer failed, so the task group is cancelling us; what came so far is
-                # incomplete and must not be passed on as a finished stream.
-                await anyio.sleep_forever()
+    async def next_batch(self) -> list[Any] | Control | None:
+        message = await self.receiver.receive()
+        if message is END:
+            return None
+        if message is ABORTED:
+            # The producer failed, so the task group is cancelling us; what came so far is
+            # incomplete and must not be passed on as a finished stream.
+            await anyio.sleep_forever()
+        return message
 
     def close(self, completed: bool) -> None:
         self.receiver.close()
@@ -218,14 +226,19 @@ class _OperatorHead:
         self._timer: tuple[float, TimerHandle] | None = None
         self.side_outlets: dict[str, list[Outlet]] = {}
         self._ended = [False] * len(receivers)
+        self._marks = [-math.inf] * len(receivers)  # the last watermark each input brought
+        self._passed_mark = -math.inf
+        self._keeps_time = isinstance(self.operator, WatermarkOperator)
         self._finished = False
         self._next_input = 0
         self._doorbell = asyncio.Event()
         for receiver in receivers:
             receiver.watch(self._doorbell.set)
 
-    async def next_batch(self) -> Sequence[Any] | None:
+    async def next_batch(self) -> Sequence[Any] | Control | None:
         while not self._finished:
+            if (watermark := self._risen_watermark()) is not None:
+                return watermark
             output = await self._step()
             await self._flush_side()
             if output:
@@ -255,9 +268,25 @@ class _OperatorHead:
         if message is END:
             self._ended[index] = True
             return await self._call(self.operator.on_end, index)
+        if type(message) is Watermark:
+            self._marks[index] = max(self._marks[index], message.time)
+            if self._keeps_time:
+                return await self._call(self.operator.on_watermark, index, message.time)  # type: ignore[attr-defined]
         if message is ABORTED:
             await anyio.sleep_forever()  # the failing producer's task group cancels us
         return ()
+
+    def _risen_watermark(self) -> Watermark | None:
+        """The output watermark, if it has risen since it was last passed on."""
+        if self._keeps_time:
+            mark: float = self.operator.output_watermark()  # type: ignore[attr-defined]
+        else:
+            open_marks = [m for m, ended in zip(self._marks, self._ended, strict=True) if not ended]
+            mark = min(open_marks) if open_marks else -math.inf
+        if mark <= self._passed_mark:
+            return None
+        self._passed_mark = mark
+        return Watermark(mark)
 
     def _ready_input(self) -> tuple[int, Message] | None:
         count = len(self.receivers)
@@ -487,7 +516,10 @@ class ChainTask:
         completed = False
         try:
             while (batch := await self.head.next_batch()) is not None:
-                await self._process(batch)
+                if isinstance(batch, Control):
+                    self._pass_on(batch)
+                else:
+                    await self._process(batch)
             completed = True
         finally:
             self.finished = True
@@ -498,6 +530,13 @@ class ChainTask:
             for outlets in self.outlets.values():
                 for outlet in outlets:
                     outlet.close() if completed else outlet.abort()
+
+    def _pass_on(self, message: Control) -> None:
+        """A control message passes the stateless steps unchanged: to every outlet, in order
+        after what the batches before it produced."""
+        for outlets in self.outlets.values():
+            for outlet in outlets:
+                outlet.send_control(message)
 
     async def _process(self, batch: Sequence[Any]) -> None:
         fused = self._fused or self._compile()

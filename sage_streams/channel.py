@@ -63,6 +63,7 @@ __all__ = [
     "Receiver",
     "Sender",
     "Strategy",
+    "Watermark",
     "create_channel",
     "validate_strategy",
 ]
@@ -103,6 +104,26 @@ class Aborted(Control):
 
 ABORTED: Final = Aborted()
 """Sent instead of :data:`END` by a sender whose producer failed or was cancelled."""
+
+
+class Watermark(Control):
+    """Event time has reached ``time`` on this stream: no item with an earlier timestamp follows
+    (items that do are late). Operators downstream of a window see it in order with the data."""
+
+    __slots__ = ("time",)
+
+    def __init__(self, time: float) -> None:
+        self.time = time
+
+    def __repr__(self) -> str:
+        return f"Watermark({self.time!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Watermark) and other.time == self.time
+
+    def __hash__(self) -> int:
+        return hash(("Watermark", self.time))
+
 
 Message: TypeAlias = "list[Any] | Control"
 

@@ -556,3 +556,21 @@ def test_configuration_is_validated_when_set() -> None:
         connected.set_error_threshold(3, 0)
     assert connected.on_error(lambda s, e, c: "stop") is connected
     assert connected.set_error_threshold(10, 60) is connected
+
+
+async def test_a_join_condition_that_raises_is_an_error_of_the_probing_item() -> None:
+    env = LocalEnvironment()
+    left = [{"id": 1, "limit": 10}, {"id": 2, "limit": None}, {"id": 3, "limit": 30}]
+    right = [{"id": 1, "price": 5}, {"id": 2, "price": 7}, {"id": 3, "price": 40}]
+    connected = ConnectedStreams(
+        [env.from_collection(right, name="prices"), env.from_collection(left, name="limits")]
+    )
+    handler, calls = recording("continue")
+    connected.on_error(handler)
+    joined = connected.join(
+        "inner", key_func=lambda item: item["id"], condition=lambda p, q: p["price"] <= q["limit"], name="j"
+    )
+    out, letters = await run_with_dead_letters(env, joined, connected.errors())
+    assert [(p["id"], q["id"]) for p, q in out] == [(1, 1)]
+    assert [(d.stream_id, type(d.error).__name__) for d in letters] == [(calls[0][0], "TypeError")]
+    assert letters[0].item in ({"id": 2, "limit": None}, {"id": 2, "price": 7})
