@@ -22,6 +22,7 @@ from benchmarks.workloads import (
     WINDOW,
     WORKLOADS,
     Impl,
+    W2Input,
     W3Input,
     W4Input,
     _w4_result,
@@ -74,6 +75,11 @@ def _add_event(sums: dict[tuple[Any, float], int], event: dict[str, Any]) -> dic
     return sums
 
 
+def _count(acc: tuple[int, int], event: dict[str, Any]) -> tuple[int, int]:
+    """One merged event into (count, sum of values), as ``_w2_result`` folds them."""
+    return acc[0] + 1, acc[1] + event["value"]
+
+
 def _tally(acc: tuple[int, int], event: dict[str, Any]) -> tuple[int, int]:
     """One enriched event into (count, checksum), as ``_w3_result`` folds them."""
     return acc[0] + 1, acc[1] + (event["seq"] if event["tier"] == "gold" else 0)
@@ -89,6 +95,15 @@ async def w1_aiostream(n: int) -> int:
     xs = stream.iterate(range(n)) | pipe.map(double) | pipe.filter(divisible_by_3)
     total: int = await (xs | pipe.reduce(operator.add, initializer=0))
     return total
+
+
+async def w2_aiostream(sources: W2Input) -> tuple[int, int]:
+    """``merge`` of the four ``iterate`` streams, then ``reduce`` to the count and the sum."""
+    from aiostream import pipe, stream
+
+    merged = stream.merge(*(stream.iterate(events) for events in sources))
+    result: tuple[int, int] = await (merged | pipe.reduce(_count, initializer=(0, 0)))
+    return result
 
 
 async def w3_aiostream(data: W3Input) -> tuple[int, int]:
@@ -125,6 +140,16 @@ def w1_reactivex(n: int) -> int:
 
     total: int = rx.from_iterable(range(n)).pipe(ops.map(double), ops.filter(divisible_by_3), ops.sum()).run()
     return total
+
+
+def w2_reactivex(sources: W2Input) -> tuple[int, int]:
+    """``merge`` of the four ``from_iterable`` observables, ``reduce`` to the count and the sum."""
+    import reactivex as rx
+    from reactivex import operators as ops
+
+    merged = rx.merge(*(rx.from_iterable(events) for events in sources))
+    result: tuple[int, int] = merged.pipe(ops.reduce(_count, (0, 0))).run()
+    return result
 
 
 def w3_reactivex(data: W3Input) -> tuple[int, int]:
@@ -203,6 +228,20 @@ def w1_streamz(n: int) -> int:
     return total
 
 
+def w2_streamz(sources: W2Input) -> tuple[int, int]:
+    """Four ``Stream`` s joined with ``union`` and ``accumulate`` d; each source emits in turn."""
+    from streamz import Stream
+
+    inputs = [Stream() for _ in sources]
+    last = _Last((0, 0))
+    inputs[0].union(*inputs[1:]).accumulate(_count, start=(0, 0)).sink(last)
+    for source, events in zip(inputs, sources, strict=True):
+        for event in events:
+            source.emit(event)
+    result: tuple[int, int] = last.value
+    return result
+
+
 def w3_streamz(data: W3Input) -> tuple[int, int]:
     """streamz has no keyed join (``zip`` and ``combine_latest`` pair by position or recency):
     the profiles stream sinks into a dict first, then the activities stream looks each user up,
@@ -264,6 +303,22 @@ def w1_bytewax(n: int) -> int:
     op.output("out", total, TestingSink(out))
     run_main(flow)
     return out[0][1] if out else 0
+
+
+def w2_bytewax(sources: W2Input) -> tuple[int, int]:
+    """Four inputs, ``merge``, ``key_on(one key)``, ``fold_final`` to the count and the sum."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    flow = Dataflow("w2")
+    inputs = [op.input(f"source{k}", flow, TestingSource(events, _BATCH)) for k, events in enumerate(sources)]
+    keyed = op.key_on("all", op.merge("merge", *inputs), lambda _: "all")
+    tally = op.fold_final("count", keyed, lambda: (0, 0), _count)
+    out: list[tuple[str, tuple[int, int]]] = []
+    op.output("out", tally, TestingSink(out))
+    run_main(flow)
+    return out[0][1] if out else (0, 0)
 
 
 def w3_bytewax(data: W3Input) -> tuple[int, int]:
@@ -347,6 +402,12 @@ PEERS: dict[str, dict[str, Impl]] = {
         "reactivex": w1_reactivex,
         "streamz": w1_streamz,
         "bytewax": w1_bytewax,
+    },
+    "W2": {
+        "aiostream": w2_aiostream,
+        "reactivex": w2_reactivex,
+        "streamz": w2_streamz,
+        "bytewax": w2_bytewax,
     },
     "W3": {
         "aiostream": w3_aiostream,

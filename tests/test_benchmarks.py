@@ -24,19 +24,43 @@ def test_tiny_harness_run_produces_a_checked_table(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "| W1 | sage_streams |" in done.stdout
+    assert "| W2 | sage_streams |" in done.stdout
     assert "FAILED" not in done.stdout
     report = json.loads((tmp_path / "latest.json").read_text())
-    impls = report["throughput"]["W1"]["impls"]
-    assert set(impls) == {
-        "plain_loop",
-        "generator_chain",
-        "asyncio_queues",
-        "sage_streams",
-        "sage_streams_uvloop",
-        *PEERS,
-    }
-    assert len({json.dumps(stats["result"]) for stats in impls.values() if "result" in stats}) == 1
+    assert set(report) >= {"date", "cores", "python", "throughput", "latency", "memory", "chart"}
+    assert list(report["throughput"]) == ["W1", "W2", "W3", "W4"]
+    for name in ("W1", "W2"):
+        impls = report["throughput"][name]["impls"]
+        assert set(impls) == {
+            "plain_loop",
+            "generator_chain",
+            "asyncio_queues",
+            "sage_streams",
+            "sage_streams_uvloop",
+            *PEERS,
+        }
+        assert len({json.dumps(stats["result"]) for stats in impls.values() if "result" in stats}) == 1
+    # W2: 1,000 items in four sources, counted and summed alike by every implementation.
+    assert report["throughput"]["W2"]["impls"]["sage_streams"]["result"] == [1000, sum(range(1000))]
     assert set(report["latency"]) == {"sage_streams", "asyncio_queues"}
+    # Memory: two sizes each, results checked in the harness, growth reported.
+    memory = report["memory"]
+    assert set(memory) == {"W1", "backpressure"}
+    assert [run["n"] for run in memory["W1"]["runs"]] == [2_000, 20_000]
+    assert [run["n"] for run in memory["backpressure"]["runs"]] == [200, 2_000]
+    for data in memory.values():
+        assert data["growth_mb"] == data["runs"][1]["peak_rss_mb"] - data["runs"][0]["peak_rss_mb"]
+        assert all(run["result"] == run["expected"] for run in data["runs"])
+        if sys.platform == "linux":  # the peak counts from the start of the run, not of the process
+            assert all(run["peak_rss_mb"] >= run["rss_at_start_mb"] > 0 for run in data["runs"])
+    large = memory["backpressure"]["runs"][1]
+    assert large["channel_capacity"] == 1_000
+    assert 0 < large["channel_peak"] <= large["channel_capacity"]
+    assert "| W1: range → map → filter → summing sink | 2,000 items: " in done.stdout
+    chart = tmp_path / "latest.png"
+    assert report["chart"] == str(chart)
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert chart.stat().st_size > 10_000
     # Every installed peer ran and returned the plain loop's result; the others say why not.
     from benchmarks.peers import skip_reason
 
@@ -86,6 +110,44 @@ def test_without_the_plain_loop_the_first_implementation_is_the_reference() -> N
     run = {"seconds": 1.0, "peak_rss_mb": 1.0}
     summary = _summarize({"a": [{**run, "result": 1}], "b": [{**run, "result": 2}]})
     assert summary["b"] == {"failed": "wrong result 2 (expected 1)"}
+
+
+def test_w1_expected_result_in_closed_form_is_the_plain_loops() -> None:
+    from benchmarks.memory import w1_expected
+    from benchmarks.workloads import w1_plain_loop
+
+    assert [w1_expected(n) for n in range(12)] == [w1_plain_loop(n) for n in range(12)]
+    assert w1_expected(10_000) == w1_plain_loop(10_000)
+
+
+def test_w2_sources_deal_the_events_round_robin() -> None:
+    from benchmarks.workloads import w2_data, w2_plain_loop
+
+    sources = w2_data(10)
+    assert [[event["value"] for event in events] for events in sources] == [
+        [0, 4, 8],
+        [1, 5, 9],
+        [2, 6],
+        [3, 7],
+    ]
+    assert sources[1][1] == {"user_id": 5, "value": 5, "ts": 0.005}
+    assert w2_plain_loop(sources) == (10, 45)
+
+
+def test_a_wrong_memory_result_is_a_failure_not_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.__main__ as harness
+
+    def measure(kind: str, name: str, impl: str, n: int) -> dict[str, object]:
+        return {"result": n, "expected": n if n < 100 else 0, "peak_rss_mb": 30.0, "seconds": 0.1}
+
+    monkeypatch.setattr(harness, "measure", measure)
+    memory = harness.run_memory({"W1": (10, 100), "backpressure": (1, 10)})
+    assert memory["W1"] == {"failed": "wrong result 100 (expected 0)"}
+    assert memory["backpressure"]["growth_mb"] == 0.0
+    printed = harness.table({"throughput": {}, "memory": memory})
+    assert (
+        "| W1: range → map → filter → summing sink | FAILED: wrong result 100 (expected 0) | | |" in printed
+    )
 
 
 def test_a_wrong_result_is_reported_as_a_failure() -> None:
