@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any
 from sage_streams._conventions import window_results
 from sage_streams._fusion import is_async_callable
 from sage_streams._typing import UserFunction, check_choice
+from sage_streams._window_batches import EventTime, feed_batch
 from sage_streams.errors import ItemError
 from sage_streams.functions import resolve_function
 from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
 from sage_streams.time import Clock, TimestampSpec, timestamp_reader
-from sage_streams.windows import FiredWindow, WindowState, window_config
+from sage_streams.window_configs import window_config
+from sage_streams.windows import FiredWindow, WindowState
 
 if TYPE_CHECKING:
     from sage_streams.environment import LocalEnvironment
@@ -45,24 +47,42 @@ class WindowData:
     each input's name to its list, and ``refire`` says it fires again with late items.
     """
 
-    __slots__ = ("_lists", "by_stream", "end_time", "key", "refire", "start_time")
+    __slots__ = ("_items", "_lists", "_names", "end_time", "key", "refire", "start_time")
 
     def __init__(self, fired: FiredWindow, names: Sequence[str]) -> None:
         self.start_time = fired.start
         self.end_time = fired.end
         self.key = fired.key
         self.refire = fired.refire
-        self._lists = [list(items) for items in fired.items]
-        self.by_stream = dict(zip(names, self._lists, strict=True))
+        self._items = fired.items
+        self._names = names
+        self._lists: list[list[Any]] | None = None
+
+    @property
+    def by_stream(self) -> dict[str, list[Any]]:
+        """Each input stream's name, mapped to its list of items in the window."""
+        return dict(zip(self._names, self._streams(), strict=True))
 
     def __iter__(self) -> Iterator[list[Any]]:
-        return iter(self._lists)
+        return iter(self._streams())
 
     def __len__(self) -> int:
-        return len(self._lists)
+        return len(self._names)
 
     def __getitem__(self, index: int) -> list[Any]:
-        return self._lists[index]
+        return self._streams()[index]
+
+    def _streams(self) -> list[list[Any]]:
+        """The lists, made when first asked for.
+
+        A watermark often fires many windows at once. Copying each window's items just before its
+        window function reads them, rather than all windows' items together long before, saves a
+        trip to memory per item once they no longer fit in the CPU caches.
+        """
+        if self._lists is None:
+            self._lists = [list(items) for items in self._items]
+            self._items = ()
+        return self._lists
 
     def __repr__(self) -> str:
         sizes = {name: len(items) for name, items in self.by_stream.items()}
@@ -70,7 +90,13 @@ class WindowData:
 
 
 class _WindowOperator:
-    """Reads timestamps and keys, keeps the watermarks, feeds :class:`WindowState`."""
+    """Reads timestamps and keys, keeps the watermarks, feeds :class:`WindowState`.
+
+    A bad item (a missing or bad timestamp, a key function that raises or returns an unhashable
+    key) raises :class:`ItemError` with its position in the batch and the windows fired by the
+    items before it, which were fed in full; it leaves no trace, so that the runtime can go on
+    with the items after it, or retry from it, and get what a run without it gets.
+    """
 
     def __init__(
         self,
@@ -93,6 +119,7 @@ class _WindowOperator:
         self.windows = state
         self.key_func = key_func
         self.readers = [timestamp_reader(timestamp) for _ in names]
+        self.field = timestamp if isinstance(timestamp, str) else None
         self.delay = out_of_orderness
         self.marks = [-math.inf] * len(names)
         self.latest = -math.inf
@@ -109,44 +136,78 @@ class _WindowOperator:
             return self._on_processing_batch(index, batch)
         if self.idle_timeout is not None:
             self.last_arrival[index] = self.clock.now()
-        read, key_of, windows = self.readers[index], self.key_func, self.windows
-        late, fired = self.side["late"], []
-        single = len(self.marks) == 1
-        add = windows.add
-        for item in batch:
-            stamp = read(item)
-            try:
-                # Judged against the watermark before this item moves it, as in Flink. A key
-                # function that raises, or returns an unhashable key, is an error of this item.
-                added = add(key_of(item) if key_of is not None else None, stamp, index, item, self.watermark)
-            except Exception as exc:
-                raise ItemError(item, exc) from exc
-            if not added:
-                late.append(item)
-                self.late_items += 1
-            if stamp > self.latest:
-                self.latest = stamp
-            if stamp - self.delay > self.marks[index]:
-                self.marks[index] = stamp - self.delay
-                watermark = self.marks[index] if single else self._lowest_mark()
-                if watermark > self.watermark:
-                    # Fire as the watermark moves, item by item, so that what fires (and what
-                    # re-fires with allowed-late items) never depends on how items were batched.
-                    self.watermark = watermark
-                    if watermark >= windows.next_deadline():
-                        fired += windows.advance(watermark)
+        stamps, keys, error = self._read(index, batch)
+        # The other inputs' marks hold this one's down; which of them count (idle or not) is
+        # judged once per batch.
+        event_time = EventTime(
+            self.watermark, self.marks[index], cap=self._cap(index), delay=self.delay, latest=self.latest
+        )
+        late, waiting = self.side["late"], len(self.side["late"])
+        fired: list[FiredWindow] = []
+        items = batch if error is None else batch[: len(stamps)]
+        fed, feed_error = feed_batch(self.windows, event_time, index, items, stamps, keys, late, fired)
+        self.watermark, self.marks[index] = event_time.watermark, event_time.mark
+        self.latest = event_time.latest
+        self.late_items += len(late) - waiting
+        if feed_error is not None:
+            error = feed_error
+        if error is not None:
+            raise _item_error(batch, fed, error, self._fired(fired)) from error
         return self._fired(fired)
+
+    def _read(
+        self, index: int, batch: Sequence[Any]
+    ) -> tuple[list[float], list[Hashable], BaseException | None]:
+        """The timestamps and keys of the batch's items up to the first bad one, and its error.
+
+        An item's timestamp is read before its key: the key of an item with a bad timestamp is
+        never asked for.
+        """
+        stamps, error = self._timestamps(index, batch)
+        keys, key_error = self._keys(batch[: len(stamps)] if error is not None else batch)
+        if key_error is not None:
+            return stamps[: len(keys)], keys, key_error
+        return stamps, keys, error
+
+    def _timestamps(self, index: int, batch: Sequence[Any]) -> tuple[list[float], BaseException | None]:
+        """The batch's timestamps up to the first bad one, and its error.
+
+        Fields holding finite floats, the common case, are read and checked all at once; anything
+        else goes through the input's reader, item by item.
+        """
+        if self.field is not None:
+            stamps = _finite_floats(batch, self.field)
+            if stamps is not None:
+                return stamps, None
+        stamps, error = _each(self.readers[index], batch)
+        return stamps, error.error if isinstance(error, ItemError) else error
+
+    def _keys(self, items: Sequence[Any]) -> tuple[list[Hashable], Exception | None]:
+        """The items' keys up to the first the key function fails for, and its error.
+
+        An unhashable key is an error the window logic finds.
+        """
+        if self.key_func is None:
+            return [None] * len(items), None
+        return _each(self.key_func, items)
+
+    def _counted(self) -> list[int]:
+        """The inputs whose marks hold the watermark back: not ended, and not idle."""
+        return [i for i, ended in enumerate(self.ended) if not ended and not self._is_idle(i)]
 
     def _lowest_mark(self) -> float:
         """The smallest mark of the inputs that still count: not ended, and not idle.
 
         When every open input is idle the watermark stays where it is.
         """
-        open_inputs = [i for i, ended in enumerate(self.ended) if not ended]
-        if not open_inputs:
+        if all(self.ended):
             return math.inf
-        counted = [i for i in open_inputs if not self._is_idle(i)]
+        counted = self._counted()
         return min(self.marks[i] for i in counted) if counted else self.watermark
+
+    def _cap(self, index: int) -> float:
+        """The smallest mark of the inputs other than ``index`` that count (``inf``: none)."""
+        return min((self.marks[i] for i in self._counted() if i != index), default=math.inf)
 
     def _is_idle(self, index: int) -> bool:
         if self.idle_timeout is None:
@@ -156,11 +217,19 @@ class _WindowOperator:
     def _on_processing_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
         """Processing time: an item's time is its arrival on the clock; nothing is ever late."""
         now = self.clock.now()
-        key_of, add = self.key_func, self.windows.add
-        for item in batch:
-            add(_key(key_of, item) if key_of is not None else None, now, index, item, -math.inf)
+        keys, error = self._keys(batch)
+        count, add = len(keys), self.windows.add
+        for position, (item, key) in enumerate(zip(batch, keys, strict=False)):
+            try:
+                add(key, now, index, item, -math.inf)
+            except Exception as exc:  # an unhashable key
+                count, error = position, exc
+                break
         self.latest = now
-        return self._advance_to(now)
+        fired = self._advance_to(now)
+        if error is not None:
+            raise _item_error(batch, count, error, fired) from error
+        return fired
 
     def _advance_to(self, watermark: float) -> list[WindowData]:
         if watermark <= self.watermark:
@@ -215,13 +284,33 @@ class _WindowOperator:
         }
 
 
-def _key(key_of: Callable[[Any], Any], item: Any) -> Hashable:
+def _each(function: Callable[[Any], Any], items: Sequence[Any]) -> tuple[list[Any], Exception | None]:
+    """``function`` of each item, up to the first it raises for; and what it raised."""
+    results: list[Any] = []
     try:
-        key = key_of(item)
-        hash(key)
+        results.extend(map(function, items))  # keeps what it appended before an exception
     except Exception as exc:
-        raise ItemError(item, exc) from exc
-    return key  # type: ignore[no-any-return]
+        return results, exc
+    return results, None
+
+
+def _finite_floats(batch: Sequence[Any], field: str) -> list[float] | None:
+    """``item[field]`` of every item when all are finite floats, checked at once; else ``None``."""
+    try:
+        stamps = [item[field] for item in batch]
+    except Exception:
+        return None
+    # A sum of floats is finite only when each is (an overflow only sends us the slow way).
+    if set(map(type, stamps)) == {float} and math.isfinite(sum(stamps)):
+        return stamps
+    return None
+
+
+def _item_error(
+    batch: Sequence[Any], position: int, error: BaseException, output: list[WindowData]
+) -> ItemError:
+    """The error of ``batch[position]``; ``output``: what the items before it fired."""
+    return ItemError(batch[position], error, index=position, output=output)
 
 
 def _non_negative(name: str, value: float) -> float:

@@ -1,12 +1,13 @@
-"""Windows over event time: the configs (tumbling, sliding, session) and their pure, keyed logic.
+"""Windows over event time: the pure, keyed logic behind the window configs.
 
-This is the synchronous state behind ``DataStream.window`` and ``ConnectedStreams.window``. A
-config (:class:`TumblingWindows`, :class:`SlidingWindows`, :class:`SessionWindows`, or
-:func:`window_config` from the contract's spelling) is a frozen record, validated when it is
-made. A :class:`WindowState` is the logic: the runtime feeds it one timestamped item at a time
-with :meth:`~WindowState.add`, moves event time on with :meth:`~WindowState.advance` and ends the
-input with :meth:`~WindowState.flush`. Nothing here waits, reads a clock or knows about channels:
-time is only what the caller says the watermark is.
+This is the synchronous state behind ``DataStream.window`` and ``ConnectedStreams.window``. The
+configs (:class:`TumblingWindows`, :class:`SlidingWindows`, :class:`SessionWindows`, made by
+:func:`window_config`) live in :mod:`sage_streams.window_configs` and are re-exported here, as
+the vocabulary of this module. A :class:`WindowState` is the logic: the runtime feeds it one
+timestamped item at a time with :meth:`~WindowState.add` (or, for tumbling windows, a run of
+items at a time with :meth:`~WindowState.add_run`), moves event time on with
+:meth:`~WindowState.advance` and ends the input with :meth:`~WindowState.flush`. Nothing here
+waits, reads a clock or knows about channels: time is only what the caller says the watermark is.
 
 Windows are half-open, ``[start, end)``, and kept per key. A window fires when the watermark
 reaches its end; it is kept ``allowed_lateness`` seconds of watermark longer, so that a late item
@@ -29,11 +30,19 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias, get_args
+from operator import length_hint
+from typing import Any
 
-from sage_streams._typing import check_choice
+from sage_streams.window_configs import (
+    SessionWindows,
+    SlidingWindows,
+    TumblingWindows,
+    WindowConfig,
+    WindowType,
+    window_config,
+)
 
 __all__ = [
     "FiredWindow",
@@ -45,150 +54,6 @@ __all__ = [
     "WindowType",
     "window_config",
 ]
-
-WindowType: TypeAlias = Literal["tumbling", "sliding", "session"]
-"""The kinds of windows, as spelled by ``window(window_type, ...)``."""
-
-WINDOW_TYPES: Final[tuple[str, ...]] = get_args(WindowType)
-
-
-# -- configs ---------------------------------------------------------------------------------------
-
-
-def _positive_seconds(name: str, value: object, why: str) -> float:
-    """``value`` as a float, or a ``TypeError``/``ValueError`` saying what is wrong and ``why``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}: {why}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class TumblingWindows:
-    """Back-to-back windows of ``size`` seconds: ``[k * size, (k + 1) * size)`` for every integer k.
-
-    Windows are aligned to multiples of ``size`` from 0 (negative timestamps included), so every
-    timestamp belongs to exactly one window; one exactly at a window's end belongs to the next.
-
-    Example::
-
-        TumblingWindows(60.0)  # [0, 60), [60, 120), ...; 59.9 -> [0, 60), 60.0 -> [60, 120)
-    """
-
-    size: float
-
-    def __post_init__(self) -> None:
-        size = _positive_seconds("size", self.size, "a window needs a positive, finite length")
-        object.__setattr__(self, "size", size)
-
-
-@dataclass(frozen=True)
-class SlidingWindows:
-    """Overlapping windows of ``size`` seconds, one starting every ``slide`` seconds.
-
-    An item at ``t`` belongs to every window ``[s, s + size)`` whose start ``s`` is a multiple of
-    ``slide`` with ``s <= t < s + size``: ``size / slide`` windows when that divides evenly.
-    ``slide`` may not exceed ``size``; ``slide == size`` is the same as tumbling windows.
-
-    Example::
-
-        SlidingWindows(10.0, 5.0)  # 7.0 belongs to [0, 10) and [5, 15)
-    """
-
-    size: float
-    slide: float
-
-    def __post_init__(self) -> None:
-        size = _positive_seconds("size", self.size, "a window needs a positive, finite length")
-        slide = _positive_seconds("slide", self.slide, "windows must start a positive, finite step apart")
-        if slide > size:
-            raise ValueError(
-                f"slide must not exceed size, or items between windows would belong to none "
-                f"(got size={size!r}, slide={slide!r})"
-            )
-        object.__setattr__(self, "size", size)
-        object.__setattr__(self, "slide", slide)
-
-
-@dataclass(frozen=True)
-class SessionWindows:
-    """Per-key bursts of activity, separated by at least ``gap`` seconds without items.
-
-    A session runs from its first item's timestamp to its last item's plus the gap,
-    ``[first, last + gap)``. An item at most ``gap`` away from a session joins it (an item exactly
-    ``gap`` after the last one joins), and an item that comes within reach of two sessions merges
-    them into one.
-
-    Example::
-
-        SessionWindows(30.0)  # items at 0, 30, 70 -> sessions [0, 60) and [70, 100)
-    """
-
-    gap: float
-
-    def __post_init__(self) -> None:
-        gap = _positive_seconds("gap", self.gap, "a session needs a positive, finite gap to end")
-        object.__setattr__(self, "gap", gap)
-
-
-WindowConfig: TypeAlias = TumblingWindows | SlidingWindows | SessionWindows
-"""Any window config; :class:`WindowState` takes one."""
-
-_PARAMETERS: Final[dict[str, tuple[str, ...]]] = {
-    "tumbling": ("size",),
-    "sliding": ("size", "slide"),
-    "session": ("timeout",),
-}
-
-_MISSING: Final[dict[str, str]] = {
-    "size": "size, the length of a window in seconds",
-    "slide": "slide, the seconds between window starts (for windows that do not overlap, use 'tumbling')",
-    "timeout": "timeout, the gap in seconds without items that ends a session",
-}
-
-
-def window_config(
-    window_type: str,
-    size: float | None = None,
-    slide: float | None = None,
-    *,
-    timeout: float | None = None,
-) -> WindowConfig:
-    """A window config from the arguments of ``window(window_type, size, slide, timeout=...)``.
-
-    ``"tumbling"`` takes ``size``; ``"sliding"`` takes ``size`` and ``slide``, both required;
-    ``"session"`` takes ``timeout``, the gap. A parameter given to a type that does not use it is
-    refused rather than ignored: it is almost always a mistake about which windows were meant.
-
-    Raises:
-        ValueError: an unknown ``window_type``, a missing or foreign parameter, a bad value.
-        TypeError: a parameter that is not a number.
-
-    Example::
-
-        window_config("sliding", 60.0, 10.0)  # SlidingWindows(size=60.0, slide=10.0)
-        window_config("session", timeout=300.0)  # SessionWindows(gap=300.0)
-    """
-    check_choice(window_type, WINDOW_TYPES, "window_type")
-    given = {"size": size, "slide": slide, "timeout": timeout}
-    wanted = _PARAMETERS[window_type]
-    foreign = [name for name, value in given.items() if value is not None and name not in wanted]
-    if foreign:
-        raise ValueError(
-            f"{window_type} windows take no {' or '.join(foreign)}; they use {' and '.join(wanted)}"
-        )
-    missing = [_MISSING[name] for name in wanted if given[name] is None]
-    if missing:
-        raise ValueError(f"{window_type} windows need {'; and '.join(missing)}")
-    if window_type == "tumbling":
-        return TumblingWindows(size)  # type: ignore[arg-type]
-    if window_type == "sliding":
-        return SlidingWindows(size, slide)  # type: ignore[arg-type]
-    return SessionWindows(timeout)  # type: ignore[arg-type]
-
-
-# -- logic -----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,9 +148,10 @@ class WindowState:
     first seen (a key whose windows have all been dropped counts as new when it comes back).
 
     Costs: ``add`` is O(1) amortized for tumbling windows, O(size / slide) for sliding ones, and
-    a binary search among the key's held sessions for sessions; ``advance`` is proportional to
-    the windows it fires or drops (times a log for the heaps). One instance per operator, driven
-    from one task.
+    a binary search among the key's held sessions for sessions; ``add_run`` is a look-up and an
+    append per item, while its items stay in windows their keys already have; ``advance`` is
+    proportional to the windows it fires or drops (times a log for the heaps). One instance per
+    operator, driven from one task.
 
     Example::
 
@@ -316,7 +182,10 @@ class WindowState:
         self._size = config.size if not isinstance(config, SessionWindows) else 0.0
         self._slide = config.slide if isinstance(config, SlidingWindows) else self._size
         # slide == size is tumbling: computing ends as (k + 1) * size leaves no rounding seams.
-        self._tumbling = self._slide == self._size
+        self._tumbling = not self._sessions and self._slide == self._size
+        # Per input, window number and key: the item lists of windows due to fire, for add_run.
+        # A window stops being due only in advance and flush, which therefore clear them.
+        self._due_lists: list[dict[int, dict[Hashable, list[Any]]]] = [{} for _ in range(inputs)]
         self._keys: dict[Hashable, _Key] = {}
         self._due: list[tuple[float, float, int, int, _Window]] = []  # (end, start, rank, token, w)
         self._kept: list[tuple[float, int, _Window]] = []  # (end + allowed_lateness, token, w)
@@ -333,6 +202,8 @@ class WindowState:
 
         ``watermark`` is the operator's current watermark; it decides lateness only (windows
         fire in :meth:`advance`). Nothing is changed when the item is refused or the call raises.
+        The key must be hashable even when the item is late: whether an item is late depends on
+        timing, whether its key is wrong must not.
 
         Returns:
             ``True`` when the item was added, ``False`` when it is late and was not.
@@ -348,9 +219,76 @@ class WindowState:
             raise ValueError(f"timestamp must be finite, got {timestamp!r}")
         if math.isnan(watermark):
             raise ValueError("watermark must be a number or -inf, got nan")
+        hash(key)
         if self._sessions:
             return self._add_to_session(key, timestamp, index, item, watermark)
         return self._add_to_numbered(key, timestamp, index, item, watermark)
+
+    def add_run(
+        self,
+        index: int,
+        items: Sequence[Any],
+        stamps: Sequence[float],
+        keys: Sequence[Hashable],
+        watermark_at: Callable[[int], float],
+        late: list[Any],
+    ) -> tuple[int, Exception | None]:
+        """Add a run of items of input ``index`` to their tumbling windows; the fast form of ``add``.
+
+        ``stamps`` are the items' finite timestamps, ``keys`` their keys (an unhashable one is
+        an error, as in ``add``), ``watermark_at(i)`` is the watermark just before ``items[i]``,
+        and late items are appended to ``late``. The caller keeps to the protocol of
+        :mod:`sage_streams._window_batches`: it fires what is due whenever the watermark reaches
+        :meth:`next_deadline`, so no window fires inside a run. Then an item for a window that
+        is due, or kept for late items, is never late, and the watermark is asked for only when
+        an item needs a window its key lacks.
+
+        The run stops right after an item whose window makes :meth:`next_deadline` earlier (a
+        new window, or a fired one due again), so that the caller can see whether the watermark
+        reaches that deadline with that item.
+
+        Returns:
+            How many items, from the first, were added or refused as late; and ``None``, or the
+            error of the next item, which could not be added (an unhashable key, a timestamp out
+            of range for the window size) and left no trace.
+
+        Raises:
+            TypeError: these windows are not tumbling (see :attr:`tumbling`).
+            IndexError, ValueError: a bad ``index``, or sequences of different lengths.
+        """
+        if not self._tumbling:
+            raise TypeError(f"add_run needs tumbling windows, not {self.config!r}")
+        if not 0 <= index < self.inputs:
+            raise IndexError(f"input index {index} out of range for {self.inputs} input(s)")
+        if not len(items) == len(stamps) == len(keys):
+            raise ValueError("add_run needs as many timestamps and keys as items")
+        due_lists, size, lateness = self._due_lists[index], self._size, self.allowed_lateness
+        deadline = self.next_deadline()
+        start, end, number = math.inf, -math.inf, 0
+        lists: dict[Hashable, list[Any]] = {}
+        rest = iter(items)
+        try:
+            for item, stamp, key in zip(rest, stamps, keys, strict=False):
+                if not start <= stamp < end:  # consecutive items mostly share a window: skip the division
+                    number = _window_number(stamp, size)
+                    start, end = number * size, (number + 1) * size
+                    lists = due_lists.setdefault(number, {})
+                try:
+                    lists[key].append(item)
+                    continue
+                except KeyError:
+                    pass
+                position = len(items) - length_hint(rest) - 1
+                if not self._has_window(key, number) and end + lateness <= watermark_at(position):
+                    late.append(item)
+                    continue
+                window_items = lists[key] = self._numbered(key, number, start, end, index)
+                window_items.append(item)
+                if self.next_deadline() < deadline:
+                    return position + 1, None
+        except Exception as exc:
+            return len(items) - length_hint(rest) - 1, exc
+        return len(items), None
 
     def advance(self, watermark: float) -> list[FiredWindow]:
         """Fire the windows the watermark has reached, then drop those past allowed lateness.
@@ -359,6 +297,7 @@ class WindowState:
         """
         if math.isnan(watermark):
             raise ValueError("watermark must be a number or -inf, got nan")
+        self._forget_due_lists()
         fired: list[FiredWindow] = []
         due = self._due
         while due and due[0][0] <= watermark:
@@ -381,6 +320,7 @@ class WindowState:
         pending = [window for key in self._keys.values() for window in key.windows() if window.token >= 0]
         pending.sort(key=lambda window: (window.end, window.start, window.rank))
         fired = [self._fire(window) for window in pending]
+        self._forget_due_lists()
         self._keys.clear()
         self._due.clear()
         self._kept.clear()
@@ -396,6 +336,11 @@ class WindowState:
         due = self._due[0][0] if self._due else math.inf
         kept = self._kept[0][0] if self._kept else math.inf
         return min(due, kept)
+
+    @property
+    def tumbling(self) -> bool:
+        """Whether each item belongs to exactly one window (tumbling, or sliding by the size)."""
+        return self._tumbling
 
     def open_windows(self) -> int:
         """How many windows are held: waiting to fire, or fired and kept for late items."""
@@ -435,28 +380,30 @@ class WindowState:
             end = (k + 1) * size
             if end + lateness <= watermark:
                 return False
-            state = self._keys.get(key) or self._key(key)
-            window = state.numbered.get(k)
-            if window is None:
-                window = state.numbered[k] = self._new_window(key, state.rank, k * size, end, k)
-            window.items[index].append(item)
-            if window.token < 0:
-                self._queue(window)
+            self._numbered(key, k, k * size, end, index).append(item)
             return True
         spans = self._spans(timestamp)
         if spans[0][2] + lateness <= watermark:
             return False
-        state = self._key(key)
         for k, start, end in spans:
             if end + lateness <= watermark:
                 break  # this window and the earlier ones are past allowed lateness
-            window = state.numbered.get(k)
-            if window is None:
-                window = state.numbered[k] = self._new_window(key, state.rank, start, end, k)
-            window.items[index].append(item)
-            if window.token < 0:
-                self._queue(window)  # new, or fired before: due (again)
+            self._numbered(key, k, start, end, index).append(item)
         return True
+
+    def _numbered(self, key: Hashable, k: int, start: float, end: float, index: int) -> list[Any]:
+        """Input ``index``'s items in window number ``k`` of ``key``, made if new, due to fire."""
+        state = self._keys.get(key) or self._key(key)
+        window = state.numbered.get(k)
+        if window is None:
+            window = state.numbered[k] = self._new_window(key, state.rank, start, end, k)
+        if window.token < 0:
+            self._queue(window)  # new, or fired before: due (again)
+        return window.items[index]
+
+    def _has_window(self, key: Hashable, k: int) -> bool:
+        state = self._keys.get(key)
+        return state is not None and k in state.numbered
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -509,6 +456,11 @@ class WindowState:
             window.items[i] = list(heapq.merge(items, *(other.items[i] for other in others)))
 
     # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _forget_due_lists(self) -> None:
+        """Windows are about to fire or go: add_run must look them up again."""
+        for due_lists in self._due_lists:
+            due_lists.clear()
 
     def _key(self, key: Hashable) -> _Key:
         state = self._keys.get(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams import ConnectedStreams, LocalEnvironment, PipelineError, StreamState, WindowData
+from sage_streams.errors import ItemError
 from sage_streams.testing import ManualClock
+from sage_streams.windowing import _WindowOperator
+from sage_streams.windows import TumblingWindows, WindowConfig, WindowState
 
 
 def event(ts: Any, value: float = 1.0, **extra: Any) -> dict[str, Any]:
@@ -305,3 +309,151 @@ async def test_bad_window_keys_are_errors_of_their_item(key_func: Any, message: 
     with pytest.raises(PipelineError, match=f"operator 'keyed' failed on item .*: {message}") as caught:
         await windowed.collect()
     assert caught.value.item == bad
+
+
+# -- the operator on its own: bad items, batching ------------------------------------------------
+
+
+def window_operator(
+    inputs: int = 1,
+    config: WindowConfig | None = None,
+    *,
+    key_func: Any = None,
+    allowed_lateness: float = 0.0,
+    out_of_orderness: float = 0.0,
+    clock: ManualClock | None = None,
+    processing_time: bool = False,
+) -> _WindowOperator:
+    windows = WindowState(config or TumblingWindows(60), inputs=inputs, allowed_lateness=allowed_lateness)
+    return _WindowOperator(
+        [f"input{i}" for i in range(inputs)],
+        windows,
+        key_func=key_func,
+        timestamp="timestamp",
+        out_of_orderness=out_of_orderness,
+        clock=clock or ManualClock(),
+        processing_time=processing_time,
+    )
+
+
+def rows(windows: Sequence[WindowData]) -> list[tuple[float, float, Any, bool, list[list[Any]]]]:
+    return [(w.start_time, w.end_time, w.key, w.refire, [list(items) for items in w]) for w in windows]
+
+
+def user(item: dict[str, Any]) -> Any:
+    return item["user"]
+
+
+GOOD = [event(5, user="a"), event(65, user="a"), event(70, user="b"), event(130, user="a")]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        ({"value": 1.0, "user": "a"}, KeyError),  # no timestamp
+        (event(math.nan, user="a"), ValueError),
+        (event(math.inf, user="a"), ValueError),
+        (event("noon", user="a"), TypeError),
+        (event(True, user="a"), TypeError),
+        (event(1000), KeyError),  # the key function fails; a trace of 1000 would make 70 late
+        (event(1000, user=["a"]), TypeError),  # an unhashable key
+    ],
+)
+async def test_a_bad_item_fails_at_its_position_and_going_on_after_it_loses_nothing(
+    bad: dict[str, Any], error: type[Exception]
+) -> None:
+    windows = window_operator(key_func=user)
+    batch = [*GOOD[:2], bad, *GOOD[2:]]
+    with pytest.raises(ItemError) as caught:
+        await windows.on_batch(0, batch)
+    failure = caught.value
+    assert (failure.index, failure.item, type(failure.error)) == (2, bad, error)
+    assert failure.__cause__ is failure.error
+    assert rows(failure.output) == [(0.0, 60.0, "a", False, [[GOOD[0]]])]  # 65 fired [0, 60)
+    rest = [*await windows.on_batch(0, batch[failure.index + 1 :]), *await windows.on_finish()]
+    without = window_operator(key_func=user)
+    expected = [*await without.on_batch(0, GOOD), *await without.on_finish()]
+    assert rows([*failure.output, *rest]) == rows(expected)
+    assert windows.details() == without.details()
+
+
+async def test_a_datetime_of_the_other_kind_fails_at_its_position() -> None:
+    def at(seconds: int, **tz: Any) -> dict[str, Any]:
+        return event(datetime(1970, 1, 1, 0, seconds // 60, seconds % 60, **tz))
+
+    windows = window_operator()
+    batch = [at(5), at(65), at(66, tzinfo=UTC), at(70)]
+    with pytest.raises(ItemError) as caught:
+        await windows.on_batch(0, batch)
+    assert caught.value.index == 2
+    assert "mix naive and timezone-aware" in str(caught.value.error)
+    assert rows(caught.value.output) == [(0.0, 60.0, None, False, [[at(5)]])]
+    assert rows(await windows.on_batch(0, batch[3:]) + await windows.on_finish()) == [
+        (60.0, 120.0, None, False, [[at(65), at(70)]])
+    ]
+
+
+async def test_a_bad_item_in_processing_time_fails_at_its_position() -> None:
+    clock = ManualClock(start=100.0)
+    windows = window_operator(key_func=user, clock=clock, processing_time=True)
+    assert await windows.on_batch(0, [{"user": "a"}]) == []  # at 100: in [60, 120)
+    await clock.advance(30)
+    batch = [{"user": "a"}, {"user": ["x"]}, {"user": "b"}]
+    with pytest.raises(ItemError) as caught:
+        await windows.on_batch(0, batch)
+    assert (caught.value.index, type(caught.value.error)) == (1, TypeError)
+    assert rows(caught.value.output) == [(60.0, 120.0, "a", False, [[{"user": "a"}]])]
+    assert rows(await windows.on_batch(0, batch[2:]) + await windows.on_finish()) == [
+        (120.0, 180.0, "a", False, [[{"user": "a"}]]),
+        (120.0, 180.0, "b", False, [[{"user": "b"}]]),
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    arrivals=st.lists(
+        st.tuples(st.integers(0, 1), st.integers(-10, 300), st.sampled_from(["a", "b", "c"])), max_size=40
+    ),
+    cuts=st.lists(st.integers(1, 7), min_size=1, max_size=8),
+    lateness=st.sampled_from([0, 30, 90]),
+    delay=st.sampled_from([0, 20]),
+    size=st.sampled_from([10, 60]),
+)
+def test_what_fires_and_what_is_late_does_not_depend_on_how_items_are_batched(
+    arrivals: list[tuple[int, int, str]], cuts: list[int], lateness: float, delay: float, size: float
+) -> None:
+    events = [(index, event(float(ts), value=i, user=key)) for i, (index, ts, key) in enumerate(arrivals)]
+    one_by_one = [(index, [item]) for index, item in events]
+    batches: list[tuple[int, list[dict[str, Any]]]] = []
+    for number, (index, item) in enumerate(events):
+        if batches and batches[-1][0] == index and len(batches[-1][1]) < cuts[number % len(cuts)]:
+            batches[-1][1].append(item)
+        else:
+            batches.append((index, [item]))
+
+    async def run(feed: list[tuple[int, list[dict[str, Any]]]]) -> tuple[list[Any], list[Any], float]:
+        windows = window_operator(
+            2, TumblingWindows(size), key_func=user, allowed_lateness=lateness, out_of_orderness=delay
+        )
+        fired = []
+        for index, batch in feed:
+            fired += await windows.on_batch(index, batch)
+        watermark = windows.watermark
+        fired += await windows.on_finish()
+        return rows(fired), windows.side["late"], watermark
+
+    assert asyncio.run(run(batches)) == asyncio.run(run(one_by_one))
+
+
+def test_window_data_makes_its_lists_once_and_shares_them_with_by_stream() -> None:
+    windows = window_operator(2)
+
+    async def fire() -> list[WindowData]:
+        await windows.on_batch(0, [event(1)])
+        await windows.on_batch(1, [event(2), event(3)])
+        return await windows.on_finish()
+
+    (window,) = asyncio.run(fire())
+    assert len(window) == 2
+    assert window.by_stream == {"input0": [event(1)], "input1": [event(2), event(3)]}
+    assert window.by_stream["input1"] is window[1] is list(window)[1]

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sage_streams._window_batches import EventTime, feed_batch
 from sage_streams.windows import (
     FiredWindow,
     SessionWindows,
@@ -646,3 +647,171 @@ def test_next_deadline_is_when_advance_could_first_do_something() -> None:
     assert state.open_windows() == 1
     state.advance(15.0)
     assert (state.open_windows(), state.next_deadline()) == (0, math.inf)
+
+
+# -- batches: the tumbling fast path against one item at a time ------------------------------------
+
+Arrival = tuple[int, Hashable, float, int]  # (input, key, timestamp, value)
+
+# Timestamps on and around window ends, in any order, so that items are out of order and late.
+STAMPS = st.one_of(
+    st.integers(-20, 100).map(float),
+    st.sampled_from([0.1, 0.2, 0.3, 0.7, 2.9999999999999996, 3.0000000000000004, 59.99, 60.01]),
+    st.floats(min_value=-20, max_value=100, allow_nan=False, allow_infinity=False),
+)
+BATCH_CONFIGS = st.one_of(
+    st.sampled_from([0.1, 0.3, 1, 3, 10, 25]).map(TumblingWindows),
+    st.sampled_from([(10, 10), (0.3, 0.3), (10, 5), (7.5, 2.5)]).map(lambda pair: SlidingWindows(*pair)),
+    st.sampled_from([0.5, 2.5, 10]).map(SessionWindows),
+)
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> tuple[int, list[list[Arrival]]]:
+    """How many inputs, and batches of arrivals, each batch from one input.
+
+    With a drift, each batch's timestamps are shifted later than the previous batch's, so that
+    watermarks climb inside batches and older timestamps among them come late.
+    """
+    inputs = draw(st.integers(1, 3))
+    drift = draw(st.sampled_from([0.0, 4.0, 15.0]))
+    batches = []
+    shapes = draw(st.lists(st.tuples(st.integers(0, inputs - 1), st.integers(1, 9)), max_size=12))
+    for number, (index, size) in enumerate(shapes):
+        events = draw(st.lists(st.tuples(KEYS, STAMPS), min_size=size, max_size=size))
+        batches.append([(index, key, ts + number * drift, 0) for key, ts in events])
+    value = iter(range(10_000))  # every item told apart by its value
+    return inputs, [[(index, key, ts, next(value)) for index, key, ts, _ in batch] for batch in batches]
+
+
+def one_item_at_a_time(
+    state: WindowState, delay: float, arrivals: list[Arrival]
+) -> tuple[list[FiredWindow], list[int], float]:
+    """The window operator's rule, item by item: ``add`` against the watermark before the item,
+    then move the item's input's mark; when the lowest mark rises, fire what it reaches."""
+    marks, watermark = [NEVER] * state.inputs, NEVER
+    fired: list[FiredWindow] = []
+    late = []
+    for index, key, ts, value in arrivals:
+        if not state.add(key, ts, index, value, watermark):
+            late.append(value)
+        if ts - delay > marks[index]:
+            marks[index] = ts - delay
+            if min(marks) > watermark:
+                watermark = min(marks)
+                if watermark >= state.next_deadline():
+                    fired += state.advance(watermark)
+    return fired + state.flush(), late, watermark
+
+
+def batch_by_batch(
+    state: WindowState, delay: float, batches: list[list[Arrival]]
+) -> tuple[list[FiredWindow], list[int], float]:
+    """The same through ``feed_batch``, one call per batch, the other inputs' marks as the cap."""
+    marks, watermark = [NEVER] * state.inputs, NEVER
+    fired: list[FiredWindow] = []
+    late: list[int] = []
+    for batch in batches:
+        index = batch[0][0]
+        cap = min((mark for i, mark in enumerate(marks) if i != index), default=math.inf)
+        time = EventTime(watermark, marks[index], cap=cap, delay=delay)
+        values = [value for _, _, _, value in batch]
+        stamps = [ts for _, _, ts, _ in batch]
+        keys = [key for _, key, _, _ in batch]
+        assert feed_batch(state, time, index, values, stamps, keys, late, fired) == (len(batch), None)
+        watermark, marks[index] = time.watermark, time.mark
+    return fired + state.flush(), late, watermark
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    config=BATCH_CONFIGS,
+    lateness=st.sampled_from([0, 0.5, 7.5]),
+    delay=st.sampled_from([0, 0.25, 5]),
+    given_arrivals=arrivals(),
+)
+def test_batches_fire_exactly_what_one_item_at_a_time_fires(
+    config: WindowConfig, lateness: float, delay: float, given_arrivals: tuple[int, list[list[Arrival]]]
+) -> None:
+    # Tumbling windows (and sliding ones by their size) take the fast path of feed_batch: whole
+    # runs through add_run, firing found by searching the batch. The same windows must fire, with
+    # the same items, refires and late items, in the same order, after the same items.
+    inputs, batches = given_arrivals
+    flat = [arrival for batch in batches for arrival in batch]
+    expected = one_item_at_a_time(WindowState(config, inputs=inputs, allowed_lateness=lateness), delay, flat)
+    actual = batch_by_batch(WindowState(config, inputs=inputs, allowed_lateness=lateness), delay, batches)
+    assert actual == expected
+
+
+def test_an_item_needing_a_new_window_is_judged_against_the_watermark_its_run_has_moved() -> None:
+    # 35 moves the watermark from 5 to 15 (out-of-orderness 20) inside the second batch without
+    # firing anything; 5 then needs a window [0, 10) for key "b", which that watermark has passed.
+    batches = [[(0, "a", 25.0, 1)], [(0, "a", 35.0, 2), (0, "b", 5.0, 3)]]
+    flat = [arrival for batch in batches for arrival in batch]
+    expected = one_item_at_a_time(WindowState(TumblingWindows(10)), 20, flat)
+    assert expected[1] == [3]
+    assert batch_by_batch(WindowState(TumblingWindows(10)), 20, batches) == expected
+
+
+def test_the_fast_path_is_for_windows_that_hold_each_item_once() -> None:
+    assert WindowState(TumblingWindows(10)).tumbling
+    assert WindowState(SlidingWindows(10, 10)).tumbling
+    assert not WindowState(SlidingWindows(10, 5)).tumbling
+    assert not WindowState(SessionWindows(10)).tumbling
+    with pytest.raises(TypeError, match="add_run needs tumbling windows"):
+        WindowState(SessionWindows(10)).add_run(0, [], [], [], lambda position: NEVER, [])
+
+
+def test_a_run_stops_after_an_item_that_brings_the_next_deadline_forward() -> None:
+    state = WindowState(TumblingWindows(10))
+    late: list[Any] = []
+    assert state.add_run(0, ["a", "b", "c"], [25.0, 26.0, 5.0], ["k"] * 3, lambda position: NEVER, late) == (
+        1,
+        None,
+    )
+    assert state.next_deadline() == 30.0
+    # The same window again sets no earlier deadline; an earlier window does, and the run stops.
+    assert state.add_run(0, ["b", "c", "d"], [26.0, 5.0, 6.0], ["k"] * 3, lambda position: NEVER, late) == (
+        2,
+        None,
+    )
+    assert state.next_deadline() == 10.0
+    assert state.add_run(0, ["d"], [6.0], ["k"], lambda position: NEVER, late) == (1, None)
+    assert late == []
+    assert spans(state.flush()) == [("k", 0.0, 10.0, ("c", "d")), ("k", 20.0, 30.0, ("a", "b"))]
+
+
+def test_a_run_asks_for_the_watermark_before_an_item_that_needs_a_new_window() -> None:
+    state = WindowState(TumblingWindows(10), allowed_lateness=5)
+    asked: list[int] = []
+
+    def watermark_at(position: int) -> float:
+        asked.append(position)
+        return 30.0
+
+    state.add("k", 21.0, 0, "w", watermark=NEVER)
+    late: list[Any] = []
+    # 12 is late at watermark 30 ([10, 20) ended 10 s ago, 5 s allowed); 25 joins [20, 30)
+    # without asking; 37 needs [30, 40), which ends after the deadline: the run goes on.
+    assert state.add_run(0, ["x", "y", "z"], [12.0, 25.0, 37.0], ["k"] * 3, watermark_at, late) == (3, None)
+    assert (asked, late) == ([0, 2], ["x"])
+
+
+def test_a_run_stops_at_an_item_it_cannot_add_and_leaves_no_trace_of_it() -> None:
+    state = WindowState(TumblingWindows(0.5))
+    state.add("k", 0.2, 0, "s", watermark=NEVER)  # due at 0.5: later windows set no new deadline
+    late: list[Any] = []
+    # 1e308 / 0.5 overflows: no window number; an unhashable key cannot be looked up.
+    taken, error = state.add_run(0, ["a", "b", "c"], [1.0, 1e308, 2.0], ["k"] * 3, lambda p: NEVER, late)
+    assert (taken, type(error)) == (1, ValueError)
+    taken, error = state.add_run(0, ["d", "e"], [1.2, 1.3], ["k", ["unhashable"]], lambda p: NEVER, late)
+    assert (taken, type(error)) == (1, TypeError)
+    assert spans(state.flush()) == [("k", 0.0, 0.5, ("s",)), ("k", 1.0, 1.5, ("a", "d"))]
+
+
+def test_an_unhashable_key_is_an_error_even_for_a_late_item() -> None:
+    for config in (TumblingWindows(10), SlidingWindows(10, 5), SessionWindows(10)):
+        state = WindowState(config)
+        with pytest.raises(TypeError, match="unhashable"):
+            state.add(["k"], 0.0, 0, "late", watermark=100.0)
+        assert state.add("k", 0.0, 0, "late", watermark=100.0) is False

@@ -1,0 +1,167 @@
+"""Window configs: which windows a window operator keeps, as frozen records validated when made.
+
+:class:`TumblingWindows`, :class:`SlidingWindows` and :class:`SessionWindows` say what windows
+an item belongs to; :func:`window_config` makes one from the contract's spelling,
+``window(window_type, size, slide, timeout=...)``. They hold no state: the logic that assigns
+items, fires and purges is :class:`sage_streams.windows.WindowState`, which takes one.
+
+Example::
+
+    window_config("sliding", 60, 10)  # SlidingWindows(size=60.0, slide=10.0)
+    TumblingWindows(0)  # ValueError: size must be finite and > 0, got 0: a window needs ...
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, Literal, TypeAlias, get_args
+
+from sage_streams._typing import check_choice
+
+__all__ = [
+    "SessionWindows",
+    "SlidingWindows",
+    "TumblingWindows",
+    "WindowConfig",
+    "WindowType",
+    "window_config",
+]
+
+WindowType: TypeAlias = Literal["tumbling", "sliding", "session"]
+"""The kinds of windows, as spelled by ``window(window_type, ...)``."""
+
+WINDOW_TYPES: Final[tuple[str, ...]] = get_args(WindowType)
+
+
+def _positive_seconds(name: str, value: object, why: str) -> float:
+    """``value`` as a float, or a ``TypeError``/``ValueError`` saying what is wrong and ``why``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}: {why}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TumblingWindows:
+    """Back-to-back windows of ``size`` seconds: ``[k * size, (k + 1) * size)`` for every integer k.
+
+    Windows are aligned to multiples of ``size`` from 0 (negative timestamps included), so every
+    timestamp belongs to exactly one window; one exactly at a window's end belongs to the next.
+
+    Example::
+
+        TumblingWindows(60.0)  # [0, 60), [60, 120), ...; 59.9 -> [0, 60), 60.0 -> [60, 120)
+    """
+
+    size: float
+
+    def __post_init__(self) -> None:
+        size = _positive_seconds("size", self.size, "a window needs a positive, finite length")
+        object.__setattr__(self, "size", size)
+
+
+@dataclass(frozen=True)
+class SlidingWindows:
+    """Overlapping windows of ``size`` seconds, one starting every ``slide`` seconds.
+
+    An item at ``t`` belongs to every window ``[s, s + size)`` whose start ``s`` is a multiple of
+    ``slide`` with ``s <= t < s + size``: ``size / slide`` windows when that divides evenly.
+    ``slide`` may not exceed ``size``; ``slide == size`` is the same as tumbling windows.
+
+    Example::
+
+        SlidingWindows(10.0, 5.0)  # 7.0 belongs to [0, 10) and [5, 15)
+    """
+
+    size: float
+    slide: float
+
+    def __post_init__(self) -> None:
+        size = _positive_seconds("size", self.size, "a window needs a positive, finite length")
+        slide = _positive_seconds("slide", self.slide, "windows must start a positive, finite step apart")
+        if slide > size:
+            raise ValueError(
+                f"slide must not exceed size, or items between windows would belong to none "
+                f"(got size={size!r}, slide={slide!r})"
+            )
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "slide", slide)
+
+
+@dataclass(frozen=True)
+class SessionWindows:
+    """Per-key bursts of activity, separated by at least ``gap`` seconds without items.
+
+    A session runs from its first item's timestamp to its last item's plus the gap,
+    ``[first, last + gap)``. An item at most ``gap`` away from a session joins it (an item exactly
+    ``gap`` after the last one joins), and an item that comes within reach of two sessions merges
+    them into one.
+
+    Example::
+
+        SessionWindows(30.0)  # items at 0, 30, 70 -> sessions [0, 60) and [70, 100)
+    """
+
+    gap: float
+
+    def __post_init__(self) -> None:
+        gap = _positive_seconds("gap", self.gap, "a session needs a positive, finite gap to end")
+        object.__setattr__(self, "gap", gap)
+
+
+WindowConfig: TypeAlias = TumblingWindows | SlidingWindows | SessionWindows
+"""Any window config; :class:`WindowState` takes one."""
+
+_PARAMETERS: Final[dict[str, tuple[str, ...]]] = {
+    "tumbling": ("size",),
+    "sliding": ("size", "slide"),
+    "session": ("timeout",),
+}
+
+_MISSING: Final[dict[str, str]] = {
+    "size": "size, the length of a window in seconds",
+    "slide": "slide, the seconds between window starts (for windows that do not overlap, use 'tumbling')",
+    "timeout": "timeout, the gap in seconds without items that ends a session",
+}
+
+
+def window_config(
+    window_type: str,
+    size: float | None = None,
+    slide: float | None = None,
+    *,
+    timeout: float | None = None,
+) -> WindowConfig:
+    """A window config from the arguments of ``window(window_type, size, slide, timeout=...)``.
+
+    ``"tumbling"`` takes ``size``; ``"sliding"`` takes ``size`` and ``slide``, both required;
+    ``"session"`` takes ``timeout``, the gap. A parameter given to a type that does not use it is
+    refused rather than ignored: it is almost always a mistake about which windows were meant.
+
+    Raises:
+        ValueError: an unknown ``window_type``, a missing or foreign parameter, a bad value.
+        TypeError: a parameter that is not a number.
+
+    Example::
+
+        window_config("sliding", 60.0, 10.0)  # SlidingWindows(size=60.0, slide=10.0)
+        window_config("session", timeout=300.0)  # SessionWindows(gap=300.0)
+    """
+    check_choice(window_type, WINDOW_TYPES, "window_type")
+    given = {"size": size, "slide": slide, "timeout": timeout}
+    wanted = _PARAMETERS[window_type]
+    foreign = [name for name, value in given.items() if value is not None and name not in wanted]
+    if foreign:
+        raise ValueError(
+            f"{window_type} windows take no {' or '.join(foreign)}; they use {' and '.join(wanted)}"
+        )
+    missing = [_MISSING[name] for name in wanted if given[name] is None]
+    if missing:
+        raise ValueError(f"{window_type} windows need {'; and '.join(missing)}")
+    if window_type == "tumbling":
+        return TumblingWindows(size)  # type: ignore[arg-type]
+    if window_type == "sliding":
+        return SlidingWindows(size, slide)  # type: ignore[arg-type]
+    return SessionWindows(timeout)  # type: ignore[arg-type]
