@@ -540,6 +540,9 @@ class ChainTask:
 
     async def _process(self, batch: Sequence[Any]) -> None:
         fused = self._fused or self._compile()
+        if not fused.steps:  # a source read by others: its batches pass on as they are
+            await self._pass_through(batch if type(batch) is list else list(batch))
+            return
         if fused.resumable:
             await self._process_handled(batch)
             return
@@ -560,6 +563,11 @@ class ChainTask:
             if output:
                 for outlet in self.outlets.get(point, ()):
                     await outlet.send(output)
+
+    async def _pass_through(self, batch: list[Any]) -> None:
+        self._totals[0] += len(batch)
+        for outlet in self.outlets.get(0, ()):
+            await outlet.send(batch)
 
     async def _process_handled(self, batch: Sequence[Any]) -> None:
         """Run a batch under error handlers, going on from wherever an item fails.
