@@ -262,6 +262,18 @@ class _WindowOperator:
             return ()  # on_finish fires everything
         return self._advance_to(self._lowest_mark())
 
+    async def on_watermark(self, index: int, time: float) -> Sequence[Any]:
+        """Event time on input ``index`` has reached ``time`` upstream (behind another window, a
+        watermark moves with no item): it raises that input's mark. Processing time ignores it."""
+        if self.processing_time or time <= self.marks[index]:
+            return ()
+        self.marks[index] = time
+        return self._advance_to(self._lowest_mark())
+
+    def output_watermark(self) -> float:
+        """The event time the fired windows have reached, passed on downstream after them."""
+        return -math.inf if self.processing_time else self.watermark
+
     async def on_idle(self) -> Sequence[Any]:
         return ()
 

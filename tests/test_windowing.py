@@ -457,3 +457,28 @@ def test_window_data_makes_its_lists_once_and_shares_them_with_by_stream() -> No
     assert len(window) == 2
     assert window.by_stream == {"input0": [event(1)], "input1": [event(2), event(3)]}
     assert window.by_stream["input1"] is window[1] is list(window)[1]
+
+
+async def test_watermarks_reach_a_window_downstream_of_a_window_with_the_data() -> None:
+    env = LocalEnvironment()
+    readings = env.create_stream("readings")
+    tens = readings.window("tumbling", 10, name="tens").process(
+        lambda window, state: {"timestamp": window.start_time, "count": sum(len(s) for s in window)}
+    )
+    thirties = tens.window("tumbling", 30, name="thirties").process(
+        lambda window, state: (window.start_time, sum(item["count"] for s in window for item in s))
+    )
+    seen: list[tuple[float, int]] = []
+    thirties.sink(seen.append)
+    async with env.running():
+        for t in range(0, 66, 5):
+            await readings.emit({"timestamp": float(t)})
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # The first window fired [0, 10) ... [50, 60) and passed on its watermark, 65: the second
+        # has fired [30, 60) too, though the last count it received is stamped 50.
+        assert seen == [(0.0, 6), (30.0, 6)]
+        await readings.close()
+    assert seen == [(0.0, 6), (30.0, 6), (60.0, 2)]
+    # Its own items reach 60 at most: 65 came in band from the first window.
+    assert env.metrics().operators["thirties"].details["watermark"] == 65.0
