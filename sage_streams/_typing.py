@@ -6,6 +6,7 @@ awaitable), and every place that takes one also takes the name of a registered f
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, TypeAlias, TypeVar
 
@@ -26,3 +27,13 @@ def check_choice(value: object, choices: tuple[str, ...], what: str) -> None:
     if value not in choices:
         valid = ", ".join(repr(choice) for choice in choices)
         raise ValueError(f"unknown {what} {value!r}; expected one of {valid}")
+
+
+def check_seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+    """``value`` as a float if it is a finite number of seconds, ``>= 0`` (or ``> 0`` without
+    ``allow_zero``); else a ``ValueError`` naming the argument."""
+    valid = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+    if not valid or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return float(value)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self, TypeAlias
 
 import anyio
 
+from sage_streams._typing import check_seconds
 from sage_streams.errors import ErrorThresholdExceeded, OperatorFailure, StreamError, _short_repr
 from sage_streams.functions import resolve_function
 
@@ -123,13 +123,13 @@ class ErrorPolicy:
             raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
         self.handler = function
         self.max_retries = max_retries
-        self.backoff = _seconds("backoff", backoff, allow_zero=True)
+        self.backoff = check_seconds("backoff", backoff)
 
     def set_threshold(self, max_errors: int, time_window: float) -> None:
         """Validate and set what ``set_error_threshold`` was given."""
         if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0:
             raise ValueError(f"max_errors must be an int >= 0, got {max_errors!r}")
-        self.time_window = _seconds("time_window", time_window, allow_zero=False)
+        self.time_window = check_seconds("time_window", time_window, allow_zero=False)
         self.max_errors = max_errors
 
 
@@ -181,14 +181,6 @@ class ErrorHandling:
             node.settings = policy
             policy.dead_letters = node
         return DataStream._of(self.env, policy.dead_letters)
-
-
-def _seconds(name: str, value: float, *, allow_zero: bool) -> float:
-    valid = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    if not valid or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return float(value)
 
 
 class PolicyRun:

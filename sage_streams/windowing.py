@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sage_streams._conventions import window_results
 from sage_streams._fusion import is_async_callable
-from sage_streams._typing import UserFunction, check_choice
+from sage_streams._typing import UserFunction, check_choice, check_seconds
 from sage_streams._window_batches import EventTime, feed_batch
 from sage_streams.errors import ItemError
 from sage_streams.functions import resolve_function
@@ -325,12 +325,6 @@ def _item_error(
     return ItemError(batch[position], error, index=position, output=output)
 
 
-def _non_negative(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
-
-
 def window_node(
     env: LocalEnvironment,
     inputs: Sequence[DataStream[Any]],
@@ -351,12 +345,12 @@ def window_node(
     """Add a window operator over ``inputs``; the arguments are those of ``window`` (CONTRACT 3)."""
     check_choice(time, ("event", "processing"), "time")
     if idle_timeout is not None:
-        _non_negative("idle_timeout", idle_timeout)
+        check_seconds("idle_timeout", idle_timeout)
         if idle_timeout == 0:
             raise ValueError("idle_timeout must be more than 0 seconds, or None for no timeout")
     config = window_config(window_type, size, slide, timeout=timeout)
-    delay = _non_negative("out_of_orderness", out_of_orderness)
-    lateness = _non_negative("allowed_lateness", allowed_lateness)
+    delay = check_seconds("out_of_orderness", out_of_orderness)
+    lateness = check_seconds("allowed_lateness", allowed_lateness)
     key_of = resolve_function(key_func, "window key function") if key_func is not None else None
     timestamp_reader(timestamp)  # refuses a bad spec now, not at run time
     names = [stream.name for stream in inputs]
