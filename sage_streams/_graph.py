@@ -156,6 +156,15 @@ class Node:
         self.retries = 0
         self.dead_letters = 0
 
+    def governing_policy(self) -> ErrorPolicy | None:
+        """The error policy this node's errors go to: its own, else that of its single input
+        (so a policy covers what is downstream of it), else none (every error stops the graph).
+        A dead-letter stream inherits nothing: its errors are not those of what feeds it."""
+        node = self
+        while node.policy is None and len(node.inputs) == 1 and node.kind != "dead_letters":
+            node = node.inputs[0]
+        return node.policy
+
     def open_inbox(self, capacity: int, batch_size: int) -> None:
         """Give a push node the channel that ``emit`` feeds, before any run needs it."""
         self.inbox = create_channel(f"{self.name}.inbox", capacity, batch_size=batch_size)

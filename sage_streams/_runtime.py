@@ -689,6 +689,7 @@ class Plan:
         self.done = asyncio.Event()
         self.started_at = time.perf_counter()
         self.ended_at: float | None = None
+        self.policy_runs: dict[ErrorPolicy, PolicyRun] = {}
         self.scopes = self._resolve_policies(nodes)
         self._build(nodes)
         for node, outlets in taps.items():
@@ -697,20 +698,18 @@ class Plan:
         self._hold_policies()
 
     def _resolve_policies(self, nodes: list[Node]) -> dict[Node, PolicyRun]:
-        """The policy run each node's errors go to: its own policy, else its single input's
-        (so a policy covers what is downstream), else the default one (every error stops)."""
-        runs: dict[ErrorPolicy, PolicyRun] = {}
+        """The policy run each node's errors go to (see ``Node.governing_policy``); nodes under
+        no policy share a default run that stops the graph on every error."""
         default = PolicyRun(ErrorPolicy(None, "errors"), self.clock)
         scopes: dict[Node, PolicyRun] = {}
-        for node in nodes:  # creation order: inputs come first
-            if node.policy is not None:
-                if node.policy not in runs:
-                    runs[node.policy] = PolicyRun(node.policy, self.clock)
-                scopes[node] = runs[node.policy]
-            elif len(node.inputs) == 1 and node.kind != "dead_letters":
-                scopes[node] = scopes[node.inputs[0]]
-            else:
+        for node in nodes:
+            policy = node.governing_policy()
+            if policy is None:
                 scopes[node] = default
+                continue
+            if policy not in self.policy_runs:
+                self.policy_runs[policy] = PolicyRun(policy, self.clock)
+            scopes[node] = self.policy_runs[policy]
         return scopes
 
     def _hold_policies(self) -> None:
@@ -719,7 +718,7 @@ class Plan:
         for chain in self.chains:
             for scope in chain.scopes_held():
                 scope.hold()
-        for scope in set(self.scopes.values()):
+        for scope in self.policy_runs.values():
             scope.end_if_idle()
 
     def _build(self, nodes: list[Node]) -> None:
@@ -792,13 +791,11 @@ class Plan:
 
     def _place_dead_letters(self, node: Node) -> None:
         sender, receiver = self._channel(node.name)
-        policy: ErrorPolicy = node.settings
-        for scope in set(self.scopes.values()):
-            if scope.policy is policy:
-                scope.outlets.append(ChannelOutlet(sender))
-                break
-        else:  # no operator of this run is under the policy: the stream is empty
+        scope = self.policy_runs.get(node.settings)
+        if scope is None:  # no operator of this run is under the policy: the stream is empty
             sender.close()
+        else:
+            scope.outlets.append(ChannelOutlet(sender))
         self._new_chain(node, _ChannelHead(receiver), head_node=node)
 
     def _channel(self, name: str, config: ChannelConfig | None = None) -> tuple[Sender, Receiver]:

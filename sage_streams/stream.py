@@ -83,11 +83,8 @@ class DataStream(ErrorHandling, Generic[T]):
         return node.policy
 
     def _policy_in_effect(self) -> ErrorPolicy:
-        """The nearest policy upstream through single inputs, as the runtime resolves it."""
-        node = self._node
-        while node.policy is None and len(node.inputs) == 1 and node.kind != "dead_letters":
-            node = node.inputs[0]
-        return node.policy or self._error_policy()
+        """The policy the runtime applies to this stream (its own if it has none yet)."""
+        return self._node.governing_policy() or self._error_policy()
 
     @property
     def name(self) -> str:
