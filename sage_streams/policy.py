@@ -213,7 +213,7 @@ class PolicyRun:
         if not completed:
             for outlet in self.outlets:
                 outlet.abort()
-        elif self._tasks == 0:
+        else:
             self.end_if_idle()
 
     def end_if_idle(self) -> None:
