@@ -21,6 +21,12 @@ hands on downstream (fan-out, taps, collectors). Counters make per-operator metr
 per-item cost for maps: a filter counts its rejects, a flat_map its outputs, and the last such
 step of a comprehension is derived from the output's length.
 
+With ``inline=True`` a step whose function is one expression (``lambda x: x * 2``) is not
+called: its expression is pasted in (:mod:`sage_streams._inline`), which halves the cost of a
+cheap step. The function then runs with that function's module globals; the built-ins the loop
+itself needs come in as defaults, and an inlined expression that reads a global named like one
+of the loop's locals is called instead.
+
 When a step raises, :meth:`FusedChain.explain` reads the failing step and its input item off the
 traceback (the line number and the frame's ``v``), so the fast path pays nothing for error reports.
 
@@ -33,11 +39,15 @@ processed. The runtime then goes on from the failing step (see ``_runtime.ChainT
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import linecache
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from types import CodeType, TracebackType
+from types import CodeType, FunctionType, TracebackType
 from typing import Any, Literal, TypeAlias
+
+from sage_streams._inline import Inlinable, inlinable
 
 __all__ = ["FusedChain", "Step", "StepKind", "is_async_callable"]
 
@@ -76,6 +86,19 @@ class Step:
         return is_async_callable(self.fn)
 
 
+def _inlinable_steps(steps: Sequence[Step]) -> dict[int, Inlinable]:
+    """The steps whose functions can be inlined: all from one module, whose globals the fused
+    function then runs with (the first inlinable step's)."""
+    found: dict[int, Inlinable] = {}
+    for i, step in enumerate(steps):
+        candidate = inlinable(step.fn)
+        if candidate is not None and (
+            not found or candidate.function.__globals__ is next(iter(found.values())).function.__globals__
+        ):
+            found[i] = candidate
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """Where a fused chain failed: the step (or -1 for none) and the item it was given.
@@ -105,7 +128,9 @@ class FusedChain:
     whose partial outputs survive an error in the frame's locals.
     """
 
-    def __init__(self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool = False) -> None:
+    def __init__(
+        self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool = False, inline: bool = False
+    ) -> None:
         self.steps = tuple(steps)
         self.resumable = resumable
         self.points = tuple(sorted(set(points)))
@@ -120,14 +145,33 @@ class FusedChain:
             self.points = (n,)  # computed even when nobody reads it: the counters need it
         # In a comprehension the last counted step is derived from the output's length.
         self.derived = self.counted[-1] if self.is_comprehension and self.counted else None
+        self.inlined = _inlinable_steps(self.steps) if inline else {}
+        self.function, self._codes = self._build()
+        if clashes := self._clashes():
+            # A global name of an inlined function that the loop uses as a local: call those.
+            self.inlined = {i: found for i, found in self.inlined.items() if i not in clashes}
+            self.function, self._codes = self._build()
+
+    def _build(self) -> tuple[Callable[..., Any], frozenset[CodeType]]:
         self._line_steps: dict[int, int] = {}
-        source = self._comprehension() if self.is_comprehension else self._loop()
-        self.function, self._codes = self._compile(source)
+        return self._compile(self._comprehension() if self.is_comprehension else self._loop())
+
+    def _clashes(self) -> set[int]:
+        """The inlined steps whose expressions read a global named like a local of the loop."""
+        local = {name for code in self._codes for name in (*code.co_varnames, *code.co_cellvars)}
+        return {i for i, found in self.inlined.items() if found.global_names & local}
 
     def _header(self) -> list[str]:
         defaults = "".join(f", s{i}=s{i}" for i in range(len(self.steps)))
         keyword = "async def" if self.is_async else "def"
-        return [f"{keyword} fused(it, *, _hash=hash{defaults}):"]
+        # Built-ins come as defaults: the function may run with a user module's globals.
+        return [f"{keyword} fused(it, *, _hash=hash, _len=len, _iter=iter, _list=list{defaults}):"]
+
+    def _call(self, i: int, arg: str) -> str:
+        """The code calling step ``i`` on ``arg``: the function's expression when inlined."""
+        if i in self.inlined:
+            return self.inlined[i].text(arg)
+        return f"{'await ' if self.steps[i].is_async else ''}s{i}({arg})"
 
     def _comprehension(self) -> list[str]:
         """``return ([v_n for v0 in it <clauses>],), (counters)`` with a clause per line."""
@@ -138,16 +182,15 @@ class FusedChain:
         lines.append("        for v in it")
         self._line_steps[len(lines)] = -1
         for i, step in enumerate(self.steps):
-            lines.append("        " + self._clause(i, step, counted=i in tallies))
+            lines.append("        " + self._clause(i, step, self._call(i, "v"), counted=i in tallies))
             self._line_steps[len(lines)] = i
         lines.append("    ]")
-        counters = "".join(f"len(k{i}), " if i in tallies else "0, " for i in self.counted)
+        counters = "".join(f"_len(k{i}), " if i in tallies else "0, " for i in self.counted)
         lines.append(f"    return (out,), ({counters})")
         return lines
 
     @staticmethod
-    def _clause(i: int, step: Step, *, counted: bool) -> str:
-        call = f"{'await ' if step.is_async else ''}s{i}(v)"
+    def _clause(i: int, step: Step, call: str, *, counted: bool) -> str:
         if step.kind == "map":
             return f"for v in [{call}]"
         if step.kind == "filter":
@@ -184,7 +227,7 @@ class FusedChain:
         if resumable:
             add("e0 += 1", -1)
         for i, step in enumerate(self.steps):
-            call = f"{'await ' if step.is_async else ''}s{i}(v{i})"
+            call = self._call(i, f"v{i}")
             nxt = f"v{i + 1}"
             if step.kind == "map":
                 add(f"{nxt} = {call}", i)
@@ -198,8 +241,8 @@ class FusedChain:
             elif step.kind == "flat_map":
                 async_gen = _is_async_generator_function(step.fn)
                 if resumable:
-                    results = f"[r async for r in s{i}(v{i})]" if async_gen else f"list({call})"
-                    add(f"g{i} = iter({results})", i)
+                    results = f"[r async for r in s{i}(v{i})]" if async_gen else f"_list({call})"
+                    add(f"g{i} = _iter({results})", i)
                     add(f"for {nxt} in g{i}:", i)
                 elif async_gen:
                     add(f"async for {nxt} in s{i}(v{i}):", i)
@@ -221,10 +264,19 @@ class FusedChain:
         return lines
 
     def _compile(self, lines: list[str]) -> tuple[Callable[..., Any], frozenset[CodeType]]:
+        source = "\n".join(lines) + "\n"
         label = " -> ".join(step.operator for step in self.steps) or "source"
+        filename = f"<fused {label} {hashlib.blake2b(source.encode(), digest_size=4).hexdigest()}>"
+        # Tracebacks show the generated line, which holds an inlined function's expression.
+        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
         namespace: dict[str, Any] = {f"s{i}": step.fn for i, step in enumerate(self.steps)}
-        exec(compile("\n".join(lines), f"<fused {label}>", "exec"), namespace)
+        exec(compile(source, filename, "exec"), namespace)
         function = namespace["fused"]
+        if self.inlined:  # the inlined expressions read their own module's globals
+            found = next(iter(self.inlined.values()))
+            rebound = FunctionType(function.__code__, found.function.__globals__, "fused")
+            rebound.__kwdefaults__ = function.__kwdefaults__
+            function = rebound
         # The comprehension is a code object of its own on CPython 3.11 (inlined from 3.12 on).
         codes = {function.__code__}
         codes.update(c for c in function.__code__.co_consts if isinstance(c, CodeType))

@@ -461,8 +461,11 @@ class ChainTask:
     source); point ``k`` is the output of ``nodes[k - 1]``.
     """
 
-    def __init__(self, name: str, head: _Head, head_node: Node | None, scopes: dict[Node, PolicyRun]) -> None:
+    def __init__(
+        self, name: str, head: _Head, head_node: Node | None, scopes: dict[Node, PolicyRun], *, inline: bool
+    ) -> None:
         self.name = name
+        self.inline = inline
         self.head = head
         self.head_node = head_node
         self.nodes: list[Node] = []
@@ -500,7 +503,7 @@ class ChainTask:
 
     def _chain(self, start: int, points: list[int], resumable: bool) -> FusedChain:
         steps = [Step(node.kind, node.fn, node.name) for node in self.nodes[start:]]  # type: ignore[arg-type]
-        return FusedChain(steps, [point - start for point in points], resumable=resumable)
+        return FusedChain(steps, [point - start for point in points], resumable=resumable, inline=self.inline)
 
     def _suffix(self, start: int, retry: bool) -> FusedChain:
         """The chain from step ``start`` on; a retry's item was already emitted at ``start``."""
@@ -645,6 +648,11 @@ class ChainTask:
             self.head_node.items_out += failure.consumed
         node = self.nodes[failure.step] if failure.step >= 0 else (self.head_node or self.nodes[0])
         node.errors += 1
+        if (inlined := fused.inlined.get(failure.step)) is not None:
+            exc.add_note(
+                f"sage_streams: {inlined.function.__qualname__} ({inlined.where}) ran inlined in the"
+                " fused loop, so it has no frame above; LocalEnvironment(inline=False) calls it"
+            )
         return stopping(node.name, exc, failure.item)
 
 
@@ -674,9 +682,11 @@ class Plan:
         capacity: int,
         batch_size: int,
         clock: Clock,
+        inline: bool = False,
     ) -> None:
         self.env_name = env_name
         self.clock = clock
+        self.inline = inline
         self.capacity = capacity
         self.batch_size = batch_size
         self.chains: list[ChainTask] = []
@@ -745,7 +755,7 @@ class Plan:
                 raise StreamError(f"no planner for operator kind {node.kind!r}")
 
     def _new_chain(self, node: Node, head: _Head, *, head_node: Node | None) -> ChainTask:
-        chain = ChainTask(node.name, head, head_node, self.scopes)
+        chain = ChainTask(node.name, head, head_node, self.scopes, inline=self.inline)
         self.chains.append(chain)
         if head_node is not None:
             self.where[node] = (chain, 0)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from sage_streams._graph import Node, NodeKind
+from sage_streams._inline import tracing
 from sage_streams._runtime import Outlet, Plan, is_sync_source
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
@@ -47,6 +48,10 @@ class LocalEnvironment:
         batch_size: how many items move through a channel or a fused chain at a time.
         clock: processing time for processing-time windows and idle timeouts (the event loop's
             clock by default; ``sage_streams.testing.ManualClock`` in tests).
+        inline: paste the expression of one-expression functions (``lambda x: x * 2``) into
+            the fused loops instead of calling them, about twice as fast. Such a function then
+            has no frame of its own in tracebacks; ``False`` calls every function. Nothing is
+            inlined while a tracer or profiler (a debugger, coverage) is active.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class LocalEnvironment:
         buffer_size: int = 1000,
         batch_size: int = 1024,
         clock: Clock | None = None,
+        inline: bool = True,
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
@@ -65,6 +71,7 @@ class LocalEnvironment:
         self.buffer_size = buffer_size
         self.batch_size = batch_size
         self.clock: Clock = clock if clock is not None else SystemClock()
+        self.inline = inline
         self._nodes: list[Node] = []
         self._names: set[str] = set()
         self._plan: Plan | None = None
@@ -193,6 +200,7 @@ class LocalEnvironment:
             capacity=self.buffer_size,
             batch_size=self.batch_size,
             clock=self.clock,
+            inline=self.inline and not tracing(),
         )
         self._last_plan = self._plan
         return self._plan

@@ -1,0 +1,283 @@
+"""Inlining one-expression functions into fused loops: which functions qualify, and that an
+inlined chain gives exactly what calling the functions gives (results, globals, errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.util
+import linecache
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sage_streams import LocalEnvironment, PipelineError
+from sage_streams._fusion import FusedChain, Step
+from sage_streams._inline import inlinable, tracing
+
+not_traced = pytest.mark.skipif(tracing(), reason="nothing is inlined under a tracer (coverage, pdb)")
+
+OFFSET = 10
+
+
+def double(x: int) -> int:
+    """A docstring is allowed."""
+    return x * 2
+
+
+def shifted(x: int) -> int:
+    return x + OFFSET  # a global, read when the item passes (late binding)
+
+
+def two_statements(x: int) -> int:
+    y = x + 1
+    return y
+
+
+def with_default(x: int, k: int = 2) -> int:
+    return x * k
+
+
+def with_comprehension(x: int) -> list[int]:
+    return [x for _ in range(2)]
+
+
+def with_walrus(x: int) -> int:
+    return (y := x) + y
+
+
+def with_locals(x: int) -> Any:
+    return locals()
+
+
+def reads_frame(x: int) -> Any:
+    return sys._getframe().f_code.co_name
+
+
+def varargs(*xs: int) -> int:
+    return xs[0]
+
+
+def generator(x: int) -> Any:
+    yield x
+
+
+async def coroutine(x: int) -> int:
+    return x
+
+
+class Mangled:
+    @staticmethod
+    def private(x: Any) -> Any:
+        return x.__secret  # compiled as x._Mangled__secret: the source alone would differ
+
+
+def closure_over(k: int) -> Any:
+    return lambda x: x + k
+
+
+def test_one_expression_functions_are_inlinable() -> None:
+    def nested(x: int) -> bool:
+        return x % 3 == 0
+
+    cases = [(double, "(v * 2)"), (nested, "(v % 3 == 0)"), (lambda item: item["id"], "(v['id'])")]
+    for function, text in cases:
+        found = inlinable(function)
+        assert found is not None, function
+        assert found.text("v") == text
+    found = inlinable(shifted)
+    assert found is not None
+    assert found.global_names == {"OFFSET"}
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        two_statements,
+        with_default,
+        with_comprehension,
+        with_walrus,
+        with_locals,
+        reads_frame,
+        varargs,
+        generator,
+        coroutine,
+        Mangled.private,
+        closure_over(1),
+        functools.partial(with_default, k=3),
+        len,
+        Mangled().__init__,
+    ],
+)
+def test_functions_that_could_behave_differently_are_called(function: Any) -> None:
+    assert inlinable(function) is None
+
+
+def test_the_arity_must_match() -> None:
+    assert inlinable(lambda a, b: a + b) is None
+    found = inlinable(lambda a, b: a + b, arity=2)
+    assert found is not None
+    assert found.text("x", "y") == "(x + y)"
+    with pytest.raises(ValueError, match="takes 2 argument"):
+        found.text("x")
+
+
+def test_each_lambda_of_a_line_is_told_apart() -> None:
+    first, second = (lambda x: x + 1), (lambda x: x - 1)
+    assert [inlinable(f).text("v") for f in (first, second)] == ["(v + 1)", "(v - 1)"]  # type: ignore[union-attr]
+
+
+def _module(path: Path, source: str) -> ModuleType:
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_source_file_edited_after_import_is_not_trusted(tmp_path: Path) -> None:
+    module = _module(tmp_path / "edited_udfs.py", "def f(x):\n    return x + 1\n")
+    (tmp_path / "edited_udfs.py").write_text("def f(x):\n    return x - 1\n")
+    linecache.checkcache(str(tmp_path / "edited_udfs.py"))
+    assert inlinable(module.f) is None
+    assert module.f(1) == 2
+
+
+def test_functions_without_source_are_called() -> None:
+    namespace: dict[str, Any] = {}
+    exec("def f(x):\n    return x + 1\n", namespace)  # filename "<string>": no source to read
+    assert inlinable(namespace["f"]) is None
+
+
+def _chain(*functions: Any) -> FusedChain:
+    """An inlining chain of maps."""
+    steps = [Step("map", f, f"s{i}") for i, f in enumerate(functions)]
+    return FusedChain(steps, (len(steps),), inline=True)
+
+
+def test_inlined_globals_keep_their_late_binding() -> None:
+    global OFFSET
+    chain = _chain(double, shifted)
+    assert set(chain.inlined) == {0, 1}
+    assert chain(iter([1, 2]))[0] == ([12, 14],)
+    OFFSET = 100
+    try:
+        assert chain(iter([1, 2]))[0] == ([102, 104],)
+    finally:
+        OFFSET = 10
+
+
+out = 1000  # the name of a local of the generated comprehension
+
+
+def test_a_global_named_like_a_loop_local_keeps_its_call() -> None:
+    clashing = lambda x: x + out  # noqa: E731 - a lambda reading the global ``out``
+    chain = _chain(double, clashing)
+    assert set(chain.inlined) == {0}
+    assert chain(iter([1, 2]))[0] == ([1002, 1004],)
+
+
+def test_functions_of_another_module_are_called(tmp_path: Path) -> None:
+    other = _module(tmp_path / "other_udfs.py", "OFFSET = 1\ndef plus(x):\n    return x + OFFSET\n")
+    chain = _chain(shifted, other.plus)
+    assert set(chain.inlined) == {0}  # the fused function can run with one module's globals
+    assert chain(iter([1]))[0] == ([12],)
+
+
+KINDS = {
+    "double": ("map", double),
+    "shift": ("map", shifted),
+    "odd": ("filter", lambda x: x % 2 == 1),
+    "pair": ("flat_map", lambda x: (x, -x)),
+    "key": ("key_by", lambda x: x % 5),
+    "label": ("map", lambda x: f"<{x}>"),
+}
+
+
+async def _run(items: list[int], names: list[str], *, inline: bool, batch: int, fan_out: bool) -> list[Any]:
+    env = LocalEnvironment(batch_size=batch, inline=inline)
+    stream = env.from_collection(items)
+    end: list[Any] = []
+    middle: list[Any] = []
+    for index, name in enumerate(names):
+        method, function = KINDS[name]
+        stream = getattr(stream, method)(function)
+        if fan_out and index == len(names) // 2:
+            stream.sink(middle.append)  # a second output point: the chain compiles to a loop
+    stream.sink(end.append)
+    try:
+        await env.execute()
+    except PipelineError as error:  # e.g. "label" then "key": str % 5; the same either way
+        return [type(error.__cause__), error.operator, error.item, *end, "|", *middle]
+    return [*end, "|", *middle]
+
+
+@not_traced
+@settings(max_examples=80, deadline=None)
+@given(
+    items=st.lists(st.integers(-30, 30), max_size=40),
+    names=st.lists(st.sampled_from(sorted(KINDS)), max_size=6),
+    batch=st.integers(1, 8),
+    fan_out=st.booleans(),
+)
+def test_an_inlined_chain_gives_what_calls_give(
+    items: list[int], names: list[str], batch: int, fan_out: bool
+) -> None:
+    inlined = asyncio.run(_run(items, names, inline=True, batch=batch, fan_out=fan_out))
+    called = asyncio.run(_run(items, names, inline=False, batch=batch, fan_out=fan_out))
+    assert inlined == called
+
+
+def reciprocal(x: int) -> float:
+    return 1 / x
+
+
+def _frames(error: BaseException) -> list[str]:
+    return [frame.name for frame in traceback.extract_tb(error.__traceback__)]
+
+
+async def _fail(*, inline: bool) -> PipelineError:
+    env = LocalEnvironment(inline=inline)
+    stream = env.from_collection([4, 2, 0, 1], name="numbers").map(reciprocal, name="invert")
+    with pytest.raises(PipelineError) as caught:
+        await stream.collect()
+    return caught.value
+
+
+@not_traced
+async def test_an_inlined_function_that_raises_names_its_operator_item_and_source() -> None:
+    error = await _fail(inline=True)
+    cause = error.__cause__
+    assert isinstance(cause, ZeroDivisionError)
+    assert (error.operator, error.item) == ("invert", 0)
+    assert "reciprocal" not in _frames(cause)
+    notes = "\n".join(getattr(cause, "__notes__", []))
+    assert "reciprocal" in notes
+    assert "test_inline.py" in notes
+    assert "inline=False" in notes
+    assert "1 / v" in "".join(traceback.format_exception(cause))  # the generated line is shown
+
+
+async def test_inline_false_calls_the_function() -> None:
+    error = await _fail(inline=False)
+    assert (error.operator, error.item) == ("invert", 0)
+    assert "reciprocal" in _frames(error.__cause__)  # type: ignore[arg-type]
+    assert not any("inlined" in note for note in getattr(error.__cause__, "__notes__", []))
+
+
+async def test_under_a_tracer_functions_are_called() -> None:
+    previous = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: None)
+    try:
+        error = await _fail(inline=True)
+    finally:
+        sys.settrace(previous)
+    assert "reciprocal" in _frames(error.__cause__)  # type: ignore[arg-type]
