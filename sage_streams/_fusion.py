@@ -39,15 +39,13 @@ processed. The runtime then goes on from the failing step (see ``_runtime.ChainT
 
 from __future__ import annotations
 
-import hashlib
 import inspect
-import linecache
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import CodeType, FunctionType, TracebackType
 from typing import Any, Literal, TypeAlias
 
-from sage_streams._inline import Inlinable, inlinable
+from sage_streams._inline import Inlinable, clashes, define, inlinable
 
 __all__ = ["FusedChain", "Step", "StepKind", "is_async_callable"]
 
@@ -147,19 +145,13 @@ class FusedChain:
         self.derived = self.counted[-1] if self.is_comprehension and self.counted else None
         self.inlined = _inlinable_steps(self.steps) if inline else {}
         self.function, self._codes = self._build()
-        if clashes := self._clashes():
-            # A global name of an inlined function that the loop uses as a local: call those.
-            self.inlined = {i: found for i, found in self.inlined.items() if i not in clashes}
+        if clashing := clashes(self.function, self.inlined):
+            self.inlined = {i: found for i, found in self.inlined.items() if i not in clashing}
             self.function, self._codes = self._build()
 
-    def _build(self) -> tuple[Callable[..., Any], frozenset[CodeType]]:
+    def _build(self) -> tuple[FunctionType, frozenset[CodeType]]:
         self._line_steps: dict[int, int] = {}
         return self._compile(self._comprehension() if self.is_comprehension else self._loop())
-
-    def _clashes(self) -> set[int]:
-        """The inlined steps whose expressions read a global named like a local of the loop."""
-        local = {name for code in self._codes for name in (*code.co_varnames, *code.co_cellvars)}
-        return {i for i, found in self.inlined.items() if found.global_names & local}
 
     def _header(self) -> list[str]:
         defaults = "".join(f", s{i}=s{i}" for i in range(len(self.steps)))
@@ -263,20 +255,10 @@ class FusedChain:
         lines.append(f"    return ({outputs}), ({''.join(f'{c}, ' for c in counters)})")
         return lines
 
-    def _compile(self, lines: list[str]) -> tuple[Callable[..., Any], frozenset[CodeType]]:
-        source = "\n".join(lines) + "\n"
-        label = " -> ".join(step.operator for step in self.steps) or "source"
-        filename = f"<fused {label} {hashlib.blake2b(source.encode(), digest_size=4).hexdigest()}>"
-        # Tracebacks show the generated line, which holds an inlined function's expression.
-        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    def _compile(self, lines: list[str]) -> tuple[FunctionType, frozenset[CodeType]]:
+        label = "fused " + (" -> ".join(step.operator for step in self.steps) or "source")
         namespace: dict[str, Any] = {f"s{i}": step.fn for i, step in enumerate(self.steps)}
-        exec(compile(source, filename, "exec"), namespace)
-        function = namespace["fused"]
-        if self.inlined:  # the inlined expressions read their own module's globals
-            found = next(iter(self.inlined.values()))
-            rebound = FunctionType(function.__code__, found.function.__globals__, "fused")
-            rebound.__kwdefaults__ = function.__kwdefaults__
-            function = rebound
+        function = define(lines, "fused", label, namespace, self.inlined)
         # The comprehension is a code object of its own on CPython 3.11 (inlined from 3.12 on).
         codes = {function.__code__}
         codes.update(c for c in function.__code__.co_consts if isinstance(c, CodeType))

@@ -27,16 +27,19 @@ from __future__ import annotations
 
 import ast
 import copy
+import hashlib
 import linecache
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import CodeType, FunctionType
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["Inlinable", "inlinable", "tracing"]
+__all__ = ["Inlinable", "clashes", "define", "inlinable", "tracing"]
+
+K = TypeVar("K")
 
 _NESTED_SCOPES = (
     ast.Lambda,
@@ -218,3 +221,38 @@ def _compiles_to(node: ast.Lambda | ast.FunctionDef, code: CodeType) -> bool:
         and const.co_varnames == code.co_varnames
         for const in compiled.co_consts
     )
+
+
+# -- generated functions that hold inlined expressions ---------------------------------------------
+
+
+def define(
+    lines: list[str], name: str, label: str, namespace: dict[str, Any], inlined: Mapping[Any, Inlinable]
+) -> FunctionType:
+    """Compile the generated source ``lines``, which defines ``name``, and return that function.
+
+    Its default values are evaluated in ``namespace``. With ``inlined`` expressions it runs with
+    their module's globals (they must share one), so the generated code must take everything
+    else it uses, built-ins included, as defaults. The source is registered with ``linecache``,
+    so that tracebacks show the generated line, and with it an inlined function's expression.
+    """
+    source = "\n".join(lines) + "\n"
+    filename = f"<{label} {hashlib.blake2b(source.encode(), digest_size=4).hexdigest()}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    function: FunctionType = namespace[name]
+    if inlined:
+        module_globals = next(iter(inlined.values())).function.__globals__
+        rebound = FunctionType(function.__code__, module_globals, name)
+        rebound.__kwdefaults__ = function.__kwdefaults__
+        function = rebound
+    return function
+
+
+def clashes(function: FunctionType, inlined: Mapping[K, Inlinable]) -> set[K]:
+    """The entries of ``inlined`` whose expressions read a global that ``function`` (or code
+    nested in it, like a comprehension) has as a local: those must be called instead."""
+    codes = [function.__code__]
+    codes += [const for const in function.__code__.co_consts if isinstance(const, CodeType)]
+    local = {name for code in codes for name in (*code.co_varnames, *code.co_cellvars)}
+    return {k for k, found in inlined.items() if found.global_names & local}

@@ -375,7 +375,10 @@ class ConnectedStreams(ErrorHandling):
         keys = _resolve_keys(key_func)
         test = resolve_function(condition, "join condition") if condition is not None else None
         config = join_config(join_type, keys, test, within=within, timestamp=timestamp)  # type: ignore[arg-type]
-        node = self._operator(f"join({join_type})", name, lambda: _JoinOperator(JoinState(config)))
+        env = self.env
+        node = self._operator(
+            f"join({join_type})", name, lambda: _JoinOperator(JoinState(config, inline=env.inlining()))
+        )
         joined = JoinedStream._of(self.env, node)
         joined._state = self.state
         return joined

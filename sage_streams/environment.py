@@ -188,6 +188,10 @@ class LocalEnvironment:
         if self._plan is plan:
             self._plan = None
 
+    def inlining(self) -> bool:
+        """Whether user functions are inlined in the run starting now (see ``inline``)."""
+        return self.inline and not tracing()
+
     def _start(self, taps: dict[Node, list[Outlet]]) -> Plan:
         if self._plan is not None:
             raise StreamError(f"the graph of environment {self.name!r} is already running")
@@ -200,7 +204,7 @@ class LocalEnvironment:
             capacity=self.buffer_size,
             batch_size=self.batch_size,
             clock=self.clock,
-            inline=self.inline and not tracing(),
+            inline=self.inlining(),
         )
         self._last_plan = self._plan
         return self._plan

@@ -36,8 +36,9 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
+from sage_streams._join_probe import Probe, compile_probe, lookup_error, none_key
 from sage_streams._typing import check_choice
-from sage_streams.errors import ItemError, StreamError, _short_repr
+from sage_streams.errors import ItemError, StreamError
 from sage_streams.time import TimestampReader, TimestampSpec, timestamp_reader
 
 __all__ = [
@@ -205,7 +206,8 @@ class JoinState:
     still to come on the other side, which from then on are not buffered. ``finish()`` ends both
     and emits what remains unmatched: left first, then right, each in arrival order.
 
-    A keyed inner join without condition or ``within`` runs a dedicated tight loop.
+    A keyed inner join without condition or ``within`` runs a generated loop per side
+    (:mod:`sage_streams._join_probe`), with the key function inlined when ``inline`` is true.
 
     Example::
 
@@ -214,8 +216,9 @@ class JoinState:
         join.push(1, ["xy", "zz", "q"])      # [("ab", "xy"), ("ab", "zz"), ("c", "q")]
     """
 
-    def __init__(self, config: JoinConfig) -> None:
+    def __init__(self, config: JoinConfig, *, inline: bool = False) -> None:
         self.config = config
+        self._inline = inline
         self._keys = (config.left_key, config.right_key)
         self._condition = config.condition
         self._within = config.within
@@ -224,8 +227,10 @@ class JoinState:
             config.join_type in ("right", "outer"),
         )
         self._fast = config.join_type == "inner" and config.condition is None and config.within is None
-        # The fast path buffers bare items per key; the general one entries per key, by arrival.
-        self._items: tuple[dict[Hashable, list[Any]], dict[Hashable, list[Any]]] = ({}, {})
+        # The fast path buffers items per key (an item, or a Bucket of them; see _join_probe),
+        # with a generated loop per side and mode; the general path entries per key, by arrival.
+        self._items: tuple[dict[Hashable, Any], dict[Hashable, Any]] = ({}, {})
+        self._probes_by_mode: dict[tuple[int, bool], Probe] = {}
         self._entries: tuple[dict[Hashable, dict[int, _Entry]], dict[Hashable, dict[int, _Entry]]] = ({}, {})
         self._heaps: tuple[list[tuple[float, int, _Entry]], list[tuple[float, int, _Entry]]] = ([], [])
         self._readers: tuple[TimestampReader, TimestampReader] | None = None
@@ -296,48 +301,27 @@ class JoinState:
     # -- the fast path: keyed inner join, no condition, no within -------------------------------
 
     def _push_keyed_inner(self, side: int, items: Sequence[Any]) -> list[Pair]:
-        key_of = self._keys[side]
-        assert key_of is not None
-        theirs = self._items[1 - side]
         # Once the other input has ended nothing new can match an item of this side: keep none.
-        mine = None if self._ended[1 - side] else self._items[side]
+        buffering = not self._ended[1 - side]
+        probe = self._probes_by_mode.get((side, buffering))
+        if probe is None:
+            key_of = self._keys[side]
+            assert key_of is not None
+            probe = compile_probe(
+                side, key_of, self._items[1 - side], buffering=buffering, inline=self._inline
+            )
+            self._probes_by_mode[side, buffering] = probe
         out: list[Pair] = []
-        append = out.append
-        hits = index = 0
-        try:
-            for index, item in enumerate(items):
-                try:
-                    key = key_of(item)
-                except Exception as exc:
-                    raise JoinItemError(item, exc, index, out) from exc
-                if key is None:
-                    raise JoinItemError(item, _none_key(item), index, out)
-                try:
-                    partners = theirs.get(key)
-                except Exception as exc:
-                    raise JoinItemError(item, _lookup_error(key, exc), index, out) from exc
-                if partners:
-                    hits += 1
-                    if side:
-                        for partner in partners:
-                            append((partner, item))
-                    else:
-                        for partner in partners:
-                            append((item, partner))
-                if mine is not None:
-                    bucket = mine.get(key)
-                    if bucket is None:
-                        mine[key] = [item]
-                    else:
-                        bucket.append(item)
-            index = len(items)
-        finally:
-            # ``index`` is the number of items fully processed, whether or not one failed.
-            self._probes += index
-            self._hits += hits
-            self._matches += len(out)
-            if mine is not None:
-                self._buffered[side] += index
+        rest = iter(items)
+        hits, item, error, cause = probe(rest, out.append, self._items[side] if buffering else None)
+        done = len(items) - rest.__length_hint__() - (error is not None)  # type: ignore[attr-defined]
+        self._probes += done
+        self._hits += hits
+        self._matches += len(out)
+        if buffering:
+            self._buffered[side] += done
+        if error is not None:
+            raise JoinItemError(item, error, done, out) from cause
         return out
 
     # -- the general path -----------------------------------------------------------------------
@@ -375,11 +359,11 @@ class JoinState:
         except Exception as exc:
             raise ItemError(item, exc) from exc
         if key is None:
-            raise ItemError(item, _none_key(item))
+            raise ItemError(item, none_key(item))
         try:
             hash(key)
         except Exception as exc:
-            raise ItemError(item, _lookup_error(key, exc)) from exc
+            raise ItemError(item, lookup_error(key, exc)) from exc
         return key
 
     def _partners(self, side: int, item: Any, key: Hashable, ts: float) -> list[_Entry]:
@@ -465,18 +449,3 @@ class JoinState:
         if self._ended[side]:
             name = ("left", "right")[side]
             raise StreamError(f"the {name} input of this join has ended; nothing can be pushed to it")
-
-
-def _lookup_error(key: Any, exc: Exception) -> Exception:
-    """The error for a key that failed a dict lookup: unhashable, or its own ``__eq__`` raised."""
-    try:
-        hash(key)
-    except TypeError:
-        error = TypeError(f"key function returned an unhashable value {_short_repr(key)}")
-        error.__cause__ = exc
-        return error
-    return exc
-
-
-def _none_key(item: Any) -> ValueError:
-    return ValueError(f"key function returned None for item {_short_repr(item)}; None keys never join")

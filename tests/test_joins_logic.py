@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sage_streams._inline import inlinable
 from sage_streams.errors import ItemError, StreamError
 from sage_streams.joins import JoinConfig, JoinItemError, JoinState, JoinStats, join_config
 
@@ -26,8 +27,15 @@ def ts(item: Item) -> Any:
     return item[2]
 
 
-def state(join_type: Any = "inner", key_func: Any = key, condition: Any = None, **options: Any) -> JoinState:
-    return JoinState(join_config(join_type, key_func, condition, **options))
+def state(
+    join_type: Any = "inner",
+    key_func: Any = key,
+    condition: Any = None,
+    *,
+    inline: bool = False,
+    **options: Any,
+) -> JoinState:
+    return JoinState(join_config(join_type, key_func, condition, **options), inline=inline)
 
 
 def ev(name: str, k: Any, t: Any = 0.0) -> Item:
@@ -304,30 +312,57 @@ BOOM = RuntimeError("boom")
 def explode(item: Item) -> Any:
     if item[0] == "bad":
         raise BOOM
-    return item[1]
+    return item[1]  # not one expression: always called
 
 
 FAST: dict[str, Any] = {}
+INLINED: dict[str, Any] = {"inline": True}  # the fast path, with ``key`` pasted into its loop
 GENERAL: dict[str, Any] = {"condition": lambda left, right: True}
+PATHS = pytest.mark.parametrize("options", [FAST, INLINED, GENERAL], ids=["fast", "inlined", "general"])
 
 
-@pytest.mark.parametrize("options", [FAST, GENERAL], ids=["fast", "general"])
-def test_a_key_function_that_raises_is_an_item_error_with_index_and_pairs(options: dict[str, Any]) -> None:
-    join = state("inner", explode, **options)
-    join.push(1, [ev("x", 1)])
+def test_the_key_functions_of_these_tests_can_be_inlined() -> None:
+    assert inlinable(key) is not None
+    assert inlinable(divide) is not None
+
+
+def divide(item: Item) -> Any:
+    return 12 // (item[1] - 1)  # one expression: inlined on the "inlined" path
+
+
+@PATHS
+@pytest.mark.parametrize(("key_func", "raised"), [(explode, RuntimeError), (divide, ZeroDivisionError)])
+def test_a_key_function_that_raises_is_an_item_error_with_index_and_pairs(
+    options: dict[str, Any], key_func: Any, raised: type
+) -> None:
+    join = state("inner", key_func, **options)
+    join.push(1, [ev("x", 2)])
     with pytest.raises(JoinItemError) as caught:
-        join.push(0, [ev("a", 1), ev("bad", 1), ev("c", 1)])
+        join.push(0, [ev("a", 2), ev("bad", 1), ev("c", 2)])
     error = caught.value
     assert isinstance(error, ItemError)
-    assert (error.index, error.item, error.error) == (1, ev("bad", 1), BOOM)
-    assert error.__cause__ is BOOM
+    assert (error.index, error.item) == (1, ev("bad", 1))
+    assert isinstance(error.error, raised)
+    assert error.__cause__ is error.error
     assert names(error.pairs) == [("a", "x")]
-    assert names(join.push(0, [ev("c", 1)])) == [("c", "x")]
+    assert names(join.push(0, [ev("c", 2)])) == [("c", "x")]
     assert join.stats().probes == 3
     assert join.stats().buffered_left == 2
 
 
-@pytest.mark.parametrize("options", [FAST, GENERAL], ids=["fast", "general"])
+@pytest.mark.parametrize("inline", [False, True])
+def test_items_that_are_lists_are_kept_apart_from_buckets(inline: bool) -> None:
+    join = state(inline=inline)
+    join.push(1, [["x", 1], ["y", 1], ["z", 2]])
+    assert join.push(0, [["a", 1], ["b", 2], ["c", 3]]) == [
+        (["a", 1], ["x", 1]),
+        (["a", 1], ["y", 1]),
+        (["b", 2], ["z", 2]),
+    ]
+    assert join.push(1, [["w", 1]]) == [(["a", 1], ["w", 1])]
+
+
+@PATHS
 def test_an_unhashable_key_is_a_type_error_of_its_item(options: dict[str, Any]) -> None:
     join = state("inner", **options)
     join.push(1, [ev("x", 1)])
@@ -340,7 +375,7 @@ def test_an_unhashable_key_is_a_type_error_of_its_item(options: dict[str, Any]) 
     assert names(error.pairs) == [("a", "x"), ("b", "x")]
 
 
-@pytest.mark.parametrize("options", [FAST, GENERAL], ids=["fast", "general"])
+@PATHS
 def test_a_none_key_is_a_value_error_of_its_item(options: dict[str, Any]) -> None:
     join = state("inner", **options)
     with pytest.raises(JoinItemError) as caught:
@@ -535,15 +570,20 @@ def two_inputs(draw: st.DrawFn) -> tuple[list[Item], list[Item], list[tuple[int,
     mode=st.sampled_from(sorted(MODES)),
     join_type=st.sampled_from(["inner", "left", "right", "outer"]),
     end=st.booleans(),
+    inline=st.booleans(),
 )
 def test_any_interleaving_gives_the_nested_loop_join(
-    inputs: tuple[list[Item], list[Item], list[tuple[int, int]]], mode: str, join_type: str, end: bool
+    inputs: tuple[list[Item], list[Item], list[tuple[int, int]]],
+    mode: str,
+    join_type: str,
+    end: bool,
+    inline: bool,
 ) -> None:
     # (1) inner pairs equal the nested-loop join; (2) left/right/outer add exactly the unmatched
     # items of their side(s) with None partners.
     left, right, steps = inputs
     key_func, condition, match = MODES[mode]
-    join = state(join_type, key_func, condition)
+    join = state(join_type, key_func, condition, inline=inline)
     assert run(join, left, right, steps, end) == nested_loop(left, right, match, join_type)
 
 

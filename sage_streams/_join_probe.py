@@ -1,0 +1,140 @@
+"""The hot loop of a keyed inner join: one generated function per side and buffering mode.
+
+A keyed inner join without condition or ``within`` does, per arriving item, what a dict
+lookup in a plain loop does: compute the key, find the partners, emit the pairs, and buffer the
+item unless the other input has ended. As with fused chains (:mod:`sage_streams._fusion`), the
+loop is generated so that it holds nothing but that: the key function is inlined when it is one
+expression (:mod:`sage_streams._inline`), the side decides the order of each pair at compile
+time, and the buffering code is left out once it is no longer needed.
+
+A key mostly has one partner (a profile per user), so a bucket holds the item itself until a
+second one comes; then it becomes a :class:`Bucket`, a list type no user item can be. The probe
+tells them apart with one type test instead of iterating a one-element list.
+
+The loop stops at the first item that fails (its key function raises, returns ``None``, or
+returns an unhashable key) and reports it. That item left no trace: pairs are emitted and the
+item buffered only after every step that can fail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from types import FunctionType
+from typing import Any, Final
+
+from sage_streams._inline import Inlinable, clashes, define, inlinable
+from sage_streams.errors import _short_repr
+
+__all__ = ["MISSING", "Bucket", "Probe", "compile_probe", "lookup_error", "none_key", "partners"]
+
+
+class Bucket(list[Any]):
+    """Two or more buffered items of one key, in arrival order."""
+
+    __slots__ = ()
+
+
+MISSING: Final = object()
+"""What a lookup of a key with no buffered item returns (``None`` may be an item)."""
+
+Probe = Callable[
+    [Iterator[Any], Callable[[Any], None], dict[Hashable, Any] | None],
+    tuple[int, Any, Exception | None, Exception | None],
+]
+"""``probe(items, emit, mine) -> (hits, failed_item, error, cause)``; see :func:`compile_probe`."""
+
+
+def lookup_error(key: Any, exc: Exception) -> Exception:
+    """The error for a key that failed a dict lookup: unhashable, or its own ``__eq__`` raised."""
+    try:
+        hash(key)
+    except TypeError:
+        error = TypeError(f"key function returned an unhashable value {_short_repr(key)}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+def none_key(item: Any) -> ValueError:
+    return ValueError(f"key function returned None for item {_short_repr(item)}; None keys never join")
+
+
+def partners(found: Any) -> list[Any]:
+    """The items of a bucket as a list (``[]`` for :data:`MISSING`)."""
+    if found is MISSING:
+        return []
+    return list(found) if type(found) is Bucket else [found]
+
+
+def compile_probe(
+    side: int, key_func: Callable[[Any], Any], theirs: dict[Hashable, Any], *, buffering: bool, inline: bool
+) -> Probe:
+    """The loop joining items of ``side`` against ``theirs``, the other side's buckets.
+
+    The returned function takes an iterator of items, the ``append`` of the output list, and
+    this side's buckets (``None`` when not ``buffering``). It returns how many items found
+    partners; and, when an item failed, the item, the error to report (what the key function
+    raised, or the error of a ``None`` or unhashable key) and the exception that caused it
+    (``None`` for a ``None`` key); else ``None, None, None``. The iterator then stands just
+    past the failed item.
+    """
+    found = inlinable(key_func) if inline else None
+    if found is not None:
+        probe = _define(side, key_func, theirs, buffering, found)
+        if not clashes(probe, {0: found}):
+            return probe
+    return _define(side, key_func, theirs, buffering, None)
+
+
+def _define(
+    side: int,
+    key_func: Callable[[Any], Any],
+    theirs: dict[Hashable, Any],
+    buffering: bool,
+    found: Inlinable | None,
+) -> FunctionType:
+    key = found.text("v") if found is not None else "key(v)"
+    pair = "(v, {})" if side == 0 else "({}, v)"
+    lines = [
+        "def probe(it, emit, mine, *, key=key, get=theirs.get, Bucket=Bucket, MISSING=MISSING,",
+        "          none_key=none_key, lookup_error=lookup_error):",
+        "    hits = 0",
+        "    for v in it:",
+        "        try:",
+        f"            k = {key}",
+        "        except Exception as exc:",
+        "            return hits, v, exc, exc",
+        "        if k is None:",
+        "            return hits, v, none_key(v), None",
+        "        try:",
+        "            p = get(k, MISSING)",
+        "        except Exception as exc:",
+        "            return hits, v, lookup_error(k, exc), exc",
+        "        if p is not MISSING:",
+        "            hits += 1",
+        "            if type(p) is Bucket:",
+        "                for q in p:",
+        f"                    emit({pair.format('q')})",
+        "            else:",
+        f"                emit({pair.format('p')})",
+    ]
+    if buffering:
+        lines += [
+            "        b = mine.get(k, MISSING)",
+            "        if b is MISSING:",
+            "            mine[k] = v",
+            "        elif type(b) is Bucket:",
+            "            b.append(v)",
+            "        else:",
+            "            mine[k] = Bucket((b, v))",
+        ]
+    lines.append("    return hits, None, None, None")
+    namespace: dict[str, Any] = {
+        "key": key_func,
+        "theirs": theirs,
+        "Bucket": Bucket,
+        "MISSING": MISSING,
+        "none_key": none_key,
+        "lookup_error": lookup_error,
+    }
+    return define(lines, "probe", "join probe", namespace, {} if found is None else {0: found})
