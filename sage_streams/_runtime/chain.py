@@ -1,0 +1,233 @@
+"""A chain task: a head, the fused stateless steps after it, and outlets at emission points."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sage_streams._fusion import FusedChain, Step
+from sage_streams._graph import Node
+from sage_streams._runtime.heads import Head
+from sage_streams._runtime.operator_head import OperatorHead
+from sage_streams._runtime.outlets import Outlet
+from sage_streams.channel import Control
+from sage_streams.errors import OperatorFailure
+from sage_streams.policy import PolicyRun, stopping
+
+__all__ = ["ChainTask", "Run"]
+
+
+class ChainTask:
+    """One task: a head, fused stateless steps, and outlets at emission points.
+
+    Point ``0`` is what the head yields (the output of ``head_node``, when the chain starts at a
+    source); point ``k`` is the output of ``nodes[k - 1]``.
+    """
+
+    def __init__(
+        self, name: str, head: Head, head_node: Node | None, scopes: dict[Node, PolicyRun], *, inline: bool
+    ) -> None:
+        self.name = name
+        self.inline = inline
+        self.head = head
+        self.head_node = head_node
+        self.nodes: list[Node] = []
+        self.outlets: dict[int, list[Outlet]] = {}
+        self.scopes = scopes
+        self.finished = False
+        self._fused: FusedChain | None = None
+        self._suffixes: dict[tuple[int, bool], FusedChain] = {}
+        self._totals: list[int] = [0, 0]
+
+    def scopes_held(self) -> set[PolicyRun]:
+        """The policies of the operators this task runs (its head's and its steps')."""
+        members = [*self.nodes, self.head.node] if isinstance(self.head, OperatorHead) else self.nodes
+        return {self.scopes[node] for node in members}
+
+    def attach(self, point: int, outlet: Outlet) -> None:
+        """Add an outlet, also while running: the loop is recompiled before the next batch."""
+        if self.finished:
+            outlet.close()
+            return
+        self.outlets.setdefault(point, []).append(outlet)
+        self.flush_counts()
+        self._fused = None
+
+    def _compile(self) -> FusedChain:
+        # Under an error handler the chain must be able to go on after a failure.
+        resumable = any(self.scopes[node].handles for node in self.nodes)
+        self._fused = self._chain(0, self._points(), resumable)
+        self._suffixes.clear()
+        self._totals = [0] * (len(self._fused.counted) + 2)
+        return self._fused
+
+    def _points(self) -> list[int]:
+        return [point for point, outlets in self.outlets.items() if outlets]
+
+    def _chain(self, start: int, points: list[int], resumable: bool) -> FusedChain:
+        steps = [Step(node.kind, node.fn, node.name) for node in self.nodes[start:]]  # type: ignore[arg-type]
+        return FusedChain(steps, [point - start for point in points], resumable=resumable, inline=self.inline)
+
+    def _suffix(self, start: int, retry: bool) -> FusedChain:
+        """The chain from step ``start`` on; a retry's item was already emitted at ``start``."""
+        if start == 0 and not retry:
+            return self._fused or self._compile()
+        chain = self._suffixes.get((start, retry))
+        if chain is None:
+            points = [p for p in self._points() if p > start or (p == start and not retry)]
+            chain = self._suffixes[start, retry] = self._chain(start, points, resumable=True)
+        return chain
+
+    async def run(self) -> None:
+        completed = False
+        try:
+            while (batch := await self.head.next_batch()) is not None:
+                if isinstance(batch, Control):
+                    self._pass_on(batch)
+                else:
+                    await self._process(batch)
+            completed = True
+        finally:
+            self.finished = True
+            self.flush_counts()
+            for scope in self.scopes_held():
+                scope.release(completed)
+            self.head.close(completed)
+            for outlets in self.outlets.values():
+                for outlet in outlets:
+                    outlet.close() if completed else outlet.abort()
+
+    def _pass_on(self, message: Control) -> None:
+        """A control message passes the stateless steps unchanged: to every outlet, in order
+        after what the batches before it produced."""
+        for outlets in self.outlets.values():
+            for outlet in outlets:
+                outlet.send_control(message)
+
+    async def _process(self, batch: Sequence[Any]) -> None:
+        fused = self._fused or self._compile()
+        if not fused.steps:  # a source read by others: its batches pass on as they are
+            await self._pass_through(batch if type(batch) is list else list(batch))
+            return
+        if fused.resumable:
+            await self._process_handled(batch)
+            return
+        iterator = iter(batch)
+        try:
+            result = fused(iterator)
+            outputs, counters = (await result) if fused.is_async else result
+        except Exception as exc:
+            raise self._failure(fused, exc, len(batch), iterator) from exc
+        # Counts are linear in what a batch consumed and produced: add them up here and turn
+        # them into per-operator numbers only when someone reads the metrics.
+        totals = self._totals
+        totals[0] += len(batch)
+        totals[1] += len(outputs[-1]) if outputs else 0
+        for index, count in enumerate(counters, 2):
+            totals[index] += count
+        for point, output in zip(fused.points, outputs, strict=True):
+            if output:
+                for outlet in self.outlets.get(point, ()):
+                    await outlet.send(output)
+
+    async def _pass_through(self, batch: list[Any]) -> None:
+        self._totals[0] += len(batch)
+        for outlet in self.outlets.get(0, ()):
+            await outlet.send(batch)
+
+    async def _process_handled(self, batch: Sequence[Any]) -> None:
+        """Run a batch under error handlers, going on from wherever an item fails.
+
+        After a failure the work left is, in order: the failing step again on the same item (on
+        ``"retry"``), the results of each enclosing flat_map not processed yet (innermost
+        first), then the rest of the run. It is kept on a stack of runs, so that no item is
+        lost or processed twice however many fail.
+        """
+        work = [Run(0, iter(batch), 0)]
+        while work:
+            run = work.pop()
+            fused = self._suffix(run.start, retry=run.attempt > 0)
+            try:
+                result = fused(run.items)
+                outputs, entries = (await result) if fused.is_async else result
+            except Exception as exc:
+                failure = fused.explain(exc, 0, run.items)
+                if failure.step < 0:  # pragma: no cover - the loop's own code does not raise
+                    raise
+                await self._deliver(run, fused, failure.outputs, failure.entries)
+                step = run.start + failure.step
+                attempt = run.attempt if run.attempt and failure.step == 0 else 1
+                node = self.nodes[step]
+                decision = await self.scopes[node].decide(node, node.name, exc, failure.item, attempt)
+                work.append(run)  # its iterator stands past the failed item
+                work.extend(Run(run.start + i + 1, rest, 0) for i, rest in reversed(failure.pending))
+                if decision == "retry":
+                    work.append(Run(step, iter([failure.item]), attempt + 1))
+            else:
+                await self._deliver(run, fused, outputs, entries)
+
+    async def _deliver(
+        self, run: Run, fused: FusedChain, outputs: Sequence[list[Any]], entries: Sequence[int]
+    ) -> None:
+        """Hand on what a run produced and count what entered each step.
+
+        Items entering step ``j`` left step ``j - 1`` (or the chain's source); a retried item
+        had entered its step, and left the one before, on its first try.
+        """
+        for j, count in enumerate(entries):
+            if not count or (j == 0 and run.attempt):
+                continue
+            step = run.start + j
+            if step < len(self.nodes):
+                self.nodes[step].items_in += count
+            if step > 0:
+                self.nodes[step - 1].items_out += count
+            elif self.head_node is not None:
+                self.head_node.items_in += count
+                self.head_node.items_out += count
+        for point, output in zip(fused.points, outputs, strict=True):
+            if output:
+                for outlet in self.outlets.get(run.start + point, ()):
+                    await outlet.send(output)
+
+    def flush_counts(self) -> None:
+        """Move the counts gathered since the last flush into the nodes' counters."""
+        fused, totals = self._fused, self._totals
+        if fused is None or not totals[0]:
+            return
+        consumed, produced, counters = totals[0], totals[1], totals[2:]
+        if self.head_node is not None:
+            self.head_node.items_in += consumed
+            self.head_node.items_out += consumed
+        for node, (n_in, n_out) in zip(self.nodes, fused.counts(consumed, counters, produced), strict=True):
+            node.items_in += n_in
+            node.items_out += n_out
+        self._totals = [0] * len(totals)
+
+    def _failure(self, fused: FusedChain, exc: Exception, size: int, it: Any) -> OperatorFailure:
+        failure = fused.explain(exc, size, it)
+        if self.head_node is not None:
+            self.head_node.items_in += failure.consumed
+            self.head_node.items_out += failure.consumed
+        node = self.nodes[failure.step] if failure.step >= 0 else (self.head_node or self.nodes[0])
+        node.errors += 1
+        if (inlined := fused.inlined.get(failure.step)) is not None:
+            exc.add_note(
+                f"sage_streams: {inlined.function.__qualname__} ({inlined.where}) ran inlined in the"
+                " fused loop, so it has no frame above; LocalEnvironment(inline=False) calls it"
+            )
+        return stopping(node.name, exc, failure.item)
+
+
+class Run:
+    """Work for a handled chain: feed ``items`` to the steps from ``start`` on.
+
+    ``attempt`` > 0 marks the retry of one failed item (its number of the try to come).
+    """
+
+    __slots__ = ("attempt", "items", "start")
+
+    def __init__(self, start: int, items: Iterator[Any], attempt: int) -> None:
+        self.start = start
+        self.items = items
+        self.attempt = attempt

@@ -1,0 +1,97 @@
+"""Heads: what feeds a chain its batches (a synchronous iterable, or a channel)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
+from typing import Any, Protocol
+
+import anyio
+
+from sage_streams._graph import Node
+from sage_streams._runtime.sources import is_factory
+from sage_streams.channel import (
+    ABORTED,
+    END,
+    Control,
+    Receiver,
+)
+from sage_streams.errors import OperatorFailure
+
+__all__ = ["ChannelHead", "Head", "IterableHead"]
+
+
+class Head(Protocol):
+    async def next_batch(self) -> Sequence[Any] | Control | None:
+        """The next non-empty batch, a control message to pass on (a watermark), or ``None``
+        at the end of the stream."""
+
+    def close(self, completed: bool) -> None:
+        """Release the inputs; ``completed`` says whether the stream ended normally."""
+
+
+class IterableHead:
+    """Reads a synchronous iterable in batches, yielding to the loop once per batch.
+
+    A ``list``, ``tuple`` or ``range`` is read in slices: a range slice stays lazy, so its numbers
+    are made one at a time inside the fused loop instead of all at once.
+    """
+
+    def __init__(self, node: Node, batch_size: int) -> None:
+        self.node = node
+        self.batch_size = batch_size
+        self._next: Callable[[], Any] | None = None
+
+    async def next_batch(self) -> Sequence[Any] | None:
+        try:
+            if self._next is None:
+                source: Any = self.node.source
+                self._next = _batcher(source() if is_factory(source) else source, self.batch_size)
+            else:
+                # Once per batch, never per item: let the other tasks (and cancellation) in.
+                await asyncio.sleep(0)
+            return self._next() or None
+        except Exception as exc:
+            exc.add_note(f"sage_streams: raised while reading source {self.node.name!r}")
+            raise OperatorFailure(self.node.name, exc) from exc
+
+    def close(self, completed: bool) -> None:
+        self._next = None
+
+
+def _batcher(source: Iterable[Any], size: int) -> Callable[[], Sequence[Any]]:
+    """A function returning the next batch of ``source`` (empty at the end)."""
+    if type(source) in (list, tuple, range):
+        sequence: Sequence[Any] = source  # type: ignore[assignment]
+        position = 0
+
+        def next_slice() -> Sequence[Any]:
+            nonlocal position
+            batch = sequence[position : position + size]
+            position += size
+            return batch
+
+        return next_slice
+    iterator = iter(source)
+    return lambda: list(islice(iterator, size))
+
+
+class ChannelHead:
+    """Reads the batches of a channel until it ends."""
+
+    def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
+
+    async def next_batch(self) -> list[Any] | Control | None:
+        message = await self.receiver.receive()
+        if message is END:
+            return None
+        if message is ABORTED:
+            # The producer failed, so the task group is cancelling us; what came so far is
+            # incomplete and must not be passed on as a finished stream.
+            await anyio.sleep_forever()
+        return message
+
+    def close(self, completed: bool) -> None:
+        self.receiver.close()

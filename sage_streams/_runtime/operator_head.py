@@ -1,0 +1,219 @@
+"""The head of a stateful operator: reads its input channels, keeps time, calls the operator."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import anyio
+
+from sage_streams._graph import Node, TimedOperator, WatermarkOperator
+from sage_streams._runtime.outlets import Outlet
+from sage_streams.channel import (
+    ABORTED,
+    END,
+    Control,
+    Message,
+    Receiver,
+    Watermark,
+)
+from sage_streams.errors import (
+    ItemError,
+    OperatorFailure,
+    StreamError,
+)
+from sage_streams.policy import PolicyRun
+from sage_streams.time import Clock, TimerHandle
+
+__all__ = ["OperatorHead"]
+
+
+class OperatorHead:
+    """Drives a stateful operator: reads whichever wanted input has a message, feeds it.
+
+    One task waits on all inputs through a doorbell that every input channel rings on a put,
+    so each input keeps its own bound and a fast input is held back by its own full channel.
+    Inputs are visited round-robin so that none starves another.
+    """
+
+    def __init__(self, node: Node, receivers: list[Receiver], clock: Clock, scope: PolicyRun) -> None:
+        assert node.operator is not None
+        self.node = node
+        self.scope = scope
+        self.receivers = receivers
+        self.clock = clock
+        self.operator = node.operator()
+        self._timed = isinstance(self.operator, TimedOperator)
+        self._timer: tuple[float, TimerHandle] | None = None
+        self.side_outlets: dict[str, list[Outlet]] = {}
+        self._ended = [False] * len(receivers)
+        self._marks = [-math.inf] * len(receivers)  # the last watermark each input brought
+        self._passed_mark = -math.inf
+        self._keeps_time = isinstance(self.operator, WatermarkOperator)
+        self._finished = False
+        self._next_input = 0
+        self._doorbell = asyncio.Event()
+        for receiver in receivers:
+            receiver.watch(self._doorbell.set)
+
+    async def next_batch(self) -> Sequence[Any] | Control | None:
+        while not self._finished:
+            if (watermark := self._risen_watermark()) is not None:
+                return watermark
+            output = await self._step()
+            await self._flush_side()
+            if output:
+                self.node.items_out += len(output)
+                return output
+        return None
+
+    async def _step(self) -> Sequence[Any]:
+        """Handle one message, or wait for one; returns what the operator emitted."""
+        ready = self._ready_input()
+        if ready is None:
+            output = await self._call(self._on_time) if self._timed else ()
+            if output:
+                return output
+            output = await self._call(self.operator.on_idle)
+            if output:
+                return output
+            if all(self._ended):
+                self._finished = True
+                return await self._call(self.operator.on_finish)
+            await self._wait()
+            return ()
+        index, message = ready
+        if type(message) is list:
+            self.node.items_in += len(message)
+            return await self._call(self.operator.on_batch, index, message)
+        if message is END:
+            self._ended[index] = True
+            return await self._call(self.operator.on_end, index)
+        if type(message) is Watermark:
+            self._marks[index] = max(self._marks[index], message.time)
+            if self._keeps_time:
+                return await self._call(self.operator.on_watermark, index, message.time)  # type: ignore[attr-defined]
+        if message is ABORTED:
+            await anyio.sleep_forever()  # the failing producer's task group cancels us
+        return ()
+
+    def _risen_watermark(self) -> Watermark | None:
+        """The output watermark, if it has risen since it was last passed on."""
+        if self._keeps_time:
+            mark: float = self.operator.output_watermark()  # type: ignore[attr-defined]
+        else:
+            open_marks = [m for m, ended in zip(self._marks, self._ended, strict=True) if not ended]
+            mark = min(open_marks) if open_marks else -math.inf
+        if mark <= self._passed_mark:
+            return None
+        self._passed_mark = mark
+        return Watermark(mark)
+
+    def _ready_input(self) -> tuple[int, Message] | None:
+        count = len(self.receivers)
+        for offset in range(count):
+            index = (self._next_input + offset) % count
+            if self._ended[index] or not self.operator.wants(index):
+                continue
+            message = self.receivers[index].receive_nowait()
+            if message is not None:
+                self._next_input = index + 1
+                return index, message
+        return None
+
+    async def _wait(self) -> None:
+        """Wait for a message on a wanted input; an operator that wants none of its open
+        inputs can never go on, which is an error rather than a hang."""
+        wanted = [i for i, ended in enumerate(self._ended) if not ended and self.operator.wants(i)]
+        if not wanted:
+            raise OperatorFailure(self.node.name, StreamError(self.operator.stalled()))
+        # Cleared before looking, so a put between the look and the wait still wakes us. The
+        # inputs we do not want may hold messages: they must not keep us from waiting.
+        self._doorbell.clear()
+        if self._timed:
+            self._arm_timer()
+        if not any(self.receivers[i].has_message() for i in wanted):
+            await self._doorbell.wait()
+
+    async def _on_time(self) -> Sequence[Any]:
+        """Let a timed operator act when a timer is due: the one we armed (whose deadline the
+        operator may no longer report, having passed it), or one already in the past."""
+        operator: Any = self.operator
+        now = self.clock.now()
+        armed_due = self._timer is not None and now >= self._timer[0]
+        if armed_due:
+            self._timer = None  # it has rung
+        else:
+            deadline = operator.next_timer()
+            if deadline is None or now < deadline:
+                return ()
+        result: Sequence[Any] = await operator.on_timer(now)
+        return result
+
+    def _arm_timer(self) -> None:
+        """Ring the doorbell when the operator's next timer is due (one timer at a time)."""
+        deadline = self.operator.next_timer()  # type: ignore[attr-defined]
+        if self._timer is not None:
+            if self._timer[0] == deadline:
+                return
+            self._timer[1].cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = (deadline, self.clock.call_at(deadline, self._doorbell.set))
+
+    async def _call(self, method: Callable[..., Awaitable[Sequence[Any]]], *args: Any) -> Sequence[Any]:
+        """Call an operator method, putting the errors of its items through the error policy.
+
+        An error at a position of a batch goes on with the items after it, or on ``"retry"``
+        from it. An error with no position (a process function) is retried after the operator
+        puts back what the failed call read; on ``"continue"``, a call that can be made again
+        (one that had something to put back) is made again to go on past the failure.
+        What the items before the failure produced is emitted in every case.
+        """
+        emitted: list[Any] = []
+        attempt = 0
+        while True:
+            try:
+                result = await method(*args)
+            except ItemError as exc:
+                emitted += exc.output
+                same_unit = attempt > 0 and exc.index in (None, 0)
+                attempt = attempt + 1 if same_unit else 1
+                stream_id = self.node.inputs[args[0]].name if args else self.node.name
+                decision = await self.scope.decide(self.node, stream_id, exc.error, exc.item, attempt)
+                retry = decision == "retry"
+                if exc.index is not None:
+                    index, batch = args
+                    args = (index, batch[exc.index if retry else exc.index + 1 :])
+                elif retry and exc.restore is not None:
+                    exc.restore()
+                elif not retry and exc.restore is None:
+                    return emitted
+                if not retry:
+                    attempt = 0
+            else:
+                if emitted:
+                    emitted += result
+                    return emitted
+                return result
+
+    async def _flush_side(self) -> None:
+        for port, items in self.operator.side.items():
+            if items:
+                batch = list(items)
+                items.clear()
+                for outlet in self.side_outlets.get(port, ()):
+                    await outlet.send(batch)
+
+    def close(self, completed: bool) -> None:
+        if self._timer is not None:
+            self._timer[1].cancel()
+            self._timer = None
+        for receiver in self.receivers:
+            receiver.watch(None)
+            receiver.close()
+        for outlets in self.side_outlets.values():
+            for outlet in outlets:
+                outlet.close() if completed else outlet.abort()
