@@ -111,6 +111,17 @@ async def test_block_bound_holds_to_within_one_batch() -> None:
     assert receiver.statistics().peak == 7
 
 
+@pytest.mark.parametrize("strategy", ["block", "drop", "drop_oldest"])
+async def test_an_empty_batch_sends_nothing_even_on_a_full_channel(strategy: str) -> None:
+    sender, receiver = create_channel("c", capacity=1, strategy=strategy, timeout=0.01)  # type: ignore[arg-type]
+    await sender.send([])
+    await sender.send([1])
+    await sender.send([])  # full: neither waits, nor drops, nor raises
+    sender.close()
+    assert await drain(receiver) == [[1]]
+    assert receiver.statistics().dropped == 0
+
+
 async def test_block_timeout_raises_backpressure_timeout() -> None:
     sender, receiver = create_channel("c", capacity=1, timeout=0.01)
     await sender.send([1])

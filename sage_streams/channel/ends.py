@@ -116,10 +116,13 @@ class Sender:
     async def send(self, batch: list[Any]) -> None:
         """Send a batch of items, applying the channel's strategy if it does not fit.
 
-        The batch is handed over as it is, not copied: do not mutate it afterwards.
+        The batch is handed over as it is, not copied: do not mutate it afterwards. An empty
+        batch sends nothing (receivers only ever see non-empty batches), even on a full channel.
         """
         if self._closed:
             raise BrokenChannelError(f"channel {self._state.name!r}: this sender is closed")
+        if not batch:
+            return
         state = self._state
         queue = state.queue
         if queue.items + len(batch) <= queue.maxsize or (
