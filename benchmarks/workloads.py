@@ -317,6 +317,15 @@ def key_of(event: dict[str, Any]) -> Any:
 
 
 async def w4_sage_streams(events: W4Input) -> tuple[int, int, int]:
+    """``aggregate``: each event is added to its window's sum as it arrives."""
+    env = LocalEnvironment("W4")
+    windowed = env.from_collection(events, name="events").window("tumbling", size=WINDOW, key_func=key_of)
+    sums = windowed.aggregate(lambda total, event: total + event["value"], initial=0)
+    return _w4_result({(window.key, window.start_time): window.value for window in await sums.collect()})
+
+
+async def w4_sage_streams_process(events: W4Input) -> tuple[int, int, int]:
+    """``process``: each window keeps its events and a window function sums them when it fires."""
     env = LocalEnvironment("W4")
     windowed = env.from_collection(events, name="events").window("tumbling", size=WINDOW, key_func=key_of)
 
@@ -352,6 +361,7 @@ WORKLOADS: dict[str, dict[str, Impl]] = {
         "generator_chain": w4_generator_chain,
         "sage_streams": w4_sage_streams,
         "sage_streams_uvloop": w4_sage_streams,
+        "sage_streams_process": w4_sage_streams_process,
     },
 }
 """Workload -> implementation name -> function. ``*_uvloop`` names run on uvloop."""

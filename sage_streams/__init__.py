@@ -20,7 +20,7 @@ from sage_streams.overflow import SpillError
 from sage_streams.policy import DeadLetter, ErrorContext
 from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
-from sage_streams.windowing import WindowData, WindowedStream
+from sage_streams.windowing import WindowAggregate, WindowData, WindowedStream
 
 __all__ = [
     "BackpressureTimeout",
@@ -41,6 +41,7 @@ __all__ = [
     "StreamReader",
     "StreamState",
     "SynchronizedStream",
+    "WindowAggregate",
     "WindowData",
     "WindowedStream",
     "get_function",

@@ -87,6 +87,13 @@ class Inlinable:
             if isinstance(node, ast.Name) and node.id not in self.params
         )
 
+    def note(self, place: str) -> str:
+        """The note for an error its expression raised, pasted into ``place``."""
+        return (
+            f"sage_streams: {self.function.__qualname__} ({self.where}) ran inlined in {place}, so it"
+            " has no frame above; LocalEnvironment(inline=False) calls it"
+        )
+
     def text(self, *args: str) -> str:
         """The expression's source with each parameter replaced by the name in ``args``, in
         parentheses, ready to stand where ``function(*args)`` stood."""

@@ -97,12 +97,14 @@ def _define(
     pair = "(v, {})" if side == 0 else "({}, v)"
     lines = [
         "def probe(it, emit, mine, *, key=key, get=theirs.get, Bucket=Bucket, MISSING=MISSING,",
-        "          none_key=none_key, lookup_error=lookup_error):",
+        "          none_key=none_key, lookup_error=lookup_error, note=note):",
         "    hits = 0",
         "    for v in it:",
         "        try:",
         f"            k = {key}",
         "        except Exception as exc:",
+        "            if note:",
+        "                exc.add_note(note)  # the key was inlined: it has no frame of its own",
         "            return hits, v, exc, exc",
         "        if k is None:",
         "            return hits, v, none_key(v), None",
@@ -136,5 +138,6 @@ def _define(
         "MISSING": MISSING,
         "none_key": none_key,
         "lookup_error": lookup_error,
+        "note": found.note("a join's probe loop") if found is not None else "",
     }
     return define(lines, "probe", "join probe", namespace, {} if found is None else {0: found})

@@ -8,35 +8,43 @@ inputs that have not ended as its own, as Flink does. It feeds the pure logic of
 ``windowed.late()``, never silently away. At the end of input every open window fires.
 
 A windowed stream is a stream of :class:`WindowData`; ``process(fn)`` turns each into results.
+``aggregate(add, initial=...)`` makes the windows fold their items as they arrive instead of
+keeping them, and gives a stream of :class:`WindowAggregate`: when a window needs only a fold
+of its items (a sum, a count, a maximum), that saves storing them and walking them again.
 
 Example::
 
     windowed = connected.window("tumbling", size=60)
     totals = windowed.process(lambda window, state: sum(i["value"] for s in window for i in s))
+    # or, folding as items arrive (one accumulator per input: ``value`` is a tuple here):
+    totals = windowed.aggregate(lambda total, item: total + item["value"], initial=0)
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sage_streams._conventions import window_results
 from sage_streams._fusion import is_async_callable
 from sage_streams._typing import UserFunction, check_choice, check_seconds
 from sage_streams._window_batches import EventTime, feed_batch
-from sage_streams.errors import ItemError
+from sage_streams._window_contents import Accumulators
+from sage_streams._window_loops import KeyReader, each, key_reader
+from sage_streams.errors import ItemError, StreamError
 from sage_streams.functions import resolve_function
 from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
 from sage_streams.time import Clock, TimestampSpec, timestamp_reader
-from sage_streams.window_configs import window_config
+from sage_streams.window_configs import WindowConfig, window_config
 from sage_streams.windows import FiredWindow, WindowState
 
 if TYPE_CHECKING:
     from sage_streams.environment import LocalEnvironment
 
-__all__ = ["WindowData", "WindowedStream", "window_node"]
+__all__ = ["WindowAggregate", "WindowData", "WindowedStream", "window_node"]
 
 
 class WindowData:
@@ -89,13 +97,40 @@ class WindowData:
         return f"<WindowData [{self.start_time}, {self.end_time}) key={self.key!r} {sizes}>"
 
 
+@dataclass(frozen=True, slots=True)
+class WindowAggregate:
+    """One fired window of :meth:`WindowedStream.aggregate`: its key, bounds and folded value.
+
+    Attributes:
+        key: the window's key (``None`` without ``key_func``).
+        start_time: the window's start, included.
+        end_time: the window's end, excluded.
+        value: the accumulator that the window's items were folded into; for a window over
+            several inputs (``ConnectedStreams.window``), a tuple of one accumulator per input, in
+            input order (an input with no items in the window gives its initial accumulator).
+        refire: ``True`` when the window fires again because late items arrived within
+            ``allowed_lateness``; ``value`` then has folded in every item, old and new.
+    """
+
+    key: Hashable
+    start_time: float
+    end_time: float
+    value: Any
+    refire: bool = False
+
+
 class _WindowOperator:
     """Reads timestamps and keys, keeps the watermarks, feeds :class:`WindowState`.
 
     A bad item (a missing or bad timestamp, a key function that raises or returns an unhashable
-    key) raises :class:`ItemError` with its position in the batch and the windows fired by the
-    items before it, which were fed in full; it leaves no trace, so that the runtime can go on
-    with the items after it, or retry from it, and get what a run without it gets.
+    key, an aggregate's ``add`` that raises) raises :class:`ItemError` with its position in the
+    batch and the windows fired by the items before it, which were fed in full; it leaves no
+    trace, so that the runtime can go on with the items after it, or retry from it, and get what
+    a run without it gets.
+
+    Fired windows leave as :class:`WindowData`, or as :class:`WindowAggregate` when the state
+    holds accumulators (``aggregated``). With ``inline``, a key function of one expression is
+    pasted into the loop reading the keys (:mod:`sage_streams._window_loops`).
     """
 
     def __init__(
@@ -109,15 +144,18 @@ class _WindowOperator:
         clock: Clock,
         processing_time: bool = False,
         idle_timeout: float | None = None,
+        aggregated: bool = False,
+        inline: bool = False,
     ) -> None:
         self.names = list(names)
+        self.aggregated = aggregated
         self.clock = clock
         self.processing_time = processing_time
         self.idle_timeout = idle_timeout
         # Per input, when it last delivered; an input that never does is timed from the start.
         self.last_arrival = [clock.now()] * len(names) if idle_timeout is not None else []
         self.windows = state
-        self.key_func = key_func
+        self.read_keys: KeyReader | None = key_reader(key_func, inline=inline) if key_func else None
         self.readers = [timestamp_reader(timestamp) for _ in names]
         self.field = timestamp if isinstance(timestamp, str) else None
         self.delay = out_of_orderness
@@ -179,7 +217,7 @@ class _WindowOperator:
             stamps = _finite_floats(batch, self.field)
             if stamps is not None:
                 return stamps, None
-        stamps, error = _each(self.readers[index], batch)
+        stamps, error = each(self.readers[index], batch)
         return stamps, error.error if isinstance(error, ItemError) else error
 
     def _keys(self, items: Sequence[Any]) -> tuple[list[Hashable], Exception | None]:
@@ -187,9 +225,9 @@ class _WindowOperator:
 
         An unhashable key is an error the window logic finds.
         """
-        if self.key_func is None:
+        if self.read_keys is None:
             return [None] * len(items), None
-        return _each(self.key_func, items)
+        return self.read_keys(items)
 
     def _counted(self) -> list[int]:
         """The inputs whose marks hold the watermark back: not ended, and not idle."""
@@ -231,7 +269,7 @@ class _WindowOperator:
             raise _item_error(batch, count, error, fired) from error
         return fired
 
-    def _advance_to(self, watermark: float) -> list[WindowData]:
+    def _advance_to(self, watermark: float) -> list[Any]:
         if watermark <= self.watermark:
             return []
         self.watermark = watermark
@@ -280,8 +318,12 @@ class _WindowOperator:
     async def on_finish(self) -> Sequence[Any]:
         return self._fired(self.windows.flush())
 
-    def _fired(self, fired: list[FiredWindow]) -> list[WindowData]:
-        return [WindowData(window, self.names) for window in fired]
+    def _fired(self, fired: list[FiredWindow]) -> list[Any]:
+        if not self.aggregated:
+            return [WindowData(window, self.names) for window in fired]
+        if len(self.names) == 1:
+            return [WindowAggregate(w.key, w.start, w.end, w.items[0], w.refire) for w in fired]
+        return [WindowAggregate(w.key, w.start, w.end, w.items, w.refire) for w in fired]
 
     def stalled(self) -> str:  # pragma: no cover - wants() is always true
         return "never stalls"
@@ -294,16 +336,6 @@ class _WindowOperator:
             "watermark": self.watermark,
             "watermark_lag": self.latest - self.watermark if self.latest > -math.inf else 0.0,
         }
-
-
-def _each(function: Callable[[Any], Any], items: Sequence[Any]) -> tuple[list[Any], Exception | None]:
-    """``function`` of each item, up to the first it raises for; and what it raised."""
-    results: list[Any] = []
-    try:
-        results.extend(map(function, items))  # keeps what it appended before an exception
-    except Exception as exc:
-        return results, exc
-    return results, None
 
 
 def _finite_floats(batch: Sequence[Any], field: str) -> list[float] | None:
@@ -319,7 +351,7 @@ def _finite_floats(batch: Sequence[Any], field: str) -> list[float] | None:
 
 
 def _item_error(
-    batch: Sequence[Any], position: int, error: BaseException, output: list[WindowData]
+    batch: Sequence[Any], position: int, error: BaseException, output: Sequence[Any]
 ) -> ItemError:
     """The error of ``batch[position]``; ``output``: what the items before it fired."""
     return ItemError(batch[position], error, index=position, output=output)
@@ -354,34 +386,61 @@ def window_node(
     key_of = resolve_function(key_func, "window key function") if key_func is not None else None
     timestamp_reader(timestamp)  # refuses a bad spec now, not at run time
     names = [stream.name for stream in inputs]
-    count = len(names)
-
+    spec = _WindowSpec(config, len(names), lateness)
     clock = env.clock
 
     def factory() -> _WindowOperator:
-        windows = WindowState(config, inputs=count, allowed_lateness=lateness)
+        # Made for each run, when its graph is planned: inlining is off under a tracer then.
+        inline = env.inlining()
+        accumulators = spec.accumulators.inlined(inline) if spec.accumulators is not None else None
         return _WindowOperator(
             names,
-            windows,
+            spec.state(accumulators),
             key_func=key_of,
             timestamp=timestamp,
             out_of_orderness=delay,
             clock=clock,
             processing_time=time == "processing",
             idle_timeout=idle_timeout,
+            aggregated=accumulators is not None,
+            inline=inline,
         )
 
     node = env.add_node("operator", name or f"window({window_type})", tuple(s._node for s in inputs))
     node.operator = factory
     windowed = WindowedStream._of(env, node)
     windowed._state = state
+    windowed._spec = spec
     return windowed
 
 
+@dataclass(slots=True)
+class _WindowSpec:
+    """What a window operator's state is made from at each run; ``aggregate`` sets accumulators."""
+
+    config: WindowConfig
+    inputs: int
+    allowed_lateness: float
+    accumulators: Accumulators | None = None
+
+    def state(self, accumulators: Accumulators | None) -> WindowState:
+        return WindowState(
+            self.config, inputs=self.inputs, allowed_lateness=self.allowed_lateness, accumulators=accumulators
+        )
+
+
+def _same(window: WindowAggregate) -> WindowAggregate:
+    """The step of ``aggregate``: the window operator makes the records; this step gives them a
+    stream, a name and metrics of their own, as ``process``'s step does for its results."""
+    return window
+
+
 class WindowedStream(DataStream[WindowData]):
-    """The fired windows of a window operator, as :class:`WindowData`; see :meth:`process`."""
+    """The fired windows of a window operator, as :class:`WindowData`; see :meth:`process` and
+    :meth:`aggregate`."""
 
     _state: StreamState
+    _spec: _WindowSpec
 
     def process(self, fn: UserFunction, *, name: str | None = None, **kwargs: Any) -> DataStream[Any]:
         """A stream of what ``fn(window_data, state, **kwargs)`` returns for each window.
@@ -389,6 +448,11 @@ class WindowedStream(DataStream[WindowData]):
         One result per window, a tuple included; a list or generator gives several, ``None``
         none. ``fn`` may be ``async``.
         """
+        if self._spec.accumulators is not None:
+            raise StreamError(
+                f"{self.name!r} is aggregated: its windows hold accumulators, not items;"
+                " process a window(...) of its own"
+            )
         function = resolve_function(fn, "window function")
         state = self._state
         label = name or f"process({getattr(function, '__name__', 'fn')})"
@@ -403,6 +467,63 @@ class WindowedStream(DataStream[WindowData]):
             return window_results(function(window, state, **kwargs))
 
         return self.flat_map(apply, name=label)
+
+    def aggregate(
+        self,
+        add: UserFunction,
+        *,
+        initial: Any,
+        merge: UserFunction | None = None,
+        name: str | None = None,
+    ) -> DataStream[WindowAggregate]:
+        """A stream of one :class:`WindowAggregate` per fired window, its items folded by ``add``.
+
+        Each item is folded into its window's accumulator when it arrives,
+        ``accumulator = add(accumulator, item)``, instead of being kept until the window fires
+        (Flink's ``AggregateFunction``, Bytewax's ``fold_window``): nothing is stored and nothing
+        is walked twice, so a sum, count or maximum per window costs much less than with
+        :meth:`process`. A window starts at ``initial``, or, if it is callable, at what it returns:
+        it is called for each new window and input (``initial=list`` for an accumulator that
+        ``add`` changes in place). Over several inputs, ``value`` is a tuple of one accumulator
+        per input, in input order. Windows fire, refire within ``allowed_lateness`` (the same
+        accumulator, late items folded in: one changed in place changes what was emitted before
+        too) and send late items to :meth:`late` as with :meth:`process`. Sessions merge when
+        an item bridges two, so they need ``merge(earlier, later)`` (a ``ValueError`` here
+        without it); the bridging item is folded into the merged accumulator.
+
+        ``add`` and ``merge`` may be registered names and must be plain functions (a
+        ``TypeError`` here for ``async def``): they run in the window operator as items arrive.
+        An ``add`` that raises is an error of its item for the error policy, as a failing key
+        function is; it leaves no trace if ``add`` returns a new accumulator rather than changing
+        one in place. A window is aggregated or processed, not both; once aggregated, this
+        windowed stream carries the ``WindowAggregate`` records too.
+
+        Example::
+
+            sums = events.window("tumbling", size=60, key_func=lambda e: e["user"]).aggregate(
+                lambda total, event: total + event["amount"], initial=0
+            )
+            # WindowAggregate(key="ann", start_time=0.0, end_time=60.0, value=42, refire=False)
+        """
+        adder = resolve_function(add, "window aggregate function")
+        merger = resolve_function(merge, "window merge function") if merge is not None else None
+        spec = self._spec
+        accumulators = Accumulators(adder, initial, merger)
+        spec.state(accumulators)  # refuses sessions without merge now, not at run time
+        if spec.accumulators is not None:
+            raise StreamError(f"{self.name!r} is aggregated already; aggregate a window(...) of its own")
+        readers = [
+            node.name for node in self._env._nodes if self._node in node.inputs and node.kind != "side"
+        ]
+        if readers:
+            raise StreamError(
+                f"{self.name!r} already feeds {', '.join(map(repr, readers))} with its WindowData;"
+                " aggregate a window(...) of its own"
+            )
+        label = name or f"aggregate({getattr(adder, '__name__', 'add')})"
+        aggregated: DataStream[WindowAggregate] = self.map(_same, name=label)
+        spec.accumulators = accumulators
+        return aggregated
 
     def late(self) -> DataStream[Any]:
         """Items that came after all of their windows had closed (``end + allowed_lateness``)."""

@@ -15,6 +15,10 @@ for it makes it fire again, with every item it holds. An item all of whose windo
 point is late: ``add`` refuses it and returns ``False``, and the caller routes it elsewhere.
 Fired windows come out ordered by ``(end, start)``, then by key in first-seen order.
 
+A window holds, per input, its items; or, given :class:`~sage_streams._window_contents.Accumulators`,
+an accumulator that each item is folded into as it arrives (``aggregate``): then nothing is
+stored, and a fired window carries the accumulators instead of the items.
+
 Example::
 
     state = WindowState(TumblingWindows(10.0))
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from operator import length_hint
 from typing import Any
 
+from sage_streams._window_contents import Accumulators, ItemLists, WindowContents
 from sage_streams.window_configs import (
     SessionWindows,
     SlidingWindows,
@@ -64,9 +69,11 @@ class FiredWindow:
         key: the key the window belongs to.
         start: the window's start, included.
         end: the window's end, excluded; the watermark reached it (or the input ended).
-        items: per input index, that input's items in the window, in arrival order.
+        items: per input index, that input's items in the window, in arrival order; or, when the
+            state aggregates, that input's accumulator.
         refire: ``True`` when the window fired before and fires again because of late items;
-            ``items`` then holds all of its items, old and new.
+            ``items`` then holds all of its items, old and new (or the accumulator that has
+            folded them all).
     """
 
     key: Hashable
@@ -77,22 +84,24 @@ class FiredWindow:
 
 
 class _Window:
-    """One window of one key: its bounds, its items per input, and where it is in its life.
+    """One window of one key: its bounds, its contents per input, and where it is in its life.
 
     ``token`` names the window's live entry in the heap of windows due to fire (-1: not due);
-    entries with another token are stale and skipped. Session items are ``(seq, item)`` pairs, so
-    that merged sessions keep the overall arrival order.
+    entries with another token are stale and skipped. ``contents`` holds, per input, a list of
+    items or an accumulator (see :mod:`sage_streams._window_contents`).
     """
 
-    __slots__ = ("alive", "end", "fired", "in_purge", "index", "items", "key", "rank", "start", "token")
+    __slots__ = ("alive", "contents", "end", "fired", "in_purge", "index", "key", "rank", "start", "token")
 
-    def __init__(self, key: Hashable, rank: int, start: float, end: float, index: int, inputs: int) -> None:
+    def __init__(
+        self, key: Hashable, rank: int, start: float, end: float, index: int, contents: list[Any]
+    ) -> None:
         self.key = key
         self.rank = rank
         self.start = start
         self.end = end
         self.index = index  # the window's number k, for tumbling and sliding windows
-        self.items: list[list[Any]] = [[] for _ in range(inputs)]
+        self.contents = contents
         self.fired = False  # fired at least once: the next firing is a refire
         self.token = -1
         self.in_purge = False  # has an entry in the heap of windows kept for late items
@@ -147,11 +156,17 @@ class WindowState:
     all state. Both return windows ordered by ``(end, start)``, then by key in the order keys were
     first seen (a key whose windows have all been dropped counts as new when it comes back).
 
+    With ``accumulators``, a window keeps per input an accumulator instead of its items:
+    ``add`` folds the item into each of its windows, and a fired window's ``items`` are the
+    accumulators. An ``add`` (or, bridging sessions, a ``merge``) that raises is an error of the
+    item, which leaves no trace: every fold is computed before anything is stored. Sessions
+    merge, so they need ``accumulators.merge``.
+
     Costs: ``add`` is O(1) amortized for tumbling windows, O(size / slide) for sliding ones, and
     a binary search among the key's held sessions for sessions; ``add_run`` is a look-up and an
-    append per item, while its items stay in windows their keys already have; ``advance`` is
-    proportional to the windows it fires or drops (times a log for the heaps). One instance per
-    operator, driven from one task.
+    append (or a fold) per item, while its items stay in windows their keys already have;
+    ``advance`` is proportional to the windows it fires or drops (times a log for the heaps).
+    One instance per operator, driven from one task.
 
     Example::
 
@@ -161,7 +176,14 @@ class WindowState:
         state.advance(10.0)  # [FiredWindow("k", 0.0, 10.0, items=(("a",), ("b",)))]
     """
 
-    def __init__(self, config: WindowConfig, *, inputs: int = 1, allowed_lateness: float = 0.0) -> None:
+    def __init__(
+        self,
+        config: WindowConfig,
+        *,
+        inputs: int = 1,
+        allowed_lateness: float = 0.0,
+        accumulators: Accumulators | None = None,
+    ) -> None:
         if not isinstance(config, TumblingWindows | SlidingWindows | SessionWindows):
             raise TypeError(
                 f"config must be TumblingWindows, SlidingWindows or SessionWindows, got {config!r}"
@@ -174,24 +196,33 @@ class WindowState:
             raise TypeError(f"allowed_lateness must be a number of seconds, got {allowed_lateness!r}")
         if not math.isfinite(allowed_lateness) or allowed_lateness < 0:
             raise ValueError(f"allowed_lateness must be finite and >= 0, got {allowed_lateness!r}")
+        if accumulators is not None and not isinstance(accumulators, Accumulators):
+            raise TypeError(f"accumulators must be Accumulators or None, got {accumulators!r}")
+        sessions = isinstance(config, SessionWindows)
+        if sessions and accumulators is not None and accumulators.merge is None:
+            raise ValueError(
+                "aggregating session windows needs merge: an item that bridges two sessions"
+                " merges them, and their accumulators with them"
+            )
         self.config = config
         self.inputs = inputs
         self.allowed_lateness = float(allowed_lateness)
-        self._sessions = isinstance(config, SessionWindows)
+        self._sessions = sessions
+        self._contents: WindowContents = accumulators or ItemLists(sequenced=sessions)
         self._gap = config.gap if isinstance(config, SessionWindows) else 0.0
         self._size = config.size if not isinstance(config, SessionWindows) else 0.0
         self._slide = config.slide if isinstance(config, SlidingWindows) else self._size
         # slide == size is tumbling: computing ends as (k + 1) * size leaves no rounding seams.
         self._tumbling = not self._sessions and self._slide == self._size
-        # Per input, window number and key: the item lists of windows due to fire, for add_run.
-        # A window stops being due only in advance and flush, which therefore clear them.
-        self._due_lists: list[dict[int, dict[Hashable, list[Any]]]] = [{} for _ in range(inputs)]
+        # Per input, window number and key: the cells (see ItemLists.cell) of windows due to fire,
+        # for add_run. A window stops being due only in advance and flush, which clear them.
+        self._due_cells: list[dict[int, dict[Hashable, Any]]] = [{} for _ in range(inputs)]
         self._keys: dict[Hashable, _Key] = {}
         self._due: list[tuple[float, float, int, int, _Window]] = []  # (end, start, rank, token, w)
         self._kept: list[tuple[float, int, _Window]] = []  # (end + allowed_lateness, token, w)
         self._next_rank = 0
         self._next_token = 0
-        self._seq = 0  # arrival order of session items, across merges
+        self._seq = 0  # arrival order of session items, across merges (item lists)
         self._open = 0
         self._fired = 0
 
@@ -245,12 +276,14 @@ class WindowState:
 
         The run stops right after an item whose window makes :meth:`next_deadline` earlier (a
         new window, or a fired one due again), so that the caller can see whether the watermark
-        reaches that deadline with that item.
+        reaches that deadline with that item. Items whose keys' windows this run has already
+        looked up take a generated loop (:mod:`sage_streams._window_loops`), with a one-expression
+        ``add`` pasted in when the accumulators say so.
 
         Returns:
             How many items, from the first, were added or refused as late; and ``None``, or the
             error of the next item, which could not be added (an unhashable key, a timestamp out
-            of range for the window size) and left no trace.
+            of range for the window size, an ``add`` that raised) and left no trace.
 
         Raises:
             TypeError: these windows are not tumbling (see :attr:`tumbling`).
@@ -262,33 +295,38 @@ class WindowState:
             raise IndexError(f"input index {index} out of range for {self.inputs} input(s)")
         if not len(items) == len(stamps) == len(keys):
             raise ValueError("add_run needs as many timestamps and keys as items")
-        due_lists, size, lateness = self._due_lists[index], self._size, self.allowed_lateness
+        due, size, lateness = self._due_cells[index], self._size, self.allowed_lateness
+        loop, cell_of = self._contents.run, self._contents.cell
         deadline = self.next_deadline()
-        start, end, number = math.inf, -math.inf, 0
-        lists: dict[Hashable, list[Any]] = {}
         rest = iter(items)
-        try:
-            for item, stamp, key in zip(rest, stamps, keys, strict=False):
-                if not start <= stamp < end:  # consecutive items mostly share a window: skip the division
-                    number = _window_number(stamp, size)
-                    start, end = number * size, (number + 1) * size
-                    lists = due_lists.setdefault(number, {})
-                try:
-                    lists[key].append(item)
-                    continue
-                except KeyError:
-                    pass
-                position = len(items) - length_hint(rest) - 1
-                if not self._has_window(key, number) and end + lateness <= watermark_at(position):
-                    late.append(item)
-                    continue
-                window_items = lists[key] = self._numbered(key, number, start, end, index)
-                window_items.append(item)
-                if self.next_deadline() < deadline:
-                    return position + 1, None
-        except Exception as exc:
-            return len(items) - length_hint(rest) - 1, exc
-        return len(items), None
+        triples = zip(rest, stamps, keys, strict=False)
+        number, start, end = 0, math.inf, -math.inf  # a range that holds no timestamp
+        cells: dict[Hashable, Any] = {}
+        while True:
+            # The generated loop takes the items whose keys have a cell in their window; here the
+            # others: a window this run has not looked up yet, a new one, or a late item.
+            try:
+                missed = loop.function(triples, index, size, _window_number, due, number, start, end, cells)
+            except Exception as exc:
+                loop.annotate(exc)
+                return len(items) - length_hint(rest) - 1, exc
+            if missed is None:
+                return len(items), None
+            item, key, number, start, end, cells = missed
+            position = len(items) - length_hint(rest) - 1
+            window = self._numbered_window(key, number)
+            if window is None and end + lateness <= watermark_at(position):
+                late.append(item)
+                continue
+            try:
+                contents, value = self._folded(window, index, item, 0)
+            except Exception as exc:
+                return position, exc
+            contents[index] = value
+            window = self._store_numbered(key, number, start, end, window, contents)
+            cells[key] = cell_of(window.contents, index)
+            if self.next_deadline() < deadline:
+                return position + 1, None
 
     def advance(self, watermark: float) -> list[FiredWindow]:
         """Fire the windows the watermark has reached, then drop those past allowed lateness.
@@ -297,7 +335,7 @@ class WindowState:
         """
         if math.isnan(watermark):
             raise ValueError("watermark must be a number or -inf, got nan")
-        self._forget_due_lists()
+        self._forget_due_cells()
         fired: list[FiredWindow] = []
         due = self._due
         while due and due[0][0] <= watermark:
@@ -320,7 +358,7 @@ class WindowState:
         pending = [window for key in self._keys.values() for window in key.windows() if window.token >= 0]
         pending.sort(key=lambda window: (window.end, window.start, window.rank))
         fired = [self._fire(window) for window in pending]
-        self._forget_due_lists()
+        self._forget_due_cells()
         self._keys.clear()
         self._due.clear()
         self._kept.clear()
@@ -374,36 +412,42 @@ class WindowState:
         self, key: Hashable, timestamp: float, index: int, item: Any, watermark: float
     ) -> bool:
         lateness = self.allowed_lateness
-        if self._tumbling:  # one window: no list of spans (the hot path of keyed aggregations)
-            size = self._size
-            k = _window_number(timestamp, size)
-            end = (k + 1) * size
-            if end + lateness <= watermark:
-                return False
-            self._numbered(key, k, k * size, end, index).append(item)
-            return True
-        spans = self._spans(timestamp)
-        if spans[0][2] + lateness <= watermark:
+        # Latest first: those within allowed lateness are a prefix (an item of several sliding
+        # windows may land in the later ones only).
+        spans = [span for span in self._spans(timestamp) if span[2] + lateness > watermark]
+        if not spans:
             return False
+        # Every fold first, then every store: an add that raises for one window leaves no trace.
+        folds = []
         for k, start, end in spans:
-            if end + lateness <= watermark:
-                break  # this window and the earlier ones are past allowed lateness
-            self._numbered(key, k, start, end, index).append(item)
+            window = self._numbered_window(key, k)
+            folds.append((k, start, end, window, *self._folded(window, index, item, 0)))
+        for k, start, end, window, contents, value in folds:
+            contents[index] = value
+            self._store_numbered(key, k, start, end, window, contents)
         return True
 
-    def _numbered(self, key: Hashable, k: int, start: float, end: float, index: int) -> list[Any]:
-        """Input ``index``'s items in window number ``k`` of ``key``, made if new, due to fire."""
-        state = self._keys.get(key) or self._key(key)
-        window = state.numbered.get(k)
+    def _numbered_window(self, key: Hashable, k: int) -> _Window | None:
+        """Window number ``k`` of ``key``, if held."""
+        state = self._keys.get(key)
+        return state.numbered.get(k) if state is not None else None
+
+    def _folded(self, window: _Window | None, index: int, item: Any, seq: int) -> tuple[list[Any], Any]:
+        """The contents of ``window`` (new ones for ``None``) and ``item`` folded into input
+        ``index``'s entry, to be stored there; raises what ``add`` raises."""
+        contents = window.contents if window is not None else self._contents.empty(self.inputs)
+        return contents, self._contents.folded(contents[index], item, seq)
+
+    def _store_numbered(
+        self, key: Hashable, k: int, start: float, end: float, window: _Window | None, contents: list[Any]
+    ) -> _Window:
+        """Hold ``window`` (made with ``contents`` if ``None``) as number ``k`` of ``key``, due to fire."""
         if window is None:
-            window = state.numbered[k] = self._new_window(key, state.rank, start, end, k)
+            state = self._key(key)
+            window = state.numbered[k] = self._new_window(key, state.rank, start, end, k, contents)
         if window.token < 0:
             self._queue(window)  # new, or fired before: due (again)
-        return window.items[index]
-
-    def _has_window(self, key: Hashable, k: int) -> bool:
-        state = self._keys.get(key)
-        return state is not None and k in state.numbered
+        return window
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -414,27 +458,32 @@ class WindowState:
         if timestamp + gap + self.allowed_lateness <= watermark:
             return False
         timestamp = float(timestamp)  # a session starts at an item's timestamp: keep bounds floats
-        state = self._key(key)
-        sessions = state.sessions
-        seq = self._seq
-        self._seq += 1
+        state = self._keys.get(key)
+        sessions = state.sessions if state is not None else []
         # Held sessions are disjoint and more than a gap apart, so both starts and ends ascend; the
         # item reaches those starting at most a gap after it and ending no earlier than it: two at most.
         high = bisect_right(sessions, timestamp + gap, key=_start_of)
         low = high
         while low > 0 and sessions[low - 1].end >= timestamp:
             low -= 1
-        if low == high:
-            window = self._new_window(key, state.rank, timestamp, timestamp + gap, 0)
-            window.items[index].append((seq, item))
-            sessions.insert(high, window)
+        reached = sessions[low:high]
+        # Merge and fold first, store after: a merge or add that raises leaves no trace.
+        if len(reached) > 1:
+            contents = self._contents.merged([window.contents for window in reached])
+        else:
+            contents = reached[0].contents if reached else self._contents.empty(self.inputs)
+        contents[index] = self._contents.folded(contents[index], item, self._seq)
+        self._seq += 1
+        if not reached:
+            state = self._key(key)
+            window = self._new_window(key, state.rank, timestamp, timestamp + gap, 0, contents)
+            state.sessions.insert(high, window)
             self._queue(window)
             return True
-        window = sessions[low]
-        if high - low > 1:
-            self._merge(window, sessions[low + 1 : high])
+        window = reached[0]
+        if len(reached) > 1:
+            self._merge(window, reached[1:], contents)
             del sessions[low + 1 : high]
-        window.items[index].append((seq, item))
         window.end = max(window.end, timestamp + gap)
         if timestamp < window.start:
             window.start = timestamp
@@ -444,23 +493,23 @@ class WindowState:
         # Otherwise a later end only: the queued entry is requeued lazily when it comes up.
         return True
 
-    def _merge(self, window: _Window, others: list[_Window]) -> None:
-        """Merge ``others``, later sessions of the same key, into ``window``."""
+    def _merge(self, window: _Window, others: list[_Window], contents: list[Any]) -> None:
+        """Merge ``others``, later sessions of the same key, into ``window``, whose contents
+        become ``contents``: theirs merged."""
         for other in others:
             window.fired = window.fired or other.fired
             other.alive = False
             other.token = -1
             self._open -= 1
         window.end = max(window.end, others[-1].end)
-        for i, items in enumerate(window.items):
-            window.items[i] = list(heapq.merge(items, *(other.items[i] for other in others)))
+        window.contents = contents
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
-    def _forget_due_lists(self) -> None:
+    def _forget_due_cells(self) -> None:
         """Windows are about to fire or go: add_run must look them up again."""
-        for due_lists in self._due_lists:
-            due_lists.clear()
+        for due in self._due_cells:
+            due.clear()
 
     def _key(self, key: Hashable) -> _Key:
         state = self._keys.get(key)
@@ -469,9 +518,11 @@ class WindowState:
             self._next_rank += 1
         return state
 
-    def _new_window(self, key: Hashable, rank: int, start: float, end: float, number: int) -> _Window:
+    def _new_window(
+        self, key: Hashable, rank: int, start: float, end: float, number: int, contents: list[Any]
+    ) -> _Window:
         self._open += 1
-        return _Window(key, rank, start, end, number, self.inputs)
+        return _Window(key, rank, start, end, number, contents)
 
     def _token(self) -> int:
         self._next_token += 1
@@ -492,11 +543,9 @@ class WindowState:
         refire = window.fired
         window.fired = True
         self._fired += 1
-        if self._sessions:
-            items = tuple(tuple(item for _, item in stream) for stream in window.items)
-        else:
-            items = tuple(tuple(stream) for stream in window.items)
-        return FiredWindow(window.key, window.start, window.end, items, refire)
+        return FiredWindow(
+            window.key, window.start, window.end, self._contents.fired(window.contents), refire
+        )
 
     def _purge(self, watermark: float) -> None:
         kept = self._kept

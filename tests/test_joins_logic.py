@@ -344,6 +344,10 @@ def test_a_key_function_that_raises_is_an_item_error_with_index_and_pairs(
     assert (error.index, error.item) == (1, ev("bad", 1))
     assert isinstance(error.error, raised)
     assert error.__cause__ is error.error
+    notes = getattr(error.error, "__notes__", [])
+    assert any("divide" in note and "inlined" in note for note in notes) is (
+        options is INLINED and key_func is divide
+    )
     assert names(error.pairs) == [("a", "x")]
     assert names(join.push(0, [ev("c", 2)])) == [("c", "x")]
     assert join.stats().probes == 3

@@ -28,3 +28,7 @@ def test_exception_tree() -> None:
     assert issubclass(sage_streams.PipelineError, sage_streams.StreamError)
     assert issubclass(sage_streams.ErrorThresholdExceeded, sage_streams.PipelineError)
     assert issubclass(sage_streams.BackpressureTimeout, sage_streams.StreamError)
+
+
+def test_window_records_are_public() -> None:
+    from sage_streams import WindowAggregate, WindowData, WindowedStream  # noqa: F401

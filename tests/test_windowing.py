@@ -482,3 +482,26 @@ async def test_watermarks_reach_a_window_downstream_of_a_window_with_the_data() 
     assert seen == [(0.0, 6), (30.0, 6), (60.0, 2)]
     # Its own items reach 60 at most: 65 came in band from the first window.
     assert env.metrics().operators["thirties"].details["watermark"] == 65.0
+
+
+key_calls: list[int] = []
+
+
+async def test_a_key_function_is_asked_once_per_item_even_around_a_failing_one() -> None:
+    # One expression: pasted into the loop that reads the keys. The keys read before a failing
+    # item are kept, so that going on after it asks for none of them again.
+    key_calls.clear()
+    env = LocalEnvironment(batch_size=8)
+    items = [event(t, id=t, user="ab"[t % 2]) for t in range(20)]
+    items[5], items[12] = event(5, id=5), event(12, id=12)  # no user
+    source = env.from_collection(items)
+    source.on_error(lambda stream_id, error, context: "continue")
+    windowed = source.window("tumbling", size=10, key_func=lambda e: key_calls.append(e["id"]) or e["user"])
+    rows = await windowed.process(summary).collect()
+    assert key_calls == list(range(20))
+    assert rows == [
+        (0.0, 10.0, "a", [5]),
+        (0.0, 10.0, "b", [4]),
+        (10.0, 20.0, "a", [4]),
+        (10.0, 20.0, "b", [5]),
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import random
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams._window_batches import EventTime, feed_batch
+from sage_streams._window_contents import Accumulators
 from sage_streams.windows import (
     FiredWindow,
     SessionWindows,
@@ -815,3 +817,186 @@ def test_an_unhashable_key_is_an_error_even_for_a_late_item() -> None:
         with pytest.raises(TypeError, match="unhashable"):
             state.add(["k"], 0.0, 0, "late", watermark=100.0)
         assert state.add("k", 0.0, 0, "late", watermark=100.0) is False
+
+
+# -- accumulators: windows that fold their items as they arrive ------------------------------------
+
+
+def append_value(held: tuple[Any, ...], value: Any) -> tuple[Any, ...]:
+    return (*held, value)
+
+
+def concatenated(earlier: tuple[Any, ...], later: tuple[Any, ...]) -> tuple[Any, ...]:
+    return earlier + later
+
+
+def folding(inline: bool = False) -> Accumulators:
+    """Accumulators keeping the items in a tuple, in the order they were folded in."""
+    return Accumulators(append_value, (), concatenated, inline=inline)
+
+
+def as_items(fired: FiredWindow, *, sort: bool) -> FiredWindow:
+    """A fired window of folding accumulators written as the items it folded (sorted if ``sort``)."""
+    items = tuple(tuple(sorted(held)) if sort else held for held in fired.items)
+    return dataclasses.replace(fired, items=items)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    config=BATCH_CONFIGS,
+    lateness=st.sampled_from([0, 0.5, 7.5]),
+    delay=st.sampled_from([0, 0.25, 5]),
+    given_arrivals=arrivals(),
+    inline=st.booleans(),
+)
+def test_accumulators_fire_what_item_lists_fire_folded_in_arrival_order(
+    config: WindowConfig,
+    lateness: float,
+    delay: float,
+    given_arrivals: tuple[int, list[list[Arrival]]],
+    inline: bool,
+) -> None:
+    # Batches go through the generated loop of add_run (the fold pasted in, or called); one item
+    # at a time through add. Both must fire what item lists fire, at the same points: the same
+    # windows, refires and late items, each window's items folded in arrival order. Merged
+    # sessions fold the earlier session first, so there only the multiset of items is the same.
+    inputs, batches = given_arrivals
+    flat = [arrival for batch in batches for arrival in batch]
+    kept = one_item_at_a_time(WindowState(config, inputs=inputs, allowed_lateness=lateness), delay, flat)
+
+    def aggregating() -> WindowState:
+        return WindowState(config, inputs=inputs, allowed_lateness=lateness, accumulators=folding(inline))
+
+    for fired, late, watermark in (
+        one_item_at_a_time(aggregating(), delay, flat),
+        batch_by_batch(aggregating(), delay, batches),
+    ):
+        sessions = isinstance(config, SessionWindows)
+        assert [as_items(w, sort=sessions) for w in fired] == [as_items(w, sort=sessions) for w in kept[0]]
+        assert (late, watermark) == kept[1:]
+
+
+def test_sessions_merge_their_accumulators_earlier_session_first() -> None:
+    state = WindowState(SessionWindows(10), accumulators=folding())
+    for ts, value in [(20.0, "b"), (0.0, "a"), (10.0, "c")]:  # "c" bridges [0, 10) and [20, 30)
+        assert state.add("k", ts, 0, value, NEVER)
+    assert spans(state.flush()) == [("k", 0.0, 30.0, ("a", "b", "c"))]
+    items = WindowState(SessionWindows(10))
+    for ts, value in [(20.0, "b"), (0.0, "a"), (10.0, "c")]:
+        items.add("k", ts, 0, value, NEVER)
+    assert spans(items.flush()) == [("k", 0.0, 30.0, ("b", "a", "c"))]  # arrival order
+
+
+def test_an_accumulator_refires_with_its_late_items_folded_in() -> None:
+    state = WindowState(TumblingWindows(10), allowed_lateness=5, accumulators=Accumulators(operator.add, 0))
+    state.add("k", 1.0, 0, 2, NEVER)
+    assert spans(state.advance(10.0)) == [("k", 0.0, 10.0, 2)]
+    assert state.add("k", 3.0, 0, 5, 12.0)  # late, within the allowed lateness
+    (refired,) = state.advance(13.0)
+    assert (refired.items, refired.refire) == ((7,), True)
+    assert state.flush() == []
+
+
+def test_initial_is_called_for_each_new_window_and_input_or_used_as_it_is() -> None:
+    made: list[list[Any]] = []
+
+    def fresh() -> list[Any]:
+        made.append([])
+        return made[-1]
+
+    def add(held: list[Any], value: Any) -> list[Any]:
+        held.append(value)
+        return held
+
+    state = WindowState(TumblingWindows(10), inputs=2, accumulators=Accumulators(add, fresh))
+    feed(state, [("k", 1.0, "a"), ("k", 2.0, "b"), ("k", 12.0, "c"), ("j", 3.0, "d")])
+    fired = state.flush()
+    assert [(w.key, w.start, w.items) for w in fired] == [
+        ("k", 0.0, (["a", "b"], [])),
+        ("j", 0.0, (["d"], [])),
+        ("k", 10.0, (["c"], [])),
+    ]
+    assert len(made) == 6  # three windows, two inputs each
+    assert all(held is not other for held in made for other in made if held is not other)
+    shared = WindowState(TumblingWindows(10), inputs=2, accumulators=Accumulators(operator.add, 0))
+    feed(shared, [("k", 1.0, 4), ("k", 2.0, 5)], index=1)
+    assert [w.items for w in shared.flush()] == [(0, 9)]
+
+
+class Refused(Exception):
+    pass
+
+
+def refuse_big(total: int, value: int) -> int:
+    if total + value > 10:
+        raise Refused(f"{total} + {value}")
+    return total + value
+
+
+def refuse_merging(earlier: int, later: int) -> int:
+    raise Refused("no merging")
+
+
+def test_an_add_that_raises_for_any_window_of_an_item_leaves_no_trace() -> None:
+    # Sliding windows [0, 10) and [5, 15): the item at 7 fits [5, 15) (sum 0) but not [0, 10)
+    # (sum 6), and neither window keeps it; the one at 12 makes a window of its own.
+    config = SlidingWindows(10, 5)
+    state = WindowState(config, accumulators=Accumulators(refuse_big, 0))
+    state.add("k", 1.0, 0, 6, NEVER)
+    with pytest.raises(Refused):
+        state.add("k", 7.0, 0, 5, NEVER)
+    assert state.open_windows() == 2  # [-5, 5) and [0, 10), as before
+    assert state.add("k", 12.0, 0, 5, NEVER)
+    assert spans(state.flush()) == [
+        ("k", -5.0, 5.0, 6),
+        ("k", 0.0, 10.0, 6),
+        ("k", 5.0, 15.0, 5),
+        ("k", 10.0, 20.0, 5),
+    ]
+
+
+def test_a_merge_or_add_that_raises_for_a_bridging_item_leaves_the_sessions_apart() -> None:
+    for accumulators in (
+        Accumulators(operator.add, 0, refuse_merging),
+        Accumulators(refuse_big, 0, operator.add),
+    ):
+        state = WindowState(SessionWindows(10), accumulators=accumulators)
+        state.add("k", 0.0, 0, 5, NEVER)
+        state.add("k", 20.0, 0, 5, NEVER)
+        with pytest.raises(Refused):
+            state.add("k", 10.0, 0, 1, NEVER)  # bridges both: 5 + 5 + 1 > 10, or no merge at all
+        assert state.open_windows() == 2
+        assert spans(state.flush()) == [("k", 0.0, 10.0, 5), ("k", 20.0, 30.0, 5)]
+
+
+def test_a_new_window_whose_first_add_raises_is_not_made() -> None:
+    for config in (TumblingWindows(10), SlidingWindows(10, 5), SessionWindows(10)):
+        state = WindowState(config, accumulators=Accumulators(refuse_big, 0, operator.add))
+        with pytest.raises(Refused):
+            state.add("k", 3.0, 0, 11, NEVER)
+        assert (state.open_windows(), state.next_deadline(), state.flush()) == (0, math.inf, [])
+        late: list[Any] = []
+        if state.tumbling:
+            state.add("k", 1.0, 0, 1, NEVER)
+            taken, error = state.add_run(0, [2, 11], [1.0, 2.0], ["k", "j"], lambda p: NEVER, late)
+            assert (taken, type(error)) == (1, Refused)  # the fast path, then a new window for "j"
+            assert spans(state.flush()) == [("k", 0.0, 10.0, 3)]
+
+
+def test_aggregating_sessions_needs_a_merge_and_accumulators_need_functions() -> None:
+    with pytest.raises(ValueError, match="aggregating session windows needs merge"):
+        WindowState(SessionWindows(5), accumulators=Accumulators(operator.add, 0))
+    WindowState(TumblingWindows(5), accumulators=Accumulators(operator.add, 0))  # no merge needed
+    with pytest.raises(TypeError, match="accumulators must be Accumulators or None"):
+        WindowState(TumblingWindows(5), accumulators=operator.add)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="add must be callable"):
+        Accumulators(0, 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="merge must be callable or None"):
+        Accumulators(operator.add, 0, merge="+")  # type: ignore[arg-type]
+
+    async def later(total: int, value: int) -> int:
+        return total + value
+
+    for arguments in ((later, 0, None), (operator.add, 0, later), (operator.add, later, None)):
+        with pytest.raises(TypeError, match="must be a plain function, not async"):
+            Accumulators(*arguments)

@@ -212,10 +212,7 @@ class ChainTask:
         node = self.nodes[failure.step] if failure.step >= 0 else (self.head_node or self.nodes[0])
         node.errors += 1
         if (inlined := fused.inlined.get(failure.step)) is not None:
-            exc.add_note(
-                f"sage_streams: {inlined.function.__qualname__} ({inlined.where}) ran inlined in the"
-                " fused loop, so it has no frame above; LocalEnvironment(inline=False) calls it"
-            )
+            exc.add_note(inlined.note("the fused loop"))
         return stopping(node.name, exc, failure.item)
 
 
