@@ -44,25 +44,32 @@ class StreamReader:
     """What a process function sees of one input: the items that arrived and are not read yet.
 
     Items not read stay for the next call. Iterating a reader drains what is available.
+
+    Arrived batches are kept as they came, and only a batch that is read item by item is moved
+    into a deque: ``read_all()``, the common case, then copies each item once, not three times.
+    The batches are shared with other consumers of the stream, so they are never handed out or
+    changed themselves.
     """
 
-    __slots__ = ("_items", "_taken", "name")
+    __slots__ = ("_batches", "_count", "_items", "_taken", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._items: deque[Any] = deque()
+        self._items: deque[Any] = deque()  # a batch being read item by item: before _batches
+        self._batches: deque[Sequence[Any]] = deque()
+        self._count = 0
         self._taken: list[Any] = []
         """What the current call of the process function has read, to put back for a retry."""
 
     def __repr__(self) -> str:
-        return f"<StreamReader {self.name!r}: {len(self._items)} unread>"
+        return f"<StreamReader {self.name!r}: {self._count} unread>"
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._count
 
     def has_data(self) -> bool:
         """Whether an item is available."""
-        return bool(self._items)
+        return self._count > 0
 
     def read(self) -> Any:
         """The next item.
@@ -70,9 +77,12 @@ class StreamReader:
         Raises:
             NoDataError: none is available (an ``IndexError`` too); check ``has_data()`` first.
         """
-        if not self._items:
+        if not self._count:
             raise NoDataError(f"stream {self.name!r} has no data to read; check has_data() first")
+        if not self._items:
+            self._items.extend(self._batches.popleft())
         item = self._items.popleft()
+        self._count -= 1
         self._taken.append(item)
         return item
 
@@ -80,21 +90,26 @@ class StreamReader:
         """Every available item, in order."""
         items = list(self._items)
         self._items.clear()
+        for batch in self._batches:
+            items += batch
+        self._batches.clear()
+        self._count = 0
         self._taken += items
         return items
 
     def __iter__(self) -> Iterator[Any]:
-        while self._items:
-            item = self._items.popleft()
-            self._taken.append(item)
-            yield item
+        while self._count:
+            yield self.read()
 
     def _extend(self, items: Sequence[Any]) -> None:
-        self._items.extend(items)
+        if items:
+            self._batches.append(items)
+            self._count += len(items)
 
     def _put_back(self) -> None:
         """Undo the reads of the current call, in their order."""
         self._items.extendleft(reversed(self._taken))
+        self._count += len(self._taken)
         self._taken.clear()
 
 

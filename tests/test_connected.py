@@ -34,6 +34,31 @@ def test_reader_protocol() -> None:
     assert reader.read_all() == []
 
 
+def test_reader_keeps_order_across_batches_reads_and_put_backs() -> None:
+    reader = StreamReader("clicks")
+    first, second = [1, 2, 3], [4, 5]
+    reader._extend(first)
+    reader._extend([])
+    reader._extend(second)
+    assert len(reader) == 5
+    assert [reader.read(), reader.read()] == [1, 2]
+    assert reader.read_all() == [3, 4, 5]
+    assert (first, second) == ([1, 2, 3], [4, 5])  # the batches are shared: never changed
+    reader._put_back()  # a retry sees everything the call read, in order
+    assert len(reader) == 5
+    reader._taken.clear()
+    reader._extend([6])
+    assert reader.read() == 1
+    assert list(reader) == [2, 3, 4, 5, 6]
+    assert (len(reader), reader.has_data()) == (0, False)
+    all_read = reader.read_all()
+    assert all_read == []
+    reader._extend(first)
+    all_read = reader.read_all()
+    all_read.append(99)  # the caller's own list, not the shared batch
+    assert first == [1, 2, 3]
+
+
 async def test_process_sees_one_reader_per_input_in_order_with_names() -> None:
     env = LocalEnvironment()
     left = env.from_collection([1, 2], name="left")
