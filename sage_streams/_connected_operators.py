@@ -1,0 +1,284 @@
+"""The operators of connected streams, and what a process function reads: :class:`StreamReader`.
+
+Each is the stateful object that the runtime's operator head feeds (see
+``sage_streams._runtime.operator_head``): it gets the batches of its inputs, their ends and the
+finish, and returns what it emits. ``ConnectedStreams`` (in :mod:`sage_streams.connected`)
+builds them into the graph.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from sage_streams._conventions import emitted
+from sage_streams.errors import ItemError, NoDataError, StreamError
+from sage_streams.joins import JoinState
+from sage_streams.state import StreamState
+from sage_streams.sync import SyncItemError
+
+__all__ = ["BatchProcessOperator", "JoinOperator", "ProcessOperator", "StreamReader", "SyncOperator"]
+
+
+class StreamReader:
+    """What a process function sees of one input: the items that arrived and are not read yet.
+
+    Items not read stay for the next call. Iterating a reader drains what is available.
+
+    Arrived batches are kept as they came, and only a batch that is read item by item is moved
+    into a deque: ``read_all()``, the common case, then copies each item once, not three times.
+    The batches are shared with other consumers of the stream, so they are never handed out or
+    changed themselves.
+    """
+
+    __slots__ = ("_batches", "_count", "_items", "_taken", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._items: deque[Any] = deque()  # a batch being read item by item: before _batches
+        self._batches: deque[Sequence[Any]] = deque()
+        self._count = 0
+        self._taken: list[Any] = []
+        """What the current call of the process function has read, to put back for a retry."""
+
+    def __repr__(self) -> str:
+        return f"<StreamReader {self.name!r}: {self._count} unread>"
+
+    def __len__(self) -> int:
+        return self._count
+
+    def has_data(self) -> bool:
+        """Whether an item is available."""
+        return self._count > 0
+
+    def read(self) -> Any:
+        """The next item.
+
+        Raises:
+            NoDataError: none is available (an ``IndexError`` too); check ``has_data()`` first.
+        """
+        if not self._count:
+            raise NoDataError(f"stream {self.name!r} has no data to read; check has_data() first")
+        if not self._items:
+            self._items.extend(self._batches.popleft())
+        item = self._items.popleft()
+        self._count -= 1
+        self._taken.append(item)
+        return item
+
+    def read_all(self) -> list[Any]:
+        """Every available item, in order."""
+        items = list(self._items)
+        self._items.clear()
+        for batch in self._batches:
+            items += batch
+        self._batches.clear()
+        self._count = 0
+        self._taken += items
+        return items
+
+    def __iter__(self) -> Iterator[Any]:
+        while self._count:
+            yield self.read()
+
+    def _extend(self, items: Sequence[Any]) -> None:
+        if items:
+            self._batches.append(items)
+            self._count += len(items)
+
+    def _put_back(self) -> None:
+        """Undo the reads of the current call, in their order."""
+        self._items.extendleft(reversed(self._taken))
+        self._count += len(self._taken)
+        self._taken.clear()
+
+
+class ProcessOperator:
+    """``fn(readers, state, **kwargs)`` called whenever items have arrived on any input.
+
+    Everything that is ready on every input is read first, then the function is called once:
+    it sees all streams, as the seed's complex-event example expects.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], names: list[str], state: StreamState, kwargs: dict[str, Any], limit: int
+    ) -> None:
+        self.fn = fn
+        self.readers = [StreamReader(name) for name in names]
+        self.state = state
+        self.kwargs = kwargs
+        self.limit = limit
+        self.side: dict[str, list[Any]] = {}
+        self._arrived = False
+
+    def wants(self, index: int) -> bool:
+        return len(self.readers[index]) < self.limit
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        self.readers[index]._extend(batch)
+        self._arrived = True
+        return ()
+
+    async def on_idle(self) -> Sequence[Any]:
+        if not self._arrived:
+            return ()
+        self._arrived = False
+        return await self._call()
+
+    async def _call(self) -> Sequence[Any]:
+        """Call the function once. If it raises, what it read is the failed item; the error's
+        ``restore`` puts that back for a retry. A failed call emits nothing."""
+        for reader in self.readers:
+            reader._taken.clear()
+        try:
+            return await emitted(self.fn(self.readers, self.state, **self.kwargs))
+        except Exception as exc:
+            raise ItemError(self._taken(), exc, restore=self._restore) from exc
+
+    def _taken(self) -> list[Any] | None:
+        """What the current call read, reader by reader (``None`` if nothing)."""
+        return [item for reader in self.readers for item in reader._taken] or None
+
+    def _restore(self) -> None:
+        for reader in self.readers:
+            reader._put_back()
+        self._arrived = True
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        if not any(self.readers):
+            return ()
+        # One last call with what is left: no new items will come to trigger one.
+        output = await self._call()
+        unread = {reader.name: len(reader) for reader in self.readers if reader}
+        if unread:
+            # An error of the items left over, so that a handler can keep them (or retry).
+            left = ", ".join(f"{count} of {name!r}" for name, count in unread.items())
+            error = StreamError(f"the process function left items unread at the end of input: {left}")
+            for reader in self.readers:
+                reader._taken.clear()
+                reader.read_all()
+            raise ItemError(self._taken(), error, output=output, restore=self._restore)
+        return output
+
+    def stalled(self) -> str:
+        return (
+            f"the process function leaves {self.limit} or more items unread on every open input, "
+            "so no input can be read: read them, or raise the environment's buffer_size"
+        )
+
+    def details(self) -> dict[str, float]:
+        unread = {f"unread[{reader.name}]": float(len(reader)) for reader in self.readers}
+        return {**unread, "state_bytes": float(self.state.size_bytes())}
+
+
+class BatchProcessOperator:
+    """``fn(batch, state, **kwargs)`` on each batch of a joined or synchronized stream."""
+
+    def __init__(self, fn: Callable[..., Any], state: StreamState, kwargs: dict[str, Any]) -> None:
+        self.fn = fn
+        self.state = state
+        self.kwargs = kwargs
+        self.side: dict[str, list[Any]] = {}
+
+    def wants(self, index: int) -> bool:
+        return True
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        try:
+            return await emitted(self.fn(list(batch), self.state, **self.kwargs))
+        except Exception as exc:
+            raise ItemError(list(batch), exc) from exc  # the whole batch is the failed item
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return ()
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return ()
+
+    def stalled(self) -> str:  # pragma: no cover - wants() is always true
+        return "never stalls"
+
+    def details(self) -> dict[str, float]:
+        return {"state_bytes": float(self.state.size_bytes())}
+
+
+class JoinOperator:
+    """Feeds a :class:`~sage_streams.joins.JoinState` from the two inputs."""
+
+    def __init__(self, join: JoinState) -> None:
+        self.join = join
+        self.side: dict[str, list[Any]] = {}
+
+    def wants(self, index: int) -> bool:
+        return True
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        return self.join.push(index, batch)
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return self.join.end(index)
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return self.join.finish()
+
+    def stalled(self) -> str:  # pragma: no cover - wants() is always true
+        return "never stalls"
+
+    def details(self) -> dict[str, float]:
+        stats = self.join.stats()
+        return {
+            "probes": float(stats.probes),
+            "matches": float(stats.matches),
+            "misses": float(stats.probes - stats.hits),
+            "hit_rate": stats.hit_rate,
+            "buffered_left": float(stats.buffered_left),
+            "buffered_right": float(stats.buffered_right),
+        }
+
+
+class SyncOperator:
+    """Feeds a synchronizer; items that can no longer match go to the ``unmatched`` side."""
+
+    def __init__(self, synchronizer: Any) -> None:
+        self.sync = synchronizer
+        self.side: dict[str, list[Any]] = {"unmatched": []}
+        self.emitted_tuples = 0
+
+    def wants(self, index: int) -> bool:
+        return bool(self.sync.wants(index))
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        try:
+            return self._take(self.sync.push(index, batch))
+        except SyncItemError as exc:
+            raise ItemError(exc.item, exc.error, exc.index, self._take(exc.partial)) from exc.error
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return self._take(self.sync.end(index))
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return self._take(self.sync.finish())
+
+    def _take(self, output: Any) -> Sequence[Any]:
+        self.side["unmatched"].extend(output.unmatched)
+        self.emitted_tuples += len(output.tuples)
+        return list(output.tuples)
+
+    def stalled(self) -> str:
+        return "synchronization holds back every open input (each has a full buffer or waits at a marker)"
+
+    def details(self) -> dict[str, float]:
+        return {"tuples": float(self.emitted_tuples)}
