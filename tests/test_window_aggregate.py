@@ -29,10 +29,10 @@ from sage_streams import (
 )
 from sage_streams._window_contents import Accumulators
 from sage_streams._window_loops import key_reader, run_loop
+from sage_streams._window_operator import WindowOperator
 from sage_streams.errors import ItemError
 from sage_streams.testing import ManualClock
 from sage_streams.window_configs import SessionWindows, SlidingWindows, TumblingWindows, WindowConfig
-from sage_streams.windowing import _WindowOperator
 from sage_streams.windows import WindowState
 
 
@@ -164,9 +164,9 @@ def test_items_are_folded_in_arrival_order(window: dict[str, Any], stamps: list[
 
 def operator(
     config: WindowConfig, *, aggregated: bool, lateness: float, delay: float, inputs: int = 2
-) -> _WindowOperator:
+) -> WindowOperator:
     accumulators = Accumulators(add_value, 0, merge_sums, inline=True) if aggregated else None
-    return _WindowOperator(
+    return WindowOperator(
         [f"input{i}" for i in range(inputs)],
         WindowState(config, inputs=inputs, allowed_lateness=lateness, accumulators=accumulators),
         key_func=user,
@@ -178,7 +178,7 @@ def operator(
     )
 
 
-async def fire(windows: _WindowOperator, batches: Sequence[tuple[int, list[Any]]]) -> list[Any]:
+async def fire(windows: WindowOperator, batches: Sequence[tuple[int, list[Any]]]) -> list[Any]:
     fired: list[Any] = []
     for index, batch in batches:
         fired += await windows.on_batch(index, batch)

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams import ConnectedStreams, LocalEnvironment, PipelineError, StreamState, WindowData
+from sage_streams._window_operator import WindowOperator
 from sage_streams.errors import ItemError
 from sage_streams.testing import ManualClock
-from sage_streams.windowing import _WindowOperator
 from sage_streams.windows import TumblingWindows, WindowConfig, WindowState
 
 
@@ -323,9 +323,9 @@ def window_operator(
     out_of_orderness: float = 0.0,
     clock: ManualClock | None = None,
     processing_time: bool = False,
-) -> _WindowOperator:
+) -> WindowOperator:
     windows = WindowState(config or TumblingWindows(60), inputs=inputs, allowed_lateness=allowed_lateness)
-    return _WindowOperator(
+    return WindowOperator(
         [f"input{i}" for i in range(inputs)],
         windows,
         key_func=key_func,
