@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeAlias, get_args
+from typing import Any, Final, TypeAlias
 
 from sage_streams._join_probe import Probe, compile_probe, lookup_error, none_key
-from sage_streams._typing import check_choice
 from sage_streams.errors import ItemError, StreamError
-from sage_streams.time import TimestampReader, TimestampSpec, timestamp_reader
+from sage_streams.join_configs import JoinConfig, JoinType, join_config
+from sage_streams.time import TimestampReader, timestamp_reader
 
 __all__ = [
     "JoinConfig",
@@ -50,97 +50,10 @@ __all__ = [
     "join_config",
 ]
 
-JoinType: TypeAlias = Literal["inner", "left", "right", "outer"]
-"""Which unmatched items a join keeps: none, the left ones, the right ones, or both."""
-
-JOIN_TYPES: Final[tuple[str, ...]] = get_args(JoinType)
-
 Pair: TypeAlias = tuple[Any, Any]
 
 _ALL: Final = object()
 """The one bucket of a join without keys: every buffered item is a candidate."""
-
-
-@dataclass(frozen=True)
-class JoinConfig:
-    """What a join matches on, validated when it is made.
-
-    Keys come as a pair, one function per side (give the same one twice for both); a join needs
-    keys, a condition, or both. ``within`` is in seconds of event time, read from each item with
-    ``timestamp`` (a field name or a function, as for windows) only when ``within`` is set.
-
-    Example::
-
-        JoinConfig("outer", condition=lambda left, right: left["t"] == right["t"])
-    """
-
-    join_type: JoinType = "inner"
-    left_key: Callable[[Any], Hashable] | None = None
-    right_key: Callable[[Any], Hashable] | None = None
-    condition: Callable[[Any, Any], bool] | None = None
-    within: float | None = None
-    timestamp: TimestampSpec = "timestamp"
-
-    def __post_init__(self) -> None:
-        check_choice(self.join_type, JOIN_TYPES, "join_type")
-        for name in ("left_key", "right_key", "condition"):
-            value = getattr(self, name)
-            if value is not None and not callable(value):
-                raise TypeError(f"{name} must be a function, got {value!r}")
-        if (self.left_key is None) != (self.right_key is None):
-            raise ValueError("left_key and right_key come as a pair: give both or neither")
-        if self.left_key is None and self.condition is None:
-            raise ValueError("a join needs a key function, a condition, or both")
-        _check_within(self.within)
-        if not isinstance(self.timestamp, str) and not callable(self.timestamp):
-            raise TypeError(f"timestamp must be a field name or a function, got {self.timestamp!r}")
-
-
-def _check_within(within: object) -> None:
-    if within is None:
-        return
-    if isinstance(within, bool) or not isinstance(within, int | float):
-        raise TypeError(f"within must be a number of seconds or None, got {within!r}")
-    if not math.isfinite(within) or within < 0:
-        raise ValueError(f"within must be finite and >= 0, got {within!r}")
-
-
-def join_config(
-    join_type: JoinType = "inner",
-    key_func: Any = None,
-    condition: Callable[[Any, Any], bool] | None = None,
-    *,
-    within: float | None = None,
-    timestamp: TimestampSpec = "timestamp",
-) -> JoinConfig:
-    """A :class:`JoinConfig` from the arguments of ``ConnectedStreams.join``.
-
-    ``key_func`` is one function used for both sides, or a pair ``(left_key, right_key)`` as a
-    tuple or list; ``None`` means no keys (then ``condition`` is required).
-
-    Raises:
-        TypeError: a ``key_func`` that is neither a function nor a pair of functions, or another
-            argument of the wrong type.
-        ValueError: an unknown ``join_type``, a bad ``within``, neither keys nor condition.
-
-    Example::
-
-        join_config("inner", (lambda a: a["user_id"], lambda p: p["id"]), within=60.0)
-    """
-    left_key: Callable[[Any], Hashable] | None
-    if key_func is None:
-        left_key = right_key = None
-    elif callable(key_func):
-        left_key = right_key = key_func
-    elif isinstance(key_func, tuple | list) and len(key_func) == 2:
-        left_key, right_key = key_func
-        if not (callable(left_key) and callable(right_key)):
-            raise TypeError(f"key_func pair must hold two functions (left_key, right_key), got {key_func!r}")
-    else:
-        raise TypeError(
-            f"key_func must be a function or a pair of functions (left_key, right_key), got {key_func!r}"
-        )
-    return JoinConfig(join_type, left_key, right_key, condition, within, timestamp)
 
 
 class JoinItemError(ItemError):
