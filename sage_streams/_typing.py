@@ -29,11 +29,13 @@ def check_choice(value: object, choices: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; expected one of {valid}")
 
 
-def check_seconds(name: str, value: float, *, allow_zero: bool = True) -> float:
+def check_seconds(name: str, value: object, *, allow_zero: bool = True, why: str = "") -> float:
     """``value`` as a float if it is a finite number of seconds, ``>= 0`` (or ``> 0`` without
-    ``allow_zero``); else a ``ValueError`` naming the argument."""
-    valid = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    if not valid or value < 0 or (value == 0 and not allow_zero):
+    ``allow_zero``); else a ``TypeError`` (not a number) or ``ValueError`` naming the argument,
+    followed by ``why`` when given."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+        raise ValueError(f"{name} must be finite and {bound}, got {value!r}" + (f": {why}" if why else ""))
     return float(value)

@@ -8,12 +8,11 @@ built, and the state's module holds only the join itself.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
-from sage_streams._typing import check_choice
+from sage_streams._typing import check_choice, check_seconds
 from sage_streams.time import TimestampSpec
 
 __all__ = ["JOIN_TYPES", "JoinConfig", "JoinType", "join_config"]
@@ -60,12 +59,8 @@ class JoinConfig:
 
 
 def _check_within(within: object) -> None:
-    if within is None:
-        return
-    if isinstance(within, bool) or not isinstance(within, int | float):
-        raise TypeError(f"within must be a number of seconds or None, got {within!r}")
-    if not math.isfinite(within) or within < 0:
-        raise ValueError(f"within must be finite and >= 0, got {within!r}")
+    if within is not None:
+        check_seconds("within", within)
 
 
 def join_config(

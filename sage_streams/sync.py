@@ -29,13 +29,12 @@ Example::
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
 
-from sage_streams._typing import check_choice
+from sage_streams._typing import check_choice, check_seconds
 from sage_streams.errors import ItemError, StreamError
 from sage_streams.time import TimestampSpec, timestamp_reader
 
@@ -141,10 +140,7 @@ def sync_config(
     if n_inputs < 2:
         raise ValueError(f"synchronization needs at least 2 inputs, got {n_inputs}")
     check_choice(sync_type, SYNC_TYPES, "sync_type")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, int | float):
-        raise TypeError(f"tolerance must be a number of seconds, got {tolerance!r}")
-    if not math.isfinite(tolerance) or tolerance < 0:
-        raise ValueError(f"tolerance must be finite and >= 0, got {tolerance!r}")
+    check_seconds("tolerance", tolerance)
     if isinstance(max_buffered, bool) or not isinstance(max_buffered, int):
         raise TypeError(f"max_buffered must be an integer, got {max_buffered!r}")
     if max_buffered < 1:

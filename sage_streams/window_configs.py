@@ -13,11 +13,10 @@ Example::
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias, get_args
 
-from sage_streams._typing import check_choice
+from sage_streams._typing import check_choice, check_seconds
 
 __all__ = [
     "SessionWindows",
@@ -32,15 +31,6 @@ WindowType: TypeAlias = Literal["tumbling", "sliding", "session"]
 """The kinds of windows, as spelled by ``window(window_type, ...)``."""
 
 WINDOW_TYPES: Final[tuple[str, ...]] = get_args(WindowType)
-
-
-def _positive_seconds(name: str, value: object, why: str) -> float:
-    """``value`` as a float, or a ``TypeError``/``ValueError`` saying what is wrong and ``why``."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}: {why}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -58,7 +48,9 @@ class TumblingWindows:
     size: float
 
     def __post_init__(self) -> None:
-        size = _positive_seconds("size", self.size, "a window needs a positive, finite length")
+        size = check_seconds(
+            "size", self.size, allow_zero=False, why="a window needs a positive, finite length"
+        )
         object.__setattr__(self, "size", size)
 
 
@@ -79,8 +71,12 @@ class SlidingWindows:
     slide: float
 
     def __post_init__(self) -> None:
-        size = _positive_seconds("size", self.size, "a window needs a positive, finite length")
-        slide = _positive_seconds("slide", self.slide, "windows must start a positive, finite step apart")
+        size = check_seconds(
+            "size", self.size, allow_zero=False, why="a window needs a positive, finite length"
+        )
+        slide = check_seconds(
+            "slide", self.slide, allow_zero=False, why="windows must start a positive, finite step apart"
+        )
         if slide > size:
             raise ValueError(
                 f"slide must not exceed size, or items between windows would belong to none "
@@ -107,7 +103,9 @@ class SessionWindows:
     gap: float
 
     def __post_init__(self) -> None:
-        gap = _positive_seconds("gap", self.gap, "a session needs a positive, finite gap to end")
+        gap = check_seconds(
+            "gap", self.gap, allow_zero=False, why="a session needs a positive, finite gap to end"
+        )
         object.__setattr__(self, "gap", gap)
 
 

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from operator import length_hint
 from typing import Any
 
+from sage_streams._typing import check_seconds
 from sage_streams._window_contents import Accumulators, ItemLists, WindowContents
 from sage_streams.window_configs import (
     SessionWindows,
@@ -192,10 +193,7 @@ class WindowState:
             raise TypeError(f"inputs must be an integer, got {inputs!r}")
         if inputs < 1:
             raise ValueError(f"a window operator needs at least 1 input, got {inputs}")
-        if isinstance(allowed_lateness, bool) or not isinstance(allowed_lateness, int | float):
-            raise TypeError(f"allowed_lateness must be a number of seconds, got {allowed_lateness!r}")
-        if not math.isfinite(allowed_lateness) or allowed_lateness < 0:
-            raise ValueError(f"allowed_lateness must be finite and >= 0, got {allowed_lateness!r}")
+        check_seconds("allowed_lateness", allowed_lateness)
         if accumulators is not None and not isinstance(accumulators, Accumulators):
             raise TypeError(f"accumulators must be Accumulators or None, got {accumulators!r}")
         sessions = isinstance(config, SessionWindows)

@@ -216,7 +216,7 @@ def test_invalid_window_arguments_fail_when_the_graph_is_built() -> None:
         stream.window("hopping", size=1)
     with pytest.raises(ValueError, match="slide must not exceed size"):
         stream.window("sliding", size=5, slide=10)
-    with pytest.raises(ValueError, match="out_of_orderness must be a finite number of seconds >= 0"):
+    with pytest.raises(ValueError, match="out_of_orderness must be finite and >= 0, got -1"):
         stream.window("tumbling", size=5, out_of_orderness=-1)
     with pytest.raises(ValueError, match="unknown time 'wall'; expected one of 'event', 'processing'"):
         stream.window("tumbling", size=5, time="wall")
