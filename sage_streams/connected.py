@@ -36,7 +36,7 @@ from sage_streams.overflow import Codec, resolve_codec
 from sage_streams.policy import ErrorHandling, ErrorPolicy
 from sage_streams.state import StreamState
 from sage_streams.stream import DataStream
-from sage_streams.sync import make_synchronizer
+from sage_streams.sync import make_synchronizer, sync_config
 
 if TYPE_CHECKING:
     from sage_streams.environment import LocalEnvironment
@@ -156,22 +156,18 @@ class ConnectedStreams(ErrorHandling):
         held at its ``sync_event`` marker until every input has reached one, then one tuple of
         per-input lists (markers not included) is emitted. See ``sage_streams.sync``.
         """
-        count = len(self.streams)
-        limit = self.env.buffer_size
+        config = sync_config(  # validates the arguments now, not at run time
+            len(self.streams),
+            sync_type,
+            tolerance,
+            timestamp=timestamp,
+            sync_event=sync_event,
+            max_buffered=self.env.buffer_size,
+        )
 
         def factory() -> Operator:
-            return SyncOperator(
-                make_synchronizer(
-                    count,
-                    sync_type,
-                    tolerance,
-                    timestamp=timestamp,
-                    sync_event=sync_event,
-                    max_buffered=limit,
-                )
-            )
+            return SyncOperator(make_synchronizer(config))
 
-        factory()  # validates the arguments now, not at run time
         node = self._operator(f"synchronize({sync_type})", name, factory)
         synced = SynchronizedStream._of(self.env, node)
         synced._state = self.state

@@ -19,7 +19,7 @@ are fully processed, so the caller may go on with ``items[index + 1:]`` and noth
 
 Example::
 
-    sync = make_synchronizer(2, "timestamp", tolerance=0.5)
+    sync = make_synchronizer(sync_config(2, "timestamp", tolerance=0.5))
     sync.push(0, [{"timestamp": 1.0}, {"timestamp": 2.0}])
     out = sync.push(1, [{"timestamp": 1.4}])
     out.tuples       # [({"timestamp": 1.0}, {"timestamp": 1.4})]
@@ -32,11 +32,11 @@ import heapq
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
+from typing import Any, Protocol
 
-from sage_streams._typing import check_choice, check_seconds
 from sage_streams.errors import ItemError, StreamError
-from sage_streams.time import TimestampSpec, timestamp_reader
+from sage_streams.sync_configs import SyncConfig, SyncType, sync_config
+from sage_streams.time import timestamp_reader
 
 __all__ = [
     "EventSync",
@@ -49,11 +49,6 @@ __all__ = [
     "make_synchronizer",
     "sync_config",
 ]
-
-SyncType: TypeAlias = Literal["timestamp", "event"]
-"""How inputs are aligned: by timestamps within a tolerance, or at marker events."""
-
-SYNC_TYPES: Final[tuple[str, ...]] = get_args(SyncType)
 
 
 @dataclass(frozen=True)
@@ -102,87 +97,14 @@ class Synchronizer(Protocol):
         ...
 
 
-# -- config ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SyncConfig:
-    """A validated synchronization configuration; build it with :func:`sync_config`."""
-
-    n_inputs: int
-    sync_type: SyncType = "timestamp"
-    tolerance: float = 1.0
-    timestamp: TimestampSpec = "timestamp"
-    sync_event: Any = None
-    max_buffered: int = 1000
-
-
-def sync_config(
-    n_inputs: int,
-    sync_type: str = "timestamp",
-    tolerance: float = 1.0,
-    *,
-    timestamp: TimestampSpec = "timestamp",
-    sync_event: Any = None,
-    max_buffered: int = 1000,
-) -> SyncConfig:
-    """Validate the arguments of a synchronization and return them as a :class:`SyncConfig`.
-
-    ``tolerance`` and ``timestamp`` are used by ``"timestamp"`` synchronization only (only then is
-    ``timestamp`` checked); ``sync_event`` is required by ``"event"`` and refused otherwise.
-
-    Raises:
-        ValueError: a value out of range, an unknown ``sync_type``, a missing ``sync_event``.
-        TypeError: an argument of the wrong type.
-    """
-    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int):
-        raise TypeError(f"n_inputs must be an integer, got {n_inputs!r}")
-    if n_inputs < 2:
-        raise ValueError(f"synchronization needs at least 2 inputs, got {n_inputs}")
-    check_choice(sync_type, SYNC_TYPES, "sync_type")
-    check_seconds("tolerance", tolerance)
-    if isinstance(max_buffered, bool) or not isinstance(max_buffered, int):
-        raise TypeError(f"max_buffered must be an integer, got {max_buffered!r}")
-    if max_buffered < 1:
-        raise ValueError(f"max_buffered must be >= 1, got {max_buffered}")
-    if sync_type == "event" and sync_event is None:
-        raise ValueError(
-            "event synchronization needs sync_event: a value matched against item['type'], "
-            "or a predicate item -> bool"
-        )
-    if sync_type == "timestamp":
-        if sync_event is not None:
-            raise ValueError("sync_event is only used by sync_type='event'")
-        timestamp_reader(timestamp)  # raises TypeError for a spec that is neither name nor function
-    return SyncConfig(n_inputs, sync_type, float(tolerance), timestamp, sync_event, max_buffered)  # type: ignore[arg-type]
-
-
-def make_synchronizer(
-    n_inputs: int,
-    sync_type: str = "timestamp",
-    tolerance: float = 1.0,
-    *,
-    timestamp: TimestampSpec = "timestamp",
-    sync_event: Any = None,
-    max_buffered: int = 1000,
-) -> TimestampSync | EventSync:
-    """A new synchronizer for ``n_inputs`` inputs, after validating the arguments.
-
-    See :func:`sync_config` for the arguments, :class:`TimestampSync` and :class:`EventSync` for
-    the semantics.
+def make_synchronizer(config: SyncConfig) -> TimestampSync | EventSync:
+    """A new synchronizer running ``config`` (see :func:`sync_config` for the arguments,
+    :class:`TimestampSync` and :class:`EventSync` for the semantics).
 
     Example::
 
-        sync = make_synchronizer(3, "event", sync_event="tick")
+        sync = make_synchronizer(sync_config(3, "event", sync_event="tick"))
     """
-    config = sync_config(
-        n_inputs,
-        sync_type,
-        tolerance,
-        timestamp=timestamp,
-        sync_event=sync_event,
-        max_buffered=max_buffered,
-    )
     return TimestampSync(config) if config.sync_type == "timestamp" else EventSync(config)
 
 

@@ -37,7 +37,7 @@ def tuple_names(output: SyncOutput) -> list[tuple[str, ...]]:
 
 
 def ts_sync(n: int = 2, tolerance: float = 1.0, **options: Any) -> TimestampSync:
-    sync = make_synchronizer(n, "timestamp", tolerance, **options)
+    sync = make_synchronizer(sync_config(n, "timestamp", tolerance, **options))
     assert isinstance(sync, TimestampSync)
     return sync
 
@@ -47,7 +47,7 @@ def is_tick(item: Any) -> bool:
 
 
 def event_sync(n: int = 2, sync_event: Any = is_tick, **options: Any) -> EventSync:
-    sync = make_synchronizer(n, "event", sync_event=sync_event, **options)
+    sync = make_synchronizer(sync_config(n, "event", sync_event=sync_event, **options))
     assert isinstance(sync, EventSync)
     return sync
 
@@ -377,7 +377,7 @@ def test_config_validation(
     args: tuple[Any, ...], options: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
-        make_synchronizer(*args, **options)
+        make_synchronizer(sync_config(*args, **options))
 
 
 def test_config_is_frozen_and_holds_the_validated_values() -> None:
@@ -385,8 +385,8 @@ def test_config_is_frozen_and_holds_the_validated_values() -> None:
     assert (config.n_inputs, config.sync_type, config.tolerance, config.max_buffered) == (3, "event", 0.0, 7)
     with pytest.raises(AttributeError):
         config.n_inputs = 4  # type: ignore[misc]
-    assert isinstance(make_synchronizer(2, "timestamp", 0), TimestampSync)
-    assert isinstance(make_synchronizer(2, "event", sync_event=0), EventSync)
+    assert isinstance(make_synchronizer(sync_config(2, "timestamp", 0)), TimestampSync)
+    assert isinstance(make_synchronizer(sync_config(2, "event", sync_event=0)), EventSync)
 
 
 # -- properties ------------------------------------------------------------------------------------
@@ -435,7 +435,7 @@ def test_timestamp_every_item_once_and_tuples_within_tolerance(
 ) -> None:
     n = len(stamps)
     inputs = [[{"timestamp": ts, "id": (i, k)} for k, ts in enumerate(row)] for i, row in enumerate(stamps)]
-    sync = make_synchronizer(n, "timestamp", tolerance, max_buffered=max_buffered)
+    sync = make_synchronizer(sync_config(n, "timestamp", tolerance, max_buffered=max_buffered))
     outputs = drive(sync, inputs, data, respect_wants=respect_wants)
 
     tuples = [group for out in outputs for group in out.tuples]
@@ -450,7 +450,7 @@ def test_timestamp_every_item_once_and_tuples_within_tolerance(
         assert max(times) - min(times) <= tolerance
 
     # how the items were batched and interleaved never changes the tuples
-    reference = make_synchronizer(n, "timestamp", tolerance)
+    reference = make_synchronizer(sync_config(n, "timestamp", tolerance))
     expected = [group for i, row in enumerate(inputs) for group in reference.push(i, row).tuples]
     for i in range(n):
         expected += reference.end(i).tuples
@@ -502,7 +502,7 @@ def test_event_rounds_partition_each_input_in_order(
         for i, row in enumerate(shape)
     ]
     marker: Any = (lambda item: item.get("type") == "tick") if by_predicate else "tick"
-    sync = make_synchronizer(n, "event", sync_event=marker, max_buffered=max_buffered)
+    sync = make_synchronizer(sync_config(n, "event", sync_event=marker, max_buffered=max_buffered))
     outputs = drive(sync, inputs, data, respect_wants=respect_wants)
 
     tuples = [group for out in outputs for group in out.tuples]
