@@ -6,6 +6,7 @@ import asyncio
 import glob
 import os
 import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,24 +26,47 @@ def spill_files() -> set[str]:
     return set(glob.glob(os.path.join(tempfile.gettempdir(), "sage_streams-overflow-*")))
 
 
-async def slow_merge(streams: list[StreamReader], state: StreamState) -> list[Any]:
-    await asyncio.sleep(0.001)
-    return [item for reader in streams for item in reader]
+Merge = Callable[[list[StreamReader], StreamState], Awaitable[list[Any]]]
 
 
-def connected_pair(env: LocalEnvironment, left: list[Any], right: list[Any]) -> ConnectedStreams:
-    return ConnectedStreams(
-        [env.from_collection(left, name="left"), env.from_collection(right, name="right")]
-    )
+def connected_pair(
+    env: LocalEnvironment, left: list[Any], right: list[Any]
+) -> tuple[ConnectedStreams, Merge]:
+    """Two pull streams, and a merge that first waits until both have sent everything.
+
+    Their channels then overflow however fast this machine runs: a consumer that only sleeps a
+    little per call can keep pace with the producers when the machine is loaded.
+    """
+    pending = [2]
+    all_sent = asyncio.Event()
+
+    def source(items: list[Any]) -> Callable[[], Iterator[Any]]:
+        def items_then_mark() -> Iterator[Any]:
+            yield from items
+            pending[0] -= 1
+            if not pending[0]:
+                all_sent.set()
+
+        return items_then_mark
+
+    async def merge(streams: list[StreamReader], state: StreamState) -> list[Any]:
+        await all_sent.wait()
+        return [item for reader in streams for item in reader]
+
+    streams = [
+        env.create_stream("left", source=source(left)),
+        env.create_stream("right", source=source(right)),
+    ]
+    return ConnectedStreams(streams), merge
 
 
 async def test_buffer_never_blocks_the_producer_and_keeps_order() -> None:
     before = spill_files()
     env = LocalEnvironment(batch_size=16)
     items = [{"n": i} for i in range(3000)]
-    connected = connected_pair(env, items, [])
+    connected, merge = connected_pair(env, items, [])
     connected.configure_backpressure("buffer", buffer_size=32)
-    result = await connected.process(slow_merge, name="merge").collect()
+    result = await connected.process(merge, name="merge").collect()
     assert result == items
     stats = env.metrics().channels["left->merge[0]"]
     assert (stats.dropped, stats.blocked_seconds) == (0, 0.0)
@@ -56,12 +80,12 @@ async def test_an_item_the_codec_cannot_write_goes_to_the_handler() -> None:
     env = LocalEnvironment(batch_size=4)
     items: list[Any] = [{"n": i} for i in range(40)]
     items[25] = {"n": 25, "tags": {"a", "b"}}  # a set: not JSON
-    connected = connected_pair(env, items, [])
+    connected, merge = connected_pair(env, items, [])
     connected.configure_backpressure("buffer", buffer_size=4, codec="json")
     connected.on_error(lambda stream_id, error, context: "continue")
     out: list[Any] = []
     letters: list[DeadLetter] = []
-    connected.process(slow_merge, name="merge").sink(out.append)
+    connected.process(merge, name="merge").sink(out.append)
     connected.errors().sink(letters.append)
     await env.execute()
     stats = env.metrics().channels["left->merge[0]"]
@@ -78,19 +102,19 @@ async def test_an_unwritable_item_without_a_handler_stops_the_graph() -> None:
     env = LocalEnvironment(batch_size=2)
     items: list[Any] = [{"n": i} for i in range(20)]
     items[15] = {"f": lambda: None}
-    connected = connected_pair(env, items, [])
+    connected, merge = connected_pair(env, items, [])
     connected.configure_backpressure("buffer", buffer_size=2)
     with pytest.raises(PipelineError, match=r"cannot spill item .* with codec 'pickle'") as caught:
-        await connected.process(slow_merge, name="merge").collect()
+        await connected.process(merge, name="merge").collect()
     assert isinstance(caught.value.__cause__, SpillError)
 
 
 @pytest.mark.parametrize("strategy", ["drop", "drop_oldest"])
 async def test_dropping_strategies_count_every_item_and_still_end(strategy: str) -> None:
     env = LocalEnvironment(batch_size=8)
-    connected = connected_pair(env, list(range(500)), list(range(500, 600)))
+    connected, merge = connected_pair(env, list(range(500)), list(range(500, 600)))
     connected.configure_backpressure(strategy, buffer_size=10)
-    out = await connected.process(slow_merge, name="merge").collect()
+    out = await connected.process(merge, name="merge").collect()
     channels = env.metrics().channels
     dropped = channels["left->merge[0]"].dropped + channels["right->merge[1]"].dropped
     assert dropped > 0
@@ -103,7 +127,7 @@ async def test_dropping_strategies_count_every_item_and_still_end(strategy: str)
 
 def test_backpressure_configuration_is_validated() -> None:
     env = LocalEnvironment()
-    connected = connected_pair(env, [1], [2])
+    connected, _ = connected_pair(env, [1], [2])
     with pytest.raises(ValueError, match="unknown overflow codec 'xml'"):
         connected.configure_backpressure("buffer", codec="xml")
     with pytest.raises(ValueError, match="unknown backpressure strategy 'spill'"):
