@@ -40,12 +40,12 @@ processed. The runtime then goes on from the failing step (see ``_runtime.ChainT
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import CodeType, FunctionType, TracebackType
+from types import CodeType, TracebackType
 from typing import Any, Literal, TypeAlias
 
-from sage_streams._inline import Inlinable, clashes, define, inlinable
+from sage_streams._inline import Inlinable, define, inlinable
 
 __all__ = ["FusedChain", "Step", "StepKind", "is_async_callable"]
 
@@ -143,15 +143,22 @@ class FusedChain:
             self.points = (n,)  # computed even when nobody reads it: the counters need it
         # In a comprehension the last counted step is derived from the output's length.
         self.derived = self.counted[-1] if self.is_comprehension and self.counted else None
-        self.inlined = _inlinable_steps(self.steps) if inline else {}
-        self.function, self._codes = self._build()
-        if clashing := clashes(self.function, self.inlined):
-            self.inlined = {i: found for i, found in self.inlined.items() if i not in clashing}
-            self.function, self._codes = self._build()
-
-    def _build(self) -> tuple[FunctionType, frozenset[CodeType]]:
         self._line_steps: dict[int, int] = {}
-        return self._compile(self._comprehension() if self.is_comprehension else self._loop())
+        self.inlined: dict[int, Inlinable] = {}
+        label = "fused " + (" -> ".join(step.operator for step in self.steps) or "source")
+        namespace: dict[str, Any] = {f"s{i}": step.fn for i, step in enumerate(self.steps)}
+        candidates = _inlinable_steps(self.steps) if inline else {}
+        self.function, self.inlined = define(self._source, "fused", label, namespace, candidates)
+        # The comprehension is a code object of its own on CPython 3.11 (inlined from 3.12 on).
+        codes = {self.function.__code__}
+        codes.update(c for c in self.function.__code__.co_consts if isinstance(c, CodeType))
+        self._codes = frozenset(codes)
+
+    def _source(self, inlined: Mapping[int, Inlinable]) -> list[str]:
+        """The loop's source, with the steps of ``inlined`` pasted in."""
+        self.inlined = dict(inlined)
+        self._line_steps = {}
+        return self._comprehension() if self.is_comprehension else self._loop()
 
     def _header(self) -> list[str]:
         defaults = "".join(f", s{i}=s{i}" for i in range(len(self.steps)))
@@ -254,15 +261,6 @@ class FusedChain:
         outputs = "".join(f"o{k}, " for k in self.points)
         lines.append(f"    return ({outputs}), ({''.join(f'{c}, ' for c in counters)})")
         return lines
-
-    def _compile(self, lines: list[str]) -> tuple[FunctionType, frozenset[CodeType]]:
-        label = "fused " + (" -> ".join(step.operator for step in self.steps) or "source")
-        namespace: dict[str, Any] = {f"s{i}": step.fn for i, step in enumerate(self.steps)}
-        function = define(lines, "fused", label, namespace, self.inlined)
-        # The comprehension is a code object of its own on CPython 3.11 (inlined from 3.12 on).
-        codes = {function.__code__}
-        codes.update(c for c in function.__code__.co_consts if isinstance(c, CodeType))
-        return function, frozenset(codes)
 
     def __call__(self, it: Iterator[Any]) -> Any:
         """Run over ``it``: ``(outputs, counters)``, or a coroutine of them if async."""

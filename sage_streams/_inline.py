@@ -37,7 +37,7 @@ from functools import lru_cache
 from types import CodeType, FunctionType
 from typing import Any, TypeVar
 
-__all__ = ["Inlinable", "clashes", "define", "inlinable", "tracing"]
+__all__ = ["Inlinable", "define", "inlinable", "tracing"]
 
 K = TypeVar("K")
 
@@ -234,20 +234,42 @@ def _compiles_to(node: ast.Lambda | ast.FunctionDef, code: CodeType) -> bool:
 
 
 def define(
+    source: Callable[[Mapping[K, Inlinable]], list[str]],
+    name: str,
+    label: str,
+    namespace: dict[str, Any],
+    inlined: Mapping[K, Inlinable],
+) -> tuple[FunctionType, dict[K, Inlinable]]:
+    """Compile the generated function ``name`` from the lines ``source(inlined)``.
+
+    ``inlined`` holds the expressions to paste in, by whatever the generator keys them on. Its
+    default values are evaluated in ``namespace``. With inlined expressions it runs with their
+    module's globals (they must share one), so the generated code must take everything else it
+    uses, built-ins included, as defaults. An expression that reads a global the function has
+    as a local (a comprehension's ``out``, say) would read the local: the source is made again
+    without it, and that function is called. The source is registered with ``linecache``, so
+    that tracebacks show the generated line, and with it an inlined function's expression.
+
+    Returns:
+        The function, and the entries of ``inlined`` it holds.
+    """
+    kept = dict(inlined)
+    function = _compile(source(kept), name, label, namespace, kept)
+    if clashing := _clashes(function, kept):
+        kept = {k: found for k, found in kept.items() if k not in clashing}
+        function = _compile(source(kept), name, label, namespace, kept)
+    return function, kept
+
+
+def _compile(
     lines: list[str], name: str, label: str, namespace: dict[str, Any], inlined: Mapping[Any, Inlinable]
 ) -> FunctionType:
-    """Compile the generated source ``lines``, which defines ``name``, and return that function.
-
-    Its default values are evaluated in ``namespace``. With ``inlined`` expressions it runs with
-    their module's globals (they must share one), so the generated code must take everything
-    else it uses, built-ins included, as defaults. The source is registered with ``linecache``,
-    so that tracebacks show the generated line, and with it an inlined function's expression.
-    """
     source = "\n".join(lines) + "\n"
     filename = f"<{label} {hashlib.blake2b(source.encode(), digest_size=4).hexdigest()}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-    exec(compile(source, filename, "exec"), namespace)
-    function: FunctionType = namespace[name]
+    scope = dict(namespace)
+    exec(compile(source, filename, "exec"), scope)
+    function: FunctionType = scope[name]
     if inlined:
         module_globals = next(iter(inlined.values())).function.__globals__
         rebound = FunctionType(function.__code__, module_globals, name)
@@ -256,9 +278,9 @@ def define(
     return function
 
 
-def clashes(function: FunctionType, inlined: Mapping[K, Inlinable]) -> set[K]:
+def _clashes(function: FunctionType, inlined: Mapping[K, Inlinable]) -> set[K]:
     """The entries of ``inlined`` whose expressions read a global that ``function`` (or code
-    nested in it, like a comprehension) has as a local: those must be called instead."""
+    nested in it, like a comprehension) has as a local."""
     codes = [function.__code__]
     codes += [const for const in function.__code__.co_consts if isinstance(const, CodeType)]
     local = {name for code in codes for name in (*code.co_varnames, *code.co_cellvars)}

@@ -18,14 +18,13 @@ item buffered only after every step that can fail.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
-from types import FunctionType
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Final
 
-from sage_streams._inline import Inlinable, clashes, define, inlinable
+from sage_streams._inline import Inlinable, define, inlinable
 from sage_streams.errors import _short_repr
 
-__all__ = ["MISSING", "Bucket", "Probe", "compile_probe", "lookup_error", "none_key", "partners"]
+__all__ = ["MISSING", "Bucket", "Probe", "compile_probe", "lookup_error", "none_key"]
 
 
 class Bucket(list[Any]):
@@ -59,13 +58,6 @@ def none_key(item: Any) -> ValueError:
     return ValueError(f"key function returned None for item {_short_repr(item)}; None keys never join")
 
 
-def partners(found: Any) -> list[Any]:
-    """The items of a bucket as a list (``[]`` for :data:`MISSING`)."""
-    if found is MISSING:
-        return []
-    return list(found) if type(found) is Bucket else [found]
-
-
 def compile_probe(
     side: int, key_func: Callable[[Any], Any], theirs: dict[Hashable, Any], *, buffering: bool, inline: bool
 ) -> Probe:
@@ -79,32 +71,40 @@ def compile_probe(
     past the failed item.
     """
     found = inlinable(key_func) if inline else None
-    if found is not None:
-        probe = _define(side, key_func, theirs, buffering, found)
-        if not clashes(probe, {0: found}):
-            return probe
-    return _define(side, key_func, theirs, buffering, None)
+    namespace: dict[str, Any] = {
+        "key": key_func,
+        "theirs": theirs,
+        "Bucket": Bucket,
+        "MISSING": MISSING,
+        "none_key": none_key,
+        "lookup_error": lookup_error,
+    }
+
+    def source(inlined: Mapping[int, Inlinable]) -> list[str]:
+        return _lines(side, buffering, inlined.get(0))
+
+    probe, _ = define(source, "probe", "join probe", namespace, {} if found is None else {0: found})
+    return probe
 
 
-def _define(
-    side: int,
-    key_func: Callable[[Any], Any],
-    theirs: dict[Hashable, Any],
-    buffering: bool,
-    found: Inlinable | None,
-) -> FunctionType:
+_PLACE = "a join's probe loop"
+
+
+def _lines(side: int, buffering: bool, found: Inlinable | None) -> list[str]:
+    """The probe's source, with the key's expression pasted in when ``found``."""
     key = found.text("v") if found is not None else "key(v)"
+    # An inlined key has no frame of its own: its errors say where it came from.
+    note = "pass" if found is None else f"exc.add_note({found.note(_PLACE)!r})"
     pair = "(v, {})" if side == 0 else "({}, v)"
     lines = [
         "def probe(it, emit, mine, *, key=key, get=theirs.get, Bucket=Bucket, MISSING=MISSING,",
-        "          none_key=none_key, lookup_error=lookup_error, note=note):",
+        "          none_key=none_key, lookup_error=lookup_error):",
         "    hits = 0",
         "    for v in it:",
         "        try:",
         f"            k = {key}",
         "        except Exception as exc:",
-        "            if note:",
-        "                exc.add_note(note)  # the key was inlined: it has no frame of its own",
+        f"            {note}",
         "            return hits, v, exc, exc",
         "        if k is None:",
         "            return hits, v, none_key(v), None",
@@ -131,13 +131,4 @@ def _define(
             "            mine[k] = Bucket((b, v))",
         ]
     lines.append("    return hits, None, None, None")
-    namespace: dict[str, Any] = {
-        "key": key_func,
-        "theirs": theirs,
-        "Bucket": Bucket,
-        "MISSING": MISSING,
-        "none_key": none_key,
-        "lookup_error": lookup_error,
-        "note": found.note("a join's probe loop") if found is not None else "",
-    }
-    return define(lines, "probe", "join probe", namespace, {} if found is None else {0: found})
+    return lines

@@ -22,12 +22,12 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any, TypeAlias
 
-from sage_streams._inline import Inlinable, clashes, define, inlinable
+from sage_streams._inline import Inlinable, define, inlinable
 
 __all__ = ["KeyReader", "RunLoop", "each", "key_reader", "run_loop"]
 
@@ -62,6 +62,10 @@ def keys(items, *, _Exception=Exception):
 # on an item; a comprehension would be ~7 ns an item faster, but loses them when one fails.
 
 
+def _key_code(pasted: Inlinable | None) -> str:
+    return pasted.text("item") if pasted is not None else "_key(item)"
+
+
 def key_reader(function: Callable[[Any], Any], *, inline: bool) -> KeyReader:
     """The keys of a batch's items by ``function``, with the contract of :func:`each`.
 
@@ -71,15 +75,15 @@ def key_reader(function: Callable[[Any], Any], *, inline: bool) -> KeyReader:
     found = inlinable(function, 1) if inline else None
     if found is None:
         return lambda items: each(function, items)
-    generated = _generate("keys", _KEYS, "key", found.text("item"), {}, found)
-    if generated is None:  # a global of the expression is named like a local of the loop
+    keys, kept, line = _generate("keys", _KEYS, "key", _key_code, {"_key": function}, found)
+    if kept is None:  # its expression reads a global named like a local of the loop
         return lambda items: each(function, items)
-    keys, line = generated
+    pasted: Inlinable = kept
 
     def read(items: Sequence[Any]) -> tuple[list[Any], Exception | None]:
         result: tuple[list[Any], Exception | None] = keys(items)
         if result[1] is not None:
-            _annotate(result[1], keys.__code__, line, found)
+            _annotate(result[1], keys.__code__, line, pasted)
         return result
 
     return read
@@ -145,40 +149,41 @@ def run_loop(add: Callable[[Any, Any], Any] | None = None, *, inline: bool = Fal
     in when ``inline`` and it is one expression.
     """
     if add is None:
-        appending = _generate("run", _RUN, "body", _APPEND, {"_add": None}, None)
-        assert appending is not None  # no inlined expression: nothing can clash
-        return RunLoop(appending[0])
+        return RunLoop(_generate("run", _RUN, "body", lambda _: _APPEND, {"_add": None}, None)[0])
     found = inlinable(add, 2) if inline else None
-    if found is not None:
-        body = _FOLD.format(add=found.text("acc", "item"))
-        generated = _generate("run", _RUN, "body", body, {"_add": add}, found)
-        if generated is not None:
-            return RunLoop(generated[0], found, generated[1])
-    called = _generate("run", _RUN, "body", _FOLD.format(add="_add(acc, item)"), {"_add": add}, None)
-    assert called is not None
-    return RunLoop(called[0])
+
+    def fold(pasted: Inlinable | None) -> str:
+        return _FOLD.format(add=pasted.text("acc", "item") if pasted is not None else "_add(acc, item)")
+
+    return RunLoop(*_generate("run", _RUN, "body", fold, {"_add": add}, found))
 
 
 # -- generating -------------------------------------------------------------------------------------
 
 
 def _generate(
-    name: str, template: str, slot: str, code: str, defaults: dict[str, Any], found: Inlinable | None
-) -> tuple[Callable[..., Any], int] | None:
-    """Define the function ``name`` of ``template`` with its ``slot`` filled with one line of
-    ``code``; the function, and the number of that line (errors there are the pasted expression's).
+    name: str,
+    template: str,
+    slot: str,
+    code: Callable[[Inlinable | None], str],
+    defaults: dict[str, Any],
+    found: Inlinable | None,
+) -> tuple[Callable[..., Any], Inlinable | None, int]:
+    """Define the function ``name`` of ``template`` with its ``slot`` filled with one line,
+    ``code(found)``, or ``code(None)`` when ``found``'s expression cannot be pasted in (see
+    :func:`~sage_streams._inline.define`).
 
-    With ``found``, the function runs with the globals of ``found``'s function
-    (:func:`~sage_streams._inline.define`); ``None`` when the expression reads a global named
-    like a local of the loop.
+    Returns:
+        The function, what it pasted in, and the number of that line (errors there are the
+        pasted expression's).
     """
-    lines = template.format(**{slot: code}).splitlines()
     line = 1 + next(i for i, text in enumerate(template.splitlines()) if f"{{{slot}}}" in text)
-    inlined = {} if found is None else {0: found}
-    function = define(lines, name, f"window {name}", dict(defaults), inlined)
-    if clashes(function, inlined):
-        return None
-    return function, line
+
+    def source(inlined: Mapping[int, Inlinable]) -> list[str]:
+        return template.format(**{slot: code(inlined.get(0))}).splitlines()
+
+    function, kept = define(source, name, f"window {name}", defaults, {} if found is None else {0: found})
+    return function, kept.get(0), line
 
 
 def _annotate(error: BaseException, code: CodeType, line: int, found: Inlinable) -> None:

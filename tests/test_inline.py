@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 from sage_streams import LocalEnvironment, PipelineError
 from sage_streams._fusion import FusedChain, Step
 from sage_streams._inline import inlinable, tracing
+from sage_streams._window_loops import key_reader
+from sage_streams.joins import JoinState, join_config
 
 not_traced = pytest.mark.skipif(tracing(), reason="nothing is inlined under a tracer (coverage, pdb)")
 
@@ -183,6 +185,17 @@ def test_a_global_named_like_a_loop_local_keeps_its_call() -> None:
     chain = _chain(double, clashing)
     assert set(chain.inlined) == {0}
     assert chain(iter([1, 2]))[0] == ([1002, 1004],)
+
+
+hits = 3  # the name of a local of the join's probe loop
+
+
+def test_join_and_window_loops_call_a_key_that_reads_a_loop_local_name() -> None:
+    join = JoinState(join_config("inner", key_func=lambda x: x + hits), inline=True)
+    join.push(1, [5])
+    assert join.push(0, [5, 5, 6]) == [(5, 5), (5, 5)]  # the probe's own ``hits`` counts 0, 1...
+    keys, error = key_reader(lambda item: item + out, inline=True)([1, 2])  # ``out``: a loop local
+    assert (keys, error) == ([1001, 1002], None)
 
 
 def test_functions_of_another_module_are_called(tmp_path: Path) -> None:
