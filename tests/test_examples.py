@@ -15,6 +15,9 @@ EXPECTED = {
 [    0,    60) count=3 total=65.00 average=21.67
 [   60,   120) count=3 total=61.00 average=20.33
 [  120,   180) count=1 total=80.00 average=80.00
+[    0,    60) folded: web 2 (55.50) + app 1 (9.50)
+[   60,   120) folded: web 1 (12.00) + app 2 (49.00)
+[  120,   180) folded: web 1 (80.00) + app 0 (0.00)
 """,
     "simple_merge.py": """\
    0s data1: t1 21.5 C
