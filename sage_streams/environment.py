@@ -67,6 +67,8 @@ class LocalEnvironment:
             raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(inline, bool):
+            raise TypeError(f"inline must be True or False, got {inline!r}")
         self.name = name
         self.buffer_size = buffer_size
         self.batch_size = batch_size

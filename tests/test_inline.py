@@ -294,3 +294,8 @@ async def test_under_a_tracer_functions_are_called() -> None:
     finally:
         sys.settrace(previous)
     assert "reciprocal" in _frames(error.__cause__)  # type: ignore[arg-type]
+
+
+def test_inline_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="inline must be True or False, got 'no'"):
+        LocalEnvironment(inline="no")  # type: ignore[arg-type]
