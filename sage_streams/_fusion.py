@@ -21,11 +21,13 @@ hands on downstream (fan-out, taps, collectors). Counters make per-operator metr
 per-item cost for maps: a filter counts its rejects, a flat_map its outputs, and the last such
 step of a comprehension is derived from the output's length.
 
-With ``inline=True`` a step whose function is one expression (``lambda x: x * 2``) is not
-called: its expression is pasted in (:mod:`sage_streams._inline`), which halves the cost of a
-cheap step. The function then runs with that function's module globals; the built-ins the loop
-itself needs come in as defaults, and an inlined expression that reads a global named like one
-of the loop's locals is called instead.
+With ``inline=True`` a step whose function qualifies (:mod:`sage_streams._inline`) is not
+called: its code is pasted in, which halves the cost of a cheap step. A comprehension takes only
+one-expression functions (``lambda x: x * 2``); a loop also takes straight-line bodies, such as
+a sink that tallies into a closure's list. The function then runs with that function's module
+globals and cells; the built-ins the loop itself needs come in as defaults, and a function that
+reads a global named like one of the loop's locals is called instead. Step ``i``'s locals are
+named ``u{i}_...``.
 
 When a step raises, :meth:`FusedChain.explain` reads the failing step and its input item off the
 traceback (the line number and the frame's ``v``), so the fast path pays nothing for error reports.
@@ -84,12 +86,13 @@ class Step:
         return is_async_callable(self.fn)
 
 
-def _inlinable_steps(steps: Sequence[Step]) -> dict[int, Inlinable]:
-    """The steps whose functions can be inlined: all from one module, whose globals the fused
-    function then runs with (the first inlinable step's)."""
+def _inlinable_steps(steps: Sequence[Step], *, statements: bool) -> dict[int, Inlinable]:
+    """The steps whose functions can be inlined (with ``statements``, also those of more than
+    one expression): all from one module, whose globals the fused function then runs with (the
+    first inlinable step's)."""
     found: dict[int, Inlinable] = {}
     for i, step in enumerate(steps):
-        candidate = inlinable(step.fn)
+        candidate = inlinable(step.fn, statements=statements)
         if candidate is not None and (
             not found or candidate.function.__globals__ is next(iter(found.values())).function.__globals__
         ):
@@ -147,7 +150,7 @@ class FusedChain:
         self.inlined: dict[int, Inlinable] = {}
         label = "fused " + (" -> ".join(step.operator for step in self.steps) or "source")
         namespace: dict[str, Any] = {f"s{i}": step.fn for i, step in enumerate(self.steps)}
-        candidates = _inlinable_steps(self.steps) if inline else {}
+        candidates = _inlinable_steps(self.steps, statements=not self.is_comprehension) if inline else {}
         self.function, self.inlined = define(self._source, "fused", label, namespace, candidates)
         # The comprehension is a code object of its own on CPython 3.11 (inlined from 3.12 on).
         codes = {self.function.__code__}
@@ -166,11 +169,12 @@ class FusedChain:
         # Built-ins come as defaults: the function may run with a user module's globals.
         return [f"{keyword} fused(it, *, _hash=hash, _len=len, _iter=iter, _list=list{defaults}):"]
 
-    def _call(self, i: int, arg: str) -> str:
-        """The code calling step ``i`` on ``arg``: the function's expression when inlined."""
+    def _call(self, i: int, arg: str) -> tuple[list[str], str]:
+        """The code calling step ``i`` on ``arg``: the lines to run first and the expression of
+        the result; when inlined, the function's own statements and expression."""
         if i in self.inlined:
-            return self.inlined[i].text(arg)
-        return f"{'await ' if self.steps[i].is_async else ''}s{i}({arg})"
+            return self.inlined[i].block([arg], f"u{i}_")
+        return [], f"{'await ' if self.steps[i].is_async else ''}s{i}({arg})"
 
     def _comprehension(self) -> list[str]:
         """``return ([v_n for v0 in it <clauses>],), (counters)`` with a clause per line."""
@@ -181,7 +185,8 @@ class FusedChain:
         lines.append("        for v in it")
         self._line_steps[len(lines)] = -1
         for i, step in enumerate(self.steps):
-            lines.append("        " + self._clause(i, step, self._call(i, "v"), counted=i in tallies))
+            _, call = self._call(i, "v")  # a comprehension inlines only expressions
+            lines.append("        " + self._clause(i, step, call, counted=i in tallies))
             self._line_steps[len(lines)] = i
         lines.append("    ]")
         counters = "".join(f"_len(k{i}), " if i in tallies else "0, " for i in self.counted)
@@ -226,7 +231,9 @@ class FusedChain:
         if resumable:
             add("e0 += 1", -1)
         for i, step in enumerate(self.steps):
-            call = self._call(i, f"v{i}")
+            first, call = self._call(i, f"v{i}")
+            for code in first:
+                add(code, i)
             nxt = f"v{i + 1}"
             if step.kind == "map":
                 add(f"{nxt} = {call}", i)
@@ -250,7 +257,7 @@ class FusedChain:
                 indent += "    "
                 if not resumable:
                     add(f"c{i} += 1", i)
-            else:  # sink
+            elif call != "(None)":  # sink (an inlined one may have nothing left to evaluate)
                 add(call, i)
             if step.kind == "sink":
                 continue

@@ -9,7 +9,10 @@ time, and the buffering code is left out once it is no longer needed.
 
 A key mostly has one partner (a profile per user), so a bucket holds the item itself until a
 second one comes; then it becomes a :class:`Bucket`, a list type no user item can be. The probe
-tells them apart with one type test instead of iterating a one-element list.
+tells them apart with one type test instead of iterating a one-element list. Once the other
+input has ended its buckets no longer change, and when every one of them holds one item (a
+dimension table: one profile per user) the probe leaves out that test and its count of hits,
+which is then the number of pairs.
 
 The loop stops at the first item that fails (its key function raises, returns ``None``, or
 returns an unhashable key) and reports it. That item left no trace: pairs are emitted and the
@@ -37,10 +40,10 @@ MISSING: Final = object()
 """What a lookup of a key with no buffered item returns (``None`` may be an item)."""
 
 Probe = Callable[
-    [Iterator[Any], Callable[[Any], None], dict[Hashable, Any] | None],
+    [Iterator[Any], list[Any], dict[Hashable, Any] | None],
     tuple[int, Any, Exception | None, Exception | None],
 ]
-"""``probe(items, emit, mine) -> (hits, failed_item, error, cause)``; see :func:`compile_probe`."""
+"""``probe(items, out, mine) -> (hits, failed_item, error, cause)``; see :func:`compile_probe`."""
 
 
 def lookup_error(key: Any, exc: Exception) -> Exception:
@@ -59,17 +62,26 @@ def none_key(item: Any) -> ValueError:
 
 
 def compile_probe(
-    side: int, key_func: Callable[[Any], Any], theirs: dict[Hashable, Any], *, buffering: bool, inline: bool
+    side: int,
+    key_func: Callable[[Any], Any],
+    theirs: dict[Hashable, Any],
+    *,
+    buffering: bool,
+    unique: bool = False,
+    inline: bool,
 ) -> Probe:
     """The loop joining items of ``side`` against ``theirs``, the other side's buckets.
 
-    The returned function takes an iterator of items, the ``append`` of the output list, and
-    this side's buckets (``None`` when not ``buffering``). It returns how many items found
-    partners; and, when an item failed, the item, the error to report (what the key function
-    raised, or the error of a ``None`` or unhashable key) and the exception that caused it
-    (``None`` for a ``None`` key); else ``None, None, None``. The iterator then stands just
-    past the failed item.
+    The returned function takes an iterator of items, an empty list for the pairs, and this
+    side's buckets (``None`` when not ``buffering``). It returns how many items found partners;
+    and, when an item failed, the item, the error to report (what the key function raised, or
+    the error of a ``None`` or unhashable key) and the exception that caused it (``None`` for a
+    ``None`` key); else ``None, None, None``. The iterator then stands just past the failed
+    item. ``unique`` promises that every bucket of ``theirs`` holds one item and keeps doing so
+    (the other side has ended): only possible when not ``buffering``.
     """
+    if unique and buffering:
+        raise ValueError("a buffering probe's buckets change: they cannot be promised unique")
     found = inlinable(key_func) if inline else None
     namespace: dict[str, Any] = {
         "key": key_func,
@@ -81,7 +93,7 @@ def compile_probe(
     }
 
     def source(inlined: Mapping[int, Inlinable]) -> list[str]:
-        return _lines(side, buffering, inlined.get(0))
+        return _lines(side, buffering, unique, inlined.get(0))
 
     probe, _ = define(source, "probe", "join probe", namespace, {} if found is None else {0: found})
     return probe
@@ -90,36 +102,43 @@ def compile_probe(
 _PLACE = "a join's probe loop"
 
 
-def _lines(side: int, buffering: bool, found: Inlinable | None) -> list[str]:
+def _lines(side: int, buffering: bool, unique: bool, found: Inlinable | None) -> list[str]:
     """The probe's source, with the key's expression pasted in when ``found``."""
     key = found.text("v") if found is not None else "key(v)"
     # An inlined key has no frame of its own: its errors say where it came from.
     note = "pass" if found is None else f"exc.add_note({found.note(_PLACE)!r})"
     pair = "(v, {})" if side == 0 else "({}, v)"
+    hits = "_len(out)" if unique else "hits"
     lines = [
-        "def probe(it, emit, mine, *, key=key, get=theirs.get, Bucket=Bucket, MISSING=MISSING,",
-        "          none_key=none_key, lookup_error=lookup_error):",
+        "def probe(it, out, mine, *, key=key, get=theirs.get, Bucket=Bucket, MISSING=MISSING,",
+        "          none_key=none_key, lookup_error=lookup_error, _len=len):",
+        "    emit = out.append",
         "    hits = 0",
         "    for v in it:",
         "        try:",
         f"            k = {key}",
         "        except Exception as exc:",
         f"            {note}",
-        "            return hits, v, exc, exc",
+        f"            return {hits}, v, exc, exc",
         "        if k is None:",
-        "            return hits, v, none_key(v), None",
+        f"            return {hits}, v, none_key(v), None",
         "        try:",
         "            p = get(k, MISSING)",
         "        except Exception as exc:",
-        "            return hits, v, lookup_error(k, exc), exc",
+        f"            return {hits}, v, lookup_error(k, exc), exc",
         "        if p is not MISSING:",
-        "            hits += 1",
-        "            if type(p) is Bucket:",
-        "                for q in p:",
-        f"                    emit({pair.format('q')})",
-        "            else:",
-        f"                emit({pair.format('p')})",
     ]
+    if unique:
+        lines.append(f"            emit({pair.format('p')})")
+    else:
+        lines += [
+            "            hits += 1",
+            "            if type(p) is Bucket:",
+            "                for q in p:",
+            f"                    emit({pair.format('q')})",
+            "            else:",
+            f"                emit({pair.format('p')})",
+        ]
     if buffering:
         lines += [
             "        b = mine.get(k, MISSING)",
@@ -130,5 +149,5 @@ def _lines(side: int, buffering: bool, found: Inlinable | None) -> list[str]:
             "        else:",
             "            mine[k] = Bucket((b, v))",
         ]
-    lines.append("    return hits, None, None, None")
+    lines.append(f"    return {hits}, None, None, None")
     return lines

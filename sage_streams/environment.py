@@ -48,10 +48,11 @@ class LocalEnvironment:
         batch_size: how many items move through a channel or a fused chain at a time.
         clock: processing time for processing-time windows and idle timeouts (the event loop's
             clock by default; ``sage_streams.testing.ManualClock`` in tests).
-        inline: paste the expression of one-expression functions (``lambda x: x * 2``) into
-            the fused loops instead of calling them, about twice as fast. Such a function then
-            has no frame of its own in tracebacks; ``False`` calls every function. Nothing is
-            inlined while a tracer or profiler (a debugger, coverage) is active.
+        inline: paste the code of small user functions (``lambda x: x * 2``, a sink that
+            tallies into a list it closes over) into the generated loops instead of calling
+            them, about twice as fast for a cheap step. Such a function then has no frame of
+            its own in tracebacks; ``False`` calls every function. Nothing is inlined while a
+            tracer or profiler (a debugger, coverage) is active.
     """
 
     def __init__(

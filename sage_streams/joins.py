@@ -220,13 +220,16 @@ class JoinState:
         if probe is None:
             key_of = self._keys[side]
             assert key_of is not None
+            theirs = self._items[1 - side]
+            # As many keys as items: no bucket holds two (and, the other side ended, none will).
+            unique = not buffering and len(theirs) == self._buffered[1 - side]
             probe = compile_probe(
-                side, key_of, self._items[1 - side], buffering=buffering, inline=self._inline
+                side, key_of, theirs, buffering=buffering, unique=unique, inline=self._inline
             )
             self._probes_by_mode[side, buffering] = probe
         out: list[Pair] = []
         rest = iter(items)
-        hits, item, error, cause = probe(rest, out.append, self._items[side] if buffering else None)
+        hits, item, error, cause = probe(rest, out, self._items[side] if buffering else None)
         done = len(items) - rest.__length_hint__() - (error is not None)  # type: ignore[attr-defined]
         self._probes += done
         self._hits += hits

@@ -1,5 +1,5 @@
-"""Inlining one-expression functions into fused loops: which functions qualify, and that an
-inlined chain gives exactly what calling the functions gives (results, globals, errors)."""
+"""Inlining user functions into fused loops: which functions qualify, and that an inlined chain
+gives exactly what calling the functions gives (results, globals, closures, errors)."""
 
 from __future__ import annotations
 
@@ -96,6 +96,9 @@ def test_one_expression_functions_are_inlinable() -> None:
     found = inlinable(shifted)
     assert found is not None
     assert found.global_names == {"OFFSET"}
+    found = inlinable(closure_over(1))
+    assert found is not None
+    assert (found.text("v"), found.global_names, set(found.cells)) == ("(v + k)", set(), {"k"})
 
 
 @pytest.mark.parametrize(
@@ -111,7 +114,6 @@ def test_one_expression_functions_are_inlinable() -> None:
         generator,
         coroutine,
         Mangled.private,
-        closure_over(1),
         functools.partial(with_default, k=3),
         len,
         Mangled().__init__,
@@ -299,3 +301,224 @@ async def test_under_a_tracer_functions_are_called() -> None:
 def test_inline_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="inline must be True or False, got 'no'"):
         LocalEnvironment(inline="no")  # type: ignore[arg-type]
+
+
+# -- functions of several statements, and closures ------------------------------------------------
+
+
+def clipped(x: int) -> int:
+    y: int = x * 3
+    if y > 10:
+        y = 10
+    elif y < -10:
+        y = -10
+    else:
+        y += 1
+    return y
+
+
+def rebinds_its_parameter(x: int) -> int:
+    x = x + 1
+    return x * x
+
+
+def checks(x: int) -> int:
+    assert x != 13, "unlucky"
+    if x > 1000:
+        raise ValueError(f"too big: {x}")
+    return x
+
+
+def no_return(x: int) -> None:
+    x + 1  # evaluated for its errors only
+
+
+def maybe_assigned(x: int) -> int:
+    if x > 0:
+        y = x
+    return y  # UnboundLocalError for x <= 0: inlined, it would read the last item's y
+
+
+def augments_an_unassigned_local(x: int) -> int:
+    total = 0
+    count += 1  # type: ignore[name-defined]  # noqa: F821 - always UnboundLocalError
+    return total + count
+
+
+def early_return(x: int) -> int:
+    if x > 0:
+        return 1
+    return 0
+
+
+def loops(x: int) -> int:
+    for _ in range(2):
+        x += 1
+    return x
+
+
+def catches(x: int) -> int:
+    try:
+        return 1 // x
+    except ZeroDivisionError:
+        return 0
+
+
+def bare_annotation(x: int) -> int:
+    y: int
+    y = x
+    return y
+
+
+def deletes(x: int) -> int:
+    y = x
+    del y
+    return x
+
+
+def reraises(x: int) -> int:
+    if x:
+        raise
+    return x
+
+
+def test_statements_are_inlined_only_where_statements_can_stand() -> None:
+    assert inlinable(two_statements) is None  # a comprehension's clause, a join's key
+    found = inlinable(two_statements, statements=True)
+    assert found is not None
+    assert not found.is_expression
+    assert found.block(["v0"], "u0_") == (["u0_y = v0 + 1"], "(u0_y)")
+    with pytest.raises(ValueError, match="is not one expression"):
+        found.text("v0")
+
+
+def test_a_block_names_locals_with_the_prefix_and_binds_a_rebound_parameter() -> None:
+    found = inlinable(clipped, statements=True)
+    assert found is not None
+    lines, value = found.block(["v3"], "u3_")
+    assert lines[0] == "u3_y = v3 * 3"  # the annotation is never evaluated in a body: dropped
+    assert value == "(u3_y)"
+    found = inlinable(rebinds_its_parameter, statements=True)
+    assert found is not None
+    assert found.block(["v0"], "u0_") == (["u0_x = v0", "u0_x = u0_x + 1"], "(u0_x * u0_x)")
+    found = inlinable(no_return, statements=True)
+    assert found is not None
+    assert found.block(["v0"], "u0_") == (["v0 + 1"], "(None)")
+
+
+@pytest.mark.parametrize(
+    "function",
+    [
+        maybe_assigned,
+        augments_an_unassigned_local,
+        early_return,
+        loops,
+        catches,
+        bare_annotation,
+        deletes,
+        reraises,
+        with_comprehension,
+        with_walrus,
+        with_locals,
+    ],
+)
+def test_statements_that_could_behave_differently_are_called(function: Any) -> None:
+    assert inlinable(function, statements=True) is None
+
+
+def _tally() -> tuple[list[int], Any]:
+    tally = [0, 0]
+
+    def count(x: int) -> None:
+        tally[0] += 1
+        if x % 2:
+            tally[1] += x
+
+    return tally, count
+
+
+def test_a_tallying_sink_runs_inlined_on_its_own_cells() -> None:
+    tally, count = _tally()
+    chain = FusedChain([Step("map", clipped, "clip"), Step("sink", count, "count")], (), inline=True)
+    assert set(chain.inlined) == {0, 1}
+    assert chain.function.__closure__ is not None
+    assert chain(iter([1, 2, 5, -7]))[0] == ()
+    assert tally == [4, 7]  # clipped: 4, 7, 10, -10; one is odd
+
+
+def test_a_closure_reads_its_cell_when_the_item_passes() -> None:
+    k = 1
+    chain = _chain(lambda x: x + k)
+    assert set(chain.inlined) == {0}
+    assert chain(iter([1]))[0] == ([2],)
+    k = 5
+    assert chain(iter([1]))[0] == ([6],)
+
+
+def test_free_variables_that_mean_different_things_are_not_both_inlined() -> None:
+    first, second = closure_over(1), closure_over(10)  # two cells named k
+    chain = _chain(first, second)
+    assert set(chain.inlined) == {0}
+    assert chain(iter([0]))[0] == ([11],)
+    OFFSET = 1000  # a free variable named like shifted's global
+    chain = _chain(shifted, lambda x: x + OFFSET)
+    assert set(chain.inlined) == {0}
+    assert chain(iter([0]))[0] == ([1010],)
+
+
+def test_a_free_variable_named_like_a_loop_local_keeps_its_call() -> None:
+    out = 7
+    chain = _chain(double, lambda x: x + out)
+    assert set(chain.inlined) == {0}
+    assert chain(iter([1]))[0] == ([9],)
+
+
+def test_join_and_window_keys_inline_closures() -> None:
+    field = "id"
+    key = lambda item: item[field]  # noqa: E731
+    join = JoinState(join_config("inner", key_func=key), inline=True)
+    join.push(1, [{"id": 1, "side": "r"}])
+    assert join.push(0, [{"id": 1}, {"id": 2}]) == [({"id": 1}, {"id": 1, "side": "r"})]
+    keys, error = key_reader(key, inline=True)([{"id": 3}])
+    assert (keys, error) == ([3], None)
+
+
+STATEMENT_KINDS = {
+    "clip": ("map", clipped),
+    "rebind": ("map", rebinds_its_parameter),
+    "check": ("filter", checks),
+    "nothing": ("map", no_return),
+}
+
+
+async def _run_statements(items: list[int], names: list[str], *, inline: bool, handled: bool) -> list[Any]:
+    """``names`` as steps, then a tallying sink; with ``handled`` under a skipping handler."""
+    env = LocalEnvironment(batch_size=3, inline=inline)
+    stream = env.from_collection(items)
+    if handled:
+        stream.on_error(lambda stream_id, error, context: "continue")
+    for name in names:
+        method, function = STATEMENT_KINDS[name]
+        stream = getattr(stream, method)(function)
+    tally, count = _tally()
+    seen: list[Any] = []
+    stream.sink(seen.append)
+    stream.sink(count)
+    try:
+        await env.execute()
+    except PipelineError as error:
+        return [type(error.__cause__), str(error.__cause__), error.operator, error.item, *seen, tally]
+    return [*seen, tally]
+
+
+@not_traced
+@settings(max_examples=60, deadline=None)
+@given(
+    items=st.lists(st.sampled_from([-20, -3, 0, 1, 4, 13, 999, 1001]), max_size=12),
+    names=st.lists(st.sampled_from(sorted(STATEMENT_KINDS)), max_size=4),
+    handled=st.booleans(),
+)
+def test_inlined_statements_give_what_calls_give(items: list[int], names: list[str], handled: bool) -> None:
+    inlined = asyncio.run(_run_statements(items, names, inline=True, handled=handled))
+    called = asyncio.run(_run_statements(items, names, inline=False, handled=handled))
+    assert inlined == called

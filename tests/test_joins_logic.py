@@ -354,6 +354,33 @@ def test_a_key_function_that_raises_is_an_item_error_with_index_and_pairs(
     assert join.stats().buffered_left == 2
 
 
+@PATHS
+@pytest.mark.parametrize("right", [["x", "y"], ["x", "x2"]], ids=["one-per-key", "bucket"])
+def test_after_the_other_side_ended_pairs_hits_and_errors_are_exact(
+    options: dict[str, Any], right: list[str]
+) -> None:
+    join = state("inner", **options)
+    join.push(1, [ev(right[0], 1), ev(right[1], 2 if right[1] == "y" else 1)])
+    join.end(1)  # from now on the left side is not buffered; with one item per key: unique
+    partners = {"a": [n for n in right if n in ("x", "x2")], "b": ["y"] if "y" in right else []}
+    with pytest.raises(JoinItemError) as caught:
+        join.push(0, [ev("a", 1), ev("b", 2), ev("c", 3), ev("d", [1]), ev("e", 1)])
+    error = caught.value
+    expected = [("a", n) for n in partners["a"]] + [("b", n) for n in partners["b"]]
+    assert (error.index, names(error.pairs)) == (3, expected)
+    assert str(error.error) == "key function returned an unhashable value [1]"
+    assert names(join.push(0, [ev("e", 1)])) == [("e", n) for n in partners["a"]]
+    with pytest.raises(JoinItemError) as caught:
+        join.push(0, [ev("g", 2), ev("f", None)])
+    assert (caught.value.index, names(caught.value.pairs)) == (1, [("g", n) for n in partners["b"]])
+    hits = 1 + bool(partners["b"]) + 1 + bool(partners["b"])
+    if options is not GENERAL:  # the one-per-key case ran the probe without buckets
+        (probe,) = (p for (side, buffering), p in join._probes_by_mode.items() if not buffering)
+        assert ("q" in probe.__code__.co_varnames) is (right[1] == "x2")
+    probes = 2 + 3 + 1 + 1  # the right side's, then every left item up to each failure
+    assert join.stats() == JoinStats(probes, hits, hits + (len(partners["a"]) - 1) * 2, 0, 0, 2)
+
+
 @pytest.mark.parametrize("inline", [False, True])
 def test_items_that_are_lists_are_kept_apart_from_buckets(inline: bool) -> None:
     join = state(inline=inline)
