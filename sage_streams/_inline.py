@@ -53,11 +53,6 @@ class Inlinable:
     definition: Definition
 
     @property
-    def is_expression(self) -> bool:
-        """Whether the function is one expression, which :meth:`text` gives."""
-        return not self.definition.body
-
-    @property
     def where(self) -> str:
         """``file:line`` of the definition, for error notes."""
         code = self.function.__code__

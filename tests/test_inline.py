@@ -386,7 +386,6 @@ def test_statements_are_inlined_only_where_statements_can_stand() -> None:
     assert inlinable(two_statements) is None  # a comprehension's clause, a join's key
     found = inlinable(two_statements, statements=True)
     assert found is not None
-    assert not found.is_expression
     assert found.block(["v0"], "u0_") == (["u0_y = v0 + 1"], "(u0_y)")
     with pytest.raises(ValueError, match="is not one expression"):
         found.text("v0")
