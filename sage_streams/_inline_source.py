@@ -135,7 +135,10 @@ def _compiles_to(node: ast.Lambda | ast.FunctionDef, code: CodeType) -> bool:
         alone = stripped
     try:
         compiled = compile(
-            ast.fix_missing_locations(enclosed(alone, code.co_freevars)), code.co_filename, "exec"
+            ast.fix_missing_locations(enclosed(alone, code.co_freevars)),
+            code.co_filename,
+            "exec",
+            dont_inherit=True,  # this module's __future__ imports are not the user's
         )
     except (SyntaxError, ValueError, TypeError):
         return False

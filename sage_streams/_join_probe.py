@@ -113,7 +113,7 @@ def _lines(side: int, buffering: bool, unique: bool, found: Inlinable | None) ->
         "def probe(it, out, mine, *, key=key, get=theirs.get, Bucket=Bucket, MISSING=MISSING,",
         "          none_key=none_key, lookup_error=lookup_error, _len=len):",
         "    emit = out.append",
-        "    hits = 0",
+        *([] if unique else ["    hits = 0"]),  # unique: the hits are the pairs
         "    for v in it:",
         "        try:",
         f"            k = {key}",
