@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from sage_streams._conventions import emitted
+from sage_streams._fusion import Lookup
 from sage_streams.errors import ItemError, NoDataError, StreamError
 from sage_streams.joins import JoinState
 from sage_streams.state import StreamState
@@ -230,6 +231,12 @@ class JoinOperator:
 
     async def on_finish(self) -> Sequence[Any]:
         return self.join.finish()
+
+    def lookup(self, index: int) -> tuple[Callable[[Any], Any], Lookup] | None:
+        return self.join.lookup(index)
+
+    def record_lookups(self, probes: int, pairs: int) -> None:
+        self.join.record_lookups(probes, pairs)
 
     def stalled(self) -> str:  # pragma: no cover - wants() is always true
         return "never stalls"

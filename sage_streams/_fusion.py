@@ -29,6 +29,13 @@ globals and cells; the built-ins the loop itself needs come in as defaults, and 
 reads a global named like one of the loop's locals is called instead. Step ``i``'s locals are
 named ``u{i}_...``.
 
+A *lookup* step is a keyed inner join whose other side has ended and holds one item per key (a
+dimension table): the join has nothing left to buffer, so it is a stateless step, and the
+runtime hands it to the chain after the join (``_runtime.chain``). Fused, a profile lookup and
+the enrichment after it are one loop, and the pair need not exist: an inlined next step that
+unpacks it (``event, profile = pair``) is given ``(v0, p0)`` to unpack, which CPython compiles
+without building the tuple.
+
 When a step raises, :meth:`FusedChain.explain` reads the failing step and its input item off the
 traceback (the line number and the frame's ``v``), so the fast path pays nothing for error reports.
 
@@ -42,18 +49,19 @@ processed. The runtime then goes on from the failing step (see ``_runtime.ChainT
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import CodeType, TracebackType
 from typing import Any, Literal, TypeAlias
 
 from sage_streams._inline import Inlinable, define, inlinable
+from sage_streams._join_probe import MISSING, lookup_error, none_key
 
-__all__ = ["FusedChain", "Step", "StepKind", "is_async_callable"]
+__all__ = ["FusedChain", "Lookup", "Step", "StepKind", "is_async_callable"]
 
-StepKind: TypeAlias = Literal["map", "filter", "flat_map", "key_by", "sink"]
+StepKind: TypeAlias = Literal["map", "filter", "flat_map", "key_by", "sink", "lookup"]
 
-_COUNTED = frozenset({"filter", "flat_map"})
+_COUNTED = frozenset({"filter", "flat_map", "lookup"})
 """Steps whose output count differs from their input count, so they keep a counter."""
 
 
@@ -74,16 +82,33 @@ def _is_async_generator_function(fn: Callable[..., Any]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Lookup:
+    """What a ``lookup`` step pairs its items with: ``table`` holds one partner per key and no
+    longer changes (a join whose other input has ended, each key buffered once). The pair is
+    ``(item, partner)`` when ``item_first``, else ``(partner, item)``."""
+
+    table: Mapping[Hashable, Any]
+    item_first: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Step:
-    """One stateless operator of a chain: what it does and to whom errors are attributed."""
+    """One stateless operator of a chain: what it does and to whom errors are attributed.
+
+    A ``lookup`` step is a keyed inner join against a finished table: ``fn`` is the key
+    function (always called synchronously, as the join calls it), ``lookup`` the table. An
+    item whose key has a partner goes on as the pair; one without is dropped, as a filter
+    drops it; a key that is ``None`` or unhashable is the item's error.
+    """
 
     kind: StepKind
     fn: Callable[..., Any]
     operator: str
+    lookup: Lookup | None = None
 
     @property
     def is_async(self) -> bool:
-        return is_async_callable(self.fn)
+        return self.kind != "lookup" and is_async_callable(self.fn)
 
 
 def _inlinable_steps(steps: Sequence[Step], *, statements: bool) -> dict[int, Inlinable]:
@@ -141,15 +166,22 @@ class FusedChain:
         self.is_async = any(step.is_async for step in self.steps)
         self.counted = tuple(i for i, step in enumerate(self.steps) if step.kind in _COUNTED)
         ends_in_sink = bool(self.steps) and self.steps[-1].kind == "sink"
-        self.is_comprehension = self.points in ((), (n,)) and not ends_in_sink and not resumable
+        looks_up = any(step.kind == "lookup" for step in self.steps)
+        self.is_comprehension = self.points in ((), (n,)) and not (ends_in_sink or resumable or looks_up)
         if self.is_comprehension:
             self.points = (n,)  # computed even when nobody reads it: the counters need it
         # In a comprehension the last counted step is derived from the output's length.
         self.derived = self.counted[-1] if self.is_comprehension and self.counted else None
         self._line_steps: dict[int, int] = {}
+        self._elided: dict[int, str] = {}
+        """The steps given their input as an expression (a lookup's pair), never as ``v{i}``."""
         self.inlined: dict[int, Inlinable] = {}
         label = "fused " + (" -> ".join(step.operator for step in self.steps) or "source")
         namespace: dict[str, Any] = {f"s{i}": step.fn for i, step in enumerate(self.steps)}
+        namespace.update(
+            {f"t{i}": step.lookup.table.get for i, step in enumerate(self.steps) if step.lookup is not None}
+        )
+        namespace.update(_MISSING=MISSING, _none_key=none_key, _lookup_error=lookup_error)
         candidates = _inlinable_steps(self.steps, statements=not self.is_comprehension) if inline else {}
         self.function, self.inlined = define(self._source, "fused", label, namespace, candidates)
         # The comprehension is a code object of its own on CPython 3.11 (inlined from 3.12 on).
@@ -161,13 +193,19 @@ class FusedChain:
         """The loop's source, with the steps of ``inlined`` pasted in."""
         self.inlined = dict(inlined)
         self._line_steps = {}
+        self._elided = {}
         return self._comprehension() if self.is_comprehension else self._loop()
 
     def _header(self) -> list[str]:
         defaults = "".join(f", s{i}=s{i}" for i in range(len(self.steps)))
+        tables = "".join(f", t{i}=t{i}" for i, step in enumerate(self.steps) if step.lookup is not None)
         keyword = "async def" if self.is_async else "def"
         # Built-ins come as defaults: the function may run with a user module's globals.
-        return [f"{keyword} fused(it, *, _hash=hash, _len=len, _iter=iter, _list=list{defaults}):"]
+        lines = [f"{keyword} fused(it, *, _hash=hash, _len=len, _iter=iter, _list=list{defaults}{tables}"]
+        if tables:
+            lines.append("          , _MISSING=_MISSING, _none_key=_none_key, _lookup_error=_lookup_error")
+        lines[-1] += "):"
+        return lines
 
     def _call(self, i: int, arg: str) -> tuple[list[str], str]:
         """The code calling step ``i`` on ``arg``: the lines to run first and the expression of
@@ -231,7 +269,7 @@ class FusedChain:
         if resumable:
             add("e0 += 1", -1)
         for i, step in enumerate(self.steps):
-            first, call = self._call(i, f"v{i}")
+            first, call = self._call(i, self._elided.get(i, f"v{i}"))
             for code in first:
                 add(code, i)
             nxt = f"v{i + 1}"
@@ -244,6 +282,14 @@ class FusedChain:
             elif step.kind == "key_by":
                 add(f"_hash({call})", i)
                 add(f"{nxt} = v{i}", i)
+            elif step.kind == "lookup":
+                for code in self._lookup(i, call):
+                    add(code, i)
+                pair = self._pair(i)
+                if i + 1 in self.inlined and i + 1 not in self.points:
+                    self._elided[i + 1] = pair  # pasted into the next step: maybe never built
+                else:
+                    add(f"{nxt} = {pair}", i)
             elif step.kind == "flat_map":
                 async_gen = _is_async_generator_function(step.fn)
                 if resumable:
@@ -269,6 +315,28 @@ class FusedChain:
         lines.append(f"    return ({outputs}), ({''.join(f'{c}, ' for c in counters)})")
         return lines
 
+    def _pair(self, i: int) -> str:
+        """The output of lookup step ``i``: the item ``v{i}`` with its partner ``p{i}``."""
+        lookup = self.steps[i].lookup
+        assert lookup is not None
+        return f"(v{i}, p{i})" if lookup.item_first else f"(p{i}, v{i})"
+
+    def _lookup(self, i: int, key: str) -> list[str]:
+        """Lookup step ``i`` on ``v{i}`` whose key is ``key``: ``p{i}`` is the partner, or the
+        item is dropped (a miss). The errors are the join's own (see ``_join_probe``)."""
+        miss = ["    continue"] if self.resumable else [f"    c{i} += 1", "    continue"]
+        return [
+            f"y{i} = {key}",
+            f"if y{i} is None:",
+            f"    raise _none_key(v{i})",
+            "try:",
+            f"    p{i} = t{i}(y{i}, _MISSING)",
+            f"except Exception as x{i}:",
+            f"    raise _lookup_error(y{i}, x{i})",
+            f"if p{i} is _MISSING:",
+            *miss,
+        ]
+
     def __call__(self, it: Iterator[Any]) -> Any:
         """Run over ``it``: ``(outputs, counters)``, or a coroutine of them if async."""
         return self.function(it)
@@ -287,7 +355,7 @@ class FusedChain:
         for i, step in enumerate(self.steps):
             if i == self.derived:
                 n_out = produced
-            elif step.kind == "filter":
+            elif step.kind in ("filter", "lookup"):
                 n_out = n_in - by_step[i]
             elif step.kind == "flat_map":
                 n_out = by_step[i]
@@ -318,6 +386,10 @@ class FusedChain:
         names = frame.f_locals
         # The loop names the input of step i ``v{i}``; the comprehension rebinds one ``v``.
         item = names.get("v", names.get(f"v{max(step, 0)}"))
+        if step in self._elided:
+            item = (names[f"v{step - 1}"], names[f"p{step - 1}"])
+            if not self.steps[step - 1].lookup.item_first:  # type: ignore[union-attr]
+                item = item[::-1]
         if not self.resumable:
             return Failure(step, item, consumed)
         enclosing = [i for i in range(step) if self.steps[i].kind == "flat_map"]

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_che
 from sage_streams.channel import Receiver, Sender, create_channel
 
 if TYPE_CHECKING:
+    from sage_streams._fusion import Lookup
     from sage_streams._typing import Source
     from sage_streams.policy import ErrorPolicy
 
-__all__ = ["FUSABLE", "Node", "NodeKind", "Operator", "TimedOperator", "WatermarkOperator"]
+__all__ = ["FUSABLE", "LookupOperator", "Node", "NodeKind", "Operator", "TimedOperator", "WatermarkOperator"]
 
 NodeKind: TypeAlias = Literal[
     "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side", "dead_letters"
@@ -102,6 +103,22 @@ class WatermarkOperator(Protocol):
 
     def output_watermark(self) -> float:
         """Event time as far as this operator's output is concerned (``-inf`` for none)."""
+        ...
+
+
+@runtime_checkable
+class LookupOperator(Protocol):
+    """An operator that may come down to a lookup for its one open input: a keyed inner join
+    whose other input has ended. The runtime then joins that input's batches itself, in the
+    loop of the steps after the operator (see ``_runtime.chain``), and reports the work back.
+    """
+
+    def lookup(self, index: int) -> tuple[Callable[[Any], Any], Lookup] | None:
+        """The key function and table for input ``index``, if the operator is now that lookup."""
+        ...
+
+    def record_lookups(self, probes: int, pairs: int) -> None:
+        """Count the items the runtime looked up and the pairs they made."""
         ...
 
 

@@ -91,24 +91,48 @@ class Inlinable:
         return value
 
     def block(self, args: tuple[str, ...] | list[str], prefix: str) -> tuple[list[str], str]:
-        """The function's code for a call on the names ``args``: the statements to run first
-        (unindented source lines) and the value's expression, in parentheses, to stand where
-        ``function(*args)`` stood. A parameter the body never assigns is replaced by its
-        argument; the others, and the locals, are named with ``prefix`` in front."""
+        """The function's code for a call on ``args``: the statements to run first (unindented
+        source lines) and the value's expression, in parentheses, to stand where
+        ``function(*args)`` stood.
+
+        An argument is a name, or an expression in parentheses whose value does not depend on
+        when it is evaluated (a tuple of names, say). A parameter the body never assigns is
+        replaced by its argument where it is read, if that argument is a name or the parameter
+        is read at most once: ``a, b = pair`` given ``(x, y)`` becomes ``a, b = (x, y)``,
+        which CPython compiles without building the tuple. The other parameters are assigned
+        their argument first; they, and the locals, are named with ``prefix`` in front."""
         definition = self.definition
         if len(args) != len(definition.params):
             raise ValueError(f"{self.function.__qualname__} takes {len(definition.params)} argument(s)")
-        names = {name: prefix + name for name in definition.local_names}
-        lines = []
-        for param, arg in zip(definition.params, args, strict=True):
-            if param in definition.rebound:
-                lines.append(f"{prefix}{param} = {arg}")
-            else:
-                names[param] = arg
-        rename = _Rename(names)
-        for statement in definition.body:
-            lines += ast.unparse(rename.visit(copy.deepcopy(statement))).splitlines()
-        return lines, f"({ast.unparse(rename.visit(copy.deepcopy(definition.expression)))})"
+        lines, value = _rendered(definition, tuple(args), prefix)
+        return list(lines), value
+
+
+@lru_cache(maxsize=256)
+def _rendered(definition: Definition, args: tuple[str, ...], prefix: str) -> tuple[tuple[str, ...], str]:
+    """:meth:`Inlinable.block`'s lines and value, rendered once per process: every run of a
+    graph compiles its chains again, and rendering is most of that."""
+    names = {name: prefix + name for name in definition.local_names}
+    lines = []
+    for param, arg in zip(definition.params, args, strict=True):
+        if param in definition.rebound or (not arg.isidentifier() and _reads(definition, param) > 1):
+            names[param] = prefix + param
+            lines.append(f"{prefix}{param} = {arg}")
+        else:
+            names[param] = arg
+    rename = _Rename(names)
+    for statement in definition.body:
+        lines += ast.unparse(rename.visit(copy.deepcopy(statement))).splitlines()
+    return tuple(lines), f"({ast.unparse(rename.visit(copy.deepcopy(definition.expression)))})"
+
+
+def _reads(definition: Definition, name: str) -> int:
+    """How many times the code of ``definition`` reads ``name``."""
+    return sum(
+        isinstance(node, ast.Name) and node.id == name
+        for part in (*definition.body, definition.expression)
+        for node in ast.walk(part)
+    )
 
 
 class _Rename(ast.NodeTransformer):

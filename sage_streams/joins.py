@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from sage_streams._fusion import Lookup
 from sage_streams._join_probe import Probe, compile_probe, lookup_error, none_key
 from sage_streams.errors import ItemError, StreamError
 from sage_streams.join_configs import JoinConfig, JoinType, join_config
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 Pair: TypeAlias = tuple[Any, Any]
+KeyFunc: TypeAlias = Callable[[Any], Any]
 
 _ALL: Final = object()
 """The one bucket of a join without keys: every buffered item is a candidate."""
@@ -121,6 +123,8 @@ class JoinState:
 
     A keyed inner join without condition or ``within`` runs a generated loop per side
     (:mod:`sage_streams._join_probe`), with the key function inlined when ``inline`` is true.
+    Once its other input has ended with one item per key, it is a plain lookup, which the
+    runtime may run itself (:meth:`lookup`).
 
     Example::
 
@@ -239,6 +243,31 @@ class JoinState:
         if error is not None:
             raise JoinItemError(item, error, done, out) from cause
         return out
+
+    def lookup(self, side: int) -> tuple[KeyFunc, Lookup] | None:
+        """The key function and table that join the items of ``side`` from now on, when that
+        is all the join still does: a keyed inner join, the other input ended, holding one item
+        per key (a dimension table). Items of ``side`` are then neither buffered nor able to
+        change anything, so the runtime may run the lookup fused into the steps after the join
+        (:class:`~sage_streams._fusion.Step` of kind ``"lookup"``) instead of calling
+        :meth:`push`; it reports the work with :meth:`record_lookups`.
+        """
+        self._check_side(side)
+        other = 1 - side
+        key_of = self._keys[side]
+        theirs = self._items[other]
+        if not self._fast or self._ended[side] or not self._ended[other] or key_of is None:
+            return None
+        if len(theirs) != self._buffered[other]:
+            return None  # some key has two partners
+        return key_of, Lookup(theirs, item_first=side == 0)
+
+    def record_lookups(self, probes: int, pairs: int) -> None:
+        """Count work done through :meth:`lookup`: items looked up, and the pairs they made (as
+        every key has one partner, also the items that found one)."""
+        self._probes += probes
+        self._hits += pairs
+        self._matches += pairs
 
     # -- the general path -----------------------------------------------------------------------
 

@@ -4,14 +4,16 @@ with sync or async functions and any batch size, gives what a plain Python loop 
 from __future__ import annotations
 
 import asyncio
+import linecache
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment
-from sage_streams._fusion import FusedChain, Step
+from sage_streams._fusion import FusedChain, Lookup, Step
 
 # An operation: (kind, parameter, async?)
 Op = tuple[str, int, bool]
@@ -190,3 +192,87 @@ async def test_metrics_read_while_running_are_up_to_date() -> None:
         await clicks.emit(3)
     final = env.metrics().operators
     assert (final["big"].items_in, final["note"].items_in) == (3, 2)
+
+
+# -- lookup steps: a join against a finished table, fused into the chain ----------------------
+
+PROFILES = {1: "ann", 2: "bob"}
+
+
+def user_of(event: dict[str, Any]) -> Any:
+    return event["user"]
+
+
+def greeting(pair: tuple[dict[str, Any], str]) -> str:
+    event, name = pair
+    return f"{name}:{event['page']}"
+
+
+def greeting_reversed(pair: tuple[str, dict[str, Any]]) -> str:
+    name, event = pair
+    return f"{name}:{event['page']}"
+
+
+def test_a_lookup_step_pairs_items_with_their_partner_and_drops_misses() -> None:
+    events = [{"user": 1, "page": "/"}, {"user": 3, "page": "/x"}, {"user": 2, "page": "/y"}]
+    for item_first, follow in ((True, greeting), (False, greeting_reversed)):
+        steps = [Step("lookup", user_of, "join", Lookup(PROFILES, item_first)), Step("map", follow, "greet")]
+        pairs = [(e, PROFILES[e["user"]]) for e in events if e["user"] in PROFILES]
+        if not item_first:
+            pairs = [(name, event) for event, name in pairs]
+        for inline in (False, True):
+            chain = FusedChain(steps, [1, 2], inline=inline)
+            assert chain(iter(events)) == ((pairs, ["ann:/", "bob:/y"]), (1,))
+            assert chain.counts(3, [1], 2) == [(3, 2), (2, 2)]
+            resumable = FusedChain(steps, [2], inline=inline, resumable=True)
+            assert resumable(iter(events)) == ((["ann:/", "bob:/y"],), (3, 2, 2))
+
+
+def test_a_lookup_steps_bad_keys_fail_with_the_errors_of_a_join() -> None:
+    steps = [
+        Step(
+            "lookup",
+            lambda event: event["user"] if "user" in event else event["id"],
+            "join",
+            Lookup(PROFILES, True),
+        )
+    ]
+    cases = [
+        ({"user": None}, ValueError, "key function returned None"),
+        ({"user": [1]}, TypeError, r"key function returned an unhashable value \[1\]"),
+        ({"name": "x"}, KeyError, "'id'"),
+    ]
+    for inline in (False, True):
+        chain = FusedChain(steps, [1], inline=inline)
+        for bad, kind, message in cases:
+            iterator = iter([{"user": 1}, bad, {"user": 2}])
+            with pytest.raises(kind, match=message) as caught:
+                chain(iterator)
+            failure = chain.explain(caught.value, 3, iterator)
+            assert (failure.step, failure.item, failure.consumed) == (0, bad, 2)
+        with pytest.raises(TypeError) as caught:
+            chain(iter([{"user": [1]}]))
+        assert isinstance(caught.value.__cause__, TypeError)  # what the dict lookup raised
+
+
+def test_an_inlined_step_after_a_lookup_unpacks_the_pair_without_building_it() -> None:
+    def fragile(pair: tuple[dict[str, Any], str]) -> str:
+        event, name = pair
+        return name + event["page"]  # no "page": a KeyError of this step
+
+    for item_first in (True, False):
+        follow = fragile if item_first else lambda pair: pair[1]["page"] + pair[0]
+        steps = [Step("lookup", user_of, "join", Lookup(PROFILES, item_first)), Step("map", follow, "greet")]
+        chain = FusedChain(steps, [2], inline=True)
+        source = "".join(linecache.getlines(chain.function.__code__.co_filename))
+        pair = "(v0, p0)" if item_first else "(p0, v0)"
+        # Read once, the pair is pasted where it is read; read twice, it is built once first.
+        assert "v1 = " not in source
+        assert (f"u1_event, u1_name = {pair}" in source) == item_first
+        assert (f"u1_pair = {pair}" in source) != item_first
+        iterator = iter([{"user": 1, "page": "/"}, {"user": 2}])
+        with pytest.raises(KeyError) as caught:
+            chain(iterator)
+        failure = chain.explain(caught.value, 2, iterator)
+        expected = ({"user": 2}, "bob") if item_first else ("bob", {"user": 2})
+        assert (failure.step, failure.item) == (1, expected)

@@ -405,6 +405,18 @@ def test_a_block_names_locals_with_the_prefix_and_binds_a_rebound_parameter() ->
     assert found.block(["v0"], "u0_") == (["v0 + 1"], "(None)")
 
 
+def test_an_expression_argument_stands_where_a_parameter_read_once_is_read() -> None:
+    found = inlinable(two_statements, statements=True)  # reads x once
+    assert found is not None
+    assert found.block(["(a, b)"], "u1_") == (["u1_y = (a, b) + 1"], "(u1_y)")
+    found = inlinable(lambda x: x * x)  # reads x twice: evaluated once, first
+    assert found is not None
+    assert found.block(["(a, b)"], "u1_") == (["u1_x = (a, b)"], "(u1_x * u1_x)")
+    found = inlinable(rebinds_its_parameter, statements=True)
+    assert found is not None
+    assert found.block(["(a, b)"], "u0_") == (["u0_x = (a, b)", "u0_x = u0_x + 1"], "(u0_x * u0_x)")
+
+
 @pytest.mark.parametrize(
     "function",
     [

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sage_streams import ConnectedStreams, LocalEnvironment, PipelineError, StreamState, register_function
+from sage_streams import (
+    ConnectedStreams,
+    DeadLetter,
+    LocalEnvironment,
+    PipelineError,
+    StreamState,
+    register_function,
+)
+from sage_streams.joins import JoinConfig, JoinState, join_config
 
 Item = tuple[str, int, int]  # (side, id, key)
 
@@ -184,3 +194,231 @@ def test_join_needs_exactly_two_streams_and_a_key_or_condition() -> None:
         ConnectedStreams([a, b]).join()
     with pytest.raises(Exception, match="join_type"):
         ConnectedStreams([a, b]).join("sideways", key_func=id)
+
+
+# -- a join against a finished table runs as a lookup fused into the steps after it ---------
+
+Event = dict[str, Any]
+
+
+@contextlib.contextmanager
+def watching_lookups() -> Iterator[asyncio.Event]:
+    """An event set once a join has come down to a lookup (other input ended, a partner a key)."""
+    started = asyncio.Event()
+    original = JoinState.lookup
+
+    def lookup(self: JoinState, side: int) -> Any:
+        found = original(self, side)
+        if found is not None:
+            started.set()
+        return found
+
+    JoinState.lookup = lookup  # type: ignore[method-assign]
+    try:
+        yield started
+    finally:
+        JoinState.lookup = original  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def lookups() -> Iterator[asyncio.Event]:
+    with watching_lookups() as started:
+        yield started
+
+
+def event_of(seq: int, kind: Any) -> Event:
+    """An event: a user id, a None, unhashable or missing key, or an enrichment that fails."""
+    if kind == "missing":
+        return {"seq": seq}
+    if kind == "list":
+        return {"seq": seq, "user": [seq]}
+    if isinstance(kind, tuple):  # ("boom", user)
+        return {"seq": seq, "user": kind[1], "boom": True}
+    return {"seq": seq, "user": kind}
+
+
+def enrich(pair: tuple[Any, Any]) -> tuple[int, str]:
+    event, profile = pair if "seq" in pair[0] else pair[::-1]
+    if "boom" in event:
+        raise ValueError(f"cannot enrich {event['seq']}")
+    return event["seq"], profile["name"]
+
+
+def lookup_model(users: set[int], events: list[Event], events_left: bool) -> dict[str, Any]:
+    """What the join and the step after it give, event by event, with errors continued. The
+    profiles came first: each probed an empty buffer."""
+    out: list[tuple[int, str]] = []
+    letters: list[tuple[str, str, str, Any]] = []
+    probes, matches = len(users), 0
+    for event in events:
+        if "user" not in event or event["user"] is None or isinstance(event["user"], list):
+            error = "KeyError" if "user" not in event else "TypeError" if event["user"] else "ValueError"
+            letters.append(("j", "events", error, event))
+            continue
+        user = event["user"]
+        probes += 1
+        if user not in users:
+            continue
+        matches += 1
+        profile = {"user": user, "name": f"n{user}"}
+        pair = (event, profile) if events_left else (profile, event)
+        if "boom" in event:
+            letters.append(("enrich", "enrich", "ValueError", pair))
+        else:
+            out.append((event["seq"], profile["name"]))
+    return {"out": out, "letters": letters, "probes": probes, "matches": matches}
+
+
+async def run_lookup(
+    users: set[int], events: list[Event], events_left: bool, batch: int, started: asyncio.Event
+) -> tuple[LocalEnvironment, list[Any], list[DeadLetter]]:
+    env = LocalEnvironment(buffer_size=4, batch_size=batch)
+    profiles = env.from_collection([{"user": u, "name": f"n{u}"} for u in sorted(users)], name="profiles")
+    stream = env.create_stream("events")
+    connected = ConnectedStreams([stream, profiles] if events_left else [profiles, stream])
+    connected.on_error(lambda stream_id, error, context: "continue")
+    joined = connected.join("inner", key_func=lambda item: item["user"], name="j")
+    out: list[Any] = []
+    letters: list[DeadLetter] = []
+    joined.map(enrich, name="enrich").sink(out.append)
+    connected.errors().sink(letters.append)
+    async with env.running():
+        await asyncio.wait_for(started.wait(), 5)  # every event goes through the lookup
+        for event in events:
+            await stream.emit(event)
+    return env, out, letters
+
+
+kinds = st.one_of(
+    st.integers(0, 7),
+    st.sampled_from([None, "list", "missing"]),
+    st.tuples(st.just("boom"), st.integers(0, 7)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    users=st.sets(st.integers(0, 5), min_size=1),
+    kinds=st.lists(kinds, max_size=30),
+    events_left=st.booleans(),
+    batch=st.integers(1, 5),
+)
+def test_a_lookup_join_gives_what_the_model_gives_with_every_error_continued(
+    users: set[int], kinds: list[Any], events_left: bool, batch: int
+) -> None:
+    events = [event_of(seq, kind) for seq, kind in enumerate(kinds)]
+    expected = lookup_model(users, events, events_left)
+
+    async def run() -> None:
+        with watching_lookups() as started:
+            env, out, letters = await run_lookup(users, events, events_left, batch, started)
+        assert out == expected["out"]
+        assert [(d.operator, d.stream_id, type(d.error).__name__, d.item) for d in letters] == expected[
+            "letters"
+        ]
+        operators = env.metrics().operators
+        join, step = operators["j"], operators["enrich"]
+        details = join.details
+        assert (details["probes"], details["matches"]) == (expected["probes"], expected["matches"])
+        assert details["misses"] == expected["probes"] - expected["matches"]
+        key_errors = sum(letter[0] == "j" for letter in expected["letters"])
+        assert (join.items_in, join.items_out, join.errors, join.dead_letters) == (
+            len(users) + len(events),
+            expected["matches"],
+            key_errors,
+            key_errors,
+        )
+        assert (step.items_in, step.items_out) == (expected["matches"], len(expected["out"]))
+
+    asyncio.run(run())
+
+
+async def test_a_lookup_join_retries_an_item_whose_key_failed_once(lookups: asyncio.Event) -> None:
+    tries: Counter[int] = Counter()
+
+    def flaky_user(item: Event) -> int:
+        if "seq" in item:
+            tries[item["seq"]] += 1
+            if item["seq"] == 1 and tries[1] == 1:
+                raise ConnectionError("key service unavailable")
+        return int(item["user"])
+
+    env = LocalEnvironment()
+    profiles = env.from_collection([{"user": 1, "name": "ann"}], name="profiles")
+    stream = env.create_stream("events")
+    connected = ConnectedStreams([stream, profiles])
+    connected.on_error(lambda stream_id, error, context: "retry")
+    out: list[Any] = []
+    connected.join("inner", key_func=flaky_user, name="j").sink(out.append)
+    events = [{"seq": seq, "user": 1} for seq in range(3)]
+    async with env.running():
+        await asyncio.wait_for(lookups.wait(), 5)
+        for event in events:
+            await stream.emit(event)
+    assert out == [(event, {"user": 1, "name": "ann"}) for event in events]
+    assert tries == Counter({0: 1, 1: 2, 2: 1})
+    join = env.metrics().operators["j"]
+    # Probes: the profile (against no event), then each event once, the retried one too.
+    assert (join.details["probes"], join.details["matches"], join.retries, join.errors) == (4, 3, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("events", "operator", "item", "message"),
+    [
+        ([{"seq": 0, "user": 1}, {"seq": 1}], "j", {"seq": 1}, "KeyError: 'user'"),
+        (
+            [{"seq": 0, "user": [1]}],
+            "j",
+            {"seq": 0, "user": [1]},
+            "TypeError: key function returned an unhashable",
+        ),
+        (
+            [{"seq": 0, "user": 1, "boom": True}],
+            "enrich",
+            ({"seq": 0, "user": 1, "boom": True}, {"user": 1, "name": "n1"}),
+            "ValueError: cannot enrich 0",
+        ),
+    ],
+)
+async def test_an_unhandled_error_of_a_lookup_join_stops_it_naming_operator_and_item(
+    lookups: asyncio.Event, events: list[Event], operator: str, item: Any, message: str
+) -> None:
+    env = LocalEnvironment()
+    profiles = env.from_collection([{"user": 1, "name": "n1"}], name="profiles")
+    stream = env.create_stream("events")
+    joined = ConnectedStreams([stream, profiles]).join("inner", key_func=lambda item: item["user"], name="j")
+    joined.map(enrich, name="enrich").sink(lambda result: None)
+    with pytest.raises(PipelineError, match=f"operator '{operator}' failed on item .*: {message}") as caught:
+        async with env.running():
+            await asyncio.wait_for(lookups.wait(), 5)
+            for event in events:
+                await stream.emit(event)
+    assert (caught.value.operator, caught.value.item) == (operator, item)
+
+
+def test_only_a_keyed_inner_join_against_one_item_per_key_comes_down_to_a_lookup() -> None:
+    def ended(config: JoinConfig, right: list[Any]) -> JoinState:
+        join = JoinState(config)
+        join.push(1, right)
+        join.end(1)
+        return join
+
+    key = join_config("inner", key_func=lambda item: item["k"])
+    assert ended(key, [{"k": 1}, {"k": 2}]).lookup(0) is not None
+    assert ended(key, [{"k": 1}, {"k": 1}]).lookup(0) is None  # a key with two partners
+    assert JoinState(key).lookup(0) is None  # the other input is still open
+    for config in (
+        join_config("left", key_func=lambda item: item["k"]),
+        join_config("inner", key_func=lambda item: item["k"], condition=lambda a, b: True),
+        join_config("inner", key_func=lambda item: item["k"], within=1.0),
+    ):
+        assert ended(config, [{"k": 1, "timestamp": 0.0}]).lookup(0) is None
+    join = ended(key, [{"k": 1}])
+    before = join.stats()
+    join.record_lookups(5, 3)
+    after = join.stats()
+    assert (after.probes - before.probes, after.hits - before.hits, after.matches - before.matches) == (
+        5,
+        3,
+        3,
+    )

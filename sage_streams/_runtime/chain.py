@@ -7,7 +7,7 @@ from typing import Any
 
 from sage_streams._fusion import FusedChain, Step
 from sage_streams._graph import Node
-from sage_streams._runtime.heads import Head
+from sage_streams._runtime.heads import Head, Prefix, Prefixed
 from sage_streams._runtime.operator_head import OperatorHead
 from sage_streams._runtime.outlets import Outlet
 from sage_streams.channel import Control
@@ -22,6 +22,11 @@ class ChainTask:
 
     Point ``0`` is what the head yields (the output of ``head_node``, when the chain starts at a
     source); point ``k`` is the output of ``nodes[k - 1]``.
+
+    An operator head may hand over the raw batches of an input with the step that joins them
+    (:class:`Prefixed`): from then on the chain runs that step first, in the same loop. Its
+    steps are then ``members`` (the operator's node, then ``nodes``), and the compiled chain's
+    point ``k + 1`` is the chain's point ``k``.
     """
 
     def __init__(
@@ -35,9 +40,20 @@ class ChainTask:
         self.outlets: dict[int, list[Outlet]] = {}
         self.scopes = scopes
         self.finished = False
+        self.prefix: Prefix | None = None
         self._fused: FusedChain | None = None
         self._suffixes: dict[tuple[int, bool], FusedChain] = {}
         self._totals: list[int] = [0, 0]
+
+    @property
+    def members(self) -> list[Node]:
+        """The nodes of the compiled chain's steps, in order."""
+        return self.nodes if self.prefix is None else [self.prefix.node, *self.nodes]
+
+    @property
+    def _shift(self) -> int:
+        """The compiled chain's point of the chain's point 0."""
+        return 0 if self.prefix is None else 1
 
     def scopes_held(self) -> set[PolicyRun]:
         """The policies of the operators this task runs (its head's and its steps')."""
@@ -50,23 +66,36 @@ class ChainTask:
             outlet.close()
             return
         self.outlets.setdefault(point, []).append(outlet)
+        self._recompile()
+
+    def _recompile(self) -> None:
+        """Compile again before the next batch, the counts so far going to the old chain's steps."""
         self.flush_counts()
         self._fused = None
 
     def _compile(self) -> FusedChain:
         # Under an error handler the chain must be able to go on after a failure.
-        resumable = any(self.scopes[node].handles for node in self.nodes)
+        resumable = any(self.scopes[node].handles for node in self.members)
         self._fused = self._chain(0, self._points(), resumable)
         self._suffixes.clear()
         self._totals = [0] * (len(self._fused.counted) + 2)
         return self._fused
 
     def _points(self) -> list[int]:
-        return [point for point, outlets in self.outlets.items() if outlets]
+        """The compiled chain's points that have outlets."""
+        return [point + self._shift for point, outlets in self.outlets.items() if outlets]
+
+    def _outlets(self, point: int) -> list[Outlet]:
+        """The outlets at the compiled chain's ``point``."""
+        return self.outlets.get(point - self._shift, [])
 
     def _chain(self, start: int, points: list[int], resumable: bool) -> FusedChain:
-        steps = [Step(node.kind, node.fn, node.name) for node in self.nodes[start:]]  # type: ignore[arg-type]
-        return FusedChain(steps, [point - start for point in points], resumable=resumable, inline=self.inline)
+        steps = [Step(node.kind, node.fn, node.name) for node in self.nodes]  # type: ignore[arg-type]
+        if self.prefix is not None:
+            steps.insert(0, self.prefix.step)
+        return FusedChain(
+            steps[start:], [point - start for point in points], resumable=resumable, inline=self.inline
+        )
 
     def _suffix(self, start: int, retry: bool) -> FusedChain:
         """The chain from step ``start`` on; a retry's item was already emitted at ``start``."""
@@ -84,7 +113,14 @@ class ChainTask:
             while (batch := await self.head.next_batch()) is not None:
                 if isinstance(batch, Control):
                     self._pass_on(batch)
+                elif isinstance(batch, Prefixed):
+                    if batch.prefix is not self.prefix:
+                        self._recompile()
+                        self.prefix = batch.prefix
+                    await self._process(batch.items)
                 else:
+                    # A head that handed over its input's batches emits nothing more itself.
+                    assert self.prefix is None, "an operator emitted after handing over its input"
                     await self._process(batch)
             completed = True
         finally:
@@ -127,7 +163,7 @@ class ChainTask:
             totals[index] += count
         for point, output in zip(fused.points, outputs, strict=True):
             if output:
-                for outlet in self.outlets.get(point, ()):
+                for outlet in self._outlets(point):
                     await outlet.send(output)
 
     async def _pass_through(self, batch: list[Any]) -> None:
@@ -157,8 +193,12 @@ class ChainTask:
                 await self._deliver(run, fused, failure.outputs, failure.entries)
                 step = run.start + failure.step
                 attempt = run.attempt if run.attempt and failure.step == 0 else 1
-                node = self.nodes[step]
-                decision = await self.scopes[node].decide(node, node.name, exc, failure.item, attempt)
+                node = self.members[step]
+                stream_id = node.name
+                if step == 0 and self.prefix is not None:
+                    stream_id = self.prefix.stream_id  # the operator's error, on an input's item
+                    self.prefix.record(-1, 0)  # it entered the step but did not pass
+                decision = await self.scopes[node].decide(node, stream_id, exc, failure.item, attempt)
                 work.append(run)  # its iterator stands past the failed item
                 work.extend(Run(run.start + i + 1, rest, 0) for i, rest in reversed(failure.pending))
                 if decision == "retry":
@@ -172,22 +212,26 @@ class ChainTask:
         """Hand on what a run produced and count what entered each step.
 
         Items entering step ``j`` left step ``j - 1`` (or the chain's source); a retried item
-        had entered its step, and left the one before, on its first try.
+        had entered its step, and left the one before, on its first try. A prefix counts every
+        entry, retries too, as its failures are taken off one by one.
         """
+        members = self.members
+        if self.prefix is not None and run.start == 0:
+            self.prefix.record(entries[0], entries[1])
         for j, count in enumerate(entries):
             if not count or (j == 0 and run.attempt):
                 continue
             step = run.start + j
-            if step < len(self.nodes):
-                self.nodes[step].items_in += count
+            if step < len(members):
+                members[step].items_in += count
             if step > 0:
-                self.nodes[step - 1].items_out += count
+                members[step - 1].items_out += count
             elif self.head_node is not None:
                 self.head_node.items_in += count
                 self.head_node.items_out += count
         for point, output in zip(fused.points, outputs, strict=True):
             if output:
-                for outlet in self.outlets.get(run.start + point, ()):
+                for outlet in self._outlets(run.start + point):
                     await outlet.send(output)
 
     def flush_counts(self) -> None:
@@ -199,9 +243,12 @@ class ChainTask:
         if self.head_node is not None:
             self.head_node.items_in += consumed
             self.head_node.items_out += consumed
-        for node, (n_in, n_out) in zip(self.nodes, fused.counts(consumed, counters, produced), strict=True):
+        counts = fused.counts(consumed, counters, produced)
+        for node, (n_in, n_out) in zip(self.members, counts, strict=True):
             node.items_in += n_in
             node.items_out += n_out
+        if self.prefix is not None:
+            self.prefix.record(*counts[0])
         self._totals = [0] * len(totals)
 
     def _failure(self, fused: FusedChain, exc: Exception, size: int, it: Any) -> OperatorFailure:
@@ -209,7 +256,7 @@ class ChainTask:
         if self.head_node is not None:
             self.head_node.items_in += failure.consumed
             self.head_node.items_out += failure.consumed
-        node = self.nodes[failure.step] if failure.step >= 0 else (self.head_node or self.nodes[0])
+        node = self.members[failure.step] if failure.step >= 0 else (self.head_node or self.members[0])
         node.errors += 1
         if (inlined := fused.inlined.get(failure.step)) is not None:
             exc.add_note(inlined.note("the fused loop"))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Protocol
 
 import anyio
 
+from sage_streams._fusion import Step
 from sage_streams._graph import Node
 from sage_streams._runtime.sources import is_factory
 from sage_streams.channel import (
@@ -19,13 +21,36 @@ from sage_streams.channel import (
 )
 from sage_streams.errors import OperatorFailure
 
-__all__ = ["ChannelHead", "Head", "IterableHead"]
+__all__ = ["ChannelHead", "Head", "IterableHead", "Prefix", "Prefixed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    """The stateless step an operator has come down to for its one open input (a lookup, see
+    :class:`~sage_streams._graph.LookupOperator`): the chain runs it as its first step.
+
+    Errors of the step are the operator's (``node``), on items of ``stream_id``; ``record``
+    takes the items that passed the step and the items it emitted.
+    """
+
+    step: Step
+    node: Node
+    stream_id: str
+    record: Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Prefixed:
+    """A batch of the input that ``prefix`` handles, as it arrived: the chain joins it itself."""
+
+    items: list[Any]
+    prefix: Prefix
 
 
 class Head(Protocol):
-    async def next_batch(self) -> Sequence[Any] | Control | None:
-        """The next non-empty batch, a control message to pass on (a watermark), or ``None``
-        at the end of the stream."""
+    async def next_batch(self) -> Sequence[Any] | Prefixed | Control | None:
+        """The next non-empty batch, a batch for the chain to join (:class:`Prefixed`), a
+        control message to pass on (a watermark), or ``None`` at the end of the stream."""
 
     def close(self, completed: bool) -> None:
         """Release the inputs; ``completed`` says whether the stream ended normally."""

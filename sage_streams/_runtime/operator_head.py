@@ -9,7 +9,9 @@ from typing import Any
 
 import anyio
 
-from sage_streams._graph import Node, TimedOperator, WatermarkOperator
+from sage_streams._fusion import Step
+from sage_streams._graph import LookupOperator, Node, TimedOperator, WatermarkOperator
+from sage_streams._runtime.heads import Prefix, Prefixed
 from sage_streams._runtime.outlets import Outlet
 from sage_streams.channel import (
     ABORTED,
@@ -54,23 +56,28 @@ class OperatorHead:
         self._keeps_time = isinstance(self.operator, WatermarkOperator)
         self._finished = False
         self._next_input = 0
+        self._prefix: Prefix | None = None
+        self._prefixed_input = -1
         self._doorbell = asyncio.Event()
         for receiver in receivers:
             receiver.watch(self._doorbell.set)
 
-    async def next_batch(self) -> Sequence[Any] | Control | None:
+    async def next_batch(self) -> Sequence[Any] | Prefixed | Control | None:
         while not self._finished:
             if (watermark := self._risen_watermark()) is not None:
                 return watermark
             output = await self._step()
             await self._flush_side()
+            if isinstance(output, Prefixed):
+                return output
             if output:
                 self.node.items_out += len(output)
                 return output
         return None
 
-    async def _step(self) -> Sequence[Any]:
-        """Handle one message, or wait for one; returns what the operator emitted."""
+    async def _step(self) -> Sequence[Any] | Prefixed:
+        """Handle one message, or wait for one; returns what the operator emitted, or a batch
+        for the chain to join."""
         ready = self._ready_input()
         if ready is None:
             output = await self._call(self._on_time) if self._timed else ()
@@ -86,11 +93,16 @@ class OperatorHead:
             return ()
         index, message = ready
         if type(message) is list:
+            if index == self._prefixed_input:
+                assert self._prefix is not None
+                return Prefixed(message, self._prefix)
             self.node.items_in += len(message)
             return await self._call(self.operator.on_batch, index, message)
         if message is END:
             self._ended[index] = True
-            return await self._call(self.operator.on_end, index)
+            output = await self._call(self.operator.on_end, index)
+            self._find_prefix()
+            return output
         if type(message) is Watermark:
             self._marks[index] = max(self._marks[index], message.time)
             if self._keeps_time:
@@ -98,6 +110,20 @@ class OperatorHead:
         if message is ABORTED:
             await anyio.sleep_forever()  # the failing producer's task group cancels us
         return ()
+
+    def _find_prefix(self) -> None:
+        """Once one input is left open, ask a lookup operator whether it is now a lookup."""
+        open_inputs = [i for i, ended in enumerate(self._ended) if not ended]
+        if self._prefix is not None or len(open_inputs) != 1 or not isinstance(self.operator, LookupOperator):
+            return
+        (index,) = open_inputs
+        found = self.operator.lookup(index)
+        if found is None:
+            return
+        key, table = found
+        step = Step("lookup", key, self.node.name, table)
+        self._prefix = Prefix(step, self.node, self.node.inputs[index].name, self.operator.record_lookups)
+        self._prefixed_input = index
 
     def _risen_watermark(self) -> Watermark | None:
         """The output watermark, if it has risen since it was last passed on."""
