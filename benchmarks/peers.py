@@ -155,19 +155,20 @@ def w2_reactivex(sources: W2Input) -> tuple[int, int]:
 def w3_reactivex(data: W3Input) -> tuple[int, int]:
     """Rx's ``join`` pairs items by overlapping time windows, not by key (every activity with every
     profile, then a filter: 180 million pairs), so the keyed join is done the Rx way for a finished
-    side: the profiles observable reduced ``to_dict`` and combined into the activities with
-    ``with_latest_from``; each activity looks its user up, misses dropped, enriched, reduced.
+    side: the profiles observable reduced ``to_dict`` and run first, then each activity looks its
+    user up, misses dropped, enriched, reduced. (``with_latest_from`` the dict's observable was
+    measured before: its order against the activities depends on the trampoline scheduler's clock,
+    and some runs dropped every activity.)
     """
     import reactivex as rx
     from reactivex import operators as ops
 
     activities, profiles = data
-    table = rx.from_iterable(profiles).pipe(ops.to_dict(user_id))
+    table: dict[Any, Any] = rx.from_iterable(profiles).pipe(ops.to_dict(user_id)).run()
     result: tuple[int, int] = (
         rx.from_iterable(activities)
         .pipe(
-            ops.with_latest_from(table),
-            ops.map(lambda at: (at[0], at[1].get(user_id(at[0])))),
+            ops.map(lambda activity: (activity, table.get(user_id(activity)))),
             ops.filter(lambda pair: pair[1] is not None),
             ops.map(enrich),
             ops.reduce(_tally, (0, 0)),
