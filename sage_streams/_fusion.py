@@ -269,7 +269,8 @@ class FusedChain:
         if resumable:
             add("e0 += 1", -1)
         for i, step in enumerate(self.steps):
-            first, call = self._call(i, self._elided.get(i, f"v{i}"))
+            value = self._elided.get(i, f"v{i}")  # the step's input
+            first, call = self._call(i, value)
             for code in first:
                 add(code, i)
             nxt = f"v{i + 1}"
@@ -277,11 +278,11 @@ class FusedChain:
                 add(f"{nxt} = {call}", i)
             elif step.kind == "filter":
                 reject = ["    continue"] if resumable else [f"    c{i} += 1", "    continue"]
-                for code in (f"if not {call}:", *reject, f"{nxt} = v{i}"):
+                for code in (f"if not {call}:", *reject, f"{nxt} = {value}"):
                     add(code, i)
             elif step.kind == "key_by":
                 add(f"_hash({call})", i)
-                add(f"{nxt} = v{i}", i)
+                add(f"{nxt} = {value}", i)
             elif step.kind == "lookup":
                 for code in self._lookup(i, call):
                     add(code, i)
@@ -293,11 +294,11 @@ class FusedChain:
             elif step.kind == "flat_map":
                 async_gen = _is_async_generator_function(step.fn)
                 if resumable:
-                    results = f"[r async for r in s{i}(v{i})]" if async_gen else f"_list({call})"
+                    results = f"[r async for r in s{i}({value})]" if async_gen else f"_list({call})"
                     add(f"g{i} = _iter({results})", i)
                     add(f"for {nxt} in g{i}:", i)
                 elif async_gen:
-                    add(f"async for {nxt} in s{i}(v{i}):", i)
+                    add(f"async for {nxt} in s{i}({value}):", i)
                 else:
                     add(f"for {nxt} in {call}:", i)
                 indent += "    "

@@ -276,3 +276,33 @@ def test_an_inlined_step_after_a_lookup_unpacks_the_pair_without_building_it() -
         failure = chain.explain(caught.value, 2, iterator)
         expected = ({"user": 2}, "bob") if item_first else ("bob", {"user": 2})
         assert (failure.step, failure.item) == (1, expected)
+
+
+@pytest.mark.parametrize("kind", ["map", "filter", "key_by", "flat_map", "sink"])
+@pytest.mark.parametrize("item_first", [True, False])
+def test_every_kind_of_step_after_a_lookup_gives_what_it_gives_on_the_pairs(
+    kind: str, item_first: bool
+) -> None:
+    events = [{"user": 1, "page": "/"}, {"user": 3, "page": "/x"}, {"user": 2, "page": "/y"}, {"user": 1}]
+    pairs = [(e, PROFILES[e["user"]]) for e in events if e["user"] in PROFILES]
+    if not item_first:
+        pairs = [(name, event) for event, name in pairs]
+    sunk: list[Any] = []
+    follow, expected = {
+        "map": (lambda pair: repr(pair), [repr(pair) for pair in pairs]),
+        "filter": (lambda pair: "ann" in pair, [pair for pair in pairs if "ann" in pair]),
+        "key_by": (lambda pair: len(pair), pairs),
+        "flat_map": (lambda pair: [pair, pair], [pair for pair in pairs for _ in range(2)]),
+        "sink": (lambda pair: sunk.append(pair), []),
+    }[kind]
+    steps = [Step("lookup", user_of, "join", Lookup(PROFILES, item_first)), Step(kind, follow, kind)]  # type: ignore[arg-type]
+    for inline in (False, True):
+        for resumable in (False, True):
+            for points in ([2], [1, 2]):
+                sunk.clear()
+                chain = FusedChain(steps, points, inline=inline, resumable=resumable)
+                outputs = chain(iter(events))[0]
+                assert outputs[-1] == expected
+                if len(outputs) == 2:
+                    assert outputs[0] == pairs
+                assert sunk == (pairs if kind == "sink" else [])
