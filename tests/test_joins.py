@@ -244,12 +244,17 @@ def enrich(pair: tuple[Any, Any]) -> tuple[int, str]:
     return event["seq"], profile["name"]
 
 
-def lookup_model(users: set[int], events: list[Event], events_left: bool) -> dict[str, Any]:
-    """What the join and the step after it give, event by event, with errors continued. The
+def kept(pair: tuple[Any, Any]) -> bool:
+    """The filter of a filtered run: every third event is dropped."""
+    return (pair[0] if "seq" in pair[0] else pair[1])["seq"] % 3 != 0
+
+
+def lookup_model(users: set[int], events: list[Event], events_left: bool, filtered: bool) -> dict[str, Any]:
+    """What the join and the steps after it give, event by event, with errors continued. The
     profiles came first: each probed an empty buffer."""
     out: list[tuple[int, str]] = []
     letters: list[tuple[str, str, str, Any]] = []
-    probes, matches = len(users), 0
+    probes, matches, enriched = len(users), 0, 0
     for event in events:
         if "user" not in event or event["user"] is None or isinstance(event["user"], list):
             error = "KeyError" if "user" not in event else "TypeError" if event["user"] else "ValueError"
@@ -262,15 +267,23 @@ def lookup_model(users: set[int], events: list[Event], events_left: bool) -> dic
         matches += 1
         profile = {"user": user, "name": f"n{user}"}
         pair = (event, profile) if events_left else (profile, event)
+        if filtered and not kept(pair):
+            continue
+        enriched += 1
         if "boom" in event:
             letters.append(("enrich", "enrich", "ValueError", pair))
         else:
             out.append((event["seq"], profile["name"]))
-    return {"out": out, "letters": letters, "probes": probes, "matches": matches}
+    return {"out": out, "letters": letters, "probes": probes, "matches": matches, "enriched": enriched}
 
 
 async def run_lookup(
-    users: set[int], events: list[Event], events_left: bool, batch: int, started: asyncio.Event
+    users: set[int],
+    events: list[Event],
+    events_left: bool,
+    filtered: bool,
+    batch: int,
+    started: asyncio.Event,
 ) -> tuple[LocalEnvironment, list[Any], list[DeadLetter]]:
     env = LocalEnvironment(buffer_size=4, batch_size=batch)
     profiles = env.from_collection([{"user": u, "name": f"n{u}"} for u in sorted(users)], name="profiles")
@@ -280,7 +293,7 @@ async def run_lookup(
     joined = connected.join("inner", key_func=lambda item: item["user"], name="j")
     out: list[Any] = []
     letters: list[DeadLetter] = []
-    joined.map(enrich, name="enrich").sink(out.append)
+    (joined.filter(kept, name="keep") if filtered else joined).map(enrich, name="enrich").sink(out.append)
     connected.errors().sink(letters.append)
     async with env.running():
         await asyncio.wait_for(started.wait(), 5)  # every event goes through the lookup
@@ -301,17 +314,18 @@ kinds = st.one_of(
     users=st.sets(st.integers(0, 5), min_size=1),
     kinds=st.lists(kinds, max_size=30),
     events_left=st.booleans(),
+    filtered=st.booleans(),
     batch=st.integers(1, 5),
 )
 def test_a_lookup_join_gives_what_the_model_gives_with_every_error_continued(
-    users: set[int], kinds: list[Any], events_left: bool, batch: int
+    users: set[int], kinds: list[Any], events_left: bool, filtered: bool, batch: int
 ) -> None:
     events = [event_of(seq, kind) for seq, kind in enumerate(kinds)]
-    expected = lookup_model(users, events, events_left)
+    expected = lookup_model(users, events, events_left, filtered)
 
     async def run() -> None:
         with watching_lookups() as started:
-            env, out, letters = await run_lookup(users, events, events_left, batch, started)
+            env, out, letters = await run_lookup(users, events, events_left, filtered, batch, started)
         assert out == expected["out"]
         assert [(d.operator, d.stream_id, type(d.error).__name__, d.item) for d in letters] == expected[
             "letters"
@@ -328,7 +342,7 @@ def test_a_lookup_join_gives_what_the_model_gives_with_every_error_continued(
             key_errors,
             key_errors,
         )
-        assert (step.items_in, step.items_out) == (expected["matches"], len(expected["out"]))
+        assert (step.items_in, step.items_out) == (expected["enriched"], len(expected["out"]))
 
     asyncio.run(run())
 
