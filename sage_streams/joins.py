@@ -225,8 +225,8 @@ class JoinState:
             key_of = self._keys[side]
             assert key_of is not None
             theirs = self._items[1 - side]
-            # As many keys as items: no bucket holds two (and, the other side ended, none will).
-            unique = not buffering and len(theirs) == self._buffered[1 - side]
+            # The other side ended: its buckets no longer change.
+            unique = not buffering and self._one_per_key(1 - side)
             probe = compile_probe(
                 side, key_of, theirs, buffering=buffering, unique=unique, inline=self._inline
             )
@@ -255,12 +255,16 @@ class JoinState:
         self._check_side(side)
         other = 1 - side
         key_of = self._keys[side]
-        theirs = self._items[other]
         if not self._fast or self._ended[side] or not self._ended[other] or key_of is None:
             return None
-        if len(theirs) != self._buffered[other]:
-            return None  # some key has two partners
-        return key_of, Lookup(theirs, item_first=side == 0)
+        if not self._one_per_key(other):
+            return None
+        return key_of, Lookup(self._items[other], item_first=side == 0)
+
+    def _one_per_key(self, side: int) -> bool:
+        """Whether the fast path's buffer of ``side`` holds one item per key: as many keys as
+        items, so no bucket holds two."""
+        return len(self._items[side]) == self._buffered[side]
 
     def record_lookups(self, probes: int, pairs: int) -> None:
         """Count work done through :meth:`lookup`: items looked up, and the pairs they made (as
