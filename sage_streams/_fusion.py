@@ -9,10 +9,10 @@ the interpreter loop) and beats a chain of generators (no frame switch per item 
 For ``map f`` then ``filter p``, the generated code reads::
 
     def fused(it, *, _hash=hash, s0=f, s1=p):
-        out = [v
-            for v in it
-            for v in [s0(v)]
-            if s1(v)
+        out = [v1
+            for v0 in it
+            for v1 in [s0(v0)]
+            if s1(v1)
         ]
         return (out,), (0,)
 
@@ -22,12 +22,12 @@ per-item cost for maps: a filter counts its rejects, a flat_map its outputs, and
 step of a comprehension is derived from the output's length.
 
 With ``inline=True`` a step whose function qualifies (:mod:`sage_streams._inline`) is not
-called: its code is pasted in, which halves the cost of a cheap step. A comprehension takes only
-one-expression functions (``lambda x: x * 2``); a loop also takes straight-line bodies, such as
-a sink that tallies into a closure's list. The function then runs with that function's module
-globals and cells; the built-ins the loop itself needs come in as defaults, and a function that
-reads a global named like one of the loop's locals is called instead. Step ``i``'s locals are
-named ``u{i}_...``.
+called: its code is pasted in, which halves the cost of a cheap step. Only one-expression
+functions are pasted (``lambda x: x * 2``), unless ``inline="all"``: then a loop also takes
+straight-line bodies, such as a sink that tallies into a closure's list. The function then runs
+with that function's module globals and cells; every name the loop itself needs (built-ins
+included) comes in as a default, and a function that reads a global or free variable named like
+one of the loop's locals is called instead. Step ``i``'s locals are named ``u{i}_...``.
 
 A *lookup* step is a keyed inner join whose other side has ended and holds one item per key (a
 dimension table): the join has nothing left to buffer, so it is a stateless step, and the
@@ -37,7 +37,16 @@ unpacks it (``event, profile = pair``) is given ``(v0, p0)`` to unpack, which CP
 without building the tuple.
 
 When a step raises, :meth:`FusedChain.explain` reads the failing step and its input item off the
-traceback (the line number and the frame's ``v``), so the fast path pays nothing for error reports.
+traceback, so the fast path pays nothing for error reports: the step from the line (or, for an
+iterator that raised, from the variable its loop binds), the item from the step's input variable
+``v{i}``. It reads only variables that are the generated code's own locals, which no pasted
+function can read or write (:func:`~sage_streams._inline.define` calls a function that names
+one), never a name a user function's closure could supply.
+
+CPython allows 20 statically nested blocks and 100 levels of indentation in a function, and each
+flat_map of a loop nests one: a chain with more flat_maps than one loop can hold runs as several
+loops, each handing its last point's list to the next (:attr:`FusedChain.parts`). Comprehension
+clauses do not nest blocks, so a comprehension is never split.
 
 A *resumable* chain (one under an error handler) is compiled so that a failure can be survived
 without losing or repeating work: it is always a loop, it counts the items entering each step
@@ -48,13 +57,14 @@ processed. The runtime then goes on from the failing step (see ``_runtime.ChainT
 
 from __future__ import annotations
 
+import dis
 import inspect
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import CodeType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Any, Literal, TypeAlias
 
-from sage_streams._inline import Inlinable, define, inlinable
+from sage_streams._inline import Inlinable, Inline, define, inlinable
 from sage_streams._join_probe import MISSING, lookup_error, none_key
 
 __all__ = ["FusedChain", "Lookup", "Step", "StepKind", "is_async_callable"]
@@ -63,6 +73,13 @@ StepKind: TypeAlias = Literal["map", "filter", "flat_map", "key_by", "sink", "lo
 
 _COUNTED = frozenset({"filter", "flat_map", "lookup"})
 """Steps whose output count differs from their input count, so they keep a counter."""
+
+_Result: TypeAlias = tuple[tuple[list[Any], ...], tuple[int, ...]]
+"""What a chain returns: the outputs per point, and the counters."""
+
+_MAX_NESTED = 16
+"""flat_maps per generated loop: each nests a ``for`` block in the item loop, a lookup's ``try``
+nests one more, and CPython refuses a 21st statically nested block."""
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -131,7 +148,9 @@ class Failure:
 
     For a resumable chain also what it had done: the partial ``outputs`` (one list per point),
     the ``entries`` per step, and ``pending``: per enclosing flat_map step, from the innermost
-    out, the iterator over its results not yet processed.
+    out, the iterator over its results not yet processed. A chain of several loops may also
+    have items ``ahead`` of the failed one, which passed its step: ``(step, items)`` to run from
+    ``step`` on before anything else.
     """
 
     step: int
@@ -140,6 +159,7 @@ class Failure:
     outputs: tuple[list[Any], ...] = ()
     entries: tuple[int, ...] = ()
     pending: tuple[tuple[int, Iterator[Any]], ...] = ()
+    ahead: tuple[tuple[int, Iterator[Any]], ...] = ()
 
 
 class FusedChain:
@@ -151,11 +171,18 @@ class FusedChain:
 
     A chain whose only output is its last point compiles to one list comprehension, the fastest
     shape CPython has; it is all-or-nothing per batch. Other chains compile to a ``for`` loop
-    whose partial outputs survive an error in the frame's locals.
+    whose partial outputs survive an error in the frame's locals (``loop`` asks for one), or to
+    several, :attr:`parts`, when one loop cannot nest all their flat_maps.
     """
 
     def __init__(
-        self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool = False, inline: bool = False
+        self,
+        steps: Sequence[Step],
+        points: Sequence[int],
+        *,
+        resumable: bool = False,
+        inline: Inline = False,
+        loop: bool = False,
     ) -> None:
         self.steps = tuple(steps)
         self.resumable = resumable
@@ -167,43 +194,88 @@ class FusedChain:
         self.counted = tuple(i for i, step in enumerate(self.steps) if step.kind in _COUNTED)
         ends_in_sink = bool(self.steps) and self.steps[-1].kind == "sink"
         looks_up = any(step.kind == "lookup" for step in self.steps)
-        self.is_comprehension = self.points in ((), (n,)) and not (ends_in_sink or resumable or looks_up)
+        self.is_comprehension = (
+            not loop and self.points in ((), (n,)) and not (ends_in_sink or resumable or looks_up)
+        )
         if self.is_comprehension:
             self.points = (n,)  # computed even when nobody reads it: the counters need it
         # In a comprehension the last counted step is derived from the output's length.
         self.derived = self.counted[-1] if self.is_comprehension and self.counted else None
         self._line_steps: dict[int, int] = {}
-        self._elided: dict[int, str] = {}
-        """The steps given their input as an expression (a lookup's pair), never as ``v{i}``."""
+        self._inputs: dict[int, str] = {}
+        """The expression of each step's input: ``v{i}``, or a lookup's pair ``(v{j}, p{j})``."""
         self.inlined: dict[int, Inlinable] = {}
-        label = "fused " + (" -> ".join(step.operator for step in self.steps) or "source")
+        self.parts: tuple[tuple[int, FusedChain], ...] = ()
+        """The loops of a chain split by nesting: ``(first step, loop)`` each."""
+        self._done: tuple[dict[int, list[Any]], list[int], list[Iterator[Any]]] = ({}, [], [])
+        if not self.is_comprehension and (starts := _part_starts(self.steps))[1:]:
+            self._split(starts, inline)
+        else:
+            self._compile(inline)
+
+    def _compile(self, inline: Inline) -> None:
+        label = "fused " + (" -> ".join(step.operator for step in self.steps[:8]) or "source")
+        if len(self.steps) > 8:
+            label += f" -> ... ({len(self.steps)} steps)"
         namespace: dict[str, Any] = {f"s{i}": step.fn for i, step in enumerate(self.steps)}
         namespace.update(
             {f"t{i}": step.lookup.table.get for i, step in enumerate(self.steps) if step.lookup is not None}
         )
         namespace.update(_MISSING=MISSING, _none_key=none_key, _lookup_error=lookup_error)
-        candidates = _inlinable_steps(self.steps, statements=not self.is_comprehension) if inline else {}
+        statements = inline == "all" and not self.is_comprehension
+        candidates = _inlinable_steps(self.steps, statements=statements) if inline else {}
         self.function, self.inlined = define(self._source, "fused", label, namespace, candidates)
         # The comprehension is a code object of its own on CPython 3.11 (inlined from 3.12 on).
         codes = {self.function.__code__}
         codes.update(c for c in self.function.__code__.co_consts if isinstance(c, CodeType))
         self._codes = frozenset(codes)
 
+    def _split(self, starts: list[int], inline: Inline) -> None:
+        """Compile the steps as several loops, each starting at one of ``starts``. A loop emits
+        the chain's points from its first step's input up to its last step's, and hands its
+        last step's output to the next loop, which emits it as it reads it."""
+        n = len(self.steps)
+        ends = [*starts[1:], n]
+        parts = []
+        for start, end in zip(starts, ends, strict=True):
+            points = [k - start for k in self.points if start <= k < end or k == end == n]
+            if end < n:
+                points.append(end - start)
+            chain = FusedChain(
+                self.steps[start:end], points, resumable=self.resumable, inline=inline, loop=True
+            )
+            parts.append((start, chain))
+        self.parts = tuple(parts)
+        self.inlined = {start + i: found for start, chain in self.parts for i, found in chain.inlined.items()}
+        self.function = self.parts[0][1].function  # the first loop's
+        self._codes = frozenset()
+
+    def _owned(self, index: int, lists: Sequence[list[Any]]) -> dict[int, list[Any]]:
+        """The chain's points among the outputs ``lists`` of loop ``index`` (not its hand-over)."""
+        start, chain = self.parts[index]
+        last = index + 1 == len(self.parts)
+        return {
+            start + k: out for k, out in zip(chain.points, lists, strict=True) if last or k < len(chain.steps)
+        }
+
     def _source(self, inlined: Mapping[int, Inlinable]) -> list[str]:
         """The loop's source, with the steps of ``inlined`` pasted in."""
         self.inlined = dict(inlined)
         self._line_steps = {}
-        self._elided = {}
+        self._inputs = {-1: "v0"}
         return self._comprehension() if self.is_comprehension else self._loop()
 
     def _header(self) -> list[str]:
         defaults = "".join(f", s{i}=s{i}" for i in range(len(self.steps)))
         tables = "".join(f", t{i}=t{i}" for i, step in enumerate(self.steps) if step.lookup is not None)
         keyword = "async def" if self.is_async else "def"
-        # Built-ins come as defaults: the function may run with a user module's globals.
+        # Built-ins come as defaults: the function may run with a user module's globals and cells.
         lines = [f"{keyword} fused(it, *, _hash=hash, _len=len, _iter=iter, _list=list{defaults}{tables}"]
         if tables:
-            lines.append("          , _MISSING=_MISSING, _none_key=_none_key, _lookup_error=_lookup_error")
+            lines.append(
+                "          , _MISSING=_MISSING, _none_key=_none_key, _lookup_error=_lookup_error"
+                ", _Exception=Exception"
+            )
         lines[-1] += "):"
         return lines
 
@@ -215,33 +287,41 @@ class FusedChain:
         return [], f"{'await ' if self.steps[i].is_async else ''}s{i}({arg})"
 
     def _comprehension(self) -> list[str]:
-        """``return ([v_n for v0 in it <clauses>],), (counters)`` with a clause per line."""
+        """``return ([v_n for v0 in it <clauses>],), (counters)`` with a clause per line; each
+        step that binds a value binds a variable of its own, so every step's input stays."""
         lines = self._header()
         tallies = [i for i in self.counted if i != self.derived]
         lines += [f"    k{i} = []" for i in tallies]
-        lines.append("    out = [v")
-        lines.append("        for v in it")
-        self._line_steps[len(lines)] = -1
+        clauses = ["        for v0 in it"]
+        self._line_steps[len(lines) + 2] = -1
+        value = "v0"
         for i, step in enumerate(self.steps):
-            _, call = self._call(i, "v")  # a comprehension inlines only expressions
-            lines.append("        " + self._clause(i, step, call, counted=i in tallies))
-            self._line_steps[len(lines)] = i
-        lines.append("    ]")
+            self._inputs[i] = value
+            _, call = self._call(i, value)  # a comprehension inlines only expressions
+            clause, value = self._clause(i, step, call, value, counted=i in tallies)
+            clauses.append("        " + clause)
+            self._line_steps[len(lines) + 1 + len(clauses)] = i
+        lines += [f"    out = [{value}", *clauses, "    ]"]
         counters = "".join(f"_len(k{i}), " if i in tallies else "0, " for i in self.counted)
         lines.append(f"    return (out,), ({counters})")
         return lines
 
     @staticmethod
-    def _clause(i: int, step: Step, call: str, *, counted: bool) -> str:
+    def _clause(i: int, step: Step, call: str, value: str, *, counted: bool) -> tuple[str, str]:
+        """Step ``i``'s clause on ``value``, and the variable holding its output."""
         if step.kind == "map":
-            return f"for v in [{call}]"
+            return f"for v{i + 1} in [{call}]", f"v{i + 1}"
         if step.kind == "filter":
-            return f"if {call} or k{i}.append(None)" if counted else f"if {call}"
+            return (f"if {call} or k{i}.append(None)" if counted else f"if {call}"), value
         if step.kind == "key_by":
-            return f"if _hash({call}) or True"
+            return f"if _hash({call}) or True", value
         # flat_map (a sink never ends up in a comprehension)
-        loop = f"async for v in s{i}(v)" if _is_async_generator_function(step.fn) else f"for v in {call}"
-        return f"{loop} if k{i}.append(None) is None" if counted else loop
+        loop = (
+            f"async for v{i + 1} in s{i}({value})"
+            if _is_async_generator_function(step.fn)
+            else f"for v{i + 1} in {call}"
+        )
+        return (f"{loop} if k{i}.append(None) is None" if counted else loop), f"v{i + 1}"
 
     def _loop(self) -> list[str]:
         """A ``for`` loop appending ``v{k}`` to ``o{k}`` for every point ``k``.
@@ -269,7 +349,7 @@ class FusedChain:
         if resumable:
             add("e0 += 1", -1)
         for i, step in enumerate(self.steps):
-            value = self._elided.get(i, f"v{i}")  # the step's input
+            value = self._inputs.setdefault(i, f"v{i}")  # a lookup's pair, or ``v{i}``
             first, call = self._call(i, value)
             for code in first:
                 add(code, i)
@@ -288,7 +368,7 @@ class FusedChain:
                     add(code, i)
                 pair = self._pair(i)
                 if i + 1 in self.inlined and i + 1 not in self.points:
-                    self._elided[i + 1] = pair  # pasted into the next step: maybe never built
+                    self._inputs[i + 1] = pair  # pasted into the next step: maybe never built
                 else:
                     add(f"{nxt} = {pair}", i)
             elif step.kind == "flat_map":
@@ -304,8 +384,8 @@ class FusedChain:
                 indent += "    "
                 if not resumable:
                     add(f"c{i} += 1", i)
-            elif call != "(None)":  # sink (an inlined one may have nothing left to evaluate)
-                add(call, i)
+            else:  # sink: an inlined one may have nothing left to evaluate, and a block needs a line
+                add(call if call != "(None)" else "pass", i)
             if step.kind == "sink":
                 continue
             if resumable:
@@ -332,7 +412,7 @@ class FusedChain:
             f"    raise _none_key(v{i})",
             "try:",
             f"    p{i} = t{i}(y{i}, _MISSING)",
-            f"except Exception as x{i}:",
+            f"except _Exception as x{i}:",
             f"    raise _lookup_error(y{i}, x{i})",
             f"if p{i} is _MISSING:",
             *miss,
@@ -340,7 +420,39 @@ class FusedChain:
 
     def __call__(self, it: Iterator[Any]) -> Any:
         """Run over ``it``: ``(outputs, counters)``, or a coroutine of them if async."""
-        return self.function(it)
+        if not self.parts:
+            return self.function(it)
+        run = self._run_parts(it)
+        if self.is_async:
+            return run
+        try:  # no step awaits: the coroutine ends at its first step
+            run.send(None)
+        except StopIteration as done:
+            return done.value
+        raise AssertionError("a chain of sync steps awaited")  # pragma: no cover
+
+    def _run_parts(self, it: Iterator[Any]) -> Coroutine[Any, Any, _Result]:
+        """The loops of :attr:`parts` in turn, each over the list the one before handed over;
+        what they did so far stays in ``_done`` for :meth:`explain`."""
+        outputs: dict[int, list[Any]] = {}
+        counters: list[int] = []
+        inputs: list[Iterator[Any]] = []
+        self._done = (outputs, counters, inputs)
+
+        async def run() -> _Result:
+            items = it
+            for index, (_, chain) in enumerate(self.parts):
+                inputs.append(items)
+                result = chain(items)
+                lists, counts = (await result) if chain.is_async else result
+                outputs.update(self._owned(index, lists))
+                # A resumable loop counts the items entering it: the loop before counted them.
+                counters.extend(counts[1:] if self.resumable and index else counts)
+                if index + 1 < len(self.parts):
+                    items = iter(lists[-1])  # the hand-over
+            return tuple(outputs[k] for k in self.points), tuple(counters)
+
+        return run()
 
     def counts(self, consumed: int, counters: Sequence[int], produced: int) -> list[tuple[int, int]]:
         """``(items_in, items_out)`` per step.
@@ -375,22 +487,20 @@ class FusedChain:
         that was being processed, which gives how many items the chain had consumed.
         """
         consumed = batch_size - it.__length_hint__()  # type: ignore[attr-defined]
+        if self.parts:
+            return self._explain_parts(error, consumed)
         tb: TracebackType | None = error.__traceback__
         frame = None
         while tb is not None:  # the innermost frame of ours: the comprehension, if any
             if tb.tb_frame.f_code in self._codes:
-                frame, lineno = tb.tb_frame, tb.tb_lineno
+                frame, lineno, offset = tb.tb_frame, tb.tb_lineno, tb.tb_lasti
             tb = tb.tb_next
         if frame is None:
             return Failure(-1, None, consumed)
-        step = self._line_steps.get(lineno, -1)
-        names = frame.f_locals
-        # The loop names the input of step i ``v{i}``; the comprehension rebinds one ``v``.
-        item = names.get("v", names.get(f"v{max(step, 0)}"))
-        if step in self._elided:
-            item = (names[f"v{step - 1}"], names[f"p{step - 1}"])
-            if not self.steps[step - 1].lookup.item_first:  # type: ignore[union-attr]
-                item = item[::-1]
+        step = self._line_steps.get(lineno)
+        if step is None:  # an iterator's ``next`` raised: the loop's header has no step's line
+            step = _binding_step(frame.f_code, offset)
+        item = _own(frame, self._inputs[step])
         if not self.resumable:
             return Failure(step, item, consumed)
         enclosing = [i for i in range(step) if self.steps[i].kind == "flat_map"]
@@ -398,7 +508,74 @@ class FusedChain:
             step,
             item,
             consumed,
-            outputs=tuple(names[f"o{k}"] for k in self.points),
-            entries=tuple(names[f"e{i}"] for i in range(len(self.steps) + 1)),
-            pending=tuple((i, names[f"g{i}"]) for i in reversed(enclosing)),
+            outputs=tuple(_own(frame, f"o{k}") for k in self.points),
+            entries=tuple(_own(frame, f"e{i}") for i in range(len(self.steps) + 1)),
+            pending=tuple((i, _own(frame, f"g{i}")) for i in reversed(enclosing)),
         )
+
+    def _explain_parts(self, error: BaseException, consumed: int) -> Failure:
+        """:meth:`explain` for a chain of :attr:`parts`: the failing loop's failure, in steps of
+        the chain, with the whole outputs of the loops before it, and the rest of its input as
+        work pending at its first step."""
+        outputs, counters, inputs = self._done
+        index = len(inputs) - 1  # the loop that was running (loops may share code objects)
+        codes = set()
+        tb: TracebackType | None = error.__traceback__
+        while tb is not None:
+            codes.add(tb.tb_frame.f_code)
+            tb = tb.tb_next
+        if index < 0 or not self.parts[index][1]._codes & codes:
+            return Failure(-1, None, consumed)
+        start, chain = self.parts[index]
+        inner = chain.explain(error, 0, inputs[index])
+        step = start + inner.step if inner.step >= 0 else -1
+        if not self.resumable:
+            return Failure(step, inner.item, consumed)
+        end = start + len(chain.steps)
+        partial = self._owned(index, inner.outputs)
+        lists = tuple(outputs[k] if k < start else partial.get(k, []) for k in self.points)
+        pending = tuple((start + i, rest) for i, rest in inner.pending)
+        if index:
+            pending += ((start - 1, inputs[index]),)  # the items the failing loop did not reach
+        if end == len(self.steps):
+            entries = (*counters[:start], *inner.entries)
+            return Failure(step, inner.item, consumed, lists, entries, pending)
+        # The items it handed over count as entering the next loop when they run from ``end``.
+        entries = (*counters[:start], *inner.entries[:-1], *[0] * (len(self.steps) - end + 1))
+        ahead = ((end, iter(inner.outputs[-1])),)
+        return Failure(step, inner.item, consumed, lists, entries, pending, ahead)
+
+
+def _part_starts(steps: Sequence[Step]) -> list[int]:
+    """The first step of each loop a chain of ``steps`` needs: a new one before the flat_map
+    that would nest more than ``_MAX_NESTED`` of them."""
+    starts = [0]
+    nested = 0
+    for i, step in enumerate(steps):
+        if step.kind == "flat_map":
+            if nested == _MAX_NESTED:
+                starts.append(i)
+                nested = 0
+            nested += 1
+    return starts
+
+
+def _binding_step(code: CodeType, offset: int) -> int:
+    """The step whose iterator the instruction at ``offset`` of ``code`` advances: the one whose
+    output variable ``v{k}`` (step ``k - 1``) is the next one stored."""
+    for instruction in dis.get_instructions(code):
+        if instruction.offset > offset and instruction.opname == "STORE_FAST":
+            name = str(instruction.argval)
+            if name[:1] == "v" and name[1:].isdigit():
+                return int(name[1:]) - 1
+    return -1
+
+
+def _own(frame: FrameType, name: str) -> Any:
+    """The value of ``name``, a local variable of the generated code of ``frame``: never a free
+    variable, which a pasted function's closure supplies (``None`` while unbound)."""
+    if name.startswith("("):  # a lookup's pair, never built: ``(v{j}, p{j})`` or ``(p{j}, v{j})``
+        return tuple(_own(frame, part.strip()) for part in name[1:-1].split(","))
+    if name not in frame.f_code.co_varnames:
+        raise AssertionError(f"{name} is not a local of {frame.f_code.co_name}")
+    return frame.f_locals.get(name)

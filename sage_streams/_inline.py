@@ -6,8 +6,10 @@ the function's own work: ``x * 2`` takes ~15 ns, calling ``double(x)`` ~45 ns. C
 this by inlining, and so do we, for the functions where it cannot change what happens: a
 ``lambda`` or a ``def`` of plain positional parameters, no default values and no ``yield`` or
 ``await``, whose body :mod:`sage_streams._inline_source` finds safe to paste (straight-line code
-ending in one ``return``, no nested scope, no frame-reading built-in). Where only an expression
-can stand (a comprehension's clause, a join's key), only a body of one ``return`` qualifies.
+ending in one ``return``, no nested scope) and whose names do not resolve to anything that looks
+at its caller's frame (``locals``, ``sys._getframe`` under any name, a logger, ``warnings.warn``).
+By default (``inline=True``) only a function of one expression qualifies; a body of statements,
+whose pasted code a logger or a warning would place in the loop, only with ``inline="all"``.
 
 The pasted code means what the function's code meant. Its parameters become the loop's
 variables, its locals get a prefix of their own, global names keep their late binding (the
@@ -32,14 +34,17 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from types import CellType, CodeType, FunctionType
-from typing import Any, TypeVar
+from types import CellType, CodeType, FunctionType, ModuleType
+from typing import Any, Literal, TypeAlias, TypeVar
 
 from sage_streams._inline_source import Definition, definition_of, enclosed
 
-__all__ = ["Inlinable", "define", "inlinable", "tracing"]
+__all__ = ["Inline", "Inlinable", "define", "inlinable", "tracing"]
 
 K = TypeVar("K")
+
+Inline: TypeAlias = bool | Literal["all"]
+"""What is pasted: ``True`` one-expression functions, ``"all"`` statement bodies too, ``False`` nothing."""
 
 _PLAIN_FLAGS = 0x0001 | 0x0002 | 0x0010  # CO_OPTIMIZED | CO_NEWLOCALS | CO_NESTED
 """Code flags of an ordinary function: any other (varargs, generator, coroutine) rules it out."""
@@ -182,7 +187,73 @@ def inlinable(function: Callable[..., Any], arity: int = 1, *, statements: bool 
     definition = _found[code]
     if definition is None or (definition.body and not statements):
         return None
-    return Inlinable(function, definition)
+    found = Inlinable(function, definition)
+    return None if _reads_frames(found) else found
+
+
+_FRAME_READERS = {
+    "builtins": ("locals", "vars", "dir", "eval", "exec", "breakpoint"),
+    "sys": ("_getframe",),
+    "inspect": ("currentframe", "stack", "trace"),
+    "traceback": ("extract_stack", "format_stack", "print_stack", "walk_stack"),
+    "warnings": ("warn",),
+    "logging": ("debug", "info", "warning", "warn", "error", "exception", "critical", "log"),
+}
+"""Functions that look at their caller's frame (a logger's record names the caller's function,
+a warning its line), by module: none of a module never imported can be reached."""
+
+
+def _reads_frames(found: Inlinable) -> bool:
+    """Whether a name of ``found``'s code, or an attribute of a module it names, is now one of
+    the frame readers or a logger, whatever the name: ``g`` after ``from sys import _getframe as g``."""
+    readers = {
+        id(reader)
+        for module_name, names in _FRAME_READERS.items()
+        if (module := sys.modules.get(module_name)) is not None
+        for name in names
+        if (reader := getattr(module, name, None)) is not None
+    }
+    logging = sys.modules.get("logging")
+    loggers: tuple[type, ...] = () if logging is None else (logging.Logger, logging.LoggerAdapter)
+
+    def reads(value: Any) -> bool:
+        return id(value) in readers or isinstance(value, loggers)
+
+    function = found.function
+    namespaces = (function.__globals__, function.__globals__.get("__builtins__", {}))
+    for part in (*found.definition.body, found.definition.expression):
+        for node in ast.walk(part):
+            path: list[str] = []
+            while isinstance(node, ast.Attribute):
+                path.append(node.attr)
+                node = node.value
+            if not isinstance(node, ast.Name):
+                continue
+            value = _resolved(node.id, found.cells, namespaces)
+            if reads(value):
+                return True
+            for attribute in reversed(path):  # through modules only: other getattrs run code
+                if not isinstance(value, ModuleType):
+                    break
+                value = vars(value).get(attribute)
+                if reads(value):
+                    return True
+    return False
+
+
+def _resolved(name: str, cells: Mapping[str, CellType], namespaces: tuple[Any, ...]) -> Any:
+    """What ``name`` means now in a function with ``cells`` and globals, then built-ins, in
+    ``namespaces`` (``None`` for an empty cell or an unknown name)."""
+    if name in cells:
+        try:
+            return cells[name].cell_contents
+        except ValueError:
+            return None
+    for namespace in namespaces:
+        scope = vars(namespace) if isinstance(namespace, ModuleType) else namespace
+        if name in scope:
+            return scope[name]
+    return None
 
 
 # -- generated functions that hold inlined code ------------------------------------------------

@@ -8,8 +8,11 @@ A definition qualifies when its body is straight-line code ending in at most one
 assignments (plain, augmented, annotated), expression statements, ``assert``, ``raise`` of an
 exception, ``pass`` and ``if``/``else`` of those. Anything that binds a name in a scope of its own
 (a lambda, a comprehension) or through a walrus, any loop, ``try``, ``with``, ``del``, ``global``,
-``nonlocal``, ``import`` or early ``return`` rules it out, as do the built-ins that look at their
-caller's frame (``locals()``, ``eval()``, ``super()``...).
+``nonlocal``, ``import`` or early ``return`` rules it out, as do ``super()`` and ``__class__``
+(the compiler gives them a cell of the class) and the attributes through which code reaches for
+frames (``._getframe``, ``.f_back``...). What a *name* means (``locals``, or ``sys._getframe``
+imported as ``g``) depends on the function's globals and cells: :mod:`sage_streams._inline`
+checks the objects the names resolve to.
 
 A pasted local variable outlives its item: the next item's pass reads the last item's value if
 it reads before assigning. A call raises ``UnboundLocalError`` there instead, so every local must
@@ -17,9 +20,11 @@ be assigned on every path before it is read; ``x = 1`` under an ``if`` without `
 ``return x``, is called, not inlined.
 
 The definition found must *be* the function: compiled again on its own (inside a function that
-gives it the same free variables, for a closure), its bytecode must equal the function's. A
-source file edited since the import, a lambda among several on one line, a name mangled in a
-class body: each makes the bytecode differ, and the function is called as usual.
+gives it the same free variables, for a closure, on the same lines and columns), its code object
+must equal the function's as CPython compares code objects: bytecode, names, positions, and
+constants by type and value, so ``1``, ``1.0`` and ``True`` differ. A source file edited since
+the import, a lambda among several on one line, a name mangled in a class body: each makes the
+code differ, and the function is called as usual.
 """
 
 from __future__ import annotations
@@ -47,8 +52,9 @@ _NESTED_SCOPES = (
 )
 """Expressions that bind names or suspend: inlined, they would mean something else."""
 
-_FRAME_NAMES = frozenset({"locals", "vars", "dir", "eval", "exec", "super", "__class__", "breakpoint"})
-"""Built-ins that read the calling frame, which an inlined function does not have."""
+_CLASS_NAMES = frozenset({"super", "__class__"})
+"""Names that give a function a cell of its class: its code then has a free variable no
+definition on its own has."""
 
 _FRAME_ATTRIBUTES = frozenset({"_getframe", "currentframe", "stack", "f_back", "f_locals"})
 """Attributes through which code usually reaches for frames (``sys._getframe()``...)."""
@@ -123,11 +129,13 @@ def _starts_at(node: ast.Lambda | ast.FunctionDef, line: int) -> bool:
 
 
 def _compiles_to(node: ast.Lambda | ast.FunctionDef, code: CodeType) -> bool:
-    """Whether ``node``, compiled on its own with the free variables of ``code``, gives the
-    bytecode of ``code``."""
+    """Whether ``node``, compiled on its own with the free variables of ``code``, gives ``code``
+    (but for the flag that says it was nested in a function)."""
     alone: ast.stmt | ast.expr = node
     if isinstance(node, ast.FunctionDef):
         stripped = copy.copy(node)
+        # A decorated function's code starts on its first decorator's line.
+        stripped.lineno = node.decorator_list[0].lineno if node.decorator_list else node.lineno
         stripped.decorator_list = []
         stripped.returns = None
         stripped.args = copy.copy(node.args)
@@ -143,13 +151,9 @@ def _compiles_to(node: ast.Lambda | ast.FunctionDef, code: CodeType) -> bool:
     except (SyntaxError, ValueError, TypeError):
         return False
     (enclosing,) = (const for const in compiled.co_consts if isinstance(const, CodeType))
+    # Code equality compares constants by type and value (1, 1.0 and True differ) and positions.
     return any(
-        isinstance(const, CodeType)
-        and const.co_code == code.co_code
-        and const.co_consts == code.co_consts
-        and const.co_names == code.co_names
-        and const.co_varnames == code.co_varnames
-        and const.co_freevars == code.co_freevars
+        isinstance(const, CodeType) and const.replace(co_flags=code.co_flags) == code
         for const in enclosing.co_consts
     )
 
@@ -192,7 +196,7 @@ def _is_docstring(statement: ast.stmt) -> bool:
 def _forbidden(node: ast.AST) -> bool:
     return (
         isinstance(node, _NESTED_SCOPES)
-        or (isinstance(node, ast.Name) and node.id in _FRAME_NAMES)
+        or (isinstance(node, ast.Name) and node.id in _CLASS_NAMES)
         or (isinstance(node, ast.Attribute) and node.attr in _FRAME_ATTRIBUTES)
     )
 

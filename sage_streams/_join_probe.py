@@ -110,21 +110,23 @@ def _lines(side: int, buffering: bool, unique: bool, found: Inlinable | None) ->
     pair = "(v, {})" if side == 0 else "({}, v)"
     hits = "_len(out)" if unique else "hits"
     lines = [
+        # Every name it uses is a default: it may run with a user module's globals and cells.
         "def probe(it, out, mine, *, key=key, get=theirs.get, Bucket=Bucket, MISSING=MISSING,",
-        "          none_key=none_key, lookup_error=lookup_error, _len=len):",
+        "          none_key=none_key, lookup_error=lookup_error, _len=len, _type=type,",
+        "          _Exception=Exception):",
         "    emit = out.append",
         *([] if unique else ["    hits = 0"]),  # unique: the hits are the pairs
         "    for v in it:",
         "        try:",
         f"            k = {key}",
-        "        except Exception as exc:",
+        "        except _Exception as exc:",
         f"            {note}",
         f"            return {hits}, v, exc, exc",
         "        if k is None:",
         f"            return {hits}, v, none_key(v), None",
         "        try:",
         "            p = get(k, MISSING)",
-        "        except Exception as exc:",
+        "        except _Exception as exc:",
         f"            return {hits}, v, lookup_error(k, exc), exc",
         "        if p is not MISSING:",
     ]
@@ -133,7 +135,7 @@ def _lines(side: int, buffering: bool, unique: bool, found: Inlinable | None) ->
     else:
         lines += [
             "            hits += 1",
-            "            if type(p) is Bucket:",
+            "            if _type(p) is Bucket:",
             "                for q in p:",
             f"                    emit({pair.format('q')})",
             "            else:",
@@ -144,7 +146,7 @@ def _lines(side: int, buffering: bool, unique: bool, found: Inlinable | None) ->
             "        b = mine.get(k, MISSING)",
             "        if b is MISSING:",
             "            mine[k] = v",
-            "        elif type(b) is Bucket:",
+            "        elif _type(b) is Bucket:",
             "            b.append(v)",
             "        else:",
             "            mine[k] = Bucket((b, v))",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from sage_streams._graph import Node, NodeKind
-from sage_streams._inline import tracing
+from sage_streams._inline import Inline, tracing
 from sage_streams._runtime import Outlet, Plan, is_sync_source
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
@@ -48,11 +48,13 @@ class LocalEnvironment:
         batch_size: how many items move through a channel or a fused chain at a time.
         clock: processing time for processing-time windows and idle timeouts (the event loop's
             clock by default; ``sage_streams.testing.ManualClock`` in tests).
-        inline: paste the code of small user functions (``lambda x: x * 2``, a sink that
-            tallies into a list it closes over) into the generated loops instead of calling
-            them, about twice as fast for a cheap step. Such a function then has no frame of
-            its own in tracebacks; ``False`` calls every function. Nothing is inlined while a
-            tracer or profiler (a debugger, coverage) is active.
+        inline: paste the code of small user functions into the generated loops instead of
+            calling them, about twice as fast for a cheap step. ``True`` pastes functions of
+            one expression (``lambda x: x * 2``, a ``def`` of one ``return``); ``"all"`` also
+            straight-line bodies of statements (a sink that tallies into a list it closes
+            over), which a logger or a warning then places in the loop; ``False`` calls every
+            function. A pasted function has no frame of its own in tracebacks (a note names
+            it). Nothing is inlined while a tracer or profiler (a debugger, coverage) is active.
     """
 
     def __init__(
@@ -62,19 +64,19 @@ class LocalEnvironment:
         buffer_size: int = 1000,
         batch_size: int = 1024,
         clock: Clock | None = None,
-        inline: bool = True,
+        inline: Inline = True,
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not isinstance(inline, bool):
-            raise TypeError(f"inline must be True or False, got {inline!r}")
+        if not (isinstance(inline, bool) or inline == "all"):
+            raise TypeError(f"inline must be True, 'all' or False, got {inline!r}")
         self.name = name
         self.buffer_size = buffer_size
         self.batch_size = batch_size
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.inline = inline
+        self.inline: Inline = inline
         self._nodes: list[Node] = []
         self._names: set[str] = set()
         self._plan: Plan | None = None
@@ -192,8 +194,9 @@ class LocalEnvironment:
             self._plan = None
 
     def inlining(self) -> bool:
-        """Whether user functions are inlined in the run starting now (see ``inline``)."""
-        return self.inline and not tracing()
+        """Whether one-expression user functions are inlined in the run starting now (see
+        ``inline``)."""
+        return self.inline is not False and not tracing()
 
     def _start(self, taps: dict[Node, list[Outlet]]) -> Plan:
         if self._plan is not None:
@@ -207,7 +210,7 @@ class LocalEnvironment:
             capacity=self.buffer_size,
             batch_size=self.batch_size,
             clock=self.clock,
-            inline=self.inlining(),
+            inline=self.inline if self.inlining() else False,
         )
         self._last_plan = self._plan
         return self._plan

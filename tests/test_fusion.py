@@ -263,7 +263,7 @@ def test_an_inlined_step_after_a_lookup_unpacks_the_pair_without_building_it() -
     for item_first in (True, False):
         follow = fragile if item_first else lambda pair: pair[1]["page"] + pair[0]
         steps = [Step("lookup", user_of, "join", Lookup(PROFILES, item_first)), Step("map", follow, "greet")]
-        chain = FusedChain(steps, [2], inline=True)
+        chain = FusedChain(steps, [2], inline="all")  # fragile is two statements
         source = "".join(linecache.getlines(chain.function.__code__.co_filename))
         pair = "(v0, p0)" if item_first else "(p0, v0)"
         # Read once, the pair is pasted where it is read; read twice, it is built once first.
@@ -306,3 +306,103 @@ def test_every_kind_of_step_after_a_lookup_gives_what_it_gives_on_the_pairs(
                 if len(outputs) == 2:
                     assert outputs[0] == pairs
                 assert sunk == (pairs if kind == "sink" else [])
+
+
+# -- chains of any length, and a chain of nothing but a no-op sink ---------------------------------
+
+
+def _spread(x: int) -> list[int]:
+    return [x] if x % 3 else [x, x + 1]
+
+
+@pytest.mark.parametrize("inline", [True, "all", False])
+@pytest.mark.parametrize("handled", [False, True])
+@pytest.mark.parametrize("length", [19, 20, 99, 210])
+async def test_a_chain_of_any_number_of_flat_maps_compiles_and_runs(
+    length: int, handled: bool, inline: Any
+) -> None:
+    env = LocalEnvironment(inline=inline, batch_size=4)
+    stream = env.from_collection(range(6))
+    if handled:
+        stream = stream.on_error(lambda stream_id, error, context: "continue")
+    for i in range(length):
+        stream = stream.flat_map(_spread if i % 50 == 0 else lambda x: [x], name=f"f{i}")
+    got: list[int] = []
+    stream.sink(got.append)
+    await env.execute()
+    expected = list(range(6))
+    for i in range(length):
+        expected = [y for x in expected for y in (_spread(x) if i % 50 == 0 else [x])]
+    assert got == expected
+    assert env.metrics().operators["f0"].items_in == 6
+
+
+LONG_CHAIN: list[tuple[str, Callable[[int], Any]]] = [
+    ("map", lambda x: x + 1),
+    ("flat_map", lambda x: [x]),
+    ("filter", lambda x: 100 // (x - 50) != 1000),  # raises for 50
+    ("key_by", lambda x: x % 3),
+]
+
+
+def _long_chain_reference(items: list[int], length: int, fan_out: int) -> tuple[list[Any], ...]:
+    """What the chain of ``length`` steps of ``LONG_CHAIN`` gives, a skipped item at a time."""
+    got, middle, skipped = [], [], []
+    for item in items:
+        values = [item]
+        for i in range(length):
+            kind, fn = LONG_CHAIN[i % 4]
+            try:
+                if kind == "map":
+                    values = [fn(x) for x in values]
+                elif kind == "flat_map":
+                    values = [y for x in values for y in fn(x)]
+                elif kind == "filter":
+                    values = [x for x in values if fn(x)]
+            except ZeroDivisionError:
+                skipped.append((f"op{i}", 50))
+                values = []
+            if i == fan_out:
+                middle += values
+        got += values
+    return got, middle, skipped
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_a_chain_of_hundreds_of_operators_with_fan_out_and_failures(inline: bool) -> None:
+    env = LocalEnvironment(inline=inline, batch_size=5)
+    seen: list[Any] = []
+
+    def skip(stream_id: str, error: BaseException, context: Any) -> str:
+        seen.append((context.operator, context.item))
+        return "continue"
+
+    items = list(range(0, 200, 7))  # those below 50 reach 50 at a filter
+    stream = env.from_collection(items).on_error(skip)
+    middle: list[int] = []
+    for i in range(240):
+        kind, fn = LONG_CHAIN[i % 4]
+        stream = getattr(stream, kind)(fn, name=f"op{i}")
+        if i == 120:
+            stream.sink(middle.append)
+    got: list[int] = []
+    stream.sink(got.append)
+    await env.execute()
+    expected_got, expected_middle, expected_seen = _long_chain_reference(items, 240, 120)
+    assert (got, middle) == (expected_got, expected_middle)
+    # Loops split by nesting take a batch through one loop, then the next: errors of one batch
+    # may come in another order than item by item.
+    assert sorted(seen) == sorted(expected_seen)
+    assert len(seen) == 8
+
+
+@pytest.mark.parametrize("inline", [True, "all", False])
+async def test_a_no_op_sink_alone_compiles_and_runs(inline: Any) -> None:
+    def nothing(x: int) -> None:
+        return None
+
+    for sink in (lambda x: None, nothing):
+        env = LocalEnvironment(inline=inline)
+        done = env.from_collection([1, 2, 3]).sink(sink, name="noop")
+        assert await done.collect() == []
+        assert (env.metrics().operators["noop"].items_in, env.metrics().operators["noop"].items_out) == (3, 0)

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import importlib.util
 import linecache
+import logging
 import sys
 import traceback
 from pathlib import Path
@@ -18,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment, PipelineError
-from sage_streams._fusion import FusedChain, Step
+from sage_streams._fusion import FusedChain, Lookup, Step
 from sage_streams._inline import inlinable, tracing
 from sage_streams._window_loops import key_reader
 from sage_streams.joins import JoinState, join_config
@@ -298,11 +299,6 @@ async def test_under_a_tracer_functions_are_called() -> None:
     assert "reciprocal" in _frames(error.__cause__)  # type: ignore[arg-type]
 
 
-def test_inline_must_be_a_bool() -> None:
-    with pytest.raises(TypeError, match="inline must be True or False, got 'no'"):
-        LocalEnvironment(inline="no")  # type: ignore[arg-type]
-
-
 # -- functions of several statements, and closures ------------------------------------------------
 
 
@@ -450,7 +446,7 @@ def _tally() -> tuple[list[int], Any]:
 
 def test_a_tallying_sink_runs_inlined_on_its_own_cells() -> None:
     tally, count = _tally()
-    chain = FusedChain([Step("map", clipped, "clip"), Step("sink", count, "count")], (), inline=True)
+    chain = FusedChain([Step("map", clipped, "clip"), Step("sink", count, "count")], (), inline="all")
     assert set(chain.inlined) == {0, 1}
     assert chain.function.__closure__ is not None
     assert chain(iter([1, 2, 5, -7]))[0] == ()
@@ -502,7 +498,7 @@ STATEMENT_KINDS = {
 }
 
 
-async def _run_statements(items: list[int], names: list[str], *, inline: bool, handled: bool) -> list[Any]:
+async def _run_statements(items: list[int], names: list[str], *, inline: Any, handled: bool) -> list[Any]:
     """``names`` as steps, then a tallying sink; with ``handled`` under a skipping handler."""
     env = LocalEnvironment(batch_size=3, inline=inline)
     stream = env.from_collection(items)
@@ -530,6 +526,242 @@ async def _run_statements(items: list[int], names: list[str], *, inline: bool, h
     handled=st.booleans(),
 )
 def test_inlined_statements_give_what_calls_give(items: list[int], names: list[str], handled: bool) -> None:
-    inlined = asyncio.run(_run_statements(items, names, inline=True, handled=handled))
+    inlined = asyncio.run(_run_statements(items, names, inline="all", handled=handled))
     called = asyncio.run(_run_statements(items, names, inline=False, handled=handled))
     assert inlined == called
+
+
+# -- issue 13: what inlining must never change ----------------------------------------------------
+
+
+def _transient(x: int, failed: list[int]) -> int:
+    """Raise ``ConnectionError`` the first time ``x`` is 2; else 0."""
+    if x == 2 and not failed:
+        failed.append(1)
+        raise ConnectionError("transient")
+    return 0
+
+
+def _adder(v: int) -> Any:
+    """A step of one expression closing over ``v``, a name the generated code also uses; it fails
+    once, on item 2."""
+    failed: list[int] = []
+    return lambda x: x + v + _transient(x, failed)
+
+
+@pytest.mark.parametrize("inline", [True, "all", False])
+async def test_a_closure_variable_named_v_never_stands_for_the_failing_item(inline: Any) -> None:
+    env = LocalEnvironment(inline=inline)
+    seen: list[Any] = []
+
+    def retry(stream_id: str, error: BaseException, context: Any) -> str:
+        seen.append((context.operator, context.item))
+        return "retry"
+
+    stream = env.from_collection([1, 2, 3]).on_error(retry).map(_adder(100), name="add")
+    assert await stream.collect() == [101, 102, 103]
+    assert seen == [("add", 2)]
+    env = LocalEnvironment(inline=inline)
+    sunk: list[int] = []
+    env.from_collection([1, 2, 3]).map(_adder(100), name="add").sink(sunk.append)
+    with pytest.raises(PipelineError) as caught:
+        await env.execute()
+    assert (caught.value.operator, caught.value.item, sunk) == ("add", 2, [101])
+
+
+def test_equal_comparing_constants_tell_lambdas_of_a_line_apart() -> None:
+    as_int, as_float = (lambda x: x * 2), (lambda x: x * 2.0)
+    assert _chain(as_float)(iter([1, 2]))[0] == ([2.0, 4.0],)
+    assert [type(y) for y in _chain(as_float)(iter([1]))[0][0]] == [float]
+    assert [type(y) for y in _chain(as_int)(iter([1]))[0][0]] == [int]
+    flag, one = (lambda e: e.get("n", True)), (lambda e: e.get("n", 1))
+    assert _chain(flag)(iter([{}]))[0][0][0] is True
+    assert _chain(one)(iter([{}]))[0][0][0] == 1
+    assert _chain(one)(iter([{}]))[0][0][0] is not True
+    same, twin = (lambda x: x + 1), (lambda x: x + 1)  # the same code: either text is right
+    assert [inlinable(f).text("v") for f in (same, twin)] == ["(v + 1)", "(v + 1)"]  # type: ignore[union-attr]
+
+
+def test_a_join_key_with_a_float_constant_is_not_pasted_as_an_int() -> None:
+    by_int, by_float = (lambda e: str(e["k"] * 1)), (lambda e: str(e["k"] * 1.0))
+    join = JoinState(join_config("inner", key_func=(by_float, lambda p: p["id"])), inline=True)
+    join.push(1, [{"id": "2.0"}])
+    assert join.push(0, [{"k": 2}]) == [({"k": 2}, {"id": "2.0"})]
+    assert by_int({"k": 2}) == "2"
+
+
+def test_a_source_edited_after_import_with_an_equal_constant_is_called(tmp_path: Path) -> None:
+    path = tmp_path / "edited_constant.py"
+    module = _module(path, "def f(x):\n    return x * 1\n")
+    path.write_text("def f(x):\n    return x * 1.0\n")
+    linecache.checkcache(str(path))
+    assert inlinable(module.f) is None
+    assert _chain(module.f)(iter([3]))[0] == ([3],)
+    assert type(_chain(module.f)(iter([3]))[0][0][0]) is int
+
+
+def _keyed_on(type: str) -> Any:  # a parameter named like the built-in, on purpose
+    return lambda event: event[type]
+
+
+SHADOWING = """\
+type = "click"
+Exception = "not an exception"
+len = None
+hash = None
+iter = None
+list = None
+KeyError = None
+
+def key(event):
+    return event["user"]
+
+def add(total, event):
+    return total + event["n"]
+"""
+
+
+def test_generated_loops_never_read_names_of_the_users_scopes(tmp_path: Path) -> None:
+    join = JoinState(join_config("inner", key_func=_keyed_on("user")), inline=True)
+    join.push(1, [{"user": 1, "p": "a"}, {"user": 1, "p": "b"}])  # a Bucket: the probe's type test
+    assert join.push(0, [{"user": 1}]) == [
+        ({"user": 1}, {"user": 1, "p": "a"}),
+        ({"user": 1}, {"user": 1, "p": "b"}),
+    ]
+    module = _module(tmp_path / "shadowing_udfs.py", SHADOWING)
+    join = JoinState(join_config("inner", key_func=module.key), inline=True)
+    join.push(1, [{"user": 1, "p": "a"}, {"user": 1, "p": "b"}])
+    assert len(join.push(0, [{"user": 1}, {"user": 2}])) == 2
+    keys, error = key_reader(module.key, inline=True)([{"user": 3}, {}])
+    assert (keys, type(error)) == ([3], KeyError)
+    table = Lookup({1: "one"}, item_first=True)
+    steps = [Step("lookup", module.key, "join", lookup=table), Step("map", module.key, "m")]
+    for resumable in (False, True):
+        chain = FusedChain(steps[:1], (1,), inline=True, resumable=resumable)
+        assert chain(iter([{"user": 1}, {"user": 2}]))[0][0] == [({"user": 1}, "one")]
+    chain = FusedChain(
+        [Step("flat_map", lambda e: [e, e], "f"), Step("map", module.key, "m")], (2,), inline=True
+    )
+    assert chain(iter([{"user": 5}]))[0] == ([5, 5],)
+
+
+A_TYPE_DEF = """\
+def type(obj):
+    return [obj]
+
+def key(event):
+    return event["user"]
+"""
+
+
+def test_a_module_level_def_named_type_does_not_change_the_probe(tmp_path: Path) -> None:
+    module = _module(tmp_path / "type_def_udfs.py", A_TYPE_DEF)
+    join = JoinState(join_config("inner", key_func=module.key), inline=True)
+    join.push(1, [{"user": 1, "p": "a"}, {"user": 1, "p": "b"}])  # a Bucket: the probe's type test
+    assert join.push(0, [{"user": 1}]) == [
+        ({"user": 1}, {"user": 1, "p": "a"}),
+        ({"user": 1}, {"user": 1, "p": "b"}),
+    ]
+
+
+def expand(x: int) -> Any:
+    yield x * 10
+    if x == 2:
+        raise ValueError("boom")
+    yield x * 10 + 1
+
+
+@pytest.mark.parametrize("inline", [True, False])
+@pytest.mark.parametrize("shape", ["collect", "sink", "handled"])
+async def test_a_generator_flat_map_that_raises_is_blamed_with_its_input(inline: bool, shape: str) -> None:
+    env = LocalEnvironment(inline=inline)
+    stream = env.from_collection([1, 2, 3])
+    seen: list[Any] = []
+    if shape == "handled":
+
+        def skip(stream_id: str, error: BaseException, context: Any) -> str:
+            seen.append((context.operator, context.item))
+            return "continue"
+
+        stream = stream.on_error(skip)
+    negated = stream.flat_map(expand).map(lambda x: -x)
+    if shape == "handled":
+        assert await negated.collect() == [-10, -11, -30, -31]  # a flat_map's results: all or none
+        assert seen == [("flat_map(expand)", 2)]
+        return
+    got: list[int] = []
+    if shape == "sink":
+        negated.sink(got.append)
+    with pytest.raises(PipelineError) as caught:
+        await (env.execute() if shape == "sink" else negated.collect())
+    assert (caught.value.operator, caught.value.item) == ("flat_map(expand)", 2)
+    assert got == ([-10, -11, -20] if shape == "sink" else [])
+
+
+def _logged(records: list[logging.LogRecord]) -> Any:
+    log = logging.getLogger("sage_streams.test_inline")
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    log.addHandler(Keep())
+    log.propagate = False
+    log.setLevel(logging.INFO)
+
+    def log_it(x: int) -> None:
+        y = x + 1
+        log.info("item %s", y)
+
+    return log_it
+
+
+@not_traced
+@pytest.mark.parametrize(("inline", "pasted"), [(True, False), ("all", True), (False, False)])
+def test_by_default_only_one_expression_functions_are_pasted(inline: Any, pasted: bool) -> None:
+    tally, count = _tally()
+    chain = FusedChain(
+        [Step("map", lambda x: x * 3, "triple"), Step("sink", count, "count")],
+        (),
+        inline=inline,
+    )
+    assert set(chain.inlined) == ({0, 1} if pasted else set() if inline is False else {0})
+    chain(iter([1, 2]))
+    assert tally == [2, 3]
+
+
+@not_traced
+async def test_a_logging_sink_keeps_its_own_function_name_by_default() -> None:
+    records: list[logging.LogRecord] = []
+    env = LocalEnvironment()
+    env.from_collection([1, 2]).sink(_logged(records))
+    await env.execute()
+    assert [(r.getMessage(), r.funcName) for r in records] == [("item 2", "log_it"), ("item 3", "log_it")]
+
+
+from inspect import currentframe as where_am_i  # noqa: E402 - aliases the frame functions, on purpose
+from sys import _getframe as g  # noqa: E402
+
+
+def _frame_readers() -> list[Any]:
+    held = sys._getframe
+    return [
+        lambda x: g().f_code.co_name,
+        lambda x: where_am_i().f_code.co_name,  # type: ignore[union-attr]
+        lambda x: held().f_code.co_name,
+    ]
+
+
+@not_traced
+@pytest.mark.parametrize("reader", range(3))
+def test_frame_access_is_refused_by_what_a_name_means_not_how_it_is_spelled(reader: int) -> None:
+    function = _frame_readers()[reader]
+    assert inlinable(function) is None
+    assert inlinable(function, statements=True) is None
+    assert _chain(function)(iter([1]))[0] == (["<lambda>"],)
+
+
+def test_inline_takes_true_all_or_false() -> None:
+    assert LocalEnvironment(inline="all").inline == "all"
+    with pytest.raises(TypeError, match="inline must be True, 'all' or False, got 'no'"):
+        LocalEnvironment(inline="no")  # type: ignore[arg-type]

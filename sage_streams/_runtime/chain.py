@@ -7,6 +7,7 @@ from typing import Any
 
 from sage_streams._fusion import FusedChain, Step
 from sage_streams._graph import Node
+from sage_streams._inline import Inline
 from sage_streams._runtime.heads import Head, Prefix, Prefixed
 from sage_streams._runtime.operator_head import OperatorHead
 from sage_streams._runtime.outlets import Outlet
@@ -30,7 +31,7 @@ class ChainTask:
     """
 
     def __init__(
-        self, name: str, head: Head, head_node: Node | None, scopes: dict[Node, PolicyRun], *, inline: bool
+        self, name: str, head: Head, head_node: Node | None, scopes: dict[Node, PolicyRun], *, inline: Inline
     ) -> None:
         self.name = name
         self.inline = inline
@@ -174,8 +175,9 @@ class ChainTask:
     async def _process_handled(self, batch: Sequence[Any]) -> None:
         """Run a batch under error handlers, going on from wherever an item fails.
 
-        After a failure the work left is, in order: the failing step again on the same item (on
-        ``"retry"``), the results of each enclosing flat_map not processed yet (innermost
+        After a failure the work left is, in order: the items that had passed the failing step in
+        a loop of their own (a chain split into loops), the failing step again on the same item
+        (on ``"retry"``), the results of each enclosing flat_map not processed yet (innermost
         first), then the rest of the run. It is kept on a stack of runs, so that no item is
         lost or processed twice however many fail.
         """
@@ -203,6 +205,7 @@ class ChainTask:
                 work.extend(Run(run.start + i + 1, rest, 0) for i, rest in reversed(failure.pending))
                 if decision == "retry":
                     work.append(Run(step, iter([failure.item]), attempt + 1))
+                work.extend(Run(run.start + i, items, 0) for i, items in reversed(failure.ahead))
             else:
                 await self._deliver(run, fused, outputs, entries)
 

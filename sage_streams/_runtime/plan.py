@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from sage_streams._graph import FUSABLE, Node
+from sage_streams._inline import Inline
 from sage_streams._runtime.chain import ChainTask
 from sage_streams._runtime.heads import ChannelHead, Head, IterableHead
 from sage_streams._runtime.operator_head import OperatorHead
@@ -47,7 +48,7 @@ class Plan:
         capacity: int,
         batch_size: int,
         clock: Clock,
-        inline: bool = False,
+        inline: Inline = False,
     ) -> None:
         self.env_name = env_name
         self.clock = clock
