@@ -275,15 +275,16 @@ def define(
 
     Pasted code must find the names it reads where its function found them. So a function is
     left out, and called instead, when it reads a global or a free variable that the generated
-    function has as a local (a comprehension's ``out``, say), when its free variable has the
-    name of another's global, or when two free variables share a name but not a cell. The
+    function has as a local (a comprehension's ``out``, say) or by its own ``name``, when its
+    free variable has the name of another's global, or when two free variables share a name but
+    not a cell. The
     source is registered with ``linecache``, so that tracebacks show the generated line, and
     with it an inlined function's code.
 
     Returns:
         The function, and the entries of ``inlined`` it holds.
     """
-    kept = _sharing_names(inlined)
+    kept = _sharing_names(inlined, name)
     function = _compile(source(kept), name, label, namespace, kept)
     if clashing := _clashes(function, kept):
         kept = {k: found for k, found in kept.items() if k not in clashing}
@@ -291,14 +292,17 @@ def define(
     return function, kept
 
 
-def _sharing_names(inlined: Mapping[K, Inlinable]) -> dict[K, Inlinable]:
+def _sharing_names(inlined: Mapping[K, Inlinable], name: str) -> dict[K, Inlinable]:
     """The entries of ``inlined`` whose names mean the same in all of them, first come first:
-    a free variable is one cell throughout, and never the name of another's global."""
+    a free variable is one cell throughout, and never the name of another's global; and none
+    reads ``name``, which the generated function's own definition binds in its enclosing scope."""
     kept: dict[K, Inlinable] = {}
     cells: dict[str, CellType] = {}
     global_names: set[str] = set()
     for k, found in inlined.items():
         own = found.cells
+        if name in own or name in found.global_names:
+            continue
         if any(cells.get(n, cell) is not cell for n, cell in own.items()) or (
             own.keys() & global_names or found.global_names & cells.keys()
         ):

@@ -765,3 +765,27 @@ def test_inline_takes_true_all_or_false() -> None:
     assert LocalEnvironment(inline="all").inline == "all"
     with pytest.raises(TypeError, match="inline must be True, 'all' or False, got 'no'"):
         LocalEnvironment(inline="no")  # type: ignore[arg-type]
+
+
+NAMED_LIKE_LOOPS = """\
+keys = 2
+fused = 3
+
+def make(k):
+    return lambda x: x + k + keys
+
+def make_step(k):
+    return lambda x: x + k + fused
+
+key = make(1)
+step = make_step(1)
+"""
+
+
+def test_a_closure_reading_a_global_named_like_the_generated_function_keeps_its_call(
+    tmp_path: Path,
+) -> None:
+    # The generated function's definition binds its name in the scope that holds the cells.
+    module = _module(tmp_path / "named_like_loops.py", NAMED_LIKE_LOOPS)
+    assert key_reader(module.key, inline=True)([1, 2]) == ([4, 5], None)
+    assert _chain(module.step)(iter([1]))[0] == ([5],)
