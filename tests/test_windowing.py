@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sage_streams import ConnectedStreams, LocalEnvironment, PipelineError, StreamState, WindowData
@@ -747,3 +748,79 @@ def test_batching_never_changes_what_fires_or_what_is_late(
         aggregated = [(*row[:4], sorted(row[4])) for row in aggregated]
         processed = [(*row[:4], sorted(row[4])) for row in processed]
     assert aggregated == processed
+
+
+# -- processing time in epoch seconds, window metrics ----------------------------------------------
+
+
+async def test_processing_time_windows_are_bounded_in_epoch_seconds() -> None:
+    env = LocalEnvironment()  # the system clock: the loop's monotonic time for timers
+    stream = env.create_stream("clicks")
+    windowed = stream.window("tumbling", size=60, time="processing")
+    async with env.running():
+        fired = asyncio.ensure_future(windowed.collect())
+        before = time.time()
+        await stream.emit({})
+        await asyncio.sleep(0)
+        after = time.time()
+    (window,) = await fired
+    assert window.end_time - window.start_time == 60.0
+    assert window.start_time % 60 == 0
+    assert window.start_time <= after
+    assert window.end_time > before
+
+
+async def test_processing_time_windows_read_the_manual_clocks_epoch_and_fire_on_its_timers() -> None:
+    # Monotonic time starts at 100; the wall clock is 1_700_000_000.1 s ahead of it, an offset
+    # that no float sum hits exactly: the timer must still be set where epoch time reaches the end.
+    clock = ManualClock(start=100.0, epoch_offset=1_699_999_979.9)  # 100 -> 1_700_000_079.9
+    env = LocalEnvironment(clock=clock)
+    clicks = env.create_stream("clicks")
+    windowed = clicks.window("tumbling", size=60, time="processing", name="per_minute")
+    async with env.running():
+        fired = asyncio.ensure_future(windowed.collect())
+        await clicks.emit({})
+        await clock.advance(0)
+        await clock.advance(20.0)  # 120, epoch 1_700_000_099.9: not yet the end
+        assert env.metrics().operators["per_minute"].details["fired_windows"] == 0
+        await clock.advance(0.1)  # epoch 1_700_000_100: the end, with no new item
+        assert env.metrics().operators["per_minute"].details["fired_windows"] == 1
+        await clicks.emit({})
+    assert [(w.start_time, w.end_time, len(w[0])) for w in await fired] == [
+        (1_700_000_040.0, 1_700_000_100.0, 1),
+        (1_700_000_100.0, 1_700_000_160.0, 1),
+    ]
+
+
+def test_a_processing_time_window_needs_a_clock_with_a_wall_reading() -> None:
+    class MonotonicOnly:
+        def now(self) -> float:
+            return 0.0
+
+        def call_at(self, deadline: float, callback: Any) -> Any:
+            raise AssertionError("never called")
+
+    env = LocalEnvironment(clock=MonotonicOnly())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"processing-time windows need a clock with time\(\)"):
+        env.create_stream("s").window("tumbling", size=60, time="processing")
+
+
+@settings(max_examples=500, deadline=None)
+@example(start=0.0, offset=-340.4, wall=1048288.7)
+@given(
+    start=st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    offset=st.floats(min_value=-2e9, max_value=2e9, allow_nan=False),
+    wall=st.floats(min_value=-1e10, max_value=1e10, allow_nan=False),
+)
+def test_a_processing_time_timer_is_set_where_epoch_time_reaches_the_window_end(
+    start: float, offset: float, wall: float
+) -> None:
+    # 1048288.7 - -340.4 + -340.4 < 1048288.7 in floats: a timer at the plain difference would
+    # find the window not yet due, and be set again at the same reading, for ever.
+    clock = ManualClock(start=start, epoch_offset=offset)
+    windows = window_operator(clock=clock, processing_time=True)
+    reading, epoch_offset = windows._monotonic(wall), windows.epoch_offset
+    assert reading + epoch_offset >= wall
+    assert abs(reading - (wall - epoch_offset)) <= 2 * math.ulp(
+        max(abs(wall), abs(epoch_offset), abs(reading))
+    )
