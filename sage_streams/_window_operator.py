@@ -327,7 +327,9 @@ class WindowOperator:
             "fired_windows": float(self.windows.fired_count()),
             "late_items": float(self.late_items),
             "watermark": self.watermark,
-            "watermark_lag": self.latest - self.watermark if self.latest > -math.inf else 0.0,
+            # How far the watermark trails the latest timestamp seen; none when a watermark from
+            # upstream, or processing time going on with no item, has taken it past that.
+            "watermark_lag": max(0.0, self.latest - self.watermark) if self.latest > -math.inf else 0.0,
         }
 
 

@@ -215,6 +215,7 @@ class WindowedStream(DataStream[WindowData]):
             )
         label = name or f"aggregate({getattr(adder, '__name__', 'add')})"
         aggregated: DataStream[WindowAggregate] = self.map(_same, name=label)
+        aggregated._node.reported_kind = "aggregate"
         spec.accumulators = accumulators
         return aggregated
 

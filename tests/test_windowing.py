@@ -824,3 +824,22 @@ def test_a_processing_time_timer_is_set_where_epoch_time_reaches_the_window_end(
     assert abs(reading - (wall - epoch_offset)) <= 2 * math.ulp(
         max(abs(wall), abs(epoch_offset), abs(reading))
     )
+
+
+async def test_watermark_lag_is_never_negative() -> None:
+    # The lag is how far the watermark trails the latest timestamp seen: none when a watermark
+    # from upstream, or processing time moving on with no item, has taken it past that.
+    windows = window_operator()
+    await windows.on_batch(0, [event(5), event(50)])
+    assert windows.details()["watermark_lag"] == 0.0
+    await windows.on_watermark(0, 500.0)
+    assert (windows.details()["watermark"], windows.details()["watermark_lag"]) == (500.0, 0.0)
+    clock = ManualClock(start=100.0)
+    timed = window_operator(clock=clock, processing_time=True)
+    await timed.on_batch(0, [{}])
+    await clock.advance(30)
+    await timed.on_timer(clock.now())
+    assert (timed.details()["watermark"], timed.details()["watermark_lag"]) == (130.0, 0.0)
+    delayed = window_operator(out_of_orderness=20)
+    await delayed.on_batch(0, [event(5), event(50), event(30)])
+    assert delayed.details()["watermark_lag"] == 20.0
