@@ -140,6 +140,7 @@ class Node:
         "operator",
         "policy",
         "port",
+        "reported_kind",
         "retries",
         "settings",
         "source",
@@ -155,6 +156,9 @@ class Node:
         source: Source | None = None,
     ) -> None:
         self.kind = kind
+        self.reported_kind: str = kind
+        """The kind ``env.metrics()`` shows: ``kind``, or what a step of that kind stands for
+        (``"aggregate"`` for the step that carries a window's aggregates)."""
         self.name = name
         self.inputs = inputs
         self.fn = fn

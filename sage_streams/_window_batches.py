@@ -157,8 +157,14 @@ class _Feeder:
         return len(items), None
 
     def _move_on(self, stamp: float) -> None:
-        """Move time past an item at ``stamp``; fire what the watermark reaches."""
-        if self.time.pass_item(stamp) and self.time.watermark >= self.state.next_deadline():
+        """Move time past an item at ``stamp``; fire what the watermark reaches.
+
+        Whether or not the watermark rose: an item for a window it has already reached (one
+        within allowed lateness, firing again or for the first time) makes that window due at
+        once, so it fires before the next item is looked at, as Flink's event-time trigger does.
+        """
+        self.time.pass_item(stamp)
+        if self.time.watermark >= self.state.next_deadline():
             self.fired += self.state.advance(self.time.watermark)
 
 

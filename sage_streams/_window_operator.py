@@ -27,8 +27,9 @@ class WindowData:
     """One fired window: per input stream, in the order given, the list of its items.
 
     Iterating gives one list per input stream. ``start_time`` and ``end_time`` bound the window
-    (``[start, end)``), ``key`` is its key (``None`` without ``key_func``), ``by_stream`` maps
-    each input's name to its list, and ``refire`` says it fires again with late items.
+    (``[start, end)``; in processing time, wall-clock seconds since the epoch), ``key`` is its
+    key (``None`` without ``key_func``), ``by_stream`` maps each input's name to its list, and
+    ``refire`` says it fires again with late items.
     """
 
     __slots__ = ("_items", "_lists", "_names", "end_time", "key", "refire", "start_time")
@@ -127,6 +128,9 @@ class WindowOperator:
         self.aggregated = aggregated
         self.clock = clock
         self.processing_time = processing_time
+        # Processing time: window bounds are wall-clock epoch seconds, read as the monotonic
+        # clock plus this offset, taken once, so that they never go back when the wall clock does.
+        self.epoch_offset = clock.time() - clock.now() if processing_time else 0.0
         self.idle_timeout = idle_timeout
         # Per input, when it last delivered; an input that never does is timed from the start.
         self.last_arrival = [clock.now()] * len(names) if idle_timeout is not None else []
@@ -229,8 +233,8 @@ class WindowOperator:
         return self.clock.now() - self.last_arrival[index] >= self.idle_timeout
 
     def _on_processing_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
-        """Processing time: an item's time is its arrival on the clock; nothing is ever late."""
-        now = self.clock.now()
+        """Processing time: an item's time is its arrival, in epoch seconds; nothing is ever late."""
+        now = self.clock.now() + self.epoch_offset
         keys, error = self._keys(batch)
         count, add = len(keys), self.windows.add
         for position, (item, key) in enumerate(zip(batch, keys, strict=False)):
@@ -255,7 +259,7 @@ class WindowOperator:
         """Processing time: the next window end. Idle timeout: when the next input goes idle."""
         if self.processing_time:
             deadline = self.windows.next_deadline()
-            return deadline if math.isfinite(deadline) else None
+            return self._monotonic(deadline) if math.isfinite(deadline) else None
         if self.idle_timeout is None or len(self.names) < 2:
             return None
         due = [
@@ -265,9 +269,22 @@ class WindowOperator:
         ]
         return min(due) if due else None
 
+    def _monotonic(self, wall: float) -> float:
+        """A reading of the monotonic clock at which epoch time has reached ``wall``, the
+        earliest up to rounding.
+
+        ``wall - epoch_offset`` may round to a reading whose epoch time falls just short, and a
+        timer there would find nothing due and be set again at once, for ever.
+        """
+        offset = self.epoch_offset
+        reading = wall - offset
+        while reading + offset < wall:
+            reading = math.nextafter(reading, math.inf)
+        return reading
+
     async def on_timer(self, now: float) -> Sequence[Any]:
         if self.processing_time:
-            return self._advance_to(now)
+            return self._advance_to(now + self.epoch_offset)
         return self._advance_to(self._lowest_mark())
 
     async def on_end(self, index: int) -> Sequence[Any]:
@@ -310,7 +327,9 @@ class WindowOperator:
             "fired_windows": float(self.windows.fired_count()),
             "late_items": float(self.late_items),
             "watermark": self.watermark,
-            "watermark_lag": self.latest - self.watermark if self.latest > -math.inf else 0.0,
+            # How far the watermark trails the latest timestamp seen; none when a watermark from
+            # upstream, or processing time going on with no item, has taken it past that.
+            "watermark_lag": max(0.0, self.latest - self.watermark) if self.latest > -math.inf else 0.0,
         }
 
 

@@ -267,7 +267,7 @@ class LocalEnvironment:
         operators = {
             node.name: OperatorMetrics(
                 name=node.name,
-                kind=node.kind,
+                kind=node.reported_kind,
                 items_in=node.items_in,
                 items_out=node.items_out,
                 rate=node.items_in / elapsed if elapsed > 0 else 0.0,

@@ -40,15 +40,24 @@ class _ManualTimer:
 
 
 class ManualClock:
-    """A :class:`~sage_streams.time.Clock` that stands still until :meth:`advance` moves it."""
+    """A :class:`~sage_streams.time.Clock` that stands still until :meth:`advance` moves it.
 
-    def __init__(self, start: float = 0.0) -> None:
+    ``now()`` starts at ``start``; the wall clock, ``time()``, is ``now() + epoch_offset``
+    (an attribute that may be set, say to today's epoch seconds, to see processing-time windows
+    with realistic bounds). With the default offset 0 both readings agree.
+    """
+
+    def __init__(self, start: float = 0.0, *, epoch_offset: float = 0.0) -> None:
         self._now = float(start)
+        self.epoch_offset = float(epoch_offset)
         self._timers: list[tuple[float, int, _ManualTimer]] = []
         self._order = itertools.count()
 
     def now(self) -> float:
         return self._now
+
+    def time(self) -> float:
+        return self._now + self.epoch_offset
 
     def call_at(self, deadline: float, callback: Callable[[], None]) -> _ManualTimer:
         timer = _ManualTimer(callback)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeAlias
@@ -100,10 +101,19 @@ class Clock(Protocol):
     The runtime takes it from ``LocalEnvironment(clock=...)``; tests pass
     :class:`sage_streams.testing.ManualClock` to move time by hand instead of sleeping. Timers
     are callbacks, so that an operator waits on one doorbell for data and time alike.
+
+    Two readings: :meth:`now`, monotonic, which timers and idle timeouts run on (a wall clock
+    set back or forward must not stall or rush them), and :meth:`time`, wall-clock seconds
+    since the epoch, which processing-time windows take their bounds from, as Flink's
+    processing time does, so that a window's ``start_time`` means a moment a user can name.
     """
 
     def now(self) -> float:
-        """Seconds on this clock (only differences matter)."""
+        """Seconds on this monotonic clock (only differences matter)."""
+        ...
+
+    def time(self) -> float:
+        """Wall-clock seconds since the epoch (``time.time()``)."""
         ...
 
     def call_at(self, deadline: float, callback: Callable[[], None]) -> TimerHandle:
@@ -112,10 +122,13 @@ class Clock(Protocol):
 
 
 class SystemClock:
-    """The event loop's monotonic clock."""
+    """The event loop's monotonic clock, and the system's wall clock."""
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def time(self) -> float:
+        return time.time()
 
     def call_at(self, deadline: float, callback: Callable[[], None]) -> TimerHandle:
         return asyncio.get_running_loop().call_at(deadline, callback)

@@ -13,12 +13,14 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias, get_args
 
 from sage_streams._typing import check_choice, check_seconds
 
 __all__ = [
+    "MAX_WINDOWS_PER_ITEM",
     "SessionWindows",
     "SlidingWindows",
     "TumblingWindows",
@@ -31,6 +33,14 @@ WindowType: TypeAlias = Literal["tumbling", "sliding", "session"]
 """The kinds of windows, as spelled by ``window(window_type, ...)``."""
 
 WINDOW_TYPES: Final[tuple[str, ...]] = get_args(WindowType)
+
+MAX_WINDOWS_PER_ITEM: Final = 10_000
+"""The most sliding windows one item may belong to, ``ceil(size / slide)``.
+
+An item is stored in (or folded into) each of its windows, and each fires, so the work per item
+grows with this number: 10,000 covers a day of windows sliding every 10 s and refuses, when the
+graph is built, a ratio that would stall the loop on every item (an hour sliding by 0.1 ms).
+"""
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class SlidingWindows:
     An item at ``t`` belongs to every window ``[s, s + size)`` whose start ``s`` is a multiple of
     ``slide`` with ``s <= t < s + size``: ``size / slide`` windows when that divides evenly.
     ``slide`` may not exceed ``size``; ``slide == size`` is the same as tumbling windows.
+    ``ceil(size / slide)`` may not exceed :data:`MAX_WINDOWS_PER_ITEM` (10,000).
 
     Example::
 
@@ -81,6 +92,14 @@ class SlidingWindows:
             raise ValueError(
                 f"slide must not exceed size, or items between windows would belong to none "
                 f"(got size={size!r}, slide={slide!r})"
+            )
+        windows = math.ceil(size / slide)  # the most windows any timestamp falls in
+        if windows > MAX_WINDOWS_PER_ITEM:
+            raise ValueError(
+                f"SlidingWindows(size={size!r}, slide={slide!r}) would put every item in {windows:,}"
+                f" windows, more than the {MAX_WINDOWS_PER_ITEM:,} allowed (MAX_WINDOWS_PER_ITEM):"
+                " each item is stored in, and each window fires for, every one of them; use a larger"
+                " slide"
             )
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "slide", slide)

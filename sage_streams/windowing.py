@@ -76,6 +76,11 @@ def window_node(
     names = [stream.name for stream in inputs]
     spec = _WindowSpec(config, len(names), lateness)
     clock = env.clock
+    if time == "processing" and not callable(getattr(clock, "time", None)):
+        raise TypeError(
+            f"processing-time windows need a clock with time(), wall-clock seconds since the epoch,"
+            f" for their bounds; {clock!r} has none (see sage_streams.time.Clock)"
+        )
 
     def factory() -> WindowOperator:
         # Made for each run, when its graph is planned: inlining is off under a tracer then.
@@ -210,6 +215,7 @@ class WindowedStream(DataStream[WindowData]):
             )
         label = name or f"aggregate({getattr(adder, '__name__', 'add')})"
         aggregated: DataStream[WindowAggregate] = self.map(_same, name=label)
+        aggregated._node.reported_kind = "aggregate"
         spec.accumulators = accumulators
         return aggregated
 

@@ -13,6 +13,8 @@ Windows are half-open, ``[start, end)``, and kept per key. A window fires when t
 reaches its end; it is kept ``allowed_lateness`` seconds of watermark longer, so that a late item
 for it makes it fire again, with every item it holds. An item all of whose windows are past that
 point is late: ``add`` refuses it and returns ``False``, and the caller routes it elsewhere.
+A timestamp 2**50 window lengths or more from 0 (:data:`MAX_WINDOW_NUMBER`) is out of range:
+``add`` raises ``ValueError``, an error of that item. Assigning an item costs O(1) per window.
 Fired windows come out ordered by ``(end, start)``, then by key in first-seen order.
 
 A window holds, per input, its items; or, given :class:`~sage_streams._window_contents.Accumulators`,
@@ -37,11 +39,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from operator import length_hint
-from typing import Any
+from typing import Any, Final
 
 from sage_streams._typing import check_seconds
 from sage_streams._window_contents import Accumulators, ItemLists, WindowContents
 from sage_streams.window_configs import (
+    MAX_WINDOWS_PER_ITEM,
     SessionWindows,
     SlidingWindows,
     TumblingWindows,
@@ -51,6 +54,8 @@ from sage_streams.window_configs import (
 )
 
 __all__ = [
+    "MAX_WINDOWS_PER_ITEM",
+    "MAX_WINDOW_NUMBER",
     "FiredWindow",
     "SessionWindows",
     "SlidingWindows",
@@ -127,16 +132,48 @@ def _start_of(window: _Window) -> float:
     return window.start
 
 
-def _window_number(timestamp: float, length: float) -> int:
-    """The ``k`` with ``k * length <= timestamp < (k + 1) * length``, exact in float arithmetic."""
-    try:
-        k = math.floor(timestamp / length)
-    except OverflowError:
-        raise ValueError(f"timestamp {timestamp!r} is out of range for windows of {length!r} s") from None
-    # The division may round across a boundary; the products are what membership is judged by.
-    while k * length > timestamp:
+MAX_WINDOW_NUMBER: Final = 2**50
+"""How many window lengths from 0 a timestamp may lie (about 1.1e15): the documented range.
+
+Window bounds are float products, ``k * length``. Within this range each is within an eighth of
+a length of its exact value, so windows are never empty and the division that finds ``k`` is off
+by at most one; beyond it, floats soon cannot tell neighbouring windows apart. For 1-second
+windows the range is about 35 million years either side of the epoch; for 1 ms, 35,700 years.
+"""
+
+
+def _in_range(timestamp: float, length: float, reach: float) -> float:
+    """``timestamp / length``, checked to be less than :data:`MAX_WINDOW_NUMBER` from 0, with the
+    bounds of the item's windows, at most ``reach`` away from it, within float range.
+
+    Raises:
+        ValueError: it is not; the error of the item, which names the range.
+    """
+    quotient = timestamp / length
+    # An overflow to inf fails too; the reach is doubled to leave room for rounding.
+    if not (abs(quotient) < MAX_WINDOW_NUMBER and math.isfinite(abs(timestamp) + 2 * reach)):
+        raise ValueError(
+            f"timestamp {timestamp!r} is out of the range of windows of {length!r} s: it must lie"
+            f" within 2**50 window lengths of 0 (|timestamp| < {MAX_WINDOW_NUMBER * length:.6g}),"
+            " where floats still tell one window from the next, and its windows within float range"
+        )
+    return quotient
+
+
+def _window_number(timestamp: float, length: float, reach: float = 0.0) -> int:
+    """The ``k`` with ``k * length <= timestamp < (k + 1) * length``, in float arithmetic.
+
+    O(1): the division gives ``k`` up to one either way (see :data:`MAX_WINDOW_NUMBER`), and the
+    products, which membership is judged by, correct it. ``reach``: how much further than a
+    length from the timestamp the item's windows may extend (sliding windows).
+
+    Raises:
+        ValueError: ``timestamp`` is out of range (see :func:`_in_range`).
+    """
+    k = math.floor(_in_range(timestamp, length, length + reach))
+    if k * length > timestamp:
         k -= 1
-    while (k + 1) * length <= timestamp:
+    elif (k + 1) * length <= timestamp:
         k += 1
     return k
 
@@ -239,7 +276,8 @@ class WindowState:
 
         Raises:
             IndexError: ``index`` is not an input of this operator.
-            ValueError: a timestamp that is not finite, or a watermark that is NaN.
+            ValueError: a timestamp that is not finite or out of range (2**50 window lengths
+                from 0, see :data:`MAX_WINDOW_NUMBER`), or a watermark that is NaN.
             TypeError: an unhashable key.
         """
         if not 0 <= index < self.inputs:
@@ -395,16 +433,20 @@ class WindowState:
             k = _window_number(timestamp, size)
             return [(k, k * size, (k + 1) * size)]
         size, slide = self._size, self._slide
-        k = _window_number(timestamp, slide)
-        start = k * slide
+        # Window k is [k * slide, k * slide + size): the latest to start by the timestamp holds
+        # it (slide <= size), and earlier ones while they reach it; about size / slide in all.
+        k = _window_number(timestamp, slide, size)
         spans = []
-        # The latest window always holds the timestamp (slide <= size); earlier ones while they reach it.
-        while True:
-            spans.append((k, start, start + size))
+        while (end := k * slide + size) > timestamp:
+            spans.append((k, k * slide, end))
             k -= 1
-            start = k * slide
-            if start + size <= timestamp:
-                return spans
+        if not spans:  # slide within rounding of size: the latest window may end by the timestamp
+            raise ValueError(
+                f"timestamp {timestamp!r} falls between the windows of {self.config!r}: in float"
+                " arithmetic no window [k * slide, k * slide + size) holds it; use tumbling windows"
+                " for a slide this close to the size"
+            )
+        return spans
 
     def _add_to_numbered(
         self, key: Hashable, timestamp: float, index: int, item: Any, watermark: float
@@ -453,6 +495,7 @@ class WindowState:
         self, key: Hashable, timestamp: float, index: int, item: Any, watermark: float
     ) -> bool:
         gap = self._gap
+        _in_range(timestamp, gap, gap)  # beyond it, [t, t + gap) might not even hold t
         if timestamp + gap + self.allowed_lateness <= watermark:
             return False
         timestamp = float(timestamp)  # a session starts at an item's timestamp: keep bounds floats

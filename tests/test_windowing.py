@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sage_streams import ConnectedStreams, LocalEnvironment, PipelineError, StreamState, WindowData
 from sage_streams._window_operator import WindowOperator
 from sage_streams.errors import ItemError
 from sage_streams.testing import ManualClock
-from sage_streams.windows import TumblingWindows, WindowConfig, WindowState
+from sage_streams.windows import SessionWindows, SlidingWindows, TumblingWindows, WindowConfig, WindowState
 
 
 def event(ts: Any, value: float = 1.0, **extra: Any) -> dict[str, Any]:
@@ -505,3 +506,340 @@ async def test_a_key_function_is_asked_once_per_item_even_around_a_failing_one()
         (10.0, 20.0, "a", [4]),
         (10.0, 20.0, "b", [5]),
     ]
+
+
+# -- huge timestamps, windows per item, refires item by item ---------------------------------------
+
+
+@pytest.mark.parametrize("window", [("tumbling", 60, None), ("sliding", 60, 20)])
+async def test_huge_timestamps_are_errors_of_their_items_and_the_stream_goes_on(
+    window: tuple[str, float, float | None],
+) -> None:
+    # Far beyond 2**50 minutes from 0: each is refused, at once, as an error of its item.
+    env = LocalEnvironment(batch_size=3)
+    huge = [event(ts, value=ts) for ts in (1e22, 1e24, 1e26, 1e300, -1e300)]
+    items = [event(5), huge[0], event(30), huge[1], huge[2], event(70), huge[3], huge[4], event(100)]
+    source = env.from_collection(items, name="events")
+    seen: list[tuple[str, str, Any]] = []
+
+    def handler(stream_id: str, error: BaseException, context: Any) -> str:
+        seen.append((context.operator, type(error).__name__, context.item))
+        return "continue"
+
+    source.on_error(handler)
+    window_type, size, slide = window
+    windowed = source.window(window_type, size, slide, name="w")
+    out: list[tuple[float, float, list[float]]] = []
+    windowed.process(lambda w, s: (w.start_time, w.end_time, [i["timestamp"] for i in w[0]])).sink(out.append)
+    letters: list[Any] = []
+    source.errors().sink(letters.append)
+    await env.execute()
+    assert seen == [("w", "ValueError", item) for item in huge]
+    assert [letter.item for letter in letters] == huge
+    length = float(slide or size)  # sliding windows are numbered by their slide
+    assert all(f"is out of the range of windows of {length} s" in str(letter.error) for letter in letters)
+    without = LocalEnvironment()
+    expected = (
+        await without.from_collection([event(5), event(30), event(70), event(100)])
+        .window(window_type, size, slide)
+        .process(lambda w, s: (w.start_time, w.end_time, [i["timestamp"] for i in w[0]]))
+        .collect()
+    )
+    assert out == expected
+    assert env.metrics().operators["w"].details["watermark"] == 100
+
+
+async def test_a_huge_timestamp_stops_the_graph_naming_its_item_without_a_handler() -> None:
+    env = LocalEnvironment()
+    huge = event(1e26)
+    windowed = env.from_collection([event(1), huge, event(2)]).window("tumbling", size=60, name="minute")
+    with pytest.raises(PipelineError) as caught:
+        await windowed.collect()
+    assert caught.value.item == huge
+    assert "operator 'minute' failed on item" in str(caught.value)
+    assert "timestamp 1e+26 is out of the range of windows of 60.0 s" in str(caught.value)
+
+
+def test_a_sliding_window_with_too_many_windows_per_item_is_refused_when_built() -> None:
+    env = LocalEnvironment()
+    stream = env.from_collection([event(1)])
+    with pytest.raises(ValueError, match="36,000,000 windows, more than the 10,000 allowed"):
+        stream.window("sliding", size=3600, slide=0.0001)
+
+
+def fired_rows(window: WindowData, state: StreamState) -> tuple[float, float, list[float], bool]:
+    return (window.start_time, window.end_time, [item["timestamp"] for item in window[0]], window.refire)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 1024])
+async def test_each_late_item_within_allowed_lateness_refires_its_window(batch_size: int) -> None:
+    # 3 moves the watermark to 3: the first 2 is within lateness of [2, 3), which has already
+    # ended, so the window fires at once; the second 2 makes it fire again, with both.
+    env = LocalEnvironment(batch_size=batch_size)
+    windowed = env.from_collection([event(3), event(2), event(2)]).window(
+        "tumbling", size=1, allowed_lateness=1
+    )
+    assert await windowed.process(fired_rows).collect() == [
+        (2.0, 3.0, [2], False),
+        (2.0, 3.0, [2, 2], True),
+        (3.0, 4.0, [3], False),
+    ]
+
+
+Row = tuple[float, float, Any, bool, list[int]]  # start, end, key, refire, values of input 0
+
+
+def brute_force_windows(
+    size: int, slide: int, lateness: int, delay: int, arrivals: list[tuple[Any, int, int]]
+) -> tuple[list[Row], list[int]]:
+    """Tumbling (slide == size) and sliding windows by their definition, item by item: an item
+    joins each of its windows with ``end + lateness`` past the watermark before it (late if
+    none), the watermark moves, and every window it has reached with items not yet fired fires,
+    by (end, start, key in first-seen order); windows past ``end + lateness`` are dropped."""
+    windows: dict[tuple[Any, int], dict[str, Any]] = {}
+    ranks: dict[Any, int] = {}
+    next_rank, watermark = 0, -math.inf
+    fired: list[Row] = []
+    late: list[int] = []
+
+    def fire(due: list[tuple[Any, int]]) -> None:
+        due.sort(key=lambda w: (w[1] * slide + size, w[1] * slide, ranks[w[0]]))
+        for key, k in due:
+            window = windows[(key, k)]
+            fired.append(
+                (float(k * slide), float(k * slide + size), key, window["fired"], list(window["items"]))
+            )
+            window["fired"], window["dirty"] = True, False
+
+    for key, ts, value in arrivals:
+        mine = [
+            k
+            for k in range(ts // slide - size // slide - 1, ts // slide + 1)
+            if k * slide <= ts < k * slide + size
+        ]
+        live = [k for k in mine if k * slide + size + lateness > watermark]
+        if not live:
+            late.append(value)
+        if live and not any(held == key for held, _ in windows):
+            ranks[key], next_rank = next_rank, next_rank + 1
+        for k in live:
+            window = windows.setdefault((key, k), {"items": [], "fired": False, "dirty": False})
+            window["items"].append(value)
+            window["dirty"] = True
+        watermark = max(watermark, ts - delay)
+        fire([w for w, window in windows.items() if window["dirty"] and w[1] * slide + size <= watermark])
+        for w in [w for w in windows if w[1] * slide + size + lateness <= watermark]:
+            del windows[w]
+    fire([w for w, window in windows.items() if window["dirty"]])
+    return fired, late
+
+
+def pure_state_one_item_at_a_time(
+    config: WindowConfig, lateness: float, delay: float, arrivals: list[tuple[Any, int, int]]
+) -> tuple[list[Row], list[int]]:
+    """The pure window state, one item at a time: add against the watermark before the item,
+    move the watermark, fire what it has reached."""
+    state = WindowState(config, allowed_lateness=lateness)
+    watermark = -math.inf
+    fired: list[Any] = []
+    late: list[int] = []
+    for key, ts, value in arrivals:
+        if not state.add(key, ts, 0, value, watermark):
+            late.append(value)
+        watermark = max(watermark, ts - delay)
+        fired += state.advance(watermark)
+    fired += state.flush()
+    return [(w.start, w.end, w.key, w.refire, list(w.items[0])) for w in fired], late
+
+
+def value_rows(windows: Sequence[WindowData]) -> list[Row]:
+    return [(w.start_time, w.end_time, w.key, w.refire, [item["value"] for item in w[0]]) for w in windows]
+
+
+async def operator_in_batches(
+    config: WindowConfig, lateness: float, delay: float, keyed: bool, batches: list[list[dict[str, Any]]]
+) -> tuple[list[Row], list[int]]:
+    windows = window_operator(
+        1, config, key_func=user if keyed else None, allowed_lateness=lateness, out_of_orderness=delay
+    )
+    fired: list[Any] = []
+    for batch in batches:
+        fired += await windows.on_batch(0, batch)
+    fired += await windows.on_finish()
+    return value_rows(fired), [item["value"] for item in windows.side["late"]]
+
+
+async def graph_with_batch_size(
+    config: WindowConfig,
+    lateness: float,
+    delay: float,
+    keyed: bool,
+    items: list[dict[str, Any]],
+    batch_size: int,
+) -> tuple[list[Row], list[int], list[Row]]:
+    """The whole graph: rows of ``process``, late items, and rows of ``aggregate`` collecting values."""
+    env = LocalEnvironment(batch_size=batch_size)
+    source = env.from_collection(items)
+    if isinstance(config, TumblingWindows):
+        shape: tuple[Any, ...] = ("tumbling", config.size)
+    elif isinstance(config, SlidingWindows):
+        shape = ("sliding", config.size, config.slide)
+    else:
+        shape = ("session",)
+    options: dict[str, Any] = {"allowed_lateness": lateness, "out_of_orderness": delay}
+    if keyed:
+        options["key_func"] = user
+    if isinstance(config, SessionWindows):
+        options["timeout"] = config.gap
+    windowed = source.window(*shape, **options)
+    folded = source.window(*shape, **options).aggregate(
+        lambda values, e: (*values, e["value"]), initial=(), merge=lambda a, b: a + b
+    )
+    processed: list[Any] = []
+    late: list[Any] = []
+    aggregated: list[Any] = []
+    windowed.sink(processed.append)
+    windowed.late().sink(late.append)
+    folded.sink(aggregated.append)
+    await env.execute()
+    sums = [(w.start_time, w.end_time, w.key, w.refire, list(w.value)) for w in aggregated]
+    return value_rows(processed), [item["value"] for item in late], sums
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    data=st.data(),
+    kind=st.sampled_from(["tumbling", "sliding", "session"]),
+    keyed=st.booleans(),
+    lateness=st.sampled_from([0, 1, 3, 10]),
+    delay=st.sampled_from([0, 2, 5]),
+    arrivals=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.integers(0, 40)), max_size=30),
+)
+def test_batching_never_changes_what_fires_or_what_is_late(
+    data: st.DataObject, kind: str, keyed: bool, lateness: int, delay: int, arrivals: list[tuple[str, int]]
+) -> None:
+    # CONTRACT 3: the same input, cut into any batches, through the pure state one item at a
+    # time, the operator batch by batch and whole graphs of any batch_size, fires the same
+    # windows with the same items and refires, in the same order, and sends the same items to
+    # late(); for tumbling and sliding windows, exactly what their definition says.
+    size, slide = data.draw(st.sampled_from([(1, 1), (3, 3), (4, 2), (6, 2), (5, 5)]), label="size, slide")
+    config: WindowConfig
+    if kind == "tumbling":
+        config = TumblingWindows(size)
+    elif kind == "sliding":
+        config = SlidingWindows(max(size, 2 * slide), slide)
+    else:
+        config = SessionWindows(size)
+    items = [event(ts, value=i, user=key) for i, (key, ts) in enumerate(arrivals)]
+    keyed_arrivals = [(key if keyed else None, ts, i) for i, (key, ts) in enumerate(arrivals)]
+    expected = pure_state_one_item_at_a_time(config, lateness, delay, keyed_arrivals)
+    if not isinstance(config, SessionWindows):
+        length = config.slide if isinstance(config, SlidingWindows) else config.size
+        assert brute_force_windows(int(config.size), int(length), lateness, delay, keyed_arrivals) == expected
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(items) - 1)), max_size=8), label="cuts"))
+    batches = [items[a:b] for a, b in zip([0, *cuts], [*cuts, len(items)], strict=True) if items[a:b]]
+    assert asyncio.run(operator_in_batches(config, lateness, delay, keyed, batches)) == expected
+    batch_size = data.draw(st.sampled_from([1, 2, 3, 7, 1024]), label="batch_size")
+    processed, late, aggregated = asyncio.run(
+        graph_with_batch_size(config, lateness, delay, keyed, items, batch_size)
+    )
+    assert (processed, late) == expected
+    if isinstance(config, SessionWindows):  # merged sessions fold earlier session first
+        aggregated = [(*row[:4], sorted(row[4])) for row in aggregated]
+        processed = [(*row[:4], sorted(row[4])) for row in processed]
+    assert aggregated == processed
+
+
+# -- processing time in epoch seconds, window metrics ----------------------------------------------
+
+
+async def test_processing_time_windows_are_bounded_in_epoch_seconds() -> None:
+    env = LocalEnvironment()  # the system clock: the loop's monotonic time for timers
+    stream = env.create_stream("clicks")
+    windowed = stream.window("tumbling", size=60, time="processing")
+    async with env.running():
+        fired = asyncio.ensure_future(windowed.collect())
+        before = time.time()
+        await stream.emit({})
+        await asyncio.sleep(0)
+        after = time.time()
+    (window,) = await fired
+    assert window.end_time - window.start_time == 60.0
+    assert window.start_time % 60 == 0
+    assert window.start_time <= after
+    assert window.end_time > before
+
+
+async def test_processing_time_windows_read_the_manual_clocks_epoch_and_fire_on_its_timers() -> None:
+    # Monotonic time starts at 100; the wall clock is 1_700_000_000.1 s ahead of it, an offset
+    # that no float sum hits exactly: the timer must still be set where epoch time reaches the end.
+    clock = ManualClock(start=100.0, epoch_offset=1_699_999_979.9)  # 100 -> 1_700_000_079.9
+    env = LocalEnvironment(clock=clock)
+    clicks = env.create_stream("clicks")
+    windowed = clicks.window("tumbling", size=60, time="processing", name="per_minute")
+    async with env.running():
+        fired = asyncio.ensure_future(windowed.collect())
+        await clicks.emit({})
+        await clock.advance(0)
+        await clock.advance(20.0)  # 120, epoch 1_700_000_099.9: not yet the end
+        assert env.metrics().operators["per_minute"].details["fired_windows"] == 0
+        await clock.advance(0.1)  # epoch 1_700_000_100: the end, with no new item
+        assert env.metrics().operators["per_minute"].details["fired_windows"] == 1
+        await clicks.emit({})
+    assert [(w.start_time, w.end_time, len(w[0])) for w in await fired] == [
+        (1_700_000_040.0, 1_700_000_100.0, 1),
+        (1_700_000_100.0, 1_700_000_160.0, 1),
+    ]
+
+
+def test_a_processing_time_window_needs_a_clock_with_a_wall_reading() -> None:
+    class MonotonicOnly:
+        def now(self) -> float:
+            return 0.0
+
+        def call_at(self, deadline: float, callback: Any) -> Any:
+            raise AssertionError("never called")
+
+    env = LocalEnvironment(clock=MonotonicOnly())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"processing-time windows need a clock with time\(\)"):
+        env.create_stream("s").window("tumbling", size=60, time="processing")
+
+
+@settings(max_examples=500, deadline=None)
+@example(start=0.0, offset=-340.4, wall=1048288.7)
+@given(
+    start=st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    offset=st.floats(min_value=-2e9, max_value=2e9, allow_nan=False),
+    wall=st.floats(min_value=-1e10, max_value=1e10, allow_nan=False),
+)
+def test_a_processing_time_timer_is_set_where_epoch_time_reaches_the_window_end(
+    start: float, offset: float, wall: float
+) -> None:
+    # 1048288.7 - -340.4 + -340.4 < 1048288.7 in floats: a timer at the plain difference would
+    # find the window not yet due, and be set again at the same reading, for ever.
+    clock = ManualClock(start=start, epoch_offset=offset)
+    windows = window_operator(clock=clock, processing_time=True)
+    reading, epoch_offset = windows._monotonic(wall), windows.epoch_offset
+    assert reading + epoch_offset >= wall
+    assert abs(reading - (wall - epoch_offset)) <= 2 * math.ulp(
+        max(abs(wall), abs(epoch_offset), abs(reading))
+    )
+
+
+async def test_watermark_lag_is_never_negative() -> None:
+    # The lag is how far the watermark trails the latest timestamp seen: none when a watermark
+    # from upstream, or processing time moving on with no item, has taken it past that.
+    windows = window_operator()
+    await windows.on_batch(0, [event(5), event(50)])
+    assert windows.details()["watermark_lag"] == 0.0
+    await windows.on_watermark(0, 500.0)
+    assert (windows.details()["watermark"], windows.details()["watermark_lag"]) == (500.0, 0.0)
+    clock = ManualClock(start=100.0)
+    timed = window_operator(clock=clock, processing_time=True)
+    await timed.on_batch(0, [{}])
+    await clock.advance(30)
+    await timed.on_timer(clock.now())
+    assert (timed.details()["watermark"], timed.details()["watermark_lag"]) == (130.0, 0.0)
+    delayed = window_operator(out_of_orderness=20)
+    await delayed.on_batch(0, [event(5), event(50), event(30)])
+    assert delayed.details()["watermark_lag"] == 20.0

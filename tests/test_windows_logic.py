@@ -690,19 +690,17 @@ def one_item_at_a_time(
     state: WindowState, delay: float, arrivals: list[Arrival]
 ) -> tuple[list[FiredWindow], list[int], float]:
     """The window operator's rule, item by item: ``add`` against the watermark before the item,
-    then move the item's input's mark; when the lowest mark rises, fire what it reaches."""
+    then move the item's input's mark; then fire what the watermark reaches, whether it rose or
+    the item went to a window it had already reached."""
     marks, watermark = [NEVER] * state.inputs, NEVER
     fired: list[FiredWindow] = []
     late = []
     for index, key, ts, value in arrivals:
         if not state.add(key, ts, index, value, watermark):
             late.append(value)
-        if ts - delay > marks[index]:
-            marks[index] = ts - delay
-            if min(marks) > watermark:
-                watermark = min(marks)
-                if watermark >= state.next_deadline():
-                    fired += state.advance(watermark)
+        marks[index] = max(marks[index], ts - delay)
+        watermark = max(watermark, min(marks))
+        fired += state.advance(watermark)
     return fired + state.flush(), late, watermark
 
 
@@ -1000,3 +998,119 @@ def test_aggregating_sessions_needs_a_merge_and_accumulators_need_functions() ->
     for arguments in ((later, 0, None), (operator.add, 0, later), (operator.add, later, None)):
         with pytest.raises(TypeError, match="must be a plain function, not async"):
             Accumulators(*arguments)
+
+
+# -- the range of timestamps, and windows per item -------------------------------------------------
+
+WINDOW_LENGTHS = st.one_of(
+    st.sampled_from([1e-300, 1e-9, 0.1, 0.3, 1.0, 3.0, 60.0, 1e10, 1e300]),
+    st.floats(min_value=1e-300, max_value=1e300, allow_nan=False, allow_infinity=False),
+)
+
+
+@st.composite
+def stamp_near_a_boundary(draw: st.DrawFn, length: float) -> float:
+    """A finite timestamp anywhere, or a few floats away from the start of window number k."""
+    if draw(st.booleans()):
+        return draw(st.floats(allow_nan=False, allow_infinity=False))
+    k = draw(st.one_of(st.integers(-(2**52), 2**52), st.integers(-100, 100)))
+    stamp = k * length
+    for _ in range(draw(st.integers(0, 3))):
+        stamp = math.nextafter(stamp, draw(st.sampled_from([math.inf, -math.inf])))
+    return stamp if math.isfinite(stamp) else draw(st.floats(-1e300, 1e300))
+
+
+def in_range(timestamp: float, config: WindowConfig) -> bool:
+    """The documented range: less than 2**50 window lengths from 0, the windows within float range."""
+    length = config.slide if isinstance(config, SlidingWindows) else config.size  # type: ignore[union-attr]
+    reach = config.size + length  # type: ignore[union-attr]
+    return abs(timestamp / length) < 2**50 and math.isfinite(abs(timestamp) + 2 * reach)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(data=st.data(), length=WINDOW_LENGTHS, tumbling=st.booleans())
+def test_an_item_is_put_in_the_windows_that_hold_it_or_refused_as_out_of_range(
+    data: st.DataObject, length: float, tumbling: bool
+) -> None:
+    # Huge and tiny timestamps and window lengths, and timestamps a few floats from a window
+    # start: every window an item goes to holds it; out of range, it is an error that leaves
+    # no trace. Sliding windows here hold each item in 3 windows (size = 3 * slide, 1 at the ends).
+    timestamp = data.draw(stamp_near_a_boundary(length))
+    config: WindowConfig = TumblingWindows(length) if tumbling else SlidingWindows(3 * length, length)
+    if not math.isfinite(4 * length):
+        config = TumblingWindows(length)
+    state = WindowState(config)
+    if not in_range(timestamp, config):
+        with pytest.raises(ValueError, match="out of the range of windows"):
+            state.add("k", timestamp, 0, "x", NEVER)
+        assert state.open_windows() == 0
+        return
+    assert state.add("k", timestamp, 0, "x", NEVER)
+    fired = state.flush()
+    assert all(w.start <= timestamp < w.end for w in fired)
+    if isinstance(config, TumblingWindows):
+        assert len(fired) == 1
+    else:  # 3 windows hold it, give or take one at a window start (floats round each bound)
+        assert 2 <= len(fired) <= 4
+        starts = [w.start for w in fired]
+        assert starts == sorted(set(starts))
+
+
+@pytest.mark.parametrize("timestamp", [1e22, -1e22, 1e24, 1e26, 1e300, -1e300])
+@pytest.mark.parametrize("config", [TumblingWindows(60), SlidingWindows(60, 10), SessionWindows(60)])
+def test_a_timestamp_too_far_from_zero_for_the_window_length_is_an_error_of_its_item(
+    timestamp: float, config: WindowConfig
+) -> None:
+    state = WindowState(config)
+    assert state.add("k", 5.0, 0, "before", NEVER)
+    with pytest.raises(ValueError, match=r"timestamp .* is out of the range of windows of .* 2\*\*50"):
+        state.add("k", timestamp, 0, "huge", NEVER)
+    fired = state.flush()
+    assert [items for _, _, _, items in spans(fired)] == [("before",)] * len(fired)
+    assert len(fired) == (6 if isinstance(config, SlidingWindows) else 1)
+
+
+@pytest.mark.parametrize("timestamp", [1e22, 1e24, 1e26])
+def test_a_huge_timestamp_within_range_of_long_windows_is_assigned_exactly(timestamp: float) -> None:
+    size = timestamp / 2**40  # 2**40 windows from zero: in range
+    for config in (TumblingWindows(size), SlidingWindows(2 * size, size)):
+        state = WindowState(config)
+        assert state.add("k", timestamp, 0, "x", NEVER)
+        fired = state.flush()
+        assert [(w.start <= timestamp < w.end) for w in fired] == [True] * (1 if config.size == size else 2)
+
+
+def test_the_tumbling_fast_path_refuses_an_out_of_range_timestamp_at_its_position() -> None:
+    state = WindowState(TumblingWindows(60))
+    time, late, fired = EventTime(NEVER), [], []  # type: ignore[var-annotated]
+    stamps = [5.0, 70.0, 1e26, 130.0]
+    fed, error = feed_batch(state, time, 0, ["a", "b", "huge", "c"], stamps, [None] * 4, late, fired)
+    assert (fed, type(error), time.watermark) == (2, ValueError, 70.0)
+    assert "out of the range of windows" in str(error)
+    assert spans(fired) == [(None, 0.0, 60.0, ("a",))]
+    assert spans(state.flush()) == [(None, 60.0, 120.0, ("b",))]
+
+
+def test_sliding_windows_refuse_more_windows_per_item_than_the_bound() -> None:
+    assert SlidingWindows(10_000, 1) == SlidingWindows(10_000.0, 1.0)  # 10,000 windows: the bound
+    with pytest.raises(ValueError, match="36,000,000 windows") as caught:
+        SlidingWindows(3600, 0.0001)
+    assert str(caught.value) == (
+        "SlidingWindows(size=3600.0, slide=0.0001) would put every item in 36,000,000 windows,"
+        " more than the 10,000 allowed (MAX_WINDOWS_PER_ITEM): each item is stored in, and each"
+        " window fires for, every one of them; use a larger slide"
+    )
+    with pytest.raises(ValueError, match="in 10,001 windows, more than the 10,000 allowed"):
+        window_config("sliding", 10_001, 1)
+    with pytest.raises(ValueError, match="in 10,001 windows"):
+        SlidingWindows(10_000.5, 1)  # 10,000 or 10,001 windows, depending on the timestamp
+
+
+def test_a_timestamp_that_rounding_leaves_out_of_every_sliding_window_is_an_error_of_its_item() -> None:
+    # slide is 0.3 less a few floats: window -229760227683117 ends, in floats, before the item
+    # that the division puts in it, and the next window starts after it.
+    config = SlidingWindows(0.3, 0.29999999999999993)
+    state = WindowState(config)
+    with pytest.raises(ValueError, match=r"falls between the windows of SlidingWindows\(size=0.3"):
+        state.add("k", -68928068304934.79, 0, "x", NEVER)
+    assert state.open_windows() == 0
