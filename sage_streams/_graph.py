@@ -188,8 +188,18 @@ class Node:
         else the nearest upstream, so a policy covers what is downstream of it, joins and other
         operators of several inputs included; ``None`` if there is none (every error stops the
         graph). A dead-letter stream has no inputs, so it inherits nothing: its errors are not
-        those of the operators that feed it."""
-        return nearest_policy((self,))
+        those of the operators that feed it.
+
+        A node's own set policy is never one whose ``errors()`` stream feeds it (the node's
+        inputs existed before the object its policy was set on: its ``DataStream``, or the
+        ``ConnectedStreams`` it was made from), and a node of one input has that input's
+        upstream, so the walk up a chain needs no search until it meets several inputs."""
+        node = self
+        while len(node.inputs) == 1 and (node.policy is None or not node.policy.is_set):
+            node = node.inputs[0]
+        if node.policy is not None and node.policy.is_set:
+            return node.policy
+        return nearest_policy(node.inputs)
 
     def open_inbox(self, capacity: int, batch_size: int) -> None:
         """Give a push node the channel that ``emit`` feeds, before any run needs it."""

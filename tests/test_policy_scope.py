@@ -24,6 +24,7 @@ from sage_streams import (
     StreamReader,
     StreamState,
 )
+from sage_streams._graph import nearest_policy
 
 Call = tuple[str, str, str, Any]
 """What a handler was told: (handler label, stream_id, operator, item)."""
@@ -358,3 +359,33 @@ def test_the_winner_is_the_nearest_policy_then_the_first_input(
         assert sorted(item["x"] for *_, item in calls) == [1, 2, 3, 9]
 
     asyncio.run(main())
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_the_walk_up_a_chain_finds_what_the_full_search_finds(data: st.DataObject) -> None:
+    # Random graphs of maps, connected processes and errors() streams, with policies set on some
+    # streams and connected streams: Node.governing_policy (which walks up single inputs) must
+    # agree with nearest_policy's search from the node itself.
+    env = LocalEnvironment()
+    streams: list[DataStream[Any]] = [
+        env.from_collection([1], name="s0"),
+        env.from_collection([2], name="s1"),
+    ]
+    for _ in range(data.draw(st.integers(0, 12))):
+        pick = st.sampled_from(streams)
+        step = data.draw(st.sampled_from(["map", "connect", "errors", "policy", "connected policy"]))
+        if step == "map":
+            streams.append(data.draw(pick).map(lambda x: x))
+        elif step == "errors":
+            streams.append(data.draw(pick).errors())
+        elif step == "policy":
+            data.draw(pick).on_error(lambda s, e, c: "continue")
+        else:
+            inputs = data.draw(st.lists(pick, min_size=2, max_size=3))
+            connected = ConnectedStreams(inputs)
+            if step == "connected policy":
+                connected.on_error(lambda s, e, c: "continue")
+            streams.append(connected.process(lambda readers, state: None))
+    for node in env._nodes:
+        assert node.governing_policy() is nearest_policy((node,))
