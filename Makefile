@@ -1,18 +1,27 @@
 # Every target sets up .venv itself, so each works on a fresh clone with only Python 3.11+.
+# Two stamps: the demo needs only the package; tests, lint and benchmarks also need the extras.
+# The full install includes the package, so it stamps both: either order of targets works.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PACKAGE := $(VENV)/.package
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
+
+$(PACKAGE): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(PACKAGE)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
-	touch $(STAMP)
+	touch $(PACKAGE) $(STAMP)
 
-demo: $(STAMP)
+demo: $(PACKAGE)
 	$(BIN)/python examples/quickstart.py
 
 lint: $(STAMP)

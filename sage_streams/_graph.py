@@ -16,7 +16,16 @@ if TYPE_CHECKING:
     from sage_streams._typing import Source
     from sage_streams.policy import ErrorPolicy
 
-__all__ = ["FUSABLE", "LookupOperator", "Node", "NodeKind", "Operator", "TimedOperator", "WatermarkOperator"]
+__all__ = [
+    "FUSABLE",
+    "LookupOperator",
+    "Node",
+    "NodeKind",
+    "Operator",
+    "TimedOperator",
+    "WatermarkOperator",
+    "nearest_policy",
+]
 
 NodeKind: TypeAlias = Literal[
     "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side", "dead_letters"
@@ -170,7 +179,8 @@ class Node:
         self.settings: Any = None
         self.env: Any = None
         self.policy: ErrorPolicy | None = None
-        """The error policy set on this node; ``None`` inherits its single input's."""
+        """The error policy set on this node; without one (or one not set yet) the node follows
+        the nearest upstream (see :func:`nearest_policy`)."""
         self.items_in = 0
         self.items_out = 0
         self.errors = 0
@@ -178,13 +188,22 @@ class Node:
         self.dead_letters = 0
 
     def governing_policy(self) -> ErrorPolicy | None:
-        """The error policy this node's errors go to: its own, else that of its single input
-        (so a policy covers what is downstream of it), else none (every error stops the graph).
-        A dead-letter stream inherits nothing: its errors are not those of what feeds it."""
+        """The error policy this node's errors go to (see :func:`nearest_policy`): its own,
+        else the nearest upstream, so a policy covers what is downstream of it, joins and other
+        operators of several inputs included; ``None`` if there is none (every error stops the
+        graph). A dead-letter stream has no inputs, so it inherits nothing: its errors are not
+        those of the operators that feed it.
+
+        A node's own set policy is never one whose ``errors()`` stream feeds it (the node's
+        inputs existed before the object its policy was set on: its ``DataStream``, or the
+        ``ConnectedStreams`` it was made from), and a node of one input has that input's
+        upstream, so the walk up a chain needs no search until it meets several inputs."""
         node = self
-        while node.policy is None and len(node.inputs) == 1 and node.kind != "dead_letters":
+        while len(node.inputs) == 1 and (node.policy is None or not node.policy.is_set):
             node = node.inputs[0]
-        return node.policy
+        if node.policy is not None and node.policy.is_set:
+            return node.policy
+        return nearest_policy(node.inputs)
 
     def open_inbox(self, capacity: int, batch_size: int) -> None:
         """Give a push node the channel that ``emit`` feeds, before any run needs it."""
@@ -192,3 +211,31 @@ class Node:
 
     def __repr__(self) -> str:
         return f"<Node {self.kind} {self.name!r}>"
+
+
+def nearest_policy(nodes: Sequence[Node]) -> ErrorPolicy | None:
+    """The set policy nearest upstream of ``nodes`` (themselves at distance 0), or ``None``.
+
+    Nearest means the fewest edges up; between policies at the same distance, the one reached
+    through the earlier input wins (breadth first, inputs in their order: ``ConnectedStreams``
+    order, at the operator where the paths part). A policy whose own ``errors()`` stream is
+    upstream is passed over: its dead-letter stream ends only when every operator under it has,
+    so an operator it feeds cannot be one of them.
+    """
+    frontier = list(nodes)
+    seen = set(frontier)
+    found: list[ErrorPolicy] = []
+    feeding: set[ErrorPolicy] = set()
+    while frontier:
+        upstream: list[Node] = []
+        for node in frontier:
+            if node.policy is not None and node.policy.is_set:
+                found.append(node.policy)
+            if node.kind == "dead_letters":
+                feeding.add(node.settings)
+            for producer in node.inputs:
+                if producer not in seen:
+                    seen.add(producer)
+                    upstream.append(producer)
+        frontier = upstream
+    return next((policy for policy in found if policy not in feeding), None)

@@ -26,7 +26,7 @@ from sage_streams._connected_operators import (
     StreamReader,
     SyncOperator,
 )
-from sage_streams._graph import Node, Operator
+from sage_streams._graph import Node, Operator, nearest_policy
 from sage_streams._typing import UserFunction
 from sage_streams.channel import ChannelConfig, validate_strategy
 from sage_streams.errors import StreamError
@@ -58,6 +58,8 @@ class ConnectedStreams(ErrorHandling):
 
     ``on_error``, ``set_error_threshold`` and ``errors()`` (see :mod:`sage_streams.policy`) cover
     every operator made from these streams and what is downstream of them, sinks included.
+    Until one of them is called, those operators follow the policy of their inputs: the nearest
+    one upstream, the first input's when two are as near.
     """
 
     def __init__(self, streams: Sequence[DataStream[Any]], *, state: StreamState | None = None) -> None:
@@ -193,6 +195,13 @@ class ConnectedStreams(ErrorHandling):
 
     def _error_policy(self) -> ErrorPolicy:
         return self._policy
+
+    def _policy_in_effect(self) -> ErrorPolicy:
+        """This object's policy once set; until then the nearest one its inputs are under (the
+        first input's on a tie), else its own."""
+        if self._policy.is_set:
+            return self._policy
+        return nearest_policy([s._node for s in self.streams]) or self._policy
 
     def configure_backpressure(
         self,

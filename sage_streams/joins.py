@@ -75,9 +75,16 @@ class JoinItemError(ItemError):
 class JoinStats:
     """A snapshot of a join, as read by the metrics.
 
+    Every item joined looks up the other side's buffer, but it is a probe only if there was
+    something to look at: once the other side has had an item, or has ended (its buffer is then
+    all there will be, so finding nothing is a real miss). An item that arrives before anything
+    of the other side only fills the buffer: 100 profiles, then one event with a profile, make 1
+    probe and 1 hit, not 101 and 1. Both sides count alike; an item whose key, timestamp or
+    condition failed counts nowhere.
+
     Attributes:
-        probes: arrivals that looked for partners (every item pushed and accepted).
-        hits: arrivals that found at least one partner.
+        probes: items joined once the other side had an item or had ended.
+        hits: probes that found at least one partner (the misses are ``probes - hits``).
         matches: pairs emitted with both sides.
         unmatched_emitted: pairs emitted with ``None`` on one side.
         buffered_left: left items buffered now.
@@ -93,7 +100,8 @@ class JoinStats:
 
     @property
     def hit_rate(self) -> float:
-        """``hits / probes``, or ``0.0`` before the first probe."""
+        """``hits / probes``: the share of lookups that found a partner; ``0.0`` before the
+        first probe."""
         return self.hits / self.probes if self.probes else 0.0
 
 
@@ -156,6 +164,8 @@ class JoinState:
         self._watermarks = [-math.inf, -math.inf]
         self._ended = [False, False]
         self._buffered = [0, 0]
+        self._arrived = [False, False]
+        """Whether an item of each side has been joined: from then on the other side probes."""
         self._seq = 0
         self._probes = self._hits = self._matches = self._unmatched = 0
 
@@ -235,7 +245,7 @@ class JoinState:
         rest = iter(items)
         hits, item, error, cause = probe(rest, out, self._items[side] if buffering else None)
         done = len(items) - rest.__length_hint__() - (error is not None)  # type: ignore[attr-defined]
-        self._probes += done
+        self._count_arrivals(side, done)
         self._hits += hits
         self._matches += len(out)
         if buffering:
@@ -266,9 +276,17 @@ class JoinState:
         items, so no bucket holds two."""
         return len(self._items[side]) == self._buffered[side]
 
+    def _count_arrivals(self, side: int, count: int) -> None:
+        """``count`` items of ``side`` have been joined: probes if the other side has had an
+        item or has ended (see :class:`JoinStats`)."""
+        if count and (self._arrived[1 - side] or self._ended[1 - side]):
+            self._probes += count
+        self._arrived[side] = self._arrived[side] or count > 0
+
     def record_lookups(self, probes: int, pairs: int) -> None:
-        """Count work done through :meth:`lookup`: items looked up, and the pairs they made (as
-        every key has one partner, also the items that found one)."""
+        """Count work done through :meth:`lookup`: items looked up, every one a probe (the other
+        side has ended), and the pairs they made (as every key has one partner, also the probes
+        that found one)."""
         self._probes += probes
         self._hits += pairs
         self._matches += pairs
@@ -282,7 +300,7 @@ class JoinState:
         ts = self._readers[side](item) if self._readers is not None else 0.0
         partners = self._partners(side, item, key, ts)
         # Commit: the item can no longer fail.
-        self._probes += 1
+        self._count_arrivals(side, 1)
         if partners:
             self._hits += 1
             self._matches += len(partners)

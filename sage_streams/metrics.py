@@ -24,11 +24,12 @@ class OperatorMetrics:
         items_in: items it received (for a source: items it read or was given).
         items_out: items it passed downstream (a sink passes none on).
         rate: ``items_in`` per second of the current or last run (0.0 before any run).
-        details: operator-specific numbers: for a join ``matches``, ``hit_rate``,
-            ``buffered_left``...; for a window ``open_windows``, ``fired_windows``,
-            ``late_items``, ``watermark`` and ``watermark_lag`` (how far the watermark trails
-            the latest timestamp seen, never negative); for an operator with shared state
-            ``state_bytes``.
+        details: operator-specific numbers: for a join ``probes``, ``matches``, ``misses``,
+            ``hit_rate``, ``buffered_left``... (an arrival is a probe once the other side has
+            had an item or has ended; see :class:`~sage_streams.joins.JoinStats`); for a window
+            ``open_windows``, ``fired_windows``, ``late_items``, ``watermark`` and
+            ``watermark_lag`` (how far the watermark trails the latest timestamp seen, never
+            negative); for an operator with shared state ``state_bytes``.
         errors: errors raised while processing its items (each failed try counts).
         retries: tries made again on a ``"retry"`` decision.
         dead_letters: items dropped on a ``"continue"`` decision (kept in ``errors()``).

@@ -12,8 +12,13 @@ The policy asks the user's handler, ``handler(stream_id, error, context)``, for 
   error stops the graph.
 
 A policy covers the operators made from the object it was set on (a ``ConnectedStreams``, or one
-``DataStream``) and every operator downstream of them that has no policy of its own, sinks
-included. ``set_error_threshold(max_errors, time_window)`` stops the graph with
+``DataStream``) and every operator downstream of them that has no policy of its own, sinks and
+operators of several inputs (joins, windows, synchronize, process) included. Where the inputs of
+an operator lead to different policies, the nearest wins (the fewest operators upstream), and of
+two as near that of the earlier input, in the order given to ``ConnectedStreams``; a policy set
+on the ``ConnectedStreams`` itself is nearer than any of its inputs'. A policy never covers an
+operator its own ``errors()`` stream feeds (that stream ends only after such operators).
+``set_error_threshold(max_errors, time_window)`` stops the graph with
 :class:`~sage_streams.errors.ErrorThresholdExceeded` once more than ``max_errors`` errors happened
 inside any ``time_window`` seconds of the environment's clock, whatever the handler says.
 """
@@ -115,6 +120,13 @@ class ErrorPolicy:
         self.time_window = 0.0
         self.dead_letters: Node | None = None
         """The node of the ``errors()`` stream, once somebody asked for it."""
+
+    @property
+    def is_set(self) -> bool:
+        """Whether anything made this policy one to follow: a handler, a threshold, or an
+        ``errors()`` stream asked for. A ``ConnectedStreams`` makes its policy up front; until
+        it is set, its operators follow the policy of their inputs."""
+        return self.handler is not None or self.max_errors is not None or self.dead_letters is not None
 
     def set_handler(self, handler: UserFunction, max_retries: int, backoff: float) -> None:
         """Validate and set what ``on_error`` was given."""

@@ -122,20 +122,144 @@ async def test_joined_process_receives_lists_of_pairs_and_the_shared_state() -> 
     assert state.get("pairs") == 1
 
 
-async def test_join_metrics_report_matches_misses_hit_rate_and_buffers() -> None:
+async def test_join_metrics_report_matches_misses_hit_rate_and_buffers(lookups: asyncio.Event) -> None:
     env = LocalEnvironment()
     profiles = env.from_collection([{"u": 1}, {"u": 2}], name="profiles")
     events = env.create_stream("events")
     ConnectedStreams([events, profiles]).join(key_func=lambda item: item["u"], name="enrich")
     async with env.running():
-        await asyncio.sleep(0.01)  # profiles first
+        await asyncio.wait_for(lookups.wait(), 5)  # the profiles have all arrived, and ended
         for user in (1, 1, 2, 3):
             await events.emit({"u": user})
     details = env.metrics().operators["enrich"].details
-    assert details["matches"] == 3
-    assert details["misses"] >= 1
-    assert 0 < details["hit_rate"] < 1
-    assert (details["buffered_left"], details["buffered_right"]) == (0, 0)  # both ended
+    # Only the events probed (the profiles came before any event): 3 of 4 found a profile.
+    assert details == {
+        "probes": 4,
+        "matches": 3,
+        "misses": 1,
+        "hit_rate": 0.75,
+        "buffered_left": 0,
+        "buffered_right": 0,
+    }
+
+
+PROFILE_COUNT = 100
+
+
+def profile_table() -> list[dict[str, Any]]:
+    return [{"user": user, "name": f"n{user}"} for user in range(PROFILE_COUNT)]
+
+
+def one_probe(details: dict[str, float]) -> tuple[float, float, float, float]:
+    return details["probes"], details["matches"], details["misses"], details["hit_rate"]
+
+
+@pytest.mark.parametrize("profiles_end", [True, False], ids=["lookup", "buffered"])
+async def test_one_event_against_100_profiles_is_one_probe_and_one_hit(
+    lookups: asyncio.Event, profiles_end: bool
+) -> None:
+    env = LocalEnvironment()
+    profiles = env.create_stream("profiles")
+    events = env.create_stream("events")
+    keyed, joined_one = asyncio.Event(), asyncio.Event()
+    profile_keys: list[int] = []
+
+    def profile_key(profile: dict[str, Any]) -> int:
+        profile_keys.append(profile["user"])
+        if len(profile_keys) == PROFILE_COUNT:
+            keyed.set()  # the join buffers it before it next waits
+        return int(profile["user"])
+
+    out: list[Any] = []
+
+    def store(pair: Any) -> None:
+        out.append(pair)
+        joined_one.set()
+
+    joined = ConnectedStreams([events, profiles]).join(
+        key_func=(lambda item: item["user"], profile_key), name="j"
+    )
+    joined.sink(store)
+    async with env.running():
+        for profile in profile_table():
+            await profiles.emit(profile)
+        await asyncio.wait_for(keyed.wait(), 5)
+        if profiles_end:
+            await profiles.close()
+            await asyncio.wait_for(lookups.wait(), 5)
+        await events.emit({"user": 7})
+        await asyncio.wait_for(joined_one.wait(), 5)
+        details = env.metrics().operators["j"].details
+        looked_up = lookups.is_set()
+        if not profiles_end:
+            await profiles.close()
+    assert out == [({"user": 7}, {"user": 7, "name": "n7"})]
+    assert looked_up is profiles_end
+    assert one_probe(details) == (1, 1, 0, 1.0)
+    # The profiles stay buffered; the event too while the profiles may still bring a partner.
+    assert (details["buffered_left"], details["buffered_right"]) == (0 if profiles_end else 1, PROFILE_COUNT)
+
+
+JoinStep = tuple[int, list[int] | None]
+"""One call on a join: ``(side, keys)`` pushes items with these keys, ``(side, None)`` ends it."""
+
+
+def stats_model(steps: list[JoinStep]) -> tuple[int, int, int]:
+    """(probes, hits, matches) of an inner join by key, as ``JoinStats`` defines them: an item
+    probes once the other side has had an item or has ended."""
+    buffers: list[Counter[int]] = [Counter(), Counter()]
+    arrived, ended = [False, False], [False, False]
+    probes = hits = matches = 0
+    for side, keys in steps:
+        other = 1 - side
+        if keys is None:
+            ended[side] = True
+            buffers[other].clear()
+            continue
+        for key in keys:
+            partners = buffers[other][key]
+            probes += arrived[other] or ended[other]
+            hits += partners > 0
+            matches += partners
+            if not ended[other]:
+                buffers[side][key] += 1
+            arrived[side] = True
+    return probes, hits, matches
+
+
+join_steps = st.lists(
+    st.tuples(st.integers(0, 1), st.one_of(st.none(), st.lists(st.integers(0, 3), max_size=4))),
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=join_steps)
+def test_join_stats_on_every_path_equal_the_model(steps: list[JoinStep]) -> None:
+    def key(item: tuple[str, int]) -> int:
+        return item[1]
+
+    paths = {
+        "fast": JoinState(join_config("inner", key)),
+        "inlined": JoinState(join_config("inner", lambda item: item[1]), inline=True),
+        "general": JoinState(join_config("inner", key, lambda left, right: True)),
+        "outer": JoinState(join_config("outer", key)),
+    }
+    for name, join in paths.items():
+        ended = [False, False]
+        model_steps: list[JoinStep] = []
+        for side, keys in steps:
+            if ended[side]:
+                continue  # nothing can be pushed to an ended side
+            model_steps.append((side, keys))
+            if keys is None:
+                ended[side] = True
+                join.end(side)
+            else:
+                join.push(side, [(f"{side}{n}", k) for n, k in enumerate(keys)])
+        stats = join.stats()
+        assert (name, stats.probes, stats.hits, stats.matches) == (name, *stats_model(model_steps))
+        assert stats.hit_rate == (stats.hits / stats.probes if stats.probes else 0.0)
 
 
 @pytest.mark.parametrize(
@@ -251,10 +375,10 @@ def kept(pair: tuple[Any, Any]) -> bool:
 
 def lookup_model(users: set[int], events: list[Event], events_left: bool, filtered: bool) -> dict[str, Any]:
     """What the join and the steps after it give, event by event, with errors continued. The
-    profiles came first: each probed an empty buffer."""
+    profiles came first, before any event: they only filled the buffer, none probed."""
     out: list[tuple[int, str]] = []
     letters: list[tuple[str, str, str, Any]] = []
-    probes, matches, enriched = len(users), 0, 0
+    probes, matches, enriched = 0, 0, 0
     for event in events:
         if "user" not in event or event["user"] is None or isinstance(event["user"], list):
             error = "KeyError" if "user" not in event else "TypeError" if event["user"] else "ValueError"
@@ -372,8 +496,8 @@ async def test_a_lookup_join_retries_an_item_whose_key_failed_once(lookups: asyn
     assert out == [(event, {"user": 1, "name": "ann"}) for event in events]
     assert tries == Counter({0: 1, 1: 2, 2: 1})
     join = env.metrics().operators["j"]
-    # Probes: the profile (against no event), then each event once, the retried one too.
-    assert (join.details["probes"], join.details["matches"], join.retries, join.errors) == (4, 3, 1, 1)
+    # Probes: each event once, the retried one too (the profile came before any event).
+    assert (join.details["probes"], join.details["matches"], join.retries, join.errors) == (3, 3, 1, 1)
 
 
 @pytest.mark.parametrize(
