@@ -18,7 +18,11 @@ note naming the operator and the item it failed on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import reprlib
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
+from typing import Any, Final
 
 __all__ = [
     "BackpressureTimeout",
@@ -131,13 +135,122 @@ class OperatorFailure(Exception):
     def describe(self) -> str:
         """Say in one line which operator failed, how, and on what."""
         where = f"operator {self.operator!r} failed"
-        what = f"{type(self.error).__name__}: {self.error}"
+        what = _error_text(self.error)
         if self.item is None:
             return f"{where}: {what}"
         return f"{where} on item {_short_repr(self.item)}: {what}"
 
 
+class _BoundedRepr(reprlib.Repr):
+    """``reprlib``'s limits on sizes and depth, plus a limit on the parts rendered at all.
+
+    Builtin containers, strings, bytes and ints (and subclasses that keep their repr) are cut
+    before they are rendered, so the cost of a description does not grow with the item: a
+    container shows its first parts in its own order (never sorted), and past ``maxlevel`` levels
+    or ``budget`` parts the rest is ``...``. Other objects are rendered once by their own
+    ``__repr__`` and cut; one that raises is described by its type and address. Make a new one
+    for every description: it counts the parts it rendered.
+    """
+
+    def __init__(self, budget: int = 64) -> None:
+        super().__init__()
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdeque = 20
+        self.maxdict = 20
+        self.maxstring = self.maxother = 160
+        self.maxlong = 60
+        self.budget = budget
+
+    def repr1(self, x: Any, level: int) -> str:
+        if self.budget <= 0:
+            return self.fillvalue
+        self.budget -= 1
+        for base, method in _BY_TYPE.items():
+            if isinstance(x, base) and type(x).__repr__ is vars(base)["__repr__"]:
+                return method(self, x, level)
+        return self.repr_instance(x, level)
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        pairs = (f"{self.repr1(key, level - 1)}: {self.repr1(value, level - 1)}" for key, value in x.items())
+        return "{" + self._first(pairs, len(x), self.maxdict, level) + "}" if x else "{}"
+
+    def repr_set(self, x: set[Any], level: int) -> str:
+        parts = (self.repr1(item, level - 1) for item in x)
+        return "{" + self._first(parts, len(x), self.maxset, level) + "}" if x else "set()"
+
+    def repr_frozenset(self, x: frozenset[Any], level: int) -> str:
+        parts = (self.repr1(item, level - 1) for item in x)
+        shown = self._first(parts, len(x), self.maxfrozenset, level)
+        return "frozenset({" + shown + "})" if x else "frozenset()"
+
+    def _first(self, parts: Iterator[str], count: int, most: int, level: int) -> str:
+        """The first ``most`` of ``count`` parts, in iteration order (``reprlib`` sorts them,
+        which costs as much as the whole container)."""
+        if level <= 0:
+            return self.fillvalue
+        shown = list(islice(parts, most))
+        return ", ".join([*shown, self.fillvalue] if count > most else shown)
+
+    def repr_bytes(self, x: bytes | bytearray, level: int) -> str:
+        text = repr(x[: self.maxstring])
+        return text if len(x) <= self.maxstring else text + self.fillvalue
+
+    def repr_int(self, x: int, level: int) -> str:
+        # Past some 4300 digits repr() refuses; long before that it is slow and useless.
+        if x.bit_length() > 3 * self.maxlong:
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            text = repr(x)
+        except Exception as exc:
+            return f"<{type(x).__name__} object at {id(x):#x} (its repr raised {type(exc).__name__})>"
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + self.fillvalue
+
+
+_BY_TYPE: Final[dict[type, Callable[[_BoundedRepr, Any, int], str]]] = {
+    list: _BoundedRepr.repr_list,
+    tuple: _BoundedRepr.repr_tuple,
+    dict: _BoundedRepr.repr_dict,
+    set: _BoundedRepr.repr_set,
+    frozenset: _BoundedRepr.repr_frozenset,
+    deque: _BoundedRepr.repr_deque,
+    str: _BoundedRepr.repr_str,
+    bytes: _BoundedRepr.repr_bytes,
+    bytearray: _BoundedRepr.repr_bytes,
+    int: _BoundedRepr.repr_int,
+}
+"""The types whose repr is cut before it is rendered; bool, an int with a repr of its own,
+is rendered as an instance."""
+
+
 def _short_repr(value: object, limit: int = 200) -> str:
-    """``repr`` cut to ``limit`` characters, so huge items keep messages readable."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A description of ``value`` for messages: its ``repr``, at most ``limit`` characters.
+
+    It costs the same for a 100 MB item as for a small one, never recurses deeper than a few
+    levels (a deeply nested item is ``[[[[[[...]]]]]]``), and never raises: an item's bad
+    ``__repr__`` must not break the error path that describes it. See :class:`_BoundedRepr`.
+    """
+    try:
+        text = _BoundedRepr().repr(value)
+    except Exception as exc:  # a container whose len() or iteration raises
+        text = f"<{type(value).__name__} object at {id(value):#x} (its repr raised {type(exc).__name__})>"
+    return _cut(text, limit)
+
+
+def _error_text(error: BaseException, limit: int = 1000) -> str:
+    """``Type: message`` of ``error`` for messages, its message cut to ``limit`` characters.
+
+    Like :func:`_short_repr` it never raises: ``str(KeyError(item))`` is ``repr(item)``, which
+    may recurse too deep or raise.
+    """
+    try:
+        text = str(error)
+    except Exception as exc:
+        text = f"<its message raised {type(exc).__name__}>"
+    return f"{type(error).__name__}: {_cut(text, limit)}"
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text``, or its start and ``...`` in at most ``max(limit, 3)`` characters."""
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."

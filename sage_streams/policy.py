@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, Self, TypeAlias
 import anyio
 
 from sage_streams._typing import check_seconds
-from sage_streams.errors import ErrorThresholdExceeded, OperatorFailure, StreamError, _short_repr
+from sage_streams.errors import ErrorThresholdExceeded, OperatorFailure, StreamError, _error_text, _short_repr
 from sage_streams.functions import resolve_function
 
 if TYPE_CHECKING:
@@ -293,7 +293,7 @@ class PolicyRun:
         if len(recent) > limit:
             exceeded = ErrorThresholdExceeded(
                 f"{len(recent)} errors within {window:g} s (max_errors={limit}, time_window={window:g}), "
-                f"the last in operator {node.name!r}: {type(error).__name__}: {error}",
+                f"the last in operator {node.name!r}: {_error_text(error)}",
                 [error],
                 operator=node.name,
                 item=item,
@@ -316,11 +316,10 @@ class PolicyRun:
     async def _keep(self, letter: DeadLetter) -> None:
         if not self.outlets:
             logger.warning(
-                "operator %r skipped item %s after %s: %s (no errors() stream keeps it)",
+                "operator %r skipped item %s after %s (no errors() stream keeps it)",
                 letter.operator,
                 _short_repr(letter.item),
-                type(letter.error).__name__,
-                letter.error,
+                _error_text(letter.error),
             )
             return
         for outlet in self.outlets:

@@ -67,7 +67,8 @@ def timestamp_reader(spec: TimestampSpec) -> TimestampReader:
         if isinstance(value, datetime):
             return _datetime_seconds(item, value, naive_seen)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ItemError(item, TypeError(f"timestamp must be a number or datetime, got {value!r}"))
+            message = f"timestamp must be a number or datetime, got {_short_repr(value)}"
+            raise ItemError(item, TypeError(message))
         try:
             seconds = float(value)
         except OverflowError:

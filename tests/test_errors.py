@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sage_streams import (
     BackpressureTimeout,
@@ -23,6 +25,7 @@ from sage_streams import (
     StreamReader,
     StreamState,
 )
+from sage_streams.errors import _short_repr
 from sage_streams.testing import ManualClock
 
 Handler = Callable[[str, BaseException, ErrorContext], str]
@@ -574,3 +577,186 @@ async def test_a_join_condition_that_raises_is_an_error_of_the_probing_item() ->
     assert [(p["id"], q["id"]) for p, q in out] == [(1, 1)]
     assert [(d.stream_id, type(d.error).__name__) for d in letters] == [(calls[0][0], "TypeError")]
     assert letters[0].item in ({"id": 2, "limit": None}, {"id": 2, "price": 7})
+
+
+# -- messages describe items with a bounded repr (issue 13, point 12) ----------------------
+
+
+def nested(depth: int) -> list[Any]:
+    """``[[[...]]]``, ``depth`` lists deep: more than the interpreter's recursion limit can repr."""
+    item: list[Any] = []
+    for _ in range(depth):
+        item = [item]
+    return item
+
+
+class CountsRepr:
+    """An object that counts how often it is asked for its ``repr``."""
+
+    calls = 0
+
+    def __repr__(self) -> str:
+        CountsRepr.calls += 1
+        return "counted"
+
+
+class RaisingRepr:
+    """An object whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
+def refuse(item: Any) -> Any:
+    if isinstance(item, int):
+        return item
+    raise ValueError("not a number")
+
+
+async def test_a_deeply_nested_failing_item_is_an_error_of_its_item() -> None:
+    deep = nested(1000)
+    env = LocalEnvironment()
+    with pytest.raises(PipelineError) as caught:
+        await env.from_collection([1, deep, 3], name="n").map(refuse, name="refuse").collect()
+    error = caught.value
+    assert (error.operator, error.item) == ("refuse", deep)
+    assert type(error.__cause__) is ValueError
+    assert str(error) == (
+        "pipeline 'default' failed: operator 'refuse' failed on item [[[[[[[...]]]]]]]: "
+        "ValueError: not a number"
+    )
+    assert error.__cause__.__notes__ == [
+        "sage_streams: raised in operator 'refuse' on item [[[[[[[...]]]]]]]"
+    ]
+
+
+async def test_a_deeply_nested_failing_item_reaches_the_handler_and_the_rest_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    deep = nested(1000)
+    env = LocalEnvironment()
+    source = env.from_collection([1, deep, 3], name="n")
+    handler, calls = recording("continue")
+    source.on_error(handler)
+    with caplog.at_level(logging.WARNING, logger="sage_streams"):  # no errors() stream: it is logged
+        assert await source.map(refuse, name="refuse").collect() == [1, 3]
+    assert calls == [("refuse", "ValueError", deep, 1)]
+    assert [r.getMessage() for r in caplog.records] == [
+        "operator 'refuse' skipped item [[[[[[[...]]]]]]] after ValueError: not a number "
+        "(no errors() stream keeps it)"
+    ]
+
+
+async def test_describing_a_huge_item_is_bounded_and_reprs_only_a_few_of_its_parts() -> None:
+    CountsRepr.calls = 0
+    huge = [CountsRepr()] * 12_500_000  # 100 MB of references
+    env = LocalEnvironment()
+    with pytest.raises(PipelineError) as caught:
+        await env.from_collection([huge], name="n").map(refuse, name="refuse").collect()
+    message = str(caught.value)
+    assert caught.value.item is huge
+    start = "pipeline 'default' failed: operator 'refuse' failed on item [counted, counted, "
+    assert message.startswith(start)
+    assert message.endswith(": ValueError: not a number")
+    assert len(message) <= 300
+    (note,) = caught.value.__cause__.__notes__  # type: ignore[union-attr]
+    assert len(note) <= 300
+    assert CountsRepr.calls <= 2 * 20  # a few parts, for the message and the note: not 12.5 million
+
+
+async def test_a_huge_string_or_bytes_item_gets_a_bounded_message() -> None:
+    for huge in ("x" * 100_000_000, b"y" * 100_000_000):
+        env = LocalEnvironment()
+        with pytest.raises(PipelineError) as caught:
+            await env.from_collection([huge], name="n").map(refuse, name="refuse").collect()
+        assert caught.value.item is huge
+        assert len(str(caught.value)) <= 300
+        assert "xxxxxxxxxx" in str(caught.value) or "yyyyyyyyyy" in str(caught.value)
+
+
+async def test_an_item_whose_repr_raises_is_still_reported_as_an_error_of_its_item() -> None:
+    bad = RaisingRepr()
+    env = LocalEnvironment()
+    with pytest.raises(PipelineError) as caught:
+        await env.from_collection([bad], name="n").map(refuse, name="refuse").collect()
+    error = caught.value
+    assert (error.operator, error.item, type(error.__cause__)) == ("refuse", bad, ValueError)
+    assert str(error) == (
+        f"pipeline 'default' failed: operator 'refuse' failed on item <RaisingRepr object at {id(bad):#x} "
+        "(its repr raised RuntimeError)>: ValueError: not a number"
+    )
+    # Under a handler, and inside a container, too.
+    env = LocalEnvironment()
+    source = env.from_collection([[bad], 2], name="n")
+    handler, calls = recording("continue")
+    source.on_error(handler)
+    out, letters = await run_with_dead_letters(env, source.map(refuse, name="refuse"), source.errors())
+    assert (out, calls, [d.item for d in letters]) == ([2], [("refuse", "ValueError", [bad], 1)], [[bad]])
+
+
+async def test_an_error_whose_message_cannot_be_made_still_stops_the_graph_clearly() -> None:
+    deep = nested(1000)
+
+    def look_up(item: Any) -> Any:
+        raise KeyError(item)  # str(KeyError(x)) is repr(x): a RecursionError here
+
+    env = LocalEnvironment()
+    with pytest.raises(PipelineError) as caught:
+        await env.from_collection([deep], name="n").map(look_up, name="look_up").collect()
+    error = caught.value
+    assert (error.operator, error.item, type(error.__cause__)) == ("look_up", deep, KeyError)
+    assert str(error) == (
+        "pipeline 'default' failed: operator 'look_up' failed on item [[[[[[[...]]]]]]]: "
+        "KeyError: <its message raised RecursionError>"
+    )
+
+
+_scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.binary(max_size=20)
+)
+_hashable = st.recursive(
+    _scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=8
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.tuples(inner)
+        | st.dictionaries(_hashable, inner, max_size=4)
+        | st.sets(_hashable, max_size=4)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_values)
+def test_the_bounded_repr_of_a_small_value_is_its_repr(value: Any) -> None:
+    """The bounded repr is a plain repr's cheap twin: equal to it where no limit is reached."""
+    if _depth(value) <= 6 and _parts(value) <= 64:
+        assert _short_repr(value, limit=10**6) == repr(value)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_values, min_size=20, max_size=40), st.integers(1, 400))
+def test_the_bounded_repr_never_passes_its_limit(values: list[Any], limit: int) -> None:
+    text = _short_repr(values, limit=limit)
+    assert len(text) <= max(limit, 3)
+    assert text.startswith("[") or text == "..."
+
+
+def _parts(value: Any) -> int:
+    """How many values make up ``value``, itself included."""
+    if isinstance(value, dict):
+        return 1 + sum(_parts(k) + _parts(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return 1 + sum(map(_parts, value))
+    return 1
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((max(_depth(k), _depth(v)) for k, v in value.items()), default=0)
+    if isinstance(value, list | tuple | set | frozenset):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
