@@ -195,8 +195,9 @@ class _BoundedRepr(reprlib.Repr):
         return text if len(x) <= self.maxstring else text + self.fillvalue
 
     def repr_int(self, x: int, level: int) -> str:
-        # Past some 4300 digits repr() refuses; long before that it is slow and useless.
-        if x.bit_length() > 3 * self.maxlong:
+        # Past 4300 digits (sys.int_info.str_digits_check_threshold's default) repr() refuses;
+        # below that the conversion is cheap and reprlib keeps the first and last digits.
+        if x.bit_length() > 14_000:
             return f"<int of {x.bit_length()} bits>"
         return super().repr_int(x, level)
 

@@ -674,6 +674,11 @@ async def test_a_huge_string_or_bytes_item_gets_a_bounded_message() -> None:
         assert "xxxxxxxxxx" in str(caught.value) or "yyyyyyyyyy" in str(caught.value)
 
 
+def test_a_huge_int_keeps_its_first_digits_until_repr_would_refuse_it() -> None:
+    assert _short_repr(10**400) == "1" + "0" * 27 + "..." + "0" * 29
+    assert _short_repr(10**5000) == "<int of 16610 bits>"  # repr() itself raises past 4300 digits
+
+
 async def test_an_item_whose_repr_raises_is_still_reported_as_an_error_of_its_item() -> None:
     bad = RaisingRepr()
     env = LocalEnvironment()
