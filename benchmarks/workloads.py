@@ -276,6 +276,34 @@ async def w3_sage_streams(data: W3Input) -> tuple[int, int]:
     return tally[0], tally[1]
 
 
+def enrich_activity(joined_data: list[Any], state: Any) -> list[dict[str, Any]]:
+    """The seed page's ``enrich_activity``, with W3's fields: the list of pairs in, enriched
+    activities out."""
+    enriched = []
+    for activity, profile in joined_data:
+        enriched.append({**activity, "name": profile["name"], "tier": profile["tier"]})
+    return enriched
+
+
+async def w3_sage_streams_process(data: W3Input) -> tuple[int, int]:
+    """The seed page's shape: the join, ``joined.process(enrich_activity)``, a sink that tallies."""
+    activities, profiles = data
+    env = LocalEnvironment("W3")
+    activity_stream = env.from_collection(activities, name="activities")
+    profile_stream = env.from_collection(profiles, name="profiles")
+    joined = ConnectedStreams([activity_stream, profile_stream]).join("inner", key_func=user_id)
+    tally = [0, 0]
+
+    def count(event: dict[str, Any]) -> None:
+        tally[0] += 1
+        if event["tier"] == "gold":
+            tally[1] += event["seq"]
+
+    joined.process(enrich_activity).sink(count)
+    await env.execute()
+    return tally[0], tally[1]
+
+
 # -- W4: 1,000,000 events, 1,000 per simulated second, 100 keys, 60 s tumbling sums -----------
 
 WINDOW = 60.0
@@ -324,15 +352,29 @@ async def w4_sage_streams(events: W4Input) -> tuple[int, int, int]:
     return _w4_result({(window.key, window.start_time): window.value for window in await sums.collect()})
 
 
+def window_total(window_data: Any, state: Any) -> dict[str, Any]:
+    """The seed page's ``window_aggregator``, summing W4's values: every item of every input of
+    the window, then one record for the window."""
+    total = 0
+    for stream_data in window_data:
+        for item in stream_data:
+            total += item["value"]
+    return {"key": window_data.key, "window_start": window_data.start_time, "total": total}
+
+
 async def w4_sage_streams_process(events: W4Input) -> tuple[int, int, int]:
-    """``process``: each window keeps its events and a window function sums them when it fires."""
+    """The seed page's shape: ``windowed.process(window_total)``, then a sink that keeps each
+    window's total. Each window keeps its events, and the window function sums them when it fires."""
     env = LocalEnvironment("W4")
     windowed = env.from_collection(events, name="events").window("tumbling", size=WINDOW, key_func=key_of)
+    sums: dict[tuple[Any, float], int] = {}
 
-    def total(window: Any, state: Any) -> tuple[tuple[Any, float], int]:
-        return (window.key, window.start_time), sum(event["value"] for event in window[0])
+    def keep(record: dict[str, Any]) -> None:
+        sums[record["key"], record["window_start"]] = record["total"]
 
-    return _w4_result(dict(await windowed.process(total).collect()))
+    windowed.process(window_total).sink(keep)
+    await env.execute()
+    return _w4_result(sums)
 
 
 WORKLOADS: dict[str, dict[str, Impl]] = {
@@ -355,6 +397,7 @@ WORKLOADS: dict[str, dict[str, Impl]] = {
         "generator_chain": w3_generator_chain,
         "sage_streams": w3_sage_streams,
         "sage_streams_uvloop": w3_sage_streams,
+        "sage_streams_process": w3_sage_streams_process,
     },
     "W4": {
         "plain_loop": w4_plain_loop,
