@@ -176,23 +176,55 @@ class ProcessOperator:
         return {**unread, "state_bytes": float(self.state.size_bytes())}
 
 
+PROCESS_SLICE = 256
+"""The most pairs (or tuples) one call of a joined or synchronized stream's ``process(fn)`` gets.
+
+A batch of the stream is handed over in slices of this size, and what each call returns goes
+downstream before the next call. The lists a process function builds then stay small enough
+for the CPU's caches, and under the garbage collector's threshold of 700 new containers: the
+seed's ``joined.process(enrich_activity)`` into a sink measured ~20% faster than with the
+whole batches of 1,024 (``benchmarks``, W3 ``sage_streams_process``).
+"""
+
+
 class BatchProcessOperator:
-    """``fn(batch, state, **kwargs)`` on each batch of a joined or synchronized stream."""
+    """``fn(batch, state, **kwargs)`` on each batch of a joined or synchronized stream, in slices
+    of at most :data:`PROCESS_SLICE` items.
+
+    ``on_batch`` calls ``fn`` on the first slice only and keeps the rest as :meth:`unfinished`,
+    which the operator head hands back to ``on_batch`` before it reads anything else. A failed
+    call's slice is its failed item: a retry calls ``fn`` on that slice again, ``"continue"``
+    goes on with the next one.
+    """
 
     def __init__(self, fn: Callable[..., Any], state: StreamState, kwargs: dict[str, Any]) -> None:
         self.fn = fn
         self.state = state
         self.kwargs = kwargs
+        self.slice_size = PROCESS_SLICE
         self.side: dict[str, list[Any]] = {}
+        self._rest: deque[Sequence[Any]] = deque()
+        self._rest_index = 0
 
     def wants(self, index: int) -> bool:
         return True
 
+    def unfinished(self) -> tuple[int, Sequence[Any]] | None:
+        """The input and the next slice of a batch that ``on_batch`` has not processed yet."""
+        return (self._rest_index, self._rest.popleft()) if self._rest else None
+
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        size = self.slice_size
+        if len(batch) > size:
+            # Kept before the call: after a failure the rest goes on ("continue"), or the
+            # retry's call on the same batch keeps it again.
+            self._rest = deque(batch[start : start + size] for start in range(size, len(batch), size))
+            self._rest_index = index
+            batch = batch[:size]
         try:
             return await emitted(self.fn(list(batch), self.state, **self.kwargs))
         except Exception as exc:
-            raise ItemError(list(batch), exc) from exc  # the whole batch is the failed item
+            raise ItemError(list(batch), exc) from exc  # the whole slice is the failed item
 
     async def on_end(self, index: int) -> Sequence[Any]:
         return ()

@@ -40,6 +40,12 @@ def test_tiny_harness_run_produces_a_checked_table(tmp_path: Path) -> None:
             *PEERS,
         }
         assert len({json.dumps(stats["result"]) for stats in impls.values() if "result" in stats}) == 1
+    # The seed page's shapes, joined.process and windowed.process, checked against the baselines.
+    for name in ("W3", "W4"):
+        impls = report["throughput"][name]["impls"]
+        assert impls["sage_streams_process"]["result"] == impls["plain_loop"]["result"]
+        assert impls["sage_streams_process"]["result"] == impls["generator_chain"]["result"]
+        assert f"| {name} | sage_streams_process |" in done.stdout
     # W2: 1,000 items in four sources, counted and summed alike by every implementation.
     assert report["throughput"]["W2"]["impls"]["sage_streams"]["result"] == [1000, sum(range(1000))]
     assert set(report["latency"]) == {"sage_streams", "asyncio_queues"}
@@ -157,3 +163,19 @@ def test_a_wrong_result_is_reported_as_a_failure() -> None:
     summary = _summarize({"plain_loop": [{**run, "result": 6}], "broken": [{**run, "result": 7}]})
     assert summary["broken"] == {"failed": "wrong result 7 (expected 6)"}
     assert summary["plain_loop"]["result"] == 6
+
+
+@pytest.mark.parametrize("n", [0, 1, 1_000, 5_000])
+def test_the_seed_shapes_return_the_baselines_results(n: int) -> None:
+    import asyncio
+
+    from benchmarks import workloads
+
+    process = {"W3": workloads.w3_sage_streams_process, "W4": workloads.w4_sage_streams_process}
+    for name in ("W3", "W4"):
+        data = workloads.INPUTS[name](n)
+        impls = workloads.WORKLOADS[name]
+        expected = impls["plain_loop"](data)
+        assert impls["generator_chain"](data) == expected
+        assert impls["sage_streams_process"] is process[name]
+        assert asyncio.run(process[name](data)) == expected, (name, n)

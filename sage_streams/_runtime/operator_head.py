@@ -58,6 +58,10 @@ class OperatorHead:
         self._next_input = 0
         self._prefix: Prefix | None = None
         self._prefixed_input = -1
+        # An operator that may take a batch in parts (a batch process function) says what is left.
+        self._unfinished: Callable[[], tuple[int, Sequence[Any]] | None] | None = getattr(
+            self.operator, "unfinished", None
+        )
         self._doorbell = asyncio.Event()
         for receiver in receivers:
             receiver.watch(self._doorbell.set)
@@ -78,6 +82,8 @@ class OperatorHead:
     async def _step(self) -> Sequence[Any] | Prefixed:
         """Handle one message, or wait for one; returns what the operator emitted, or a batch
         for the chain to join."""
+        if self._unfinished is not None and (rest := self._unfinished()) is not None:
+            return await self._call(self.operator.on_batch, *rest)  # before anything else arrives
         ready = self._ready_input()
         if ready is None:
             output = await self._call(self._on_time) if self._timed else ()
