@@ -6,7 +6,7 @@ The tree, from the most general::
     └── StreamError                   misuse of the API or a broken stream
         ├── BrokenChannelError        a channel's receiving end is gone
         ├── BackpressureTimeout       a blocked producer waited longer than its timeout
-        ├── SpillError                an item the ``buffer`` strategy's codec cannot write
+        ├── SpillError                an item the ``buffer`` strategy's codec cannot spill or read back
         ├── NoDataError               reader.read() with nothing to read (also an IndexError)
         └── PipelineError             a running graph stopped; ``__cause__`` is the first error
             └── ErrorThresholdExceeded  too many errors inside the configured time window
@@ -195,9 +195,9 @@ class _BoundedRepr(reprlib.Repr):
         return text if len(x) <= self.maxstring else text + self.fillvalue
 
     def repr_int(self, x: int, level: int) -> str:
-        # Past 4300 digits (sys.int_info.str_digits_check_threshold's default) repr() refuses;
-        # below that the conversion is cheap and reprlib keeps the first and last digits.
-        if x.bit_length() > 14_000:
+        # Past 4300 digits repr() refuses (by default), and its cost grows with the square of
+        # the digits: a longer int is described by its size.
+        if x.bit_length() > 10_000:
             return f"<int of {x.bit_length()} bits>"
         return super().repr_int(x, level)
 

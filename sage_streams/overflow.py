@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import sqlite3
@@ -36,7 +37,7 @@ from contextlib import suppress
 from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
 
 from sage_streams._typing import check_choice
-from sage_streams.errors import StreamError, _short_repr
+from sage_streams.errors import StreamError, _error_text, _short_repr
 
 __all__ = [
     "CODECS",
@@ -45,14 +46,20 @@ __all__ = [
     "OverflowStore",
     "SpillError",
     "resolve_codec",
+    "same_value",
 ]
 
 
 class Codec(Protocol):
     """Turns items into bytes and back, for the overflow store.
 
-    ``loads(dumps(item))`` must give an item equal to ``item``; spilled items come back as such
-    copies, not as the objects that were sent.
+    ``loads(dumps(item))`` must give back ``item``; spilled items come back as such copies, not
+    as the objects that were sent. The store checks it as each item spills, so that results
+    never depend on which items happened to spill: the copy must load, and be the same as the
+    item (see :func:`same_value`), else the item is a :class:`SpillError`. A codec whose copies
+    are faithful by construction may say so with a true ``exact`` attribute: then the store
+    only checks that they load. The pickle codec does (below); json and your own codecs are
+    compared unless they say so.
     """
 
     name: str
@@ -67,9 +74,17 @@ class Codec(Protocol):
 
 
 class _PickleCodec:
-    """Any picklable object, at the highest pickle protocol."""
+    """Any picklable object, at the highest pickle protocol.
+
+    Its copies are exact: pickle rebuilds an object of the same type from its own state, the
+    protocol ``copy.deepcopy`` uses too. Comparing them would be wrong, not just slow: an
+    object without ``__eq__`` equals only itself, NaN not even that, and some types do not
+    answer ``==`` with a bool. So a spilled item is only checked to load back (a ``__reduce__``
+    whose loader raises, an item too deep to load, are refused as they spill).
+    """
 
     name = "pickle"
+    exact = True
 
     def dumps(self, item: Any) -> bytes:
         return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
@@ -79,7 +94,11 @@ class _PickleCodec:
 
 
 class _JsonCodec:
-    """JSON values as UTF-8; tuples come back as lists, dict keys as strings."""
+    """JSON values as UTF-8.
+
+    What would not come back the same (a tuple comes back a list, an int dict key a string, an
+    ``IntEnum`` an int) is refused as it spills.
+    """
 
     name = "json"
 
@@ -110,16 +129,19 @@ def resolve_codec(codec: str | Codec) -> Codec:
 
 
 class SpillError(StreamError):
-    """An item could not be spilled because its codec cannot serialize it.
+    """An item could not be spilled: its codec cannot write it, or the copy it wrote would not
+    load back as the same item; or, later, a spilled item could not be read back.
 
-    Nothing of the batch was stored, so the sender may send it again without the bad item.
+    When it spills, nothing of the batch is stored, so the sender may send it again without
+    the bad item. When it is read back (a file damaged after it was written, a codec whose
+    ``loads`` fails only sometimes), the receiver gets it in the item's place in the stream.
 
     Attributes:
-        item: the item the codec refused.
-        index: its position in the batch that was being spilled.
+        item: the item the codec refused; for an item that cannot be read back, its bytes.
+        index: its position in the batch that was being spilled; ``None`` when read back.
     """
 
-    def __init__(self, message: str, item: object, index: int) -> None:
+    def __init__(self, message: str, item: object, index: int | None) -> None:
         super().__init__(message)
         self.item = item
         self.index = index
@@ -150,6 +172,7 @@ class OverflowStore:
         self._appended = 0  # items ever appended: the number of the next one
         self._taken = 0  # items taken: the number of the oldest one held
         self._controls: deque[tuple[int, Any]] = deque()  # (items before it, message)
+        self._unreadable: SpillError | None = None  # the error of the oldest item, when known
         self._closed = False
 
     def __len__(self) -> int:
@@ -178,20 +201,13 @@ class OverflowStore:
     def append(self, items: list[Any], *, start: int = 0) -> None:
         """Append ``items[start:]``, in order.
 
-        The whole batch is serialized before anything is stored, so when the codec refuses an
-        item nothing is appended and :class:`SpillError` says which item, by its index in
-        ``items``.
+        The whole batch is serialized, and each copy checked (see :class:`Codec`), before
+        anything is stored, so when the codec refuses an item nothing is appended and
+        :class:`SpillError` says which item, by its index in ``items``.
         """
         self._check_open()
-        dumps = self.codec.dumps
         first = self._appended - start
-        rows: list[tuple[int, bytes]] = []
-        index = start
-        try:
-            for index in range(start, len(items)):
-                rows.append((first + index, dumps(items[index])))
-        except Exception as exc:
-            raise self._spill_error(items[index], index, exc) from exc
+        rows = [(first + index, self._dump(items[index], index)) for index in range(start, len(items))]
         if not rows:
             return
         db = self._db or self._open()
@@ -208,7 +224,9 @@ class OverflowStore:
         """Remove and return up to ``max_items`` of the oldest items.
 
         It returns fewer when fewer are held, or when a control message comes first: none
-        when the oldest message is one (see :meth:`take_control`).
+        when the oldest message is one (see :meth:`take_control`). It stops before an item the
+        codec cannot read back; when that item is the oldest, it is removed and raised as a
+        :class:`SpillError` whose ``item`` is its bytes (:meth:`read_back` tries them again).
         """
         end = self._appended
         if self._controls:
@@ -218,15 +236,43 @@ class OverflowStore:
             return []
         db = self._db
         assert db is not None  # items were appended
+        if self._unreadable is not None:  # found by the last take, right after what it returned
+            failure, self._unreadable = self._unreadable, None
+            self._delete_to(db, self._taken + 1)
+            raise failure
+        rows = db.execute(
+            "SELECT data FROM overflow WHERE seq >= ? AND seq < ? ORDER BY seq", (self._taken, end)
+        ).fetchall()
+        items: list[Any] = []
+        for (data,) in rows:
+            try:
+                items.append(self.read_back(data))
+            except SpillError as failure:
+                if not items:
+                    self._delete_to(db, self._taken + 1)
+                    raise
+                self._unreadable = failure  # raised by the next take, without reading it again
+                break
+        self._delete_to(db, self._taken + len(items))
+        return items
+
+    def _delete_to(self, db: sqlite3.Connection, end: int) -> None:
+        """Remove the items before number ``end``: they have been taken."""
         with db:
-            rows = db.execute(
-                "SELECT data FROM overflow WHERE seq >= ? AND seq < ? ORDER BY seq", (self._taken, end)
-            ).fetchall()
-            loads = self.codec.loads
-            items = [loads(data) for (data,) in rows]
             db.execute("DELETE FROM overflow WHERE seq < ?", (end,))
         self._taken = end
-        return items
+
+    def read_back(self, data: bytes) -> Any:
+        """The item that was written as ``data``; :class:`SpillError` if the codec cannot read it."""
+        try:
+            return self.codec.loads(data)
+        except Exception as exc:
+            raise SpillError(
+                f"cannot read back an item spilled by channel {self.name!r} with codec "
+                f"{self._codec_name()!r}: {_error_text(exc)}",
+                data,
+                None,
+            ) from exc
 
     def take_control(self) -> Any:
         """Remove and return the control message that comes before any item, else ``None``."""
@@ -239,6 +285,7 @@ class OverflowStore:
         self._closed = True
         self._taken = self._appended
         self._controls.clear()
+        self._unreadable = None
         if self._remove is not None:
             self._remove()
         self._db = self._path = None
@@ -247,14 +294,38 @@ class OverflowStore:
         if self._closed:
             raise ValueError(f"the overflow store of channel {self.name!r} is closed")
 
-    def _spill_error(self, item: object, index: int, error: Exception) -> SpillError:
-        codec = getattr(self.codec, "name", type(self.codec).__name__)
+    def _dump(self, item: Any, index: int) -> bytes:
+        """The bytes of ``item``, checked to load back as ``item`` (see :class:`Codec`)."""
+        codec = self.codec
+        try:
+            data = codec.dumps(item)
+        except Exception as exc:
+            raise self._spill_error(item, index, _error_text(exc)) from exc
+        try:
+            copy = codec.loads(data)
+        except Exception as exc:
+            raise self._spill_error(item, index, f"it would not load back: {_error_text(exc)}") from exc
+        if getattr(codec, "exact", False):
+            return data
+        try:
+            same = same_value(item, copy)
+        except Exception as exc:  # an __eq__ that raises, an item too deep to compare
+            raise self._spill_error(item, index, f"it cannot be compared: {_error_text(exc)}") from exc
+        if not same:
+            why = f"it would come back as {_short_repr(copy)}, which is not the same"
+            raise self._spill_error(item, index, why)
+        return data
+
+    def _spill_error(self, item: object, index: int, why: str) -> SpillError:
         return SpillError(
-            f"cannot spill item {_short_repr(item)} of channel {self.name!r} with codec {codec!r}: "
-            f"{type(error).__name__}: {error}",
+            f"cannot spill item {_short_repr(item)} of channel {self.name!r} with codec "
+            f"{self._codec_name()!r}: {why}",
             item,
             index,
         )
+
+    def _codec_name(self) -> str:
+        return str(getattr(self.codec, "name", type(self.codec).__name__))
 
     def _open(self) -> sqlite3.Connection:
         """Create the temporary file, set up to be deleted however this store ends."""
@@ -273,6 +344,33 @@ class OverflowStore:
         self._db, self._path = db, path
         self._remove = weakref.finalize(self, _delete, db, path)
         return db
+
+
+def same_value(sent: Any, back: Any) -> bool:
+    """Whether ``back`` is ``sent`` again, as far as a stream can tell: equal, and of the same
+    type all the way down.
+
+    ``==`` alone is not enough: a tuple equals no list, but ``1 == 1.0 == True`` and an
+    ``IntEnum`` equals its int. So lists, tuples and dicts are compared part by part (dict keys
+    too, and in order, as iteration shows it), each part of exactly the same type; floats
+    also by sign, with NaN the same as NaN; anything else by ``==``. Deeper than the recursion
+    limit allows, it raises ``RecursionError``.
+    """
+    kind = type(sent)
+    if type(back) is not kind:
+        return False
+    if kind is list or kind is tuple:
+        return len(sent) == len(back) and all(map(same_value, sent, back))
+    if kind is dict:
+        return len(sent) == len(back) and all(
+            same_value(key, key_back) and same_value(value, value_back)
+            for (key, value), (key_back, value_back) in zip(sent.items(), back.items(), strict=True)
+        )
+    if kind is float:
+        return (sent == back and math.copysign(1.0, sent) == math.copysign(1.0, back)) or (
+            sent != sent and back != back
+        )
+    return bool(sent == back)
 
 
 def _delete(db: sqlite3.Connection | None, path: str) -> None:

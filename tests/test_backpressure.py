@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import glob
+import json
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
@@ -123,6 +124,164 @@ async def test_dropping_strategies_count_every_item_and_still_end(strategy: str)
     # Within each input the survivors keep their order.
     left = [x for x in out if x < 500]
     assert left == sorted(left)
+
+
+# Items that spill but would not come back as they were (issue 13, points 10 and 11).
+
+
+def _refuse_to_load(n: int) -> Any:
+    raise ValueError(f"item {n} cannot be loaded")
+
+
+class LoadsNever:
+    """Pickles, but its loader raises: pickle.loads of its bytes fails."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        return _refuse_to_load, (self.n,)
+
+
+class RefusesToLoad:
+    """The json codec, except that ``loads`` refuses the item ``{"n": 25}``."""
+
+    name = "picky"
+
+    def dumps(self, item: Any) -> bytes:
+        return json.dumps(item).encode()
+
+    def loads(self, data: bytes) -> Any:
+        item = json.loads(data)
+        if item == {"n": 25}:
+            raise ValueError("not this one")
+        return item
+
+
+class DamagedAfterTheCheck(RefusesToLoad):
+    """Reads ``{"n": 25}`` back the first time (when its spill is checked), then fails: on
+    every later read, or (``once``) on the next one only, as a flaky disk would."""
+
+    def __init__(self, *, once: bool = False) -> None:
+        self.once = once
+        self.seen = 0
+
+    def loads(self, data: bytes) -> Any:
+        item = json.loads(data)
+        if item == {"n": 25}:
+            self.seen += 1
+            if self.seen == 2 or (self.seen > 2 and not self.once):
+                raise ValueError("damaged")
+        return item
+
+
+def nested(depth: int) -> list[Any]:
+    item: list[Any] = []
+    for _ in range(depth):
+        item = [item]
+    return item
+
+
+async def run_buffered(
+    items: list[Any], codec: Any, decision: str | None
+) -> tuple[list[Any], list[DeadLetter], list[tuple[str, Any, int]], LocalEnvironment]:
+    """``items`` through a ``buffer`` channel of 4 that spills nearly all of them, under a
+    handler answering ``decision``; the output, dead letters and handler calls."""
+    env = LocalEnvironment(batch_size=4)
+    connected, merge = connected_pair(env, items, [])
+    connected.configure_backpressure("buffer", buffer_size=4, codec=codec)
+    calls: list[tuple[str, Any, int]] = []
+
+    def handler(stream_id: str, error: BaseException, context: Any) -> str:
+        assert isinstance(error, SpillError)
+        calls.append((context.operator, context.item, context.attempt))
+        assert decision is not None
+        return decision
+
+    if decision is not None:
+        connected.on_error(handler)
+    out: list[Any] = []
+    letters: list[DeadLetter] = []
+    connected.process(merge, name="merge").sink(out.append)
+    connected.errors().sink(letters.append)
+    await env.execute()
+    return out, letters, calls, env
+
+
+@pytest.mark.parametrize(
+    ("bad", "codec"),
+    [
+        (LoadsNever(25), "pickle"),
+        ({"n": 25}, RefusesToLoad()),
+        (nested(100_000), "pickle"),
+        (nested(100_000), "json"),
+        ((25, "tuple"), "json"),  # back as a list
+        ({25: "int key"}, "json"),  # back with the key "25"
+    ],
+    ids=["pickle-loader-raises", "codec-loads-raises", "deep-pickle", "deep-json", "tuple", "int-key"],
+)
+async def test_an_item_that_would_not_come_back_as_it_was_is_a_spill_error_of_that_item(
+    bad: Any, codec: Any
+) -> None:
+    items: list[Any] = [{"n": i} for i in range(40)]
+    items[25] = bad
+    out, letters, calls, env = await run_buffered(items, codec, "continue")
+    assert calls == [("merge", bad, 1)]
+    assert [(d.item, d.operator, type(d.error)) for d in letters] == [(bad, "merge", SpillError)]
+    rest = items[:25] + items[26:]
+    assert out == rest
+    assert [repr(item) for item in out] == [repr(item) for item in rest]  # same types, too
+    stats = env.metrics().channels["left->merge[0]"]
+    assert (stats.dropped, stats.overflow) == (1, 0)
+
+
+async def test_a_spill_error_without_a_handler_stops_the_graph_naming_the_item() -> None:
+    items: list[Any] = [{"n": i} for i in range(40)]
+    items[25] = (25, "tuple")
+    env = LocalEnvironment(batch_size=4)
+    connected, merge = connected_pair(env, items, [])
+    connected.configure_backpressure("buffer", buffer_size=4, codec="json")
+    with pytest.raises(PipelineError) as caught:
+        await connected.process(merge, name="merge").collect()
+    error = caught.value
+    assert (error.operator, error.item, type(error.__cause__)) == ("merge", (25, "tuple"), SpillError)
+    assert str(error.__cause__) == (
+        "cannot spill item (25, 'tuple') of channel 'left->merge[0]' with codec 'json': "
+        "it would come back as [25, 'tuple'], which is not the same"
+    )
+
+
+async def test_an_item_that_cannot_be_read_back_later_goes_to_the_handler_in_its_place() -> None:
+    items: list[Any] = [{"n": i} for i in range(40)]
+    out, letters, calls, env = await run_buffered(items, DamagedAfterTheCheck(), "continue")
+    assert out == items[:25] + items[26:]
+    ((operator, item, attempt),) = calls
+    assert (operator, attempt) == ("merge", 1)
+    assert item == b'{"n": 25}'  # what is left of it: the bytes its codec cannot read
+    assert [(d.item, d.operator) for d in letters] == [(item, "merge")]
+    assert str(letters[0].error) == (
+        "cannot read back an item spilled by channel 'left->merge[0]' with codec 'picky': ValueError: damaged"
+    )
+    assert env.metrics().channels["left->merge[0]"].dropped == 1
+
+
+async def test_retrying_an_item_that_cannot_be_read_back_reads_it_again() -> None:
+    items: list[Any] = [{"n": i} for i in range(40)]
+    out, letters, calls, env = await run_buffered(items, DamagedAfterTheCheck(once=True), "retry")
+    assert out == items
+    assert (calls, letters) == ([("merge", b'{"n": 25}', 1)], [])
+    assert env.metrics().channels["left->merge[0]"].dropped == 0
+
+
+async def test_an_item_that_cannot_be_read_back_without_a_handler_stops_the_graph() -> None:
+    items: list[Any] = [{"n": i} for i in range(40)]
+    env = LocalEnvironment(batch_size=4)
+    connected, merge = connected_pair(env, items, [])
+    connected.configure_backpressure("buffer", buffer_size=4, codec=DamagedAfterTheCheck())
+    with pytest.raises(PipelineError) as caught:
+        await connected.process(merge, name="merge").collect()
+    error = caught.value
+    assert (error.operator, error.item, type(error.__cause__)) == ("merge", b'{"n": 25}', SpillError)
 
 
 def test_backpressure_configuration_is_validated() -> None:

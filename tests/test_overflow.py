@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import enum
 import gc
+import math
 import os
 import pickle
 import tempfile
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -16,9 +20,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sage_streams.channel import ABORTED, END, Control, Message, Receiver, Sender, create_channel
+from sage_streams.channel import ABORTED, END, Control, Message, Receiver, Sender, Unreadable, create_channel
 from sage_streams.errors import BrokenChannelError, StreamError
-from sage_streams.overflow import CODECS, OverflowStore, SpillError, resolve_codec
+from sage_streams.overflow import CODECS, OverflowStore, SpillError, resolve_codec, same_value
+
+
+def _never_loads() -> Any:
+    raise ValueError("this one never loads")
+
+
+class CannotLoad:
+    """Pickles, but its loader raises."""
+
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _never_loads, ()
 
 
 class Mark(Control):
@@ -161,6 +176,145 @@ def test_builtin_codecs_round_trip() -> None:
     as_json = CODECS["json"]
     assert as_json.dumps({"é": [1, None]}) == '{"é":[1,null]}'.encode()
     assert as_json.loads(as_json.dumps({"é": (1, None)})) == {"é": [1, None]}
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Plain:
+    """An object without ``__eq__``: it equals only itself, never its copy."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+@pytest.mark.parametrize(
+    ("item", "back"),
+    [
+        ((1, "a"), "[1, 'a']"),
+        ({1: "a"}, "{'1': 'a'}"),
+        ([{"k": (1,)}], "[{'k': [1]}]"),
+        (Color.RED, "1"),
+        ({"flag": True, "n": Color.RED}, "{'flag': True, 'n': 1}"),
+    ],
+)
+def test_the_json_codec_refuses_an_item_that_would_come_back_different(item: Any, back: str) -> None:
+    store = OverflowStore("c", "json")
+    with pytest.raises(SpillError) as caught:
+        store.append([0, item])
+    assert (caught.value.item, caught.value.index) == (item, 1)
+    assert str(caught.value) == (
+        f"cannot spill item {item!r} of channel 'c' with codec 'json': "
+        f"it would come back as {back}, which is not the same"
+    )
+    assert (len(store), store.path) == (0, None)  # nothing of the batch was stored
+
+
+def test_what_json_gives_back_exactly_spills() -> None:
+    items = [{"a": [1, 2.5, None, True, "é"]}, [], -0.0, math.nan, 10**30, {"k": {"n": [math.inf]}}]
+    store = OverflowStore("c", "json")
+    store.append(items)
+    back = store.take(10)
+    assert repr(back) == repr(items)
+    store.close()
+
+
+def test_pickle_copies_are_not_compared_but_must_load() -> None:
+    store = OverflowStore("c")
+    plain = Plain(7)
+    store.append([plain, math.nan, (1, {2})])
+    copy, nan, rest = store.take(3)
+    assert (type(copy), copy.n, copy is plain) == (Plain, 7, False)
+    assert math.isnan(nan)
+    assert rest == (1, {2})
+    with pytest.raises(SpillError) as caught:
+        store.append([1, CannotLoad()])
+    assert caught.value.index == 1
+    assert str(caught.value).endswith(
+        "of channel 'c' with codec 'pickle': it would not load back: ValueError: this one never loads"
+    )
+    assert isinstance(caught.value.__cause__, ValueError)
+    store.close()
+
+
+def test_a_custom_codec_is_compared_unless_it_says_its_copies_are_exact() -> None:
+    class Lossy(ReprCodec):
+        def loads(self, data: bytes) -> Any:
+            item = super().loads(data)
+            return list(item) if isinstance(item, tuple) else item
+
+    store = OverflowStore("c", Lossy())
+    store.append([[1, 2]])
+    with pytest.raises(SpillError, match=r"it would come back as \[1, 2\], which is not the same$"):
+        store.append([(1, 2)])
+    exact = Lossy()
+    exact.exact = True  # type: ignore[attr-defined]
+    trusted = OverflowStore("c", exact)
+    trusted.append([(1, 2)])
+    assert trusted.take(1) == [[1, 2]]  # the codec said so: the store believed it
+    store.close()
+    trusted.close()
+
+
+def test_a_comparison_that_raises_is_a_spill_error_of_the_item() -> None:
+    class Ambiguous:
+        def __eq__(self, other: object) -> bool:
+            raise ValueError("the truth value is ambiguous")
+
+        __hash__ = object.__hash__
+
+    class Keeps:
+        """A codec that hands back the very object (it keeps it in memory)."""
+
+        name = "keeps"
+
+        def __init__(self) -> None:
+            self.kept: list[Any] = []
+
+        def dumps(self, item: Any) -> bytes:
+            self.kept.append(item)
+            return str(len(self.kept) - 1).encode()
+
+        def loads(self, data: bytes) -> Any:
+            return self.kept[int(data)]
+
+    store = OverflowStore("c", Keeps())
+    item = Ambiguous()
+    with pytest.raises(SpillError, match=r"it cannot be compared: ValueError: the truth value is ambiguous$"):
+        store.append([item])
+
+
+def test_same_value_is_equality_with_exact_types_all_the_way_down() -> None:
+    assert same_value({"a": [1, (2.5, None)]}, {"a": [1, (2.5, None)]})
+    assert same_value(math.nan, math.nan)
+    assert same_value({1, 2}, {2, 1})
+    for sent, back in [
+        ((1,), [1]),
+        (1, 1.0),
+        (1, True),
+        (0.0, -0.0),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),  # the order iteration shows
+        ({1: "a"}, {"1": "a"}),
+        ([1, [2]], [1, [2, 3]]),
+        (Color.RED, 1),
+        (Plain(1), Plain(1)),
+    ]:
+        assert not same_value(sent, back), (sent, back)
+
+
+def test_take_stops_before_an_unreadable_item_and_the_next_take_raises_it_without_reading_again() -> None:
+    codec = FlakyCodec(3, lambda read: True)
+    store = OverflowStore("c", codec)
+    store.append([1, 2, 3, 4])
+    assert store.take(10) == [1, 2]
+    assert codec.reads == 1
+    with pytest.raises(SpillError) as caught:
+        store.take(10)
+    assert (caught.value.item, codec.reads, len(store)) == (b"3", 1, 1)
+    assert store.take(10) == [4]
+    assert store.empty
+    store.close()
 
 
 def test_resolve_codec_takes_a_name_or_a_codec_object() -> None:
@@ -307,22 +461,61 @@ async def test_a_custom_codec_serializes_what_spills() -> None:
     assert codec.calls == 2
 
 
-async def test_an_item_that_cannot_be_read_back_raises_and_loses_nothing() -> None:
-    class FailsOnce(ReprCodec):
-        def loads(self, data: bytes) -> Any:
-            if self.calls == 1:
-                self.calls += 1
-                raise ValueError("flaky disk")
-            return super().loads(data)
+class FlakyCodec(ReprCodec):
+    """Reads the item ``bad`` back when its spill is checked, then fails on the reads that
+    ``failing`` says (counted from 1 after the check)."""
 
-    sender, receiver = buffer_channel(1, codec=FailsOnce())
-    await sender.send([1, 2])
-    with pytest.raises(ValueError, match="flaky disk"):
-        await receiver.receive()  # [1] is taken, but [2] cannot be moved back
+    def __init__(self, bad: Any, failing: Callable[[int], bool]) -> None:
+        super().__init__()
+        self.bad = bad
+        self.failing = failing
+        self.reads = -1  # the check is read 0
+
+    def loads(self, data: bytes) -> Any:
+        item = super().loads(data)
+        if item == self.bad:
+            self.reads += 1
+            if self.reads and self.failing(self.reads):
+                raise ValueError("flaky disk")
+        return item
+
+
+async def test_an_item_that_cannot_be_read_back_comes_as_unreadable_in_its_place() -> None:
+    sender, receiver = buffer_channel(1, codec=FlakyCodec(2, lambda read: read == 1))
+    await sender.send([1, 2, 3, 4])
+    assert await receiver.receive() == [1]
+    unreadable = await receiver.receive()
+    assert isinstance(unreadable, Unreadable)
+    error = unreadable.error
+    assert (type(error), error.item, error.index) == (SpillError, b"2", None)
+    assert (
+        str(error)
+        == "cannot read back an item spilled by channel 'c' with codec 'repr': ValueError: flaky disk"
+    )
+    assert isinstance(error.__cause__, ValueError)
+    with pytest.raises(SpillError) as caught:
+        unreadable.read()  # the first read reports the error that made it, to the policy
+    assert caught.value is error
+    assert unreadable.read() == 2  # a retry reads it again: the disk recovered
     stats = receiver.statistics()
-    assert (stats.depth, stats.overflow) == (1, 1)
+    assert (stats.depth, stats.overflow, stats.dropped) == (1, 1, 0)
     sender.close()
-    assert await drain(receiver) == [[1], [2], END]
+    assert await drain(receiver) == [[3], [4], END]
+
+
+async def test_an_unreadable_item_keeps_its_place_between_items_and_control_messages() -> None:
+    sender, receiver = buffer_channel(2, codec=FlakyCodec("b", lambda read: True), batch_size=3)
+    await sender.send(["fits", "fits"])
+    await sender.send(["a", "b", "c"])
+    sender.send_control(Mark(1))
+    await sender.send(["d"])
+    sender.close()
+    messages = await drain(receiver)
+    shown = [
+        m if isinstance(m, list) else type(m).__name__ if isinstance(m, Unreadable) else repr(m)
+        for m in messages
+    ]
+    assert shown == [["fits", "fits"], ["a"], "Unreadable", ["c"], "Mark(1)", ["d"], "END"]
 
 
 async def test_spilled_items_come_back_as_equal_copies() -> None:
@@ -432,27 +625,58 @@ operations = st.lists(
 )
 
 
+class DamagedOnce(ReprCodec):
+    """Fails to read each item of ``damaged`` back the first time after its spill was checked."""
+
+    def __init__(self, damaged: frozenset[int]) -> None:
+        super().__init__()
+        self.reads: Counter[int] = Counter()
+        self.damaged = damaged
+
+    def loads(self, data: bytes) -> Any:
+        item = super().loads(data)
+        if item in self.damaged:
+            self.reads[item] += 1
+            if self.reads[item] == 2:
+                raise ValueError("damaged")
+        return item
+
+
 @settings(max_examples=200, deadline=None)
-@given(ops=operations, capacity=st.integers(1, 6), batch_size=st.integers(1, 4))
+@given(
+    ops=operations,
+    capacity=st.integers(1, 6),
+    batch_size=st.integers(1, 4),
+    damaged=st.frozensets(st.integers(0, 60), max_size=8),
+)
 def test_any_interleaving_receives_exactly_what_was_sent_in_order(
-    ops: list[Op], capacity: int, batch_size: int
+    ops: list[Op], capacity: int, batch_size: int, damaged: frozenset[int]
 ) -> None:
+    """Also when some items cannot be read back the first time: each comes as an Unreadable in
+    its place, and reading it again gives the item."""
     with tempfile.TemporaryDirectory() as directory, mock.patch.object(tempfile, "tempdir", directory):
-        sent, received = asyncio.run(interleave(ops, capacity, batch_size))
+        sent, received = asyncio.run(interleave(ops, capacity, batch_size, DamagedOnce(damaged)))
         assert os.listdir(directory) == []
     assert received == sent
 
 
-async def interleave(ops: list[Op], capacity: int, batch_size: int) -> tuple[list[object], list[object]]:
+async def interleave(
+    ops: list[Op], capacity: int, batch_size: int, codec: DamagedOnce
+) -> tuple[list[object], list[object]]:
     """Run ``ops`` against a buffer channel, checking its statistics at every step; return
     the items and marks sent and received, each flattened in order."""
-    sender, receiver = buffer_channel(capacity, batch_size=batch_size)
+    sender, receiver = buffer_channel(capacity, batch_size=batch_size, codec=codec)
     sent: list[object] = []
     received: list[object] = []
 
     def take(message: Message) -> None:
         if isinstance(message, list):
             received.extend(message)
+        elif isinstance(message, Unreadable):
+            assert message.error.item in [repr(n).encode() for n in codec.damaged]
+            with pytest.raises(SpillError):
+                message.read()
+            received.append(message.read())
         else:
             received.append(message)
 
@@ -481,3 +705,49 @@ async def interleave(ops: list[Op], capacity: int, batch_size: int) -> tuple[lis
     for message in (await drain(receiver))[:-1]:
         take(message)
     return sent, received
+
+
+_json_like = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=5)
+    | st.sampled_from(list(Color)),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner)
+        | st.dictionaries(st.text(max_size=3) | st.integers(-3, 3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(_json_like, max_size=12), capacity=st.integers(1, 4))
+def test_results_never_depend_on_which_items_spilled(items: list[Any], capacity: int) -> None:
+    """What a json ``buffer`` channel delivers is exactly what was sent, whether it spilled or
+    not: an item is refused only when its JSON copy would differ, judged here by its repr."""
+    sent, refused, received = asyncio.run(send_one_by_one(items, capacity))
+    assert repr(received) == repr(sent)
+    assert len(sent) + len(refused) == len(items)
+    json = CODECS["json"]
+    assert [item for item in refused if repr(json.loads(json.dumps(item))) == repr(item)] == []
+
+
+async def send_one_by_one(items: list[Any], capacity: int) -> tuple[list[Any], list[Any], list[Any]]:
+    """Send ``items`` one at a time into a json buffer channel read only at the end: the first
+    ``capacity`` stay in memory, the rest spill; return what was sent, refused and received."""
+    sender, receiver = buffer_channel(capacity, codec="json")
+    sent: list[Any] = []
+    refused: list[Any] = []
+    for item in items:
+        try:
+            await sender.send_item(item)
+        except SpillError as error:
+            refused.append(error.item)
+        else:
+            sent.append(item)
+    sender.close()
+    received = [item for message in (await drain(receiver))[:-1] for item in message]  # type: ignore[union-attr]
+    return sent, refused, received

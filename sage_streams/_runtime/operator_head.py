@@ -19,6 +19,7 @@ from sage_streams.channel import (
     Control,
     Message,
     Receiver,
+    Unreadable,
     Watermark,
 )
 from sage_streams.errors import (
@@ -26,6 +27,7 @@ from sage_streams.errors import (
     OperatorFailure,
     StreamError,
 )
+from sage_streams.overflow import SpillError
 from sage_streams.policy import PolicyRun
 from sage_streams.time import Clock, TimerHandle
 
@@ -113,9 +115,28 @@ class OperatorHead:
             self._marks[index] = max(self._marks[index], message.time)
             if self._keeps_time:
                 return await self._call(self.operator.on_watermark, index, message.time)  # type: ignore[attr-defined]
+        if type(message) is Unreadable:
+            return await self._read_back(index, message)
         if message is ABORTED:
             await anyio.sleep_forever()  # the failing producer's task group cancels us
         return ()
+
+    async def _read_back(self, index: int, message: Unreadable) -> Sequence[Any]:
+        """Feed the item a ``buffer`` input could not read back, once the error policy has
+        decided: ``"retry"`` reads it again, ``"continue"`` lets it go (counted as dropped)."""
+
+        async def read(index: int) -> list[Any]:
+            try:
+                return [message.read()]
+            except SpillError as error:
+                raise ItemError(error.item, error) from None
+
+        batch = await self._call(read, index)
+        if not batch:
+            self.receivers[index].discard(1)
+            return ()
+        self.node.items_in += 1
+        return await self._call(self.operator.on_batch, index, batch)
 
     def _find_prefix(self) -> None:
         """Once one input is left open, ask a lookup operator whether it is now a lookup."""

@@ -24,8 +24,10 @@ keep it exactly. What happens when a producer meets a full channel is the channe
   included, queues up behind it there. As the receiver makes room, the oldest spilled messages
   move back into memory, so the receiver sees exactly the order that was sent. Spilled items
   are serialized by the channel's ``codec`` (pickle unless told otherwise): they must be
-  serializable, and they come back as equal copies rather than the objects sent. The store's
-  temporary file lives only until the stream ends or the receiver closes.
+  serializable, and they come back as copies rather than the objects sent, checked as they
+  spill to load back as the same items (else the send raises ``SpillError`` for that item).
+  One that still cannot be read back later comes as an :class:`Unreadable` message in its
+  place. The store's temporary file lives only until the stream ends or the receiver closes.
 
 Control messages are never dropped and never wait: they carry no items.
 
@@ -46,7 +48,16 @@ from sage_streams.channel.config import (
     validate_strategy,
 )
 from sage_streams.channel.ends import Receiver, Sender, create_channel
-from sage_streams.channel.messages import ABORTED, END, Aborted, Control, EndOfStream, Message, Watermark
+from sage_streams.channel.messages import (
+    ABORTED,
+    END,
+    Aborted,
+    Control,
+    EndOfStream,
+    Message,
+    Unreadable,
+    Watermark,
+)
 
 __all__ = [
     "ABORTED",
@@ -61,6 +72,7 @@ __all__ = [
     "Receiver",
     "Sender",
     "Strategy",
+    "Unreadable",
     "Watermark",
     "create_channel",
     "validate_strategy",

@@ -83,6 +83,12 @@ class _ChannelState:
         finally:
             self.blocked_seconds += time.perf_counter() - started
 
+    def discard(self, count: int) -> None:
+        """Count ``count`` items given up by an error policy as dropped."""
+        if count < 0:
+            raise ValueError(f"cannot discard a negative number of items, got {count!r}")
+        self.dropped += count
+
     def statistics(self) -> ChannelStatistics:
         queue = self.queue
         store = queue.overflow
@@ -156,9 +162,7 @@ class Sender:
         An error policy calls it when it lets a batch go (``"continue"`` after a
         ``BackpressureTimeout``), so that the loss shows in ``statistics().dropped``.
         """
-        if count < 0:
-            raise ValueError(f"cannot discard a negative number of items, got {count!r}")
-        self._state.dropped += count
+        self._state.discard(count)
 
     def clone(self) -> Sender:
         """Another sending end of the same channel; the channel ends when all are closed."""
@@ -244,6 +248,12 @@ class Receiver:
             yield message
             if message is ABORTED:
                 return
+
+    def discard(self, count: int) -> None:
+        """Record that ``count`` items received were given up by an error policy (an
+        :class:`~sage_streams.channel.Unreadable` let go), so that the loss shows in
+        ``statistics().dropped``."""
+        self._state.discard(count)
 
     def close(self) -> None:
         """Stop receiving: discard what is queued and break the senders."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Final, TypeAlias
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-__all__ = ["ABORTED", "END", "Aborted", "Control", "EndOfStream", "Message", "Watermark"]
+if TYPE_CHECKING:
+    from sage_streams.overflow import SpillError
+
+__all__ = ["ABORTED", "END", "Aborted", "Control", "EndOfStream", "Message", "Unreadable", "Watermark"]
 
 
 class Control:
@@ -56,6 +60,37 @@ class Watermark(Control):
 
     def __hash__(self) -> int:
         return hash(("Watermark", self.time))
+
+
+class Unreadable(Control):
+    """An item a ``"buffer"`` channel spilled but could not read back, in the item's place.
+
+    The item was checked to load back when it spilled, so this is rare (a file damaged since, a
+    codec that fails now and then), and it must not stop the stream: the receiver puts
+    ``error`` (a :class:`~sage_streams.overflow.SpillError` whose ``item`` is the bytes) to its
+    error policy, which may let the item go or read it again.
+    """
+
+    __slots__ = ("_read", "_reported", "error")
+
+    def __init__(self, error: SpillError, read: Callable[[], Any]) -> None:
+        self.error = error
+        self._read = read
+        self._reported = False
+
+    def read(self) -> Any:
+        """The item, read again; ``SpillError`` while it cannot be.
+
+        The first call raises ``error`` without reading, so that the error policy decides
+        before anything is tried again.
+        """
+        if not self._reported:
+            self._reported = True
+            raise self.error
+        return self._read()
+
+    def __repr__(self) -> str:
+        return f"Unreadable({self.error})"
 
 
 Message: TypeAlias = "list[Any] | Control"

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
-from sage_streams.channel.messages import ABORTED, END, Control, Message
+from sage_streams.channel.messages import ABORTED, END, Control, Message, Unreadable
 from sage_streams.errors import BrokenChannelError
-from sage_streams.overflow import OverflowStore
+from sage_streams.overflow import OverflowStore, SpillError
 
 __all__ = ["_BatchQueue", "_BufferQueue"]
 
@@ -134,6 +135,8 @@ class _BufferQueue(_BatchQueue):
 
     def _get(self) -> Message:
         message = super()._get()
+        if type(message) is Unreadable:
+            self.items -= 1  # it stands for its item
         if message is END or message is ABORTED:
             # The receiver has ended: nothing spilled behind this will ever be read.
             self.overflow.close()
@@ -141,8 +144,8 @@ class _BufferQueue(_BatchQueue):
             try:
                 self._refill()
             except BaseException:
-                # The codec failed to read an item back: leave the queue as it was, so that
-                # the error is raised again rather than a message lost.
+                # The store failed (an item the codec cannot read is no error here): leave the
+                # queue as it was, so that the error is raised again rather than a message lost.
                 self._queue.appendleft(message)
                 if type(message) is list:
                     self.items += len(message)
@@ -151,7 +154,8 @@ class _BufferQueue(_BatchQueue):
 
     def _refill(self) -> None:
         """Move spilled messages back, oldest first, in batches that fit the free room; a
-        control message needs no room, so it moves as soon as it is the oldest."""
+        control message needs no room, so it moves as soon as it is the oldest. An item that
+        cannot be read back moves as an :class:`Unreadable`, counted as the item it stands for."""
         store = self.overflow
         while not store.empty:
             control = store.take_control()
@@ -161,7 +165,14 @@ class _BufferQueue(_BatchQueue):
             room = self.maxsize - self.items
             if room <= 0:
                 break
-            batch = store.take(min(room, self.batch_size))
+            try:
+                batch = store.take(min(room, self.batch_size))
+            except SpillError as error:
+                data = cast(bytes, error.item)  # what is left of the item
+                message: Message = Unreadable(error, partial(store.read_back, data))
+                self._queue.append(message)
+                self._grow(1)
+                continue
             self._queue.append(batch)
             self._grow(len(batch))
         # A second task waiting in get() was not woken by these: it must see them.
