@@ -27,7 +27,7 @@ import anyio
 
 from sage_streams._graph import Node, NodeKind
 from sage_streams._inline import Inline, tracing
-from sage_streams._runtime import Outlet, Plan, is_sync_source
+from sage_streams._runtime import Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.time import Clock, SystemClock
@@ -171,20 +171,22 @@ class LocalEnvironment:
 
         Raises:
             PipelineError: an operator failed; ``__cause__`` is the first error.
+            StreamError: not called under asyncio (sage_streams runs on asyncio only).
         """
-        await self.run_with({})
+        await self.run_with({}, "execute()")
 
-    async def run_with(self, taps: dict[Node, list[Outlet]]) -> None:
-        """Run the graph with extra outlets on some nodes (``collect``, ``async for``)."""
-        plan = self._start(taps)
+    async def run_with(self, taps: dict[Node, list[Outlet]], what: str) -> None:
+        """Run the graph with extra outlets on some nodes (``collect``, ``async for``); ``what``
+        names the call in errors."""
+        plan = self._start(taps, what)
         try:
             await plan.run()
         finally:
             self._end(plan)
 
-    def spawn_with(self, taps: dict[Node, list[Outlet]]) -> asyncio.Task[None]:
+    def spawn_with(self, taps: dict[Node, list[Outlet]], what: str) -> asyncio.Task[None]:
         """Start a run as a task of its own; the caller must await or cancel it."""
-        plan = self._start(taps)
+        plan = self._start(taps, what)
         task = asyncio.ensure_future(plan.run())
         task.add_done_callback(lambda _: self._end(plan))
         return task
@@ -198,7 +200,8 @@ class LocalEnvironment:
         ``inline``)."""
         return self.inline is not False and not tracing()
 
-    def _start(self, taps: dict[Node, list[Outlet]]) -> Plan:
+    def _start(self, taps: dict[Node, list[Outlet]], what: str) -> Plan:
+        loop = running_loop(what)
         if self._plan is not None:
             raise StreamError(f"the graph of environment {self.name!r} is already running")
         if not self._nodes:
@@ -211,6 +214,7 @@ class LocalEnvironment:
             batch_size=self.batch_size,
             clock=self.clock,
             inline=self.inline if self.inlining() else False,
+            loop=loop,
         )
         self._last_plan = self._plan
         return self._plan
@@ -220,10 +224,12 @@ class LocalEnvironment:
         """Run the graph in the background while the block runs.
 
         Leaving the block normally closes every push stream, lets the graph drain and waits for
-        it. An error in the block cancels the graph; a failure of the graph cancels the block and
-        raises :class:`PipelineError` from the ``async with``.
+        it. An error in the block cancels the graph. A failure of the graph cancels the block and
+        raises one :class:`PipelineError` from the ``async with``; what the block raised because
+        the graph had stopped (an ``emit`` into a stream nobody reads any more, a live reader
+        raising the same error) is part of it, not a second error.
         """
-        plan = self._start({})
+        plan = self._start({}, "env.running()")
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(plan.run, name=f"{self.name}.run")
@@ -234,7 +240,7 @@ class LocalEnvironment:
                     raise
                 self._close_push_streams()
         except BaseExceptionGroup as group:
-            error = _sole_exception(group)
+            error = _outcome(group, plan)
             raise error from error.__cause__  # a PipelineError keeps its first error as cause
         finally:
             self._end(plan)
@@ -251,7 +257,13 @@ class LocalEnvironment:
         return self._plan
 
     def run(self) -> None:
-        """Run the graph to completion from synchronous code, on uvloop when it is installed."""
+        """Run the graph to completion from synchronous code, on uvloop when it is installed.
+
+        Raises:
+            RuntimeError: an event loop is already running in this thread (a notebook, a
+                service), which ``run()`` would block: ``await env.execute()`` there instead.
+        """
+        refuse_blocking_run()
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(self.execute())
 
@@ -286,14 +298,35 @@ class LocalEnvironment:
         return MetricsSnapshot(operators=operators, channels=channels, elapsed=elapsed, states=states)
 
 
-def _sole_exception(group: BaseExceptionGroup[Any]) -> BaseException:
-    """The one exception of a task group's group, or the group itself if there are several."""
-    while len(group.exceptions) == 1:
-        inner: BaseException = group.exceptions[0]
-        if not isinstance(inner, BaseExceptionGroup):
-            return inner
-        group = inner
-    return group
+def _outcome(group: BaseExceptionGroup[Any], plan: Plan) -> BaseException:
+    """The one exception a ``running()`` block raises for the exceptions of its task group.
+
+    When the graph failed, that is its :class:`PipelineError`, and the block's exceptions that
+    only followed from the stop (the same error, or a :class:`StreamError` caused by one of the
+    graph's errors) are folded into it; anything else the block raised is kept beside it.
+    """
+    exceptions = _leaves(group)
+    if plan.error is not None:
+        causes = [failure.error for failure in plan.failures]
+        own = [
+            exc
+            for exc in exceptions
+            if exc is not plan.error
+            and not (isinstance(exc, StreamError) and any(exc.__cause__ is cause for cause in causes))
+        ]
+        if not own:
+            return plan.error
+        message = f"the graph of environment {plan.env_name!r} and its running() block both failed"
+        return BaseExceptionGroup(message, [plan.error, *own])
+    return exceptions[0] if len(exceptions) == 1 else group
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """The exceptions of a group and of the groups inside it, in order."""
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -3,8 +3,10 @@
 Methods that transform a stream (``map``, ``filter``, ``flat_map``, ``key_by``, ``sink``) only add
 a node and return a new handle; nothing runs until the graph does. A stream is consumed with
 ``async for``, ``await stream.collect()`` or ``stream.sink(fn)``. When the graph is not running,
-``collect()`` and ``async for`` run the whole graph (its sinks too) and return once it has
-finished; inside ``env.running()`` they read the live stream from the moment they start.
+``collect()`` and ``async for`` run the graph (its sinks too) until this stream ends, then close
+its push streams and let the rest drain; inside ``env.running()`` they read the live stream from
+the moment they are called. Everything here runs on the graph's asyncio loop; another thread
+hands items over with ``emit_threadsafe``.
 
 Items are shared, not copied, between the consumers of a stream: treat them as read-only, or
 copy them in a ``map`` first.
@@ -23,13 +25,23 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any, Generic, Self
 
 from sage_streams._graph import Node, NodeKind
-from sage_streams._runtime import ChannelOutlet, ListOutlet, Plan
+from sage_streams._runtime import (
+    ChannelOutlet,
+    ListOutlet,
+    LiveCollect,
+    Outcome,
+    Plan,
+    Reader,
+    running_loop,
+    wrong_loop,
+)
 from sage_streams._typing import T, UserFunction
-from sage_streams.channel import ABORTED, END, Receiver, create_channel
+from sage_streams.channel import Receiver, create_channel
 from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
 from sage_streams.functions import resolve_function
 from sage_streams.policy import ErrorHandling, ErrorPolicy
@@ -179,91 +191,161 @@ class DataStream(ErrorHandling, Generic[T]):
             )
         return self._node.inbox[0]
 
+    def _on_graph_loop(self, what: str) -> Plan | None:
+        """The run in progress, if any, after checking that ``what`` is called on its loop."""
+        loop = running_loop(what)
+        plan = self._env._plan
+        if plan is not None and plan.loop is not loop:
+            raise wrong_loop(what, self._env.name)
+        return plan
+
     async def emit(self, item: T) -> None:
         """Push one item into this stream; waits while the stream's buffer is full.
 
+        Before the graph runs, the buffer holds the first ``buffer_size`` items; one more finds
+        nothing that could make room, so it is refused unless a run starts meanwhile (a
+        ``collect()`` gathered with the emitting coroutine).
+
         Raises:
-            StreamError: the stream is closed, or its graph has stopped consuming it.
+            StreamError: the stream is closed, its graph has stopped consuming it, its buffer is
+                full while its graph is not running, or this is not the graph's event loop.
         """
         sender = self._inbox()
+        if self._on_graph_loop("emit()") is None and sender.full and not sender.closed:
+            await asyncio.sleep(0)  # a run that is starting (a gathered collect()) starts now
+            if self._on_graph_loop("emit()") is None and sender.full:
+                raise StreamError(
+                    f"cannot emit into stream {self.name!r}: its buffer is full "
+                    f"({self._env.buffer_size} items) and its graph is not running, so nothing "
+                    "can make room; start the graph first (async with env.running(): ...)"
+                )
         try:
             await sender.send_item(item)
         except BrokenChannelError:
-            if sender._closed:
+            if sender.closed:
                 raise StreamError(f"cannot emit into stream {self.name!r}: it is closed") from None
+            plan = self._env._plan or self._env._last_plan
+            failures = [] if plan is None else plan.failures
             raise StreamError(
                 f"cannot emit into stream {self.name!r}: its graph has stopped reading it"
-            ) from None
+            ) from (failures[0].error if failures else None)
 
     async def close(self) -> None:
         """End this push stream: what was emitted is processed, then the stream ends."""
-        self._inbox().close()
+        sender = self._inbox()
+        self._on_graph_loop("close()")
+        sender.close()
+
+    def emit_threadsafe(self, item: T) -> concurrent.futures.Future[None]:
+        """Push one item from another thread into this stream of a running graph.
+
+        The item is emitted on the graph's event loop; the returned future completes when
+        :meth:`emit` has (``future.result()`` waits while the buffer is full, and raises what
+        ``emit`` raised). Items given from one thread enter the stream in the order given. Do
+        not wait for the future on the graph's own loop: that would block the loop it waits for.
+
+        Raises:
+            StreamError: the graph is not running (there is no loop to hand the item to).
+        """
+        plan = self._threadsafe_plan("emit_threadsafe()")
+        return asyncio.run_coroutine_threadsafe(self._emit_in_order(plan, item), plan.loop)
+
+    async def _emit_in_order(self, plan: Plan, item: T) -> None:
+        lock = plan.threadsafe_emits.setdefault(self._node, asyncio.Lock())
+        async with lock:
+            await self.emit(item)
+
+    def close_threadsafe(self) -> concurrent.futures.Future[None]:
+        """End this push stream from another thread, after the items given before with
+        :meth:`emit_threadsafe`; the future completes once it is closed."""
+        plan = self._threadsafe_plan("close_threadsafe()")
+        return asyncio.run_coroutine_threadsafe(self._close_in_order(plan), plan.loop)
+
+    async def _close_in_order(self, plan: Plan) -> None:
+        async with plan.threadsafe_emits.setdefault(self._node, asyncio.Lock()):
+            await self.close()
+
+    def _threadsafe_plan(self, what: str) -> Plan:
+        self._inbox()
+        plan = self._env._plan
+        if plan is None:
+            raise StreamError(
+                f"{what} on stream {self.name!r}: its graph is not running, so there is no event "
+                "loop to hand the item to; start it first (async with env.running(): ...)"
+            )
+        return plan
 
     @property
     def closed(self) -> bool:
         """Whether this push stream has been closed."""
-        return bool(self._inbox()._closed)
+        return bool(self._inbox().closed)
 
     # -- consuming -------------------------------------------------------------------------
 
     def collect(self) -> Awaitable[list[T]]:
         """All items of the stream, in order, once it has ended.
 
-        Not running: runs the whole graph and returns when it has finished. Running: reads the
-        live stream from the moment ``collect()`` is called (not awaited) until it ends, so
-        ``asyncio.ensure_future(stream.collect())`` misses nothing emitted afterwards.
+        Not running: runs the graph and returns when this stream has ended. At that moment the
+        graph's push streams are closed (as when leaving ``env.running()``), so that one nobody
+        feeds does not hold the return back; the rest of the graph drains, then the run ends.
+        Running: reads the live stream from the moment ``collect()`` is called (not awaited)
+        until it ends, so ``asyncio.ensure_future(stream.collect())`` misses nothing emitted
+        afterwards; such a collect detaches if it is cancelled or dropped before it runs.
         """
-        if self._env.is_running:
-            return self._collect_live(*self._attach_reader())
+        if plan := self._live_plan("collect()"):
+            return LiveCollect(self._live_reader(plan), self.name)
         return self._collect_run()
 
-    async def _collect_live(self, plan: Plan, receiver: Receiver) -> list[T]:
-        return [item async for item in self._read_live(plan, receiver)]
+    def _live_plan(self, what: str) -> Plan | None:
+        """The run in progress, checked to be on this loop; ``None`` when the graph is not
+        running (a run started by ``what`` will then check the loop itself)."""
+        return self._on_graph_loop(what) if self._env.is_running else None
 
     async def _collect_run(self) -> list[T]:
         items: list[T] = []
-        await self._env.run_with({self._node: [ListOutlet(items)]})
+        await self._env.run_with(
+            {self._node: [ListOutlet(items, self._env._close_push_streams)]}, "collect()"
+        )
         return items
 
     def __aiter__(self) -> AsyncIterator[T]:
         """Iterate the items: the whole run, or the live stream from now (see :meth:`collect`)."""
-        if self._env.is_running:
-            return self._read_live(*self._attach_reader())
-        return self._run_and_read()
+        reader = self._live_reader(plan) if (plan := self._live_plan("async for")) else self._run_reader()
+        items: AsyncIterator[T] = reader.items()
+        return items
 
-    def _attach_reader(self) -> tuple[Plan, Receiver]:
-        plan = self._env.live_plan()
+    def _reader_channel(self) -> tuple[ChannelOutlet, Receiver]:
         sender, receiver = create_channel(f"{self.name}->reader", self._env.buffer_size)
-        plan.attach(self._node, ChannelOutlet(sender))
-        return plan, receiver
+        return ChannelOutlet(sender), receiver
 
-    async def _read_live(self, plan: Plan, receiver: Receiver) -> AsyncIterator[T]:
-        try:
-            while True:
-                message = await receiver.receive()
-                if type(message) is list:
-                    for item in message:
-                        yield item
-                elif message is END:
-                    return
-                elif message is ABORTED:
-                    await plan.done.wait()
-                    raise plan.error or PipelineError(f"the graph stopped while {self.name!r} was read")
-        finally:
-            receiver.close()
+    def _live_reader(self, plan: Plan) -> Reader:
+        outlet, receiver = self._reader_channel()
+        plan.attach(self._node, outlet)
 
-    async def _run_and_read(self) -> AsyncIterator[T]:
-        sender, receiver = create_channel(f"{self.name}->reader", self._env.buffer_size)
-        run = self._env.spawn_with({self._node: [ChannelOutlet(sender)]})
-        try:
-            # Every task of a run ends by closing (END) or aborting (ABORTED) its outlets, so
-            # this loop always ends; awaiting the run then raises its error, if any.
-            while type(message := await receiver.receive()) is list:
-                for item in message:
-                    yield item
-            await run
-        finally:
-            receiver.close()
-            if not run.done():
+        async def finish(outcome: Outcome) -> None:
+            if outcome == "aborted":
+                await plan.done.wait()
+                raise plan.error or PipelineError(f"the graph stopped while {self.name!r} was read")
+
+        return Reader(receiver, finish)
+
+    def _run_reader(self) -> Reader:
+        """A reader that runs the graph when it starts reading, and stops it if it leaves."""
+        outlet, receiver = self._reader_channel()
+        runs: list[asyncio.Task[None]] = []
+
+        def begin() -> None:
+            runs.append(self._env.spawn_with({self._node: [outlet]}, "async for"))
+
+        async def finish(outcome: Outcome) -> None:
+            (run,) = runs
+            if outcome == "ended":
+                self._env._close_push_streams()  # as collect() does: the stream has ended
+                await run  # raises the run's error, if any
+            elif outcome == "aborted":
+                await run  # raises the run's error
+            else:
                 run.cancel()
-            await asyncio.gather(run, return_exceptions=True)
+                await asyncio.gather(run, return_exceptions=True)
+
+        return Reader(receiver, finish, begin)

@@ -12,8 +12,22 @@ A failure of any task cancels the task group; every task then closes its channel
 first error. No task outlives :meth:`Plan.run`, however it ends.
 """
 
+from sage_streams._runtime.event_loop import refuse_blocking_run, running_loop, wrong_loop
 from sage_streams._runtime.outlets import ChannelOutlet, ListOutlet, Outlet
 from sage_streams._runtime.plan import Plan
+from sage_streams._runtime.readers import LiveCollect, Outcome, Reader
 from sage_streams._runtime.sources import is_sync_source
 
-__all__ = ["ChannelOutlet", "ListOutlet", "Outlet", "Plan", "is_sync_source"]
+__all__ = [
+    "ChannelOutlet",
+    "ListOutlet",
+    "LiveCollect",
+    "Outcome",
+    "Outlet",
+    "Plan",
+    "Reader",
+    "is_sync_source",
+    "refuse_blocking_run",
+    "running_loop",
+    "wrong_loop",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from sage_streams._graph import Node
@@ -29,12 +30,14 @@ class Outlet(Protocol):
 
 
 class ListOutlet:
-    """Appends every item to a list: what ``collect()`` reads."""
+    """Appends every item to a list: what ``collect()`` reads; ``ended()`` is called when the
+    stream has ended."""
 
-    __slots__ = ("target",)
+    __slots__ = ("ended", "target")
 
-    def __init__(self, target: list[Any]) -> None:
+    def __init__(self, target: list[Any], ended: Callable[[], None]) -> None:
         self.target = target
+        self.ended = ended
 
     async def send(self, batch: list[Any]) -> None:
         self.target.extend(batch)
@@ -43,7 +46,8 @@ class ListOutlet:
         """Nothing to do: a list holds items only."""
 
     def close(self) -> None:
-        """Nothing to do: the list is complete."""
+        """The list is complete."""
+        self.ended()
 
     def abort(self) -> None:
         """Nothing to do: the run's error tells the reader the list is incomplete."""

@@ -49,8 +49,13 @@ class Plan:
         batch_size: int,
         clock: Clock,
         inline: Inline = False,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.env_name = env_name
+        self.loop = loop
+        # Items emitted from other threads (``emit_threadsafe``) enter each push stream in the
+        # order they were given: one lock per push stream, taken in that order (locks are fair).
+        self.threadsafe_emits: dict[Node, asyncio.Lock] = {}
         self.clock = clock
         self.inline = inline
         self.capacity = capacity

@@ -189,6 +189,17 @@ class Sender:
         self.send_control(ABORTED)
 
     @property
+    def closed(self) -> bool:
+        """Whether this end has been closed (or aborted)."""
+        return self._closed
+
+    @property
+    def full(self) -> bool:
+        """Whether the channel is full, so that a send would apply the strategy (wait, under
+        ``block``)."""
+        return self._state.queue.full()
+
+    @property
     def receiver_closed(self) -> bool:
         """Whether the receiving end is gone, so that sending is pointless."""
         return self._state.queue.closed
