@@ -41,7 +41,7 @@ from sage_streams._runtime import (
     wrong_loop,
 )
 from sage_streams._typing import T, UserFunction
-from sage_streams.channel import Receiver, create_channel
+from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
 from sage_streams.functions import resolve_function
 from sage_streams.policy import ErrorHandling, ErrorPolicy
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from sage_streams.windowing import WindowedStream
 
 __all__ = ["DataStream"]
+
+_current_loop = asyncio._get_running_loop  # the running loop or None: the per-emit check
 
 
 class DataStream(ErrorHandling, Generic[T]):
@@ -210,15 +212,12 @@ class DataStream(ErrorHandling, Generic[T]):
             StreamError: the stream is closed, its graph has stopped consuming it, its buffer is
                 full while its graph is not running, or this is not the graph's event loop.
         """
-        sender = self._inbox()
-        if self._on_graph_loop("emit()") is None and sender.full and not sender.closed:
-            await asyncio.sleep(0)  # a run that is starting (a gathered collect()) starts now
-            if self._on_graph_loop("emit()") is None and sender.full:
-                raise StreamError(
-                    f"cannot emit into stream {self.name!r}: its buffer is full "
-                    f"({self._env.buffer_size} items) and its graph is not running, so nothing "
-                    "can make room; start the graph first (async with env.running(): ...)"
-                )
+        node = self._node
+        plan = node.env._plan
+        if node.inbox is None or plan is None or plan.loop is not _current_loop():
+            sender = await self._before_a_run()  # the per-item path is the line above only
+        else:
+            sender = node.inbox[0]
         try:
             await sender.send_item(item)
         except BrokenChannelError:
@@ -229,6 +228,20 @@ class DataStream(ErrorHandling, Generic[T]):
             raise StreamError(
                 f"cannot emit into stream {self.name!r}: its graph has stopped reading it"
             ) from (failures[0].error if failures else None)
+
+    async def _before_a_run(self) -> Sender:
+        """The inbox of an ``emit`` that is not on its graph's running loop: on another loop it
+        is refused; with no run, an item that does not fit waits only for a run that is starting."""
+        sender: Sender = self._inbox()
+        if self._on_graph_loop("emit()") is None and sender.full and not sender.closed:
+            await asyncio.sleep(0)  # a run that is starting (a gathered collect()) starts now
+            if self._on_graph_loop("emit()") is None and sender.full:
+                raise StreamError(
+                    f"cannot emit into stream {self.name!r}: its buffer is full "
+                    f"({self._env.buffer_size} items) and its graph is not running, so nothing "
+                    "can make room; start the graph first (async with env.running(): ...)"
+                )
+        return sender
 
     async def close(self) -> None:
         """End this push stream: what was emitted is processed, then the stream ends."""
