@@ -75,6 +75,20 @@ async def test_closed_receiver_breaks_waiting_and_later_senders() -> None:
     assert receiver.statistics().receiver_open is False
 
 
+@pytest.mark.parametrize("one_at_a_time", [False, True])
+async def test_a_sender_waiting_for_room_when_the_stream_ends_is_refused(one_at_a_time: bool) -> None:
+    sender, receiver = create_channel("c", capacity=2)
+    await sender.send([1, 2])
+    waiting = asyncio.create_task(sender.send_item(3) if one_at_a_time else sender.send([3]))
+    await asyncio.sleep(0)
+    sender.close()  # another task ends the stream while the send waits: END goes in behind 2
+    assert await receiver.receive() == [1, 2]  # makes room: the waiting send wakes
+    with pytest.raises(BrokenChannelError, match="this channel has ended"):
+        await waiting
+    assert await receiver.receive() is END
+    assert receiver.statistics().depth == 0
+
+
 async def test_sending_after_close_is_an_error() -> None:
     sender, _ = create_channel("c", capacity=2)
     sender.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import threading
 import warnings
 from collections.abc import Callable, Coroutine
@@ -394,3 +395,66 @@ async def test_emit_threadsafe_from_several_threads_keeps_each_threads_order(buf
     assert sorted(result) == [(t, n) for t in range(3) for n in range(300)]
     for t in range(3):
         assert [n for thread, n in result if thread == t] == list(range(300))
+
+
+# -- an emit that waited while its stream was closed -------------------------------------------
+
+
+async def test_an_emit_waiting_for_room_when_its_stream_closes_is_refused_not_lost() -> None:
+    env = LocalEnvironment(buffer_size=1, batch_size=1)
+    numbers = env.create_stream("numbers")
+    gate = asyncio.Event()
+    seen: list[int] = []
+
+    async def slow(n: int) -> None:
+        await gate.wait()
+        await asyncio.sleep(0)  # lets the waiting emitter run before the chain reads on
+        seen.append(n)
+
+    numbers.sink(slow)
+    async with env.running():
+        await numbers.emit(0)
+        await asyncio.sleep(0)  # the sink takes 0 and waits at the gate
+        await numbers.emit(1)  # fills the inbox
+        late = asyncio.ensure_future(numbers.emit(2))
+        await asyncio.sleep(0)  # waits for room
+        await numbers.close()  # the end goes in behind 1
+        gate.set()
+    with pytest.raises(StreamError, match="it is closed"):
+        await late
+    assert seen == [0, 1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+async def test_every_accepted_emit_reaches_the_sink_when_the_block_ends_under_a_producer(seed: int) -> None:
+    rng = random.Random(seed)
+    env = LocalEnvironment(buffer_size=rng.randint(1, 4), batch_size=rng.randint(1, 3))
+    numbers = env.create_stream("numbers")
+    seen: list[int] = []
+    pauses = [rng.randint(0, 2) for _ in range(1000)]
+
+    async def sink(n: int) -> None:
+        for _ in range(pauses[n]):
+            await asyncio.sleep(0)
+        seen.append(n)
+
+    numbers.sink(sink)
+    accepted: list[int] = []
+    refused: list[StreamError] = []
+
+    async def produce() -> None:
+        for n in range(1000):
+            try:
+                await numbers.emit(n)
+            except StreamError as error:
+                refused.append(error)
+                return
+            accepted.append(n)
+
+    async with env.running():
+        producer = asyncio.ensure_future(produce())
+        for _ in range(rng.randint(1, 60)):
+            await asyncio.sleep(0)
+    await producer
+    assert seen == accepted
+    assert len(refused) == (1 if len(accepted) < 1000 else 0)

@@ -55,8 +55,9 @@ class _ChannelState:
     async def admit(self, batch: list[Any]) -> None:
         """Apply the strategy to a batch that does not fit as it is."""
         queue = self.queue
-        if queue.closed:
-            raise BrokenChannelError(f"channel {self.name!r}: the receiving end is closed")
+        if queue.closed or queue.ended:
+            state = "the receiving end is closed" if queue.closed else "it has ended"
+            raise BrokenChannelError(f"channel {self.name!r}: {state}")
         if self.strategy == "block":
             await self._wait_for_room(batch)
         elif self.strategy == "drop":
@@ -178,6 +179,7 @@ class Sender:
         self._closed = True
         self._state.open_senders -= 1
         if self._state.open_senders == 0:
+            self._state.queue.ended = True
             self.send_control(END)
 
     def abort(self) -> None:

@@ -25,6 +25,7 @@ class _BatchQueue(asyncio.Queue[Message]):
     items: int
     peak: int
     closed: bool
+    ended: bool
     overflow: OverflowStore | None = None  # only a ``"buffer"`` channel has one
 
     def _init(self, maxsize: int) -> None:
@@ -32,17 +33,27 @@ class _BatchQueue(asyncio.Queue[Message]):
         self.items = 0
         self.peak = 0
         self.closed = False
+        # Set when the last sender ended the stream (END). A sender that was waiting for room
+        # then must not put a batch behind the end, where nobody would ever read it. (After
+        # ABORTED the run is failing: what does not fit then is dropped and counted, as before.)
+        self.ended = False
         self.watcher: Callable[[], None] | None = None
         self._tail: list[Any] | None = None
 
     def _put(self, item: Message) -> None:
-        if self.closed:
-            raise BrokenChannelError("the receiving end of this channel is closed")
+        if self.closed or (self.ended and type(item) is list):
+            self._refuse()
         self._queue.append(item)
         if type(item) is list:
             self._grow(len(item))
         if self.watcher is not None:
             self.watcher()
+
+    def _refuse(self) -> None:
+        """Refuse items nobody would read: the receiver has gone, or the stream has ended."""
+        if self.closed:
+            raise BrokenChannelError("the receiving end of this channel is closed")
+        raise BrokenChannelError("this channel has ended: nothing sent after its end is read")
 
     def _get(self) -> Message:
         message = self._queue.popleft()
@@ -68,8 +79,8 @@ class _BatchQueue(asyncio.Queue[Message]):
         The tail batch is only ever one this method created, so batches shared by fan-out are
         never appended to.
         """
-        if self.closed:
-            raise BrokenChannelError("the receiving end of this channel is closed")
+        if self.closed or self.ended:
+            self._refuse()
         tail = self._tail
         if tail is not None and self._queue and self._queue[-1] is tail and len(tail) < batch_size:
             tail.append(item)
