@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sage_streams import (
     ConnectedStreams,
@@ -21,6 +23,7 @@ from sage_streams import (
     StreamReader,
     StreamState,
 )
+from sage_streams.overflow import CODECS, same_value
 
 
 def spill_files() -> set[str]:
@@ -183,13 +186,13 @@ def nested(depth: int) -> list[Any]:
 
 
 async def run_buffered(
-    items: list[Any], codec: Any, decision: str | None
+    items: list[Any], codec: Any, decision: str | None, *, capacity: int = 4, batch_size: int = 4
 ) -> tuple[list[Any], list[DeadLetter], list[tuple[str, Any, int]], LocalEnvironment]:
-    """``items`` through a ``buffer`` channel of 4 that spills nearly all of them, under a
-    handler answering ``decision``; the output, dead letters and handler calls."""
-    env = LocalEnvironment(batch_size=4)
+    """``items`` through a ``buffer`` channel of ``capacity`` that spills nearly all of them,
+    under a handler answering ``decision``; the output, dead letters and handler calls."""
+    env = LocalEnvironment(batch_size=batch_size)
     connected, merge = connected_pair(env, items, [])
-    connected.configure_backpressure("buffer", buffer_size=4, codec=codec)
+    connected.configure_backpressure("buffer", buffer_size=capacity, codec=codec)
     calls: list[tuple[str, Any, int]] = []
 
     def handler(stream_id: str, error: BaseException, context: Any) -> str:
@@ -292,3 +295,59 @@ def test_backpressure_configuration_is_validated() -> None:
     with pytest.raises(ValueError, match="unknown backpressure strategy 'spill'"):
         connected.configure_backpressure("spill")
     assert connected.configure_backpressure("buffer", buffer_size=5) is connected
+
+
+_items = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()  # nan and the infinities included
+    | st.text(max_size=4)
+    | st.binary(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=2) | st.integers(-2, 2), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _json_exact(item: Any) -> bool:
+    """Whether the json codec gives ``item`` back as it was."""
+    json_codec = CODECS["json"]
+    try:
+        return same_value(json_codec.loads(json_codec.dumps(item)), item)
+    except Exception:
+        return False
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    items=st.lists(_items, max_size=40),
+    capacity=st.integers(1, 20),
+    batch_size=st.integers(1, 9),
+    codec=st.sampled_from(["pickle", "json"]),
+)
+def test_spilled_items_come_back_in_order_or_each_as_its_own_spill_error(
+    items: list[Any], capacity: int, batch_size: int, codec: str
+) -> None:
+    """Through a slow consumer's buffer channel, every item comes out in its place, except that
+    with json each one json would not give back exactly is a SpillError of that very item."""
+    before = spill_files()
+    out, letters, calls, env = asyncio.run(
+        run_buffered(items, codec, "continue", capacity=capacity, batch_size=batch_size)
+    )
+    # The first ``capacity`` items fit in memory and are never spilled, so never checked.
+    refused = [
+        i for i, item in enumerate(items) if codec == "json" and i >= capacity and not _json_exact(item)
+    ]
+    kept = [item for i, item in enumerate(items) if i not in refused]
+    assert [repr(item) for item in out] == [repr(item) for item in kept]
+    assert [(d.operator, type(d.error), d.attempts) for d in letters] == [("merge", SpillError, 1)] * len(
+        refused
+    )
+    assert all(d.item is items[i] for d, i in zip(letters, refused, strict=True))
+    assert [item for _, item, _ in calls] == [d.item for d in letters]
+    assert env.metrics().channels["left->merge[0]"].dropped == len(refused)
+    assert spill_files() <= before
