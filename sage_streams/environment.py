@@ -250,12 +250,6 @@ class LocalEnvironment:
             if node.inbox is not None:
                 node.inbox[0].close()
 
-    def live_plan(self) -> Plan:
-        """The plan of the run in progress."""
-        if self._plan is None:
-            raise StreamError(f"the graph of environment {self.name!r} is not running")
-        return self._plan
-
     def run(self) -> None:
         """Run the graph to completion from synchronous code, on uvloop when it is installed.
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Self
 
 from sage_streams._graph import Node, NodeKind
@@ -260,25 +260,16 @@ class DataStream(ErrorHandling, Generic[T]):
         Raises:
             StreamError: the graph is not running (there is no loop to hand the item to).
         """
-        plan = self._threadsafe_plan("emit_threadsafe()")
-        return asyncio.run_coroutine_threadsafe(self._emit_in_order(plan, item), plan.loop)
-
-    async def _emit_in_order(self, plan: Plan, item: T) -> None:
-        lock = plan.threadsafe_emits.setdefault(self._node, asyncio.Lock())
-        async with lock:
-            await self.emit(item)
+        return self._hand_over("emit_threadsafe()", lambda: self.emit(item))
 
     def close_threadsafe(self) -> concurrent.futures.Future[None]:
         """End this push stream from another thread, after the items given before with
         :meth:`emit_threadsafe`; the future completes once it is closed."""
-        plan = self._threadsafe_plan("close_threadsafe()")
-        return asyncio.run_coroutine_threadsafe(self._close_in_order(plan), plan.loop)
+        return self._hand_over("close_threadsafe()", self.close)
 
-    async def _close_in_order(self, plan: Plan) -> None:
-        async with plan.threadsafe_emits.setdefault(self._node, asyncio.Lock()):
-            await self.close()
-
-    def _threadsafe_plan(self, what: str) -> Plan:
+    def _hand_over(self, what: str, step: Callable[[], Awaitable[None]]) -> concurrent.futures.Future[None]:
+        """Run ``step`` on the running graph's loop, after the steps handed over before it: one
+        fair lock per push stream and run keeps the order they were given in."""
         self._inbox()
         plan = self._env._plan
         if plan is None:
@@ -286,7 +277,12 @@ class DataStream(ErrorHandling, Generic[T]):
                 f"{what} on stream {self.name!r}: its graph is not running, so there is no event "
                 "loop to hand the item to; start it first (async with env.running(): ...)"
             )
-        return plan
+
+        async def in_order() -> None:
+            async with plan.threadsafe_emits.setdefault(self._node, asyncio.Lock()):
+                await step()
+
+        return asyncio.run_coroutine_threadsafe(in_order(), plan.loop)
 
     @property
     def closed(self) -> bool:
