@@ -11,6 +11,7 @@ import pytest
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
 EXPECTED = {
+    "threaded_producer.py": "fahrenheit: [70.7, 71.6, 67.6, 73.6]\n",
     "time_window_aggregation.py": """\
 [    0,    60) count=3 total=65.00 average=21.67
 [   60,   120) count=3 total=61.00 average=20.33
