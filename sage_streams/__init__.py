@@ -4,23 +4,25 @@ Everything a user needs is importable from here; the modules behind it are an im
 detail.
 """
 
+from sage_streams._graph.policy import DeadLetter, ErrorContext
+from sage_streams.api.connected import ConnectedStreams, JoinedStream, SynchronizedStream
+from sage_streams.api.environment import LocalEnvironment
+from sage_streams.api.stream import DataStream
+from sage_streams.api.windowed import WindowedStream
 from sage_streams.channel import ChannelStatistics
-from sage_streams.connected import ConnectedStreams, JoinedStream, StreamReader, SynchronizedStream
-from sage_streams.environment import LocalEnvironment
 from sage_streams.errors import (
     BackpressureTimeout,
     ErrorThresholdExceeded,
     NoDataError,
     PipelineError,
+    SpillError,
     StreamError,
 )
 from sage_streams.functions import get_function, register_function
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
-from sage_streams.overflow import SpillError
-from sage_streams.policy import DeadLetter, ErrorContext
+from sage_streams.operators.process import StreamReader
+from sage_streams.operators.windows.operator import WindowAggregate, WindowData
 from sage_streams.state import StreamState
-from sage_streams.stream import DataStream
-from sage_streams.windowing import WindowAggregate, WindowData, WindowedStream
 
 __all__ = [
     "BackpressureTimeout",

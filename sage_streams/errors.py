@@ -25,12 +25,11 @@ from itertools import islice
 from typing import Any, Final
 
 __all__ = [
+    "SpillError",
     "BackpressureTimeout",
     "BrokenChannelError",
     "ErrorThresholdExceeded",
-    "ItemError",
     "NoDataError",
-    "OperatorFailure",
     "PipelineError",
     "StreamError",
 ]
@@ -87,58 +86,6 @@ class ErrorThresholdExceeded(PipelineError):
     count: int = 0
     max_errors: int = 0
     time_window: float = 0.0
-
-
-class ItemError(Exception):
-    """Internal: an error of one item, raised by operator logic (keys, timestamps, user code).
-
-    It says enough for the runtime to apply an error policy without losing or repeating work:
-
-    * ``index``: the item's position in the batch being processed, when known. The items before
-      it are done; going on means feeding ``batch[index + 1:]``, retrying means ``batch[index:]``.
-    * ``output``: what the items before it produced, to be emitted whatever the policy decides.
-    * ``restore``: for a failure with no position (a process function called on its readers),
-      puts back what the failed call consumed, so that a retry sees the same input.
-
-    Users never see this class: they see ``error``, chained and annotated.
-    """
-
-    def __init__(
-        self,
-        item: object,
-        error: BaseException,
-        index: int | None = None,
-        output: Sequence[object] = (),
-        restore: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(item, error, index)
-        self.item = item
-        self.error = error
-        self.index = index
-        self.output = output
-        self.restore = restore
-
-
-class OperatorFailure(Exception):
-    """Internal: carries an error out of an operator's task with where it happened.
-
-    The runtime raises it inside the task group and unwraps it into a :class:`PipelineError`;
-    users never see it.
-    """
-
-    def __init__(self, operator: str, error: BaseException, item: object = None) -> None:
-        super().__init__(operator, error, item)
-        self.operator = operator
-        self.error = error
-        self.item = item
-
-    def describe(self) -> str:
-        """Say in one line which operator failed, how, and on what."""
-        where = f"operator {self.operator!r} failed"
-        what = _error_text(self.error)
-        if self.item is None:
-            return f"{where}: {what}"
-        return f"{where} on item {_short_repr(self.item)}: {what}"
 
 
 class _BoundedRepr(reprlib.Repr):
@@ -255,3 +202,22 @@ def _error_text(error: BaseException, limit: int = 1000) -> str:
 def _cut(text: str, limit: int) -> str:
     """``text``, or its start and ``...`` in at most ``max(limit, 3)`` characters."""
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
+
+class SpillError(StreamError):
+    """An item could not be spilled: its codec cannot write it, or the copy it wrote would not
+    load back as the same item; or, later, a spilled item could not be read back.
+
+    When it spills, nothing of the batch is stored, so the sender may send it again without
+    the bad item. When it is read back (a file damaged after it was written, a codec whose
+    ``loads`` fails only sometimes), the receiver gets it in the item's place in the stream.
+
+    Attributes:
+        item: the item the codec refused; for an item that cannot be read back, its bytes.
+        index: its position in the batch that was being spilled; ``None`` when read back.
+    """
+
+    def __init__(self, message: str, item: object, index: int | None) -> None:
+        super().__init__(message)
+        self.item = item
+        self.index = index

@@ -15,12 +15,23 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import types
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from sage_streams.errors import StreamError
 
-__all__ = ["get_function", "register_function", "resolve_function"]
+__all__ = [
+    "emitted",
+    "get_function",
+    "is_async_callable",
+    "is_async_generator_function",
+    "items_of",
+    "register_function",
+    "resolve_function",
+    "window_results",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,3 +91,46 @@ def resolve_function(fn: Callable[..., Any] | str, role: str) -> Callable[..., A
     if not callable(fn):
         raise TypeError(f"{role} must be callable or a registered name, got {fn!r}")
     return fn
+
+
+def items_of(result: Any) -> Sequence[Any]:
+    """The items a synchronous result stands for."""
+    if result is None:
+        return ()
+    if isinstance(result, list | tuple):
+        return result
+    if isinstance(result, types.GeneratorType):
+        return list(result)
+    return (result,)
+
+
+async def emitted(result: Any) -> Sequence[Any]:
+    """The items a result stands for, awaiting it or draining an async generator first."""
+    if inspect.isawaitable(result):
+        result = await result
+    if isinstance(result, types.AsyncGeneratorType):
+        return [item async for item in result]
+    return items_of(result)
+
+
+def window_results(result: Any) -> Sequence[Any]:
+    """The results of one window function call: a tuple is one result."""
+    if isinstance(result, tuple):
+        return (result,)
+    return items_of(result)
+
+
+def is_async_callable(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` returns an awaitable (``async def``, partials, async ``__call__``)."""
+    while hasattr(fn, "func"):  # functools.partial, possibly nested
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - instances with an async __call__
+    return not inspect.isfunction(fn) and call is not None and inspect.iscoroutinefunction(call)
+
+
+def is_async_generator_function(fn: Callable[..., Any]) -> bool:
+    while hasattr(fn, "func"):
+        fn = fn.func
+    return inspect.isasyncgenfunction(fn)

@@ -31,9 +31,8 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any, TypeVar, overload
 
-from sage_streams._fusion import is_async_callable
 from sage_streams.errors import StreamError
-from sage_streams.functions import resolve_function
+from sage_streams.functions import is_async_callable, resolve_function
 
 __all__ = ["StreamState"]
 

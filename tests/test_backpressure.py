@@ -23,7 +23,7 @@ from sage_streams import (
     StreamReader,
     StreamState,
 )
-from sage_streams.overflow import CODECS, same_value
+from sage_streams.channel.overflow import CODECS, same_value
 
 
 def spill_files() -> set[str]:

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sage_streams import ConnectedStreams, LocalEnvironment, StreamState
-from sage_streams import _connected_operators as operators
-from sage_streams.policy import DeadLetter
+from sage_streams._graph.policy import DeadLetter
+from sage_streams.operators import process as operators
 
 Pair = tuple[dict[str, Any], dict[str, Any]]
 

@@ -19,10 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment, PipelineError
-from sage_streams._fusion import FusedChain, Lookup, Step
-from sage_streams._inline import inlinable, tracing
-from sage_streams._window_loops import key_reader
-from sage_streams.joins import JoinState, join_config
+from sage_streams._codegen import FusedChain, Lookup, Step, inlinable, key_reader, tracing
+from sage_streams.operators.joins.config import join_config
+from sage_streams.operators.joins.state import JoinState
 
 not_traced = pytest.mark.skipif(tracing(), reason="nothing is inlined under a tracer (coverage, pdb)")
 

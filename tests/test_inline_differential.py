@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from sage_streams import LocalEnvironment, PipelineError
-from sage_streams._inline import tracing
-from sage_streams._window_loops import each, key_reader
-from sage_streams.joins import JoinItemError, JoinState, join_config
+from sage_streams._codegen import each, key_reader, tracing
+from sage_streams.operators.joins.config import join_config
+from sage_streams.operators.joins.state import JoinItemError, JoinState
 
 pytestmark = pytest.mark.skipif(tracing(), reason="nothing is inlined under a tracer (coverage, pdb)")
 

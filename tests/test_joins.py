@@ -20,7 +20,8 @@ from sage_streams import (
     StreamState,
     register_function,
 )
-from sage_streams.joins import JoinConfig, JoinState, join_config
+from sage_streams.operators.joins.config import JoinConfig, join_config
+from sage_streams.operators.joins.state import JoinState
 
 Item = tuple[str, int, int]  # (side, id, key)
 

@@ -12,9 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sage_streams._inline import inlinable
-from sage_streams.errors import ItemError, StreamError
-from sage_streams.joins import JoinConfig, JoinItemError, JoinState, JoinStats, join_config
+from sage_streams._codegen import inlinable
+from sage_streams.errors import StreamError
+from sage_streams.operators.base import ItemError
+from sage_streams.operators.joins.config import JoinConfig, join_config
+from sage_streams.operators.joins.state import JoinItemError, JoinState, JoinStats
 
 Item = tuple[Any, ...]
 

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams.channel import ABORTED, END, Control, Message, Receiver, Sender, Unreadable, create_channel
-from sage_streams.errors import BrokenChannelError, StreamError
-from sage_streams.overflow import CODECS, OverflowStore, SpillError, resolve_codec, same_value
+from sage_streams.channel.overflow import CODECS, OverflowStore, resolve_codec, same_value
+from sage_streams.errors import BrokenChannelError, SpillError, StreamError
 
 
 def _never_loads() -> Any:

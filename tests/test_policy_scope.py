@@ -24,7 +24,7 @@ from sage_streams import (
     StreamReader,
     StreamState,
 )
-from sage_streams._graph import nearest_policy
+from sage_streams._graph.node import nearest_policy
 
 Call = tuple[str, str, str, Any]
 """What a handler was told: (handler label, stream_id, operator, item)."""

@@ -11,14 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sage_streams.errors import ItemError, StreamError
-from sage_streams.sync import (
+from sage_streams.errors import StreamError
+from sage_streams.operators.base import ItemError
+from sage_streams.operators.sync.config import sync_config
+from sage_streams.operators.sync.state import (
     EventSync,
     SyncItemError,
     SyncOutput,
     TimestampSync,
     make_synchronizer,
-    sync_config,
 )
 
 TICK = {"type": "tick"}

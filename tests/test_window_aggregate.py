@@ -27,13 +27,18 @@ from sage_streams import (
     WindowData,
     register_function,
 )
-from sage_streams._window_contents import Accumulators
-from sage_streams._window_loops import key_reader, run_loop
-from sage_streams._window_operator import WindowOperator
-from sage_streams.errors import ItemError
+from sage_streams._codegen import key_reader, run_loop
+from sage_streams.operators.base import ItemError
+from sage_streams.operators.windows.config import (
+    SessionWindows,
+    SlidingWindows,
+    TumblingWindows,
+    WindowConfig,
+)
+from sage_streams.operators.windows.contents import Accumulators
+from sage_streams.operators.windows.operator import WindowOperator
+from sage_streams.operators.windows.state import WindowState
 from sage_streams.testing import ManualClock
-from sage_streams.window_configs import SessionWindows, SlidingWindows, TumblingWindows, WindowConfig
-from sage_streams.windows import WindowState
 
 
 def event(ts: Any, value: Any = 1, user: Any = "a", **extra: Any) -> dict[str, Any]:

@@ -14,10 +14,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sage_streams import ConnectedStreams, LocalEnvironment, PipelineError, StreamState, WindowData
-from sage_streams._window_operator import WindowOperator
-from sage_streams.errors import ItemError
+from sage_streams.operators.base import ItemError
+from sage_streams.operators.windows.config import (
+    SessionWindows,
+    SlidingWindows,
+    TumblingWindows,
+    WindowConfig,
+)
+from sage_streams.operators.windows.operator import WindowOperator
+from sage_streams.operators.windows.state import WindowState
 from sage_streams.testing import ManualClock
-from sage_streams.windows import SessionWindows, SlidingWindows, TumblingWindows, WindowConfig, WindowState
 
 
 def event(ts: Any, value: float = 1.0, **extra: Any) -> dict[str, Any]:

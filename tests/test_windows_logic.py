@@ -15,17 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sage_streams._window_batches import EventTime, feed_batch
-from sage_streams._window_contents import Accumulators
-from sage_streams.windows import (
-    FiredWindow,
+from sage_streams.operators.windows.batches import EventTime, feed_batch
+from sage_streams.operators.windows.config import (
     SessionWindows,
     SlidingWindows,
     TumblingWindows,
     WindowConfig,
-    WindowState,
     window_config,
 )
+from sage_streams.operators.windows.contents import Accumulators
+from sage_streams.operators.windows.state import FiredWindow, WindowState
 
 NEVER = -math.inf
 Event = tuple[Hashable, float, Any]  # (key, timestamp, value)

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sage_streams._fusion import FusedChain, Step
-from sage_streams._graph import Node
-from sage_streams._inline import Inline
+from sage_streams._codegen import FusedChain, Inline, Step
+from sage_streams._graph.node import Node
+from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Head, Prefix, Prefixed
 from sage_streams._runtime.operator_head import OperatorHead
 from sage_streams._runtime.outlets import Outlet
+from sage_streams._runtime.policy import PolicyRun, stopping
 from sage_streams.channel import Control
-from sage_streams.errors import OperatorFailure
-from sage_streams.policy import PolicyRun, stopping
 
 __all__ = ["ChainTask", "Run"]
 

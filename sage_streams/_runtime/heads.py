@@ -10,8 +10,9 @@ from typing import Any, Protocol
 
 import anyio
 
-from sage_streams._fusion import Step
-from sage_streams._graph import Node
+from sage_streams._codegen import Step
+from sage_streams._graph.node import Node
+from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.sources import is_factory
 from sage_streams.channel import (
     ABORTED,
@@ -19,7 +20,6 @@ from sage_streams.channel import (
     Control,
     Receiver,
 )
-from sage_streams.errors import OperatorFailure
 
 __all__ = ["ChannelHead", "Head", "IterableHead", "Prefix", "Prefixed"]
 

@@ -9,10 +9,12 @@ from typing import Any
 
 import anyio
 
-from sage_streams._fusion import Step
-from sage_streams._graph import LookupOperator, Node, TimedOperator, WatermarkOperator
+from sage_streams._codegen import Step
+from sage_streams._graph.node import Node
+from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Prefix, Prefixed
 from sage_streams._runtime.outlets import Outlet
+from sage_streams._runtime.policy import PolicyRun
 from sage_streams.channel import (
     ABORTED,
     END,
@@ -22,13 +24,8 @@ from sage_streams.channel import (
     Unreadable,
     Watermark,
 )
-from sage_streams.errors import (
-    ItemError,
-    OperatorFailure,
-    StreamError,
-)
-from sage_streams.overflow import SpillError
-from sage_streams.policy import PolicyRun
+from sage_streams.errors import SpillError, StreamError
+from sage_streams.operators.base import ItemError, LookupOperator, TimedOperator, WatermarkOperator
 from sage_streams.time import Clock, TimerHandle
 
 __all__ = ["OperatorHead"]

@@ -5,17 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sage_streams._graph import Node
+from sage_streams._graph.node import Node
+from sage_streams._runtime.policy import PolicyRun
 from sage_streams.channel import (
     Control,
     Sender,
 )
-from sage_streams.errors import (
-    BackpressureTimeout,
-    BrokenChannelError,
-)
-from sage_streams.overflow import SpillError
-from sage_streams.policy import PolicyRun
+from sage_streams.errors import BackpressureTimeout, BrokenChannelError, SpillError
 
 __all__ = ["ChannelOutlet", "ListOutlet", "Outlet"]
 

@@ -10,12 +10,15 @@ from typing import Any
 
 import anyio
 
-from sage_streams._graph import FUSABLE, Node
-from sage_streams._inline import Inline
+from sage_streams._codegen import Inline
+from sage_streams._graph.node import FUSABLE, Node
+from sage_streams._graph.policy import ErrorPolicy
 from sage_streams._runtime.chain import ChainTask
+from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import ChannelHead, Head, IterableHead
 from sage_streams._runtime.operator_head import OperatorHead
 from sage_streams._runtime.outlets import ChannelOutlet, Outlet
+from sage_streams._runtime.policy import PolicyRun
 from sage_streams._runtime.sources import feed, is_sync_source
 from sage_streams.channel import (
     ChannelConfig,
@@ -24,13 +27,7 @@ from sage_streams.channel import (
     Sender,
     create_channel,
 )
-from sage_streams.errors import (
-    ErrorThresholdExceeded,
-    OperatorFailure,
-    PipelineError,
-    StreamError,
-)
-from sage_streams.policy import ErrorPolicy, PolicyRun
+from sage_streams.errors import ErrorThresholdExceeded, PipelineError, StreamError
 from sage_streams.time import Clock
 
 __all__ = ["Plan"]

@@ -9,12 +9,10 @@ from typing import Any
 
 import aiostream
 
-from sage_streams._graph import Node
+from sage_streams._graph.node import Node
+from sage_streams._runtime.failures import OperatorFailure
 from sage_streams.channel import Sender
-from sage_streams.errors import (
-    BrokenChannelError,
-    OperatorFailure,
-)
+from sage_streams.errors import BrokenChannelError
 
 __all__ = ["feed", "is_factory", "is_sync_source"]
 

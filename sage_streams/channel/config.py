@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias, get_args
 
 from sage_streams._typing import check_choice
-from sage_streams.overflow import Codec
+from sage_streams.channel.overflow import Codec
 
 __all__ = ["STRATEGIES", "ChannelConfig", "ChannelStatistics", "Strategy", "validate_strategy"]
 

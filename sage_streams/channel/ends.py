@@ -9,9 +9,9 @@ from typing import Any, cast
 
 from sage_streams.channel.config import ChannelStatistics, Strategy, validate_strategy
 from sage_streams.channel.messages import ABORTED, END, Control, Message
+from sage_streams.channel.overflow import Codec, OverflowStore, resolve_codec
 from sage_streams.channel.queues import _BatchQueue, _BufferQueue
 from sage_streams.errors import BackpressureTimeout, BrokenChannelError
-from sage_streams.overflow import Codec, OverflowStore, resolve_codec
 
 __all__ = ["Receiver", "Sender", "create_channel"]
 

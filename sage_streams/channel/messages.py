@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 if TYPE_CHECKING:
-    from sage_streams.overflow import SpillError
+    from sage_streams.errors import SpillError
 
 __all__ = ["ABORTED", "END", "Aborted", "Control", "EndOfStream", "Message", "Unreadable", "Watermark"]
 

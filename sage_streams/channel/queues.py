@@ -9,8 +9,8 @@ from functools import partial
 from typing import Any, cast
 
 from sage_streams.channel.messages import ABORTED, END, Control, Message, Unreadable
-from sage_streams.errors import BrokenChannelError
-from sage_streams.overflow import OverflowStore, SpillError
+from sage_streams.channel.overflow import OverflowStore
+from sage_streams.errors import BrokenChannelError, SpillError
 
 __all__ = ["_BatchQueue", "_BufferQueue"]
 

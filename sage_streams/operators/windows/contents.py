@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from functools import reduce
 from typing import Any, TypeAlias
 
-from sage_streams._fusion import is_async_callable
-from sage_streams._window_loops import RunLoop, run_loop
+from sage_streams._codegen import RunLoop, run_loop
+from sage_streams.functions import is_async_callable
 
 __all__ = ["Accumulators", "ItemLists", "WindowContents"]
 

@@ -58,18 +58,17 @@ processed. The runtime then goes on from the failing step (see ``_runtime.ChainT
 from __future__ import annotations
 
 import dis
-import inspect
-from collections.abc import Callable, Coroutine, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import CodeType, FrameType, TracebackType
-from typing import Any, Literal, TypeAlias
+from typing import Any, TypeAlias
 
-from sage_streams._inline import Inlinable, Inline, define, inlinable
-from sage_streams._join_probe import MISSING, lookup_error, none_key
+from sage_streams._codegen.inline import Inlinable, Inline, define, inlinable
+from sage_streams._codegen.join_probe import MISSING, lookup_error, none_key
+from sage_streams._codegen.steps import Failure, Lookup, Step, StepKind
+from sage_streams.functions import is_async_callable, is_async_generator_function
 
 __all__ = ["FusedChain", "Lookup", "Step", "StepKind", "is_async_callable"]
 
-StepKind: TypeAlias = Literal["map", "filter", "flat_map", "key_by", "sink", "lookup"]
 
 _COUNTED = frozenset({"filter", "flat_map", "lookup"})
 """Steps whose output count differs from their input count, so they keep a counter."""
@@ -80,52 +79,6 @@ _Result: TypeAlias = tuple[tuple[list[Any], ...], tuple[int, ...]]
 _MAX_NESTED = 16
 """flat_maps per generated loop: each nests a ``for`` block in the item loop, a lookup's ``try``
 nests one more, and CPython refuses a 21st statically nested block."""
-
-
-def is_async_callable(fn: Callable[..., Any]) -> bool:
-    """Whether calling ``fn`` returns an awaitable (``async def``, partials, async ``__call__``)."""
-    while hasattr(fn, "func"):  # functools.partial, possibly nested
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        return True
-    call = getattr(fn, "__call__", None)  # noqa: B004 - instances with an async __call__
-    return not inspect.isfunction(fn) and call is not None and inspect.iscoroutinefunction(call)
-
-
-def _is_async_generator_function(fn: Callable[..., Any]) -> bool:
-    while hasattr(fn, "func"):
-        fn = fn.func
-    return inspect.isasyncgenfunction(fn)
-
-
-@dataclass(frozen=True, slots=True)
-class Lookup:
-    """What a ``lookup`` step pairs its items with: ``table`` holds one partner per key and no
-    longer changes (a join whose other input has ended, each key buffered once). The pair is
-    ``(item, partner)`` when ``item_first``, else ``(partner, item)``."""
-
-    table: Mapping[Hashable, Any]
-    item_first: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One stateless operator of a chain: what it does and to whom errors are attributed.
-
-    A ``lookup`` step is a keyed inner join against a finished table: ``fn`` is the key
-    function (always called synchronously, as the join calls it), ``lookup`` the table. An
-    item whose key has a partner goes on as the pair; one without is dropped, as a filter
-    drops it; a key that is ``None`` or unhashable is the item's error.
-    """
-
-    kind: StepKind
-    fn: Callable[..., Any]
-    operator: str
-    lookup: Lookup | None = None
-
-    @property
-    def is_async(self) -> bool:
-        return self.kind != "lookup" and is_async_callable(self.fn)
 
 
 def _inlinable_steps(steps: Sequence[Step], *, statements: bool) -> dict[int, Inlinable]:
@@ -140,26 +93,6 @@ def _inlinable_steps(steps: Sequence[Step], *, statements: bool) -> dict[int, In
         ):
             found[i] = candidate
     return found
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """Where a fused chain failed: the step (or -1 for none) and the item it was given.
-
-    For a resumable chain also what it had done: the partial ``outputs`` (one list per point),
-    the ``entries`` per step, and ``pending``: per enclosing flat_map step, from the innermost
-    out, the iterator over its results not yet processed. A chain of several loops may also
-    have items ``ahead`` of the failed one, which passed its step: ``(step, items)`` to run from
-    ``step`` on before anything else.
-    """
-
-    step: int
-    item: Any
-    consumed: int
-    outputs: tuple[list[Any], ...] = ()
-    entries: tuple[int, ...] = ()
-    pending: tuple[tuple[int, Iterator[Any]], ...] = ()
-    ahead: tuple[tuple[int, Iterator[Any]], ...] = ()
 
 
 class FusedChain:
@@ -318,7 +251,7 @@ class FusedChain:
         # flat_map (a sink never ends up in a comprehension)
         loop = (
             f"async for v{i + 1} in s{i}({value})"
-            if _is_async_generator_function(step.fn)
+            if is_async_generator_function(step.fn)
             else f"for v{i + 1} in {call}"
         )
         return (f"{loop} if k{i}.append(None) is None" if counted else loop), f"v{i + 1}"
@@ -372,7 +305,7 @@ class FusedChain:
                 else:
                     add(f"{nxt} = {pair}", i)
             elif step.kind == "flat_map":
-                async_gen = _is_async_generator_function(step.fn)
+                async_gen = is_async_generator_function(step.fn)
                 if resumable:
                     results = f"[r async for r in s{i}({value})]" if async_gen else f"_list({call})"
                     add(f"g{i} = _iter({results})", i)

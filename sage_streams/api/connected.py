@@ -19,28 +19,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sage_streams._connected_operators import (
-    BatchProcessOperator,
-    JoinOperator,
-    ProcessOperator,
-    StreamReader,
-    SyncOperator,
-)
-from sage_streams._graph import Node, Operator, nearest_policy
+from sage_streams._graph.node import Node, nearest_policy
+from sage_streams._graph.policy import ErrorPolicy
 from sage_streams._typing import UserFunction
+from sage_streams.api.handling import ErrorHandling
+from sage_streams.api.stream import DataStream
 from sage_streams.channel import ChannelConfig, validate_strategy
+from sage_streams.channel.overflow import Codec, resolve_codec
 from sage_streams.errors import StreamError
 from sage_streams.functions import resolve_function
-from sage_streams.joins import JoinState, join_config
-from sage_streams.overflow import Codec, resolve_codec
-from sage_streams.policy import ErrorHandling, ErrorPolicy
+from sage_streams.operators.base import Operator
+from sage_streams.operators.joins.config import join_config
+from sage_streams.operators.joins.operator import JoinOperator
+from sage_streams.operators.joins.state import JoinState
+from sage_streams.operators.process import BatchProcessOperator, ProcessOperator, StreamReader
+from sage_streams.operators.sync.config import sync_config
+from sage_streams.operators.sync.operator import SyncOperator
+from sage_streams.operators.sync.state import make_synchronizer
 from sage_streams.state import StreamState
-from sage_streams.stream import DataStream
-from sage_streams.sync import make_synchronizer, sync_config
 
 if TYPE_CHECKING:
-    from sage_streams.environment import LocalEnvironment
-    from sage_streams.windowing import WindowedStream
+    from sage_streams.api.environment import LocalEnvironment
+    from sage_streams.api.windowed import WindowedStream
 
 __all__ = ["ConnectedStreams", "JoinedStream", "StreamReader", "SynchronizedStream"]
 
@@ -185,7 +185,7 @@ class ConnectedStreams(ErrorHandling):
         ``name`` as in :func:`sage_streams.windowing.window_node`. ``windowed.process(fn)`` calls
         ``fn(window_data, state)`` once per fired window, with this object's state.
         """
-        from sage_streams.windowing import window_node
+        from sage_streams.api.windowed import window_node
 
         windowed = window_node(self.env, self.streams, self.state, window_type, size, slide, **options)
         windowed._node.policy = self._policy

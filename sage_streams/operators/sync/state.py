@@ -34,9 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sage_streams.errors import ItemError, StreamError
-from sage_streams.sync_configs import SyncConfig, SyncType, sync_config
-from sage_streams.time import timestamp_reader
+from sage_streams.errors import StreamError
+from sage_streams.operators.base import ItemError
+from sage_streams.operators.sync.config import SyncConfig, SyncType, sync_config
+from sage_streams.operators.timestamps import timestamp_reader
 
 __all__ = [
     "EventSync",

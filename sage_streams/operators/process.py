@@ -12,14 +12,12 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from sage_streams._conventions import emitted
-from sage_streams._fusion import Lookup
-from sage_streams.errors import ItemError, NoDataError, StreamError
-from sage_streams.joins import JoinState
+from sage_streams.errors import NoDataError, StreamError
+from sage_streams.functions import emitted
+from sage_streams.operators.base import ItemError
 from sage_streams.state import StreamState
-from sage_streams.sync import SyncItemError
 
-__all__ = ["BatchProcessOperator", "JoinOperator", "ProcessOperator", "StreamReader", "SyncOperator"]
+__all__ = ["BatchProcessOperator", "ProcessOperator", "StreamReader"]
 
 
 class StreamReader:
@@ -240,84 +238,3 @@ class BatchProcessOperator:
 
     def details(self) -> dict[str, float]:
         return {"state_bytes": float(self.state.size_bytes())}
-
-
-class JoinOperator:
-    """Feeds a :class:`~sage_streams.joins.JoinState` from the two inputs."""
-
-    def __init__(self, join: JoinState) -> None:
-        self.join = join
-        self.side: dict[str, list[Any]] = {}
-
-    def wants(self, index: int) -> bool:
-        return True
-
-    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
-        return self.join.push(index, batch)
-
-    async def on_end(self, index: int) -> Sequence[Any]:
-        return self.join.end(index)
-
-    async def on_idle(self) -> Sequence[Any]:
-        return ()
-
-    async def on_finish(self) -> Sequence[Any]:
-        return self.join.finish()
-
-    def lookup(self, index: int) -> tuple[Callable[[Any], Any], Lookup] | None:
-        return self.join.lookup(index)
-
-    def record_lookups(self, probes: int, pairs: int) -> None:
-        self.join.record_lookups(probes, pairs)
-
-    def stalled(self) -> str:  # pragma: no cover - wants() is always true
-        return "never stalls"
-
-    def details(self) -> dict[str, float]:
-        stats = self.join.stats()
-        return {
-            "probes": float(stats.probes),
-            "matches": float(stats.matches),
-            "misses": float(stats.probes - stats.hits),
-            "hit_rate": stats.hit_rate,
-            "buffered_left": float(stats.buffered_left),
-            "buffered_right": float(stats.buffered_right),
-        }
-
-
-class SyncOperator:
-    """Feeds a synchronizer; items that can no longer match go to the ``unmatched`` side."""
-
-    def __init__(self, synchronizer: Any) -> None:
-        self.sync = synchronizer
-        self.side: dict[str, list[Any]] = {"unmatched": []}
-        self.emitted_tuples = 0
-
-    def wants(self, index: int) -> bool:
-        return bool(self.sync.wants(index))
-
-    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
-        try:
-            return self._take(self.sync.push(index, batch))
-        except SyncItemError as exc:
-            raise ItemError(exc.item, exc.error, exc.index, self._take(exc.partial)) from exc.error
-
-    async def on_end(self, index: int) -> Sequence[Any]:
-        return self._take(self.sync.end(index))
-
-    async def on_idle(self) -> Sequence[Any]:
-        return ()
-
-    async def on_finish(self) -> Sequence[Any]:
-        return self._take(self.sync.finish())
-
-    def _take(self, output: Any) -> Sequence[Any]:
-        self.side["unmatched"].extend(output.unmatched)
-        self.emitted_tuples += len(output.tuples)
-        return list(output.tuples)
-
-    def stalled(self) -> str:
-        return "synchronization holds back every open input (each has a full buffer or waits at a marker)"
-
-    def details(self) -> dict[str, float]:
-        return {"tuples": float(self.emitted_tuples)}

@@ -37,17 +37,9 @@ from contextlib import suppress
 from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
 
 from sage_streams._typing import check_choice
-from sage_streams.errors import StreamError, _error_text, _short_repr
+from sage_streams.errors import SpillError, _error_text, _short_repr
 
-__all__ = [
-    "CODECS",
-    "Codec",
-    "CodecName",
-    "OverflowStore",
-    "SpillError",
-    "resolve_codec",
-    "same_value",
-]
+__all__ = ["CODECS", "Codec", "CodecName", "OverflowStore", "resolve_codec", "same_value"]
 
 
 class Codec(Protocol):
@@ -126,25 +118,6 @@ def resolve_codec(codec: str | Codec) -> Codec:
     if not (callable(getattr(codec, "dumps", None)) and callable(getattr(codec, "loads", None))):
         raise TypeError(f"a codec needs dumps() and loads() methods, got {_short_repr(codec)}")
     return codec
-
-
-class SpillError(StreamError):
-    """An item could not be spilled: its codec cannot write it, or the copy it wrote would not
-    load back as the same item; or, later, a spilled item could not be read back.
-
-    When it spills, nothing of the batch is stored, so the sender may send it again without
-    the bad item. When it is read back (a file damaged after it was written, a codec whose
-    ``loads`` fails only sometimes), the receiver gets it in the item's place in the stream.
-
-    Attributes:
-        item: the item the codec refused; for an item that cannot be read back, its bytes.
-        index: its position in the batch that was being spilled; ``None`` when read back.
-    """
-
-    def __init__(self, message: str, item: object, index: int | None) -> None:
-        super().__init__(message)
-        self.item = item
-        self.index = index
 
 
 _PRAGMAS: Final = (

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from types import CodeType
 from typing import Any, TypeAlias
 
-from sage_streams._inline import Inlinable, define, inlinable
+from sage_streams._codegen.inline import Inlinable, define, inlinable
 
 __all__ = ["KeyReader", "RunLoop", "each", "key_reader", "run_loop"]
 

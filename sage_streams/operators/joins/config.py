@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from sage_streams._typing import check_choice, check_seconds
-from sage_streams.time import TimestampSpec
+from sage_streams.operators.timestamps import TimestampSpec
 
 __all__ = ["JOIN_TYPES", "JoinConfig", "JoinType", "join_config"]
 

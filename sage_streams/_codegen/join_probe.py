@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any, Final
 
-from sage_streams._inline import Inlinable, define, inlinable
+from sage_streams._codegen.inline import Inlinable, define, inlinable
 from sage_streams.errors import _short_repr
 
 __all__ = ["MISSING", "Bucket", "Probe", "compile_probe", "lookup_error", "none_key"]

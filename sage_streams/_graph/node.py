@@ -7,25 +7,16 @@ tasks and channels. A node's counters live here so that metrics survive the run 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from sage_streams.channel import Receiver, Sender, create_channel
 
 if TYPE_CHECKING:
-    from sage_streams._fusion import Lookup
+    from sage_streams._graph.policy import ErrorPolicy
     from sage_streams._typing import Source
-    from sage_streams.policy import ErrorPolicy
+    from sage_streams.operators.base import Operator
 
-__all__ = [
-    "FUSABLE",
-    "LookupOperator",
-    "Node",
-    "NodeKind",
-    "Operator",
-    "TimedOperator",
-    "WatermarkOperator",
-    "nearest_policy",
-]
+__all__ = ["FUSABLE", "Node", "NodeKind", "nearest_policy"]
 
 NodeKind: TypeAlias = Literal[
     "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side", "dead_letters"
@@ -38,97 +29,6 @@ FUSABLE: frozenset[str] = frozenset({"map", "filter", "flat_map", "key_by", "sin
 # channel per input (``node.settings`` may carry that input channel configuration). A "side"
 # node is the side output ``node.port`` of its one input, an operator node. A "dead_letters"
 # node has no inputs: it is the ``errors()`` stream of the error policy ``node.settings``.
-
-
-class Operator(Protocol):
-    """The logic of a stateful operator (process, join, synchronize), fed by the runtime.
-
-    The runtime reads the operator's inputs, one channel each, and calls these methods from one
-    task, so the logic needs no locks. Items returned go to the operator's main output; items
-    put in :attr:`side` under a port name go to that side output (``unmatched()``, ...).
-    Errors of one item are raised as :class:`~sage_streams.errors.ItemError`.
-    """
-
-    side: dict[str, list[Any]]
-
-    def wants(self, index: int) -> bool:
-        """Whether input ``index`` should be read now (``False`` holds it back: alignment)."""
-        ...
-
-    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
-        """Items arrived on input ``index``; returns the items to emit."""
-        ...
-
-    async def on_end(self, index: int) -> Sequence[Any]:
-        """Input ``index`` has ended."""
-        ...
-
-    async def on_idle(self) -> Sequence[Any]:
-        """No wanted input has a message now: emit what waited for a quiet moment."""
-        ...
-
-    async def on_finish(self) -> Sequence[Any]:
-        """Every input has ended: emit what is left."""
-        ...
-
-    def stalled(self) -> str:
-        """Why the operator cannot go on when it wants none of its open inputs."""
-        ...
-
-    def details(self) -> dict[str, float]:
-        """Operator-specific metrics (join hit rate, buffered items, state size, ...)."""
-        ...
-
-
-@runtime_checkable
-class TimedOperator(Protocol):
-    """An operator that also acts on processing time (processing-time windows, idle inputs).
-
-    The runtime arms a timer on the environment's clock for :meth:`next_timer` and calls
-    :meth:`on_timer` once the clock reaches it, with or without new input.
-    """
-
-    def next_timer(self) -> float | None:
-        """The clock time at which :meth:`on_timer` is next wanted, or ``None``."""
-        ...
-
-    async def on_timer(self, now: float) -> Sequence[Any]:
-        """The clock has reached the timer; returns the items to emit."""
-        ...
-
-
-@runtime_checkable
-class WatermarkOperator(Protocol):
-    """An operator that keeps event time itself (a window): it takes the watermarks arriving on
-    its inputs and says what its own output watermark is.
-
-    The runtime passes on, after the operator's output, every rise of :meth:`output_watermark`.
-    For other operators it passes on the smallest watermark over the inputs still open.
-    """
-
-    async def on_watermark(self, index: int, time: float) -> Sequence[Any]:
-        """A watermark arrived on input ``index``; returns the items to emit (fired windows)."""
-        ...
-
-    def output_watermark(self) -> float:
-        """Event time as far as this operator's output is concerned (``-inf`` for none)."""
-        ...
-
-
-@runtime_checkable
-class LookupOperator(Protocol):
-    """An operator that may come down to a lookup for its one open input: a keyed inner join
-    whose other input has ended. The runtime then joins that input's batches itself, in the
-    loop of the steps after the operator (see ``_runtime.chain``), and reports the work back.
-    """
-
-    def lookup(self, index: int) -> tuple[Callable[[Any], Any], Lookup] | None:
-        """The key function and table for input ``index``, if the operator is now that lookup."""
-        ...
-
-    def record_lookups(self, probes: int, pairs: int) -> None:
-        """Count the items the runtime looked up and the pairs they made."""
-        ...
 
 
 class Node:

@@ -37,7 +37,7 @@ from functools import lru_cache
 from types import CellType, CodeType, FunctionType, ModuleType
 from typing import Any, Literal, TypeAlias, TypeVar
 
-from sage_streams._inline_source import Definition, definition_of, enclosed
+from sage_streams._codegen.source import Definition, definition_of, enclosed
 
 __all__ = ["Inline", "Inlinable", "define", "inlinable", "tracing"]
 

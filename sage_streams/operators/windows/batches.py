@@ -21,7 +21,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sage_streams.windows import FiredWindow, WindowState
+from sage_streams.operators.windows.state import FiredWindow, WindowState
 
 __all__ = ["EventTime", "feed_batch"]
 

@@ -42,8 +42,7 @@ from operator import length_hint
 from typing import Any, Final
 
 from sage_streams._typing import check_seconds
-from sage_streams._window_contents import Accumulators, ItemLists, WindowContents
-from sage_streams.window_configs import (
+from sage_streams.operators.windows.config import (
     MAX_WINDOWS_PER_ITEM,
     SessionWindows,
     SlidingWindows,
@@ -52,6 +51,7 @@ from sage_streams.window_configs import (
     WindowType,
     window_config,
 )
+from sage_streams.operators.windows.contents import Accumulators, ItemLists, WindowContents
 
 __all__ = [
     "MAX_WINDOWS_PER_ITEM",

@@ -26,21 +26,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sage_streams._conventions import window_results
-from sage_streams._fusion import is_async_callable
 from sage_streams._typing import UserFunction, check_choice, check_seconds
-from sage_streams._window_contents import Accumulators
-from sage_streams._window_operator import WindowAggregate, WindowData, WindowOperator
+from sage_streams.api.stream import DataStream
 from sage_streams.errors import StreamError
-from sage_streams.functions import resolve_function
+from sage_streams.functions import is_async_callable, resolve_function, window_results
+from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
+from sage_streams.operators.windows.config import WindowConfig, window_config
+from sage_streams.operators.windows.contents import Accumulators
+from sage_streams.operators.windows.operator import WindowAggregate, WindowData, WindowOperator
+from sage_streams.operators.windows.state import WindowState
 from sage_streams.state import StreamState
-from sage_streams.stream import DataStream
-from sage_streams.time import TimestampSpec, timestamp_reader
-from sage_streams.window_configs import WindowConfig, window_config
-from sage_streams.windows import WindowState
 
 if TYPE_CHECKING:
-    from sage_streams.environment import LocalEnvironment
+    from sage_streams.api.environment import LocalEnvironment
 
 __all__ = ["WindowAggregate", "WindowData", "WindowedStream", "window_node"]
 

@@ -29,7 +29,8 @@ import concurrent.futures
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Self
 
-from sage_streams._graph import Node, NodeKind
+from sage_streams._graph.node import Node, NodeKind
+from sage_streams._graph.policy import ErrorPolicy
 from sage_streams._runtime import (
     ChannelOutlet,
     ListOutlet,
@@ -41,15 +42,15 @@ from sage_streams._runtime import (
     wrong_loop,
 )
 from sage_streams._typing import T, UserFunction
+from sage_streams.api.handling import ErrorHandling
 from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
 from sage_streams.functions import resolve_function
-from sage_streams.policy import ErrorHandling, ErrorPolicy
 
 if TYPE_CHECKING:
-    from sage_streams.connected import ConnectedStreams
-    from sage_streams.environment import LocalEnvironment
-    from sage_streams.windowing import WindowedStream
+    from sage_streams.api.connected import ConnectedStreams
+    from sage_streams.api.environment import LocalEnvironment
+    from sage_streams.api.windowed import WindowedStream
 
 __all__ = ["DataStream"]
 
@@ -67,7 +68,7 @@ class DataStream(ErrorHandling, Generic[T]):
     _node: Node
 
     def __init__(self, name: str) -> None:
-        from sage_streams.environment import LocalEnvironment
+        from sage_streams.api.environment import LocalEnvironment
 
         env = LocalEnvironment._for_unbound_stream()
         node = env.add_node("push", name)
@@ -148,7 +149,7 @@ class DataStream(ErrorHandling, Generic[T]):
 
     def connect(self, *others: DataStream[Any], state: Any = None) -> ConnectedStreams:
         """This stream and ``others`` as one :class:`~sage_streams.ConnectedStreams`."""
-        from sage_streams.connected import ConnectedStreams
+        from sage_streams.api.connected import ConnectedStreams
 
         return ConnectedStreams([self, *others], state=state)
 
@@ -159,8 +160,8 @@ class DataStream(ErrorHandling, Generic[T]):
 
         ``key_func`` defaults to this stream's key function when it was made by ``key_by``.
         """
+        from sage_streams.api.windowed import window_node
         from sage_streams.state import StreamState
-        from sage_streams.windowing import window_node
 
         options.setdefault("key_func", self._node.key_func)
         return window_node(self._env, [self], StreamState(), window_type, size, slide, **options)

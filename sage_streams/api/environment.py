@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sage_streams._graph import Node, NodeKind
-from sage_streams._inline import Inline, tracing
+from sage_streams._codegen import Inline, tracing
+from sage_streams._graph.node import Node, NodeKind
 from sage_streams._runtime import Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
@@ -34,7 +34,7 @@ from sage_streams.time import Clock, SystemClock
 
 if TYPE_CHECKING:
     from sage_streams._typing import Source
-    from sage_streams.stream import DataStream
+    from sage_streams.api.stream import DataStream
 
 __all__ = ["LocalEnvironment"]
 
@@ -113,7 +113,7 @@ class LocalEnvironment:
         ``source`` may be an iterable, an async iterable (aiostream streams included) or an
         async generator function, called afresh for each run.
         """
-        from sage_streams.stream import DataStream
+        from sage_streams.api.stream import DataStream
 
         if source is None:
             node = self.add_node("push", name)

@@ -36,11 +36,11 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from sage_streams._fusion import Lookup
-from sage_streams._join_probe import Probe, compile_probe, lookup_error, none_key
-from sage_streams.errors import ItemError, StreamError
-from sage_streams.join_configs import JoinConfig, JoinType, join_config
-from sage_streams.time import TimestampReader, timestamp_reader
+from sage_streams._codegen import Lookup, Probe, compile_probe, lookup_error, none_key
+from sage_streams.errors import StreamError
+from sage_streams.operators.base import ItemError
+from sage_streams.operators.joins.config import JoinConfig, JoinType, join_config
+from sage_streams.operators.timestamps import TimestampReader, timestamp_reader
 
 __all__ = [
     "JoinConfig",

@@ -14,11 +14,12 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sage_streams._window_batches import EventTime, feed_batch
-from sage_streams._window_loops import KeyReader, each, key_reader
-from sage_streams.errors import ItemError
-from sage_streams.time import Clock, TimestampSpec, timestamp_reader
-from sage_streams.windows import FiredWindow, WindowState
+from sage_streams._codegen import KeyReader, each, key_reader
+from sage_streams.operators.base import ItemError
+from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
+from sage_streams.operators.windows.batches import EventTime, feed_batch
+from sage_streams.operators.windows.state import FiredWindow, WindowState
+from sage_streams.time import Clock
 
 __all__ = ["WindowAggregate", "WindowData", "WindowOperator"]
 

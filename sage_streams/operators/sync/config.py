@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from sage_streams._typing import check_choice, check_seconds
-from sage_streams.time import TimestampSpec, timestamp_reader
+from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
 
 __all__ = ["SYNC_TYPES", "SyncConfig", "SyncType", "sync_config"]
 

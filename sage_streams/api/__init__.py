@@ -1,0 +1,1 @@
+"""The public API layer: the environment, streams, connected streams and the error API."""

@@ -1,0 +1,138 @@
+"""What every operator shares: the protocols the runtime feeds, and the item-error signal.
+
+An operator's logic is synchronous where it can be (``state.py`` of each operator family) and
+wrapped by an :class:`Operator` (``operator.py``) that the runtime (``sage_streams._runtime``)
+calls from one task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sage_streams._codegen import Lookup
+
+
+__all__ = ["ItemError", "LookupOperator", "Operator", "TimedOperator", "WatermarkOperator"]
+
+
+class ItemError(Exception):
+    """Internal: an error of one item, raised by operator logic (keys, timestamps, user code).
+
+    It says enough for the runtime to apply an error policy without losing or repeating work:
+
+    * ``index``: the item's position in the batch being processed, when known. The items before
+      it are done; going on means feeding ``batch[index + 1:]``, retrying means ``batch[index:]``.
+    * ``output``: what the items before it produced, to be emitted whatever the policy decides.
+    * ``restore``: for a failure with no position (a process function called on its readers),
+      puts back what the failed call consumed, so that a retry sees the same input.
+
+    Users never see this class: they see ``error``, chained and annotated.
+    """
+
+    def __init__(
+        self,
+        item: object,
+        error: BaseException,
+        index: int | None = None,
+        output: Sequence[object] = (),
+        restore: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(item, error, index)
+        self.item = item
+        self.error = error
+        self.index = index
+        self.output = output
+        self.restore = restore
+
+
+class Operator(Protocol):
+    """The logic of a stateful operator (process, join, synchronize), fed by the runtime.
+
+    The runtime reads the operator's inputs, one channel each, and calls these methods from one
+    task, so the logic needs no locks. Items returned go to the operator's main output; items
+    put in :attr:`side` under a port name go to that side output (``unmatched()``, ...).
+    Errors of one item are raised as :class:`~sage_streams.errors.ItemError`.
+    """
+
+    side: dict[str, list[Any]]
+
+    def wants(self, index: int) -> bool:
+        """Whether input ``index`` should be read now (``False`` holds it back: alignment)."""
+        ...
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        """Items arrived on input ``index``; returns the items to emit."""
+        ...
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        """Input ``index`` has ended."""
+        ...
+
+    async def on_idle(self) -> Sequence[Any]:
+        """No wanted input has a message now: emit what waited for a quiet moment."""
+        ...
+
+    async def on_finish(self) -> Sequence[Any]:
+        """Every input has ended: emit what is left."""
+        ...
+
+    def stalled(self) -> str:
+        """Why the operator cannot go on when it wants none of its open inputs."""
+        ...
+
+    def details(self) -> dict[str, float]:
+        """Operator-specific metrics (join hit rate, buffered items, state size, ...)."""
+        ...
+
+
+@runtime_checkable
+class TimedOperator(Protocol):
+    """An operator that also acts on processing time (processing-time windows, idle inputs).
+
+    The runtime arms a timer on the environment's clock for :meth:`next_timer` and calls
+    :meth:`on_timer` once the clock reaches it, with or without new input.
+    """
+
+    def next_timer(self) -> float | None:
+        """The clock time at which :meth:`on_timer` is next wanted, or ``None``."""
+        ...
+
+    async def on_timer(self, now: float) -> Sequence[Any]:
+        """The clock has reached the timer; returns the items to emit."""
+        ...
+
+
+@runtime_checkable
+class WatermarkOperator(Protocol):
+    """An operator that keeps event time itself (a window): it takes the watermarks arriving on
+    its inputs and says what its own output watermark is.
+
+    The runtime passes on, after the operator's output, every rise of :meth:`output_watermark`.
+    For other operators it passes on the smallest watermark over the inputs still open.
+    """
+
+    async def on_watermark(self, index: int, time: float) -> Sequence[Any]:
+        """A watermark arrived on input ``index``; returns the items to emit (fired windows)."""
+        ...
+
+    def output_watermark(self) -> float:
+        """Event time as far as this operator's output is concerned (``-inf`` for none)."""
+        ...
+
+
+@runtime_checkable
+class LookupOperator(Protocol):
+    """An operator that may come down to a lookup for its one open input: a keyed inner join
+    whose other input has ended. The runtime then joins that input's batches itself, in the
+    loop of the steps after the operator (see ``_runtime.chain``), and reports the work back.
+    """
+
+    def lookup(self, index: int) -> tuple[Callable[[Any], Any], Lookup] | None:
+        """The key function and table for input ``index``, if the operator is now that lookup."""
+        ...
+
+    def record_lookups(self, probes: int, pairs: int) -> None:
+        """Count the items the runtime looked up and the pairs they made."""
+        ...

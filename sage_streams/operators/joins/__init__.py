@@ -1,0 +1,1 @@
+"""Joins of two streams: keyed, windowed and interval joins (config, state, operator)."""

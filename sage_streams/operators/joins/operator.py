@@ -1,0 +1,54 @@
+"""The join operator: :class:`~sage_streams.operators.joins.state.JoinState` fed by the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sage_streams._codegen import Lookup
+from sage_streams.operators.joins.state import JoinState
+
+__all__ = ["JoinOperator"]
+
+
+class JoinOperator:
+    """Feeds a :class:`~sage_streams.joins.JoinState` from the two inputs."""
+
+    def __init__(self, join: JoinState) -> None:
+        self.join = join
+        self.side: dict[str, list[Any]] = {}
+
+    def wants(self, index: int) -> bool:
+        return True
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        return self.join.push(index, batch)
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return self.join.end(index)
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return self.join.finish()
+
+    def lookup(self, index: int) -> tuple[Callable[[Any], Any], Lookup] | None:
+        return self.join.lookup(index)
+
+    def record_lookups(self, probes: int, pairs: int) -> None:
+        self.join.record_lookups(probes, pairs)
+
+    def stalled(self) -> str:  # pragma: no cover - wants() is always true
+        return "never stalls"
+
+    def details(self) -> dict[str, float]:
+        stats = self.join.stats()
+        return {
+            "probes": float(stats.probes),
+            "matches": float(stats.matches),
+            "misses": float(stats.probes - stats.hits),
+            "hit_rate": stats.hit_rate,
+            "buffered_left": float(stats.buffered_left),
+            "buffered_right": float(stats.buffered_right),
+        }

@@ -1,0 +1,1 @@
+"""Synchronizing several streams by timestamp or by marker events (config, state, operator)."""

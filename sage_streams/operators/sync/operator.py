@@ -1,0 +1,49 @@
+"""The synchronize operator: a synchronizer fed by the runtime, its item errors made positional."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sage_streams.operators.base import ItemError
+from sage_streams.operators.sync.state import SyncItemError
+
+__all__ = ["SyncOperator"]
+
+
+class SyncOperator:
+    """Feeds a synchronizer; items that can no longer match go to the ``unmatched`` side."""
+
+    def __init__(self, synchronizer: Any) -> None:
+        self.sync = synchronizer
+        self.side: dict[str, list[Any]] = {"unmatched": []}
+        self.emitted_tuples = 0
+
+    def wants(self, index: int) -> bool:
+        return bool(self.sync.wants(index))
+
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        try:
+            return self._take(self.sync.push(index, batch))
+        except SyncItemError as exc:
+            raise ItemError(exc.item, exc.error, exc.index, self._take(exc.partial)) from exc.error
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        return self._take(self.sync.end(index))
+
+    async def on_idle(self) -> Sequence[Any]:
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        return self._take(self.sync.finish())
+
+    def _take(self, output: Any) -> Sequence[Any]:
+        self.side["unmatched"].extend(output.unmatched)
+        self.emitted_tuples += len(output.tuples)
+        return list(output.tuples)
+
+    def stalled(self) -> str:
+        return "synchronization holds back every open input (each has a full buffer or waits at a marker)"
+
+    def details(self) -> dict[str, float]:
+        return {"tuples": float(self.emitted_tuples)}

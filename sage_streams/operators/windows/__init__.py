@@ -1,0 +1,1 @@
+"""Event-time and processing-time windows: assignment, contents, firing (config, state, operator)."""
