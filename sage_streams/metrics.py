@@ -26,7 +26,7 @@ class OperatorMetrics:
         rate: ``items_in`` per second of the current or last run (0.0 before any run).
         details: operator-specific numbers: for a join ``probes``, ``matches``, ``misses``,
             ``hit_rate``, ``buffered_left``... (an arrival is a probe once the other side has
-            had an item or has ended; see :class:`~sage_streams.joins.JoinStats`); for a window
+            had an item or has ended; see ``JoinStats``); for a window
             ``open_windows``, ``fired_windows``, ``late_items``, ``watermark`` and
             ``watermark_lag`` (how far the watermark trails the latest timestamp seen, never
             negative); for an operator with shared state ``state_bytes``.

@@ -3,7 +3,7 @@
 A timestamp comes from ``item[field]`` or from ``fn(item)``. It must be a finite real number
 (``int`` or ``float``, not ``bool``); a ``datetime`` is converted to seconds since the epoch
 (aware ones by their UTC offset; naive ones as UTC, and one stream may not mix the two). A bad
-timestamp is an error of its item, raised as :class:`~sage_streams.errors.ItemError`, never of
+timestamp is an error of its item, raised as :class:`~sage_streams.operators.base.ItemError`, never of
 the runtime.
 """
 

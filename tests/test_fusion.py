@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment
-from sage_streams._codegen import FusedChain, Lookup, Step
+from sage_streams._codegen.chain import FusedChain
+from sage_streams._codegen.steps import Lookup, Step
 
 # An operation: (kind, parameter, async?)
 Op = tuple[str, int, bool]

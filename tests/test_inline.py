@@ -19,7 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment, PipelineError
-from sage_streams._codegen import FusedChain, Lookup, Step, inlinable, key_reader, tracing
+from sage_streams._codegen.chain import FusedChain
+from sage_streams._codegen.inline import inlinable, tracing
+from sage_streams._codegen.steps import Lookup, Step
+from sage_streams._codegen.window_loops import key_reader
 from sage_streams.operators.joins.config import join_config
 from sage_streams.operators.joins.state import JoinState
 

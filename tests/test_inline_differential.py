@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from sage_streams import LocalEnvironment, PipelineError
-from sage_streams._codegen import each, key_reader, tracing
+from sage_streams._codegen.inline import tracing
+from sage_streams._codegen.window_loops import each, key_reader
 from sage_streams.operators.joins.config import join_config
 from sage_streams.operators.joins.state import JoinItemError, JoinState
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sage_streams._codegen import inlinable
+from sage_streams._codegen.inline import inlinable
 from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.joins.config import JoinConfig, join_config

@@ -27,7 +27,7 @@ from sage_streams import (
     WindowData,
     register_function,
 )
-from sage_streams._codegen import key_reader, run_loop
+from sage_streams._codegen.window_loops import key_reader, run_loop
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.windows.config import (
     SessionWindows,

@@ -24,7 +24,8 @@ from sage_streams.operators.windows.config import (
     window_config,
 )
 from sage_streams.operators.windows.contents import Accumulators
-from sage_streams.operators.windows.state import FiredWindow, WindowState
+from sage_streams.operators.windows.panes import FiredWindow
+from sage_streams.operators.windows.state import WindowState
 
 NEVER = -math.inf
 Event = tuple[Hashable, float, Any]  # (key, timestamp, value)

@@ -21,7 +21,7 @@ hands on downstream (fan-out, taps, collectors). Counters make per-operator metr
 per-item cost for maps: a filter counts its rejects, a flat_map its outputs, and the last such
 step of a comprehension is derived from the output's length.
 
-With ``inline=True`` a step whose function qualifies (:mod:`sage_streams._inline`) is not
+With ``inline=True`` a step whose function qualifies (:mod:`sage_streams._codegen.inline`) is not
 called: its code is pasted in, which halves the cost of a cheap step. Only one-expression
 functions are pasted (``lambda x: x * 2``), unless ``inline="all"``: then a loop also takes
 straight-line bodies, such as a sink that tallies into a closure's list. The function then runs
@@ -40,7 +40,7 @@ When a step raises, :meth:`FusedChain.explain` reads the failing step and its in
 traceback, so the fast path pays nothing for error reports: the step from the line (or, for an
 iterator that raised, from the variable its loop binds), the item from the step's input variable
 ``v{i}``. It reads only variables that are the generated code's own locals, which no pasted
-function can read or write (:func:`~sage_streams._inline.define` calls a function that names
+function can read or write (:func:`~sage_streams._codegen.inline.define` calls a function that names
 one), never a name a user function's closure could supply.
 
 CPython allows 20 statically nested blocks and 100 levels of indentation in a function, and each

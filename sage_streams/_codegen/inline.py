@@ -1,11 +1,11 @@
 """Inlining user functions into generated loops.
 
-A fused chain already runs as one generated loop (:mod:`sage_streams._fusion`), but each step
+A fused chain already runs as one generated loop (:mod:`sage_streams._codegen.chain`), but each step
 still costs a Python call per item, and on CPython a call of a small function costs more than
 the function's own work: ``x * 2`` takes ~15 ns, calling ``double(x)`` ~45 ns. Compilers cure
 this by inlining, and so do we, for the functions where it cannot change what happens: a
 ``lambda`` or a ``def`` of plain positional parameters, no default values and no ``yield`` or
-``await``, whose body :mod:`sage_streams._inline_source` finds safe to paste (straight-line code
+``await``, whose body :mod:`sage_streams._codegen.source` finds safe to paste (straight-line code
 ending in one ``return``, no nested scope) and whose names do not resolve to anything that looks
 at its caller's frame (``locals``, ``sys._getframe`` under any name, a logger, ``warnings.warn``).
 By default (``inline=True``) only a function of one expression qualifies; a body of statements,

@@ -2,9 +2,9 @@
 
 A keyed inner join without condition or ``within`` does, per arriving item, what a dict
 lookup in a plain loop does: compute the key, find the partners, emit the pairs, and buffer the
-item unless the other input has ended. As with fused chains (:mod:`sage_streams._fusion`), the
+item unless the other input has ended. As with fused chains (:mod:`sage_streams._codegen.chain`), the
 loop is generated so that it holds nothing but that: the key function is inlined when it is one
-expression (:mod:`sage_streams._inline`), the side decides the order of each pair at compile
+expression (:mod:`sage_streams._codegen.inline`), the side decides the order of each pair at compile
 time, and the buffering code is left out once it is no longer needed.
 
 A key mostly has one partner (a profile per user), so a bucket holds the item itself until a

@@ -1,6 +1,6 @@
 """Reading a user function's definition from its source, and deciding whether it may be inlined.
 
-:mod:`sage_streams._inline` pastes user functions into generated loops. This module finds what
+:mod:`sage_streams._codegen.inline` pastes user functions into generated loops. This module finds what
 to paste: the definition that compiled to a function's code object, taken apart into parameters,
 statements and the returned expression, and only when pasting it cannot change what it does.
 
@@ -11,7 +11,7 @@ exception, ``pass`` and ``if``/``else`` of those. Anything that binds a name in 
 ``nonlocal``, ``import`` or early ``return`` rules it out, as do ``super()`` and ``__class__``
 (the compiler gives them a cell of the class) and the attributes through which code reaches for
 frames (``._getframe``, ``.f_back``...). What a *name* means (``locals``, or ``sys._getframe``
-imported as ``g``) depends on the function's globals and cells: :mod:`sage_streams._inline`
+imported as ``g``) depends on the function's globals and cells: :mod:`sage_streams._codegen.inline`
 checks the objects the names resolve to.
 
 A pasted local variable outlives its item: the next item's pass reads the last item's value if

@@ -1,12 +1,12 @@
 """The window operator's per-item loops, generated so that small user functions are pasted in.
 
 Two loops run once per item in a window operator: reading each item's key, and, for tumbling
-windows, putting each item of a run in its window (:meth:`~sage_streams.windows.WindowState.add_run`):
+windows, putting each item of a run in its window (``WindowState.add_run``):
 appending it to the window's items, or folding it into the window's accumulator with the
-``add`` of ``aggregate``. As the fused chains of :mod:`sage_streams._fusion` do, we generate
+``add`` of ``aggregate``. As the fused chains of :mod:`sage_streams._codegen.chain` do, we generate
 their source, so that a user function whose body is one expression (``lambda e: e["key"]``,
 ``lambda total, e: total + e["value"]``) is pasted in rather than called
-(:mod:`sage_streams._inline`): on CPython 3.11 the call costs more than such a function's work.
+(:mod:`sage_streams._codegen.inline`): on CPython 3.11 the call costs more than such a function's work.
 
 A loop that pastes a function in runs with that function's module globals, so that the
 expression's global names mean what they meant; the built-ins the loop needs itself come in as
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from types import CodeType
 from typing import Any, TypeAlias
 
@@ -149,13 +150,20 @@ def run_loop(add: Callable[[Any, Any], Any] | None = None, *, inline: bool = Fal
     in when ``inline`` and it is one expression.
     """
     if add is None:
-        return RunLoop(_generate("run", _RUN, "body", lambda _: _APPEND, {"_add": None}, None)[0])
+        return _appending()
     found = inlinable(add, 2) if inline else None
 
     def fold(pasted: Inlinable | None) -> str:
         return _FOLD.format(add=pasted.text("acc", "item") if pasted is not None else "_add(acc, item)")
 
     return RunLoop(*_generate("run", _RUN, "body", fold, {"_add": add}, found))
+
+
+@cache
+def _appending() -> RunLoop:
+    """The appending loop: one for the process, made when a window first needs it, so that
+    nothing is compiled when the package is imported."""
+    return RunLoop(_generate("run", _RUN, "body", lambda _: _APPEND, {"_add": None}, None)[0])
 
 
 # -- generating -------------------------------------------------------------------------------------
@@ -171,7 +179,7 @@ def _generate(
 ) -> tuple[Callable[..., Any], Inlinable | None, int]:
     """Define the function ``name`` of ``template`` with its ``slot`` filled with one line,
     ``code(found)``, or ``code(None)`` when ``found``'s expression cannot be pasted in (see
-    :func:`~sage_streams._inline.define`).
+    :func:`~sage_streams._codegen.inline.define`).
 
     Returns:
         The function, what it pasted in, and the number of that line (errors there are the

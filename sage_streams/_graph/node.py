@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from sage_streams._typing import check_seconds
 from sage_streams.channel import Receiver, Sender, create_channel
+from sage_streams.functions import resolve_function
 
 if TYPE_CHECKING:
-    from sage_streams._graph.policy import ErrorPolicy
-    from sage_streams._typing import Source
+    from sage_streams._typing import Source, UserFunction
     from sage_streams.operators.base import Operator
 
-__all__ = ["FUSABLE", "Node", "NodeKind", "nearest_policy"]
+__all__ = ["FUSABLE", "ErrorPolicy", "Node", "NodeKind", "nearest_policy"]
 
 NodeKind: TypeAlias = Literal[
     "push", "pull", "map", "filter", "flat_map", "key_by", "sink", "operator", "side", "dead_letters"
@@ -139,3 +140,45 @@ def nearest_policy(nodes: Sequence[Node]) -> ErrorPolicy | None:
                     upstream.append(producer)
         frontier = upstream
     return next((policy for policy in found if policy not in feeding), None)
+
+
+class ErrorPolicy:
+    """The error configuration of one ``ConnectedStreams`` or ``DataStream`` (its ``owner``).
+
+    Building a graph only sets these fields; each run gets a :class:`PolicyRun` with the state.
+    """
+
+    def __init__(self, owner: object, errors_name: str) -> None:
+        self.owner = owner
+        self.errors_name = errors_name
+        """The name of the ``errors()`` stream."""
+        self.handler: Callable[..., Any] | None = None
+        self.max_retries = 3
+        self.backoff = 0.0
+        self.max_errors: int | None = None
+        self.time_window = 0.0
+        self.dead_letters: Node | None = None
+        """The node of the ``errors()`` stream, once somebody asked for it."""
+
+    @property
+    def is_set(self) -> bool:
+        """Whether anything made this policy one to follow: a handler, a threshold, or an
+        ``errors()`` stream asked for. A ``ConnectedStreams`` makes its policy up front; until
+        it is set, its operators follow the policy of their inputs."""
+        return self.handler is not None or self.max_errors is not None or self.dead_letters is not None
+
+    def set_handler(self, handler: UserFunction, max_retries: int, backoff: float) -> None:
+        """Validate and set what ``on_error`` was given."""
+        function = resolve_function(handler, "error handler")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        self.handler = function
+        self.max_retries = max_retries
+        self.backoff = check_seconds("backoff", backoff)
+
+    def set_threshold(self, max_errors: int, time_window: float) -> None:
+        """Validate and set what ``set_error_threshold`` was given."""
+        if isinstance(max_errors, bool) or not isinstance(max_errors, int) or max_errors < 0:
+            raise ValueError(f"max_errors must be an int >= 0, got {max_errors!r}")
+        self.time_window = check_seconds("time_window", time_window, allow_zero=False)
+        self.max_errors = max_errors

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sage_streams._codegen import FusedChain, Inline, Step
+from sage_streams._codegen.chain import FusedChain
+from sage_streams._codegen.inline import Inline
+from sage_streams._codegen.steps import Step
 from sage_streams._graph.node import Node
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Head, Prefix, Prefixed

@@ -10,9 +10,8 @@ from typing import Any
 
 import anyio
 
-from sage_streams._codegen import Inline
-from sage_streams._graph.node import FUSABLE, Node
-from sage_streams._graph.policy import ErrorPolicy
+from sage_streams._codegen.inline import Inline
+from sage_streams._graph.node import FUSABLE, ErrorPolicy, Node
 from sage_streams._runtime.chain import ChainTask
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import ChannelHead, Head, IterableHead

@@ -9,15 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sage_streams._graph.policy import (
-    DECISIONS,
-    DeadLetter,
-    DeadLetterOutlet,
-    Decision,
-    ErrorContext,
-    ErrorPolicy,
-    logger,
-)
+from sage_streams._graph.node import ErrorPolicy
+from sage_streams._graph.policy import DECISIONS, DeadLetter, DeadLetterOutlet, Decision, ErrorContext, logger
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams.errors import ErrorThresholdExceeded, StreamError, _error_text, _short_repr
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sage_streams._graph.node import Node, nearest_policy
-from sage_streams._graph.policy import ErrorPolicy
+from sage_streams._graph.node import ErrorPolicy, Node, nearest_policy
 from sage_streams._typing import UserFunction
 from sage_streams.api.handling import ErrorHandling
 from sage_streams.api.stream import DataStream
@@ -56,7 +55,7 @@ class ConnectedStreams(ErrorHandling):
     Streams of different environments are connected into one graph when at most one of them was
     made by a ``LocalEnvironment`` you created: streams made by ``DataStream(name)`` join it.
 
-    ``on_error``, ``set_error_threshold`` and ``errors()`` (see :mod:`sage_streams.policy`) cover
+    ``on_error``, ``set_error_threshold`` and ``errors()`` (see :mod:`sage_streams.api.handling`) cover
     every operator made from these streams and what is downstream of them, sinks included.
     Until one of them is called, those operators follow the policy of their inputs: the nearest
     one upstream, the first input's when two are as near.
@@ -127,7 +126,7 @@ class ConnectedStreams(ErrorHandling):
         ``key_func`` is one function for both sides or a pair ``(left_key, right_key)``;
         ``condition(left, right)`` is a theta condition, alone or with keys; ``within`` makes it
         an event-time interval join. ``join_type`` is ``"inner"``, ``"left"``, ``"right"`` or
-        ``"outer"``; a missing side is ``None``. See ``sage_streams.joins`` for the semantics.
+        ``"outer"``; a missing side is ``None``. See ``sage_streams.operators.joins.state`` for the semantics.
         """
         if len(self.streams) != 2:
             raise StreamError(f"a join takes exactly two streams, these are {len(self.streams)}")
@@ -156,7 +155,7 @@ class ConnectedStreams(ErrorHandling):
         ``"timestamp"``: one item per input, within ``tolerance`` of each other, each item used
         once; items that can no longer match go to ``.unmatched()``. ``"event"``: each input is
         held at its ``sync_event`` marker until every input has reached one, then one tuple of
-        per-input lists (markers not included) is emitted. See ``sage_streams.sync``.
+        per-input lists (markers not included) is emitted. See ``sage_streams.operators.sync.state``.
         """
         config = sync_config(  # validates the arguments now, not at run time
             len(self.streams),
@@ -182,7 +181,7 @@ class ConnectedStreams(ErrorHandling):
 
         ``"tumbling"`` (size), ``"sliding"`` (size, slide) or ``"session"`` (timeout, the gap);
         keywords ``timestamp``, ``key_func``, ``out_of_orderness``, ``allowed_lateness`` and
-        ``name`` as in :func:`sage_streams.windowing.window_node`. ``windowed.process(fn)`` calls
+        ``name`` as in :func:`sage_streams.api.windowed.window_node`. ``windowed.process(fn)`` calls
         ``fn(window_data, state)`` once per fired window, with this object's state.
         """
         from sage_streams.api.windowed import window_node

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sage_streams._codegen import Inline, tracing
+from sage_streams._codegen.inline import Inline, tracing
 from sage_streams._graph.node import Node, NodeKind
 from sage_streams._runtime import Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams.errors import StreamError

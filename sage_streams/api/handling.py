@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from sage_streams._graph.policy import DeadLetter, ErrorPolicy
+from sage_streams._graph.node import ErrorPolicy
+from sage_streams._graph.policy import DeadLetter
 
 if TYPE_CHECKING:
     from sage_streams._typing import UserFunction
@@ -38,7 +39,7 @@ class ErrorHandling:
         ``handler(stream_id, error, context)`` (sync or ``async``, or a registered name) returns
         ``"continue"``, ``"retry"`` or ``"stop"``; ``context`` has ``item``, ``operator``,
         ``attempt`` and ``max_retries``. A retry waits ``backoff * 2 ** (attempt - 1)`` seconds
-        of the environment's clock first. See :mod:`sage_streams.policy`.
+        of the environment's clock first. See :mod:`sage_streams.api.handling`.
         """
         self._error_policy().set_handler(handler, max_retries, backoff)
         return self

@@ -29,8 +29,7 @@ import concurrent.futures
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, Self
 
-from sage_streams._graph.node import Node, NodeKind
-from sage_streams._graph.policy import ErrorPolicy
+from sage_streams._graph.node import ErrorPolicy, Node, NodeKind
 from sage_streams._runtime import (
     ChannelOutlet,
     ListOutlet,

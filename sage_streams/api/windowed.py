@@ -3,7 +3,7 @@
 The window operator reads each item's timestamp, keeps a watermark per input (the largest
 timestamp seen minus ``out_of_orderness``, never going back) and takes the smallest over the
 inputs that have not ended as its own, as Flink does. It feeds the pure logic of
-:mod:`sage_streams.windows`, which fires a window ``[start, end)`` once the watermark reaches
+:mod:`sage_streams.operators.windows.state`, which fires a window ``[start, end)`` once the watermark reaches
 ``end``. An item all of whose windows are past ``end + allowed_lateness`` is late: it goes to
 ``windowed.late()``, never silently away. At the end of input every open window fires.
 

@@ -20,7 +20,7 @@ keep it exactly. What happens when a producer meets a full channel is the channe
 * ``"drop"`` discards the items that do not fit;
 * ``"drop_oldest"`` evicts the oldest queued items to make room;
 * ``"buffer"`` never waits and never drops: what does not fit is spilled to an on-disk
-  :class:`~sage_streams.overflow.OverflowStore`, and everything sent after it, control messages
+  :class:`~sage_streams.channel.overflow.OverflowStore`, and everything sent after it, control messages
   included, queues up behind it there. As the receiver makes room, the oldest spilled messages
   move back into memory, so the receiver sees exactly the order that was sent. Spilled items
   are serialized by the channel's ``codec`` (pickle unless told otherwise): they must be

@@ -297,7 +297,7 @@ def create_channel(
         batch_size: the largest batch :meth:`Sender.send_item` builds at the tail, and of
             the batches ``"buffer"`` moves back from its overflow store.
         codec: with ``"buffer"``, how spilled items are serialized: ``"pickle"``, ``"json"`` or
-            a :class:`~sage_streams.overflow.Codec`.
+            a :class:`~sage_streams.channel.overflow.Codec`.
     """
     if not isinstance(capacity, int) or capacity < 1:
         raise ValueError(f"channel capacity must be a positive int, got {capacity!r}")

@@ -67,7 +67,7 @@ class Unreadable(Control):
 
     The item was checked to load back when it spilled, so this is rare (a file damaged since, a
     codec that fails now and then), and it must not stop the stream: the receiver puts
-    ``error`` (a :class:`~sage_streams.overflow.SpillError` whose ``item`` is the bytes) to its
+    ``error`` (a :class:`~sage_streams.errors.SpillError` whose ``item`` is the bytes) to its
     error policy, which may let the item go or read it again.
     """
 

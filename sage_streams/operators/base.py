@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from sage_streams._codegen import Lookup
+    from sage_streams._codegen.steps import Lookup
 
 
 __all__ = ["ItemError", "LookupOperator", "Operator", "TimedOperator", "WatermarkOperator"]
@@ -53,7 +53,7 @@ class Operator(Protocol):
     The runtime reads the operator's inputs, one channel each, and calls these methods from one
     task, so the logic needs no locks. Items returned go to the operator's main output; items
     put in :attr:`side` under a port name go to that side output (``unmatched()``, ...).
-    Errors of one item are raised as :class:`~sage_streams.errors.ItemError`.
+    Errors of one item are raised as :class:`~sage_streams.operators.base.ItemError`.
     """
 
     side: dict[str, list[Any]]

@@ -2,7 +2,7 @@
 
 Each is the stateful object that the runtime's operator head feeds (see
 ``sage_streams._runtime.operator_head``): it gets the batches of its inputs, their ends and the
-finish, and returns what it emits. ``ConnectedStreams`` (in :mod:`sage_streams.connected`)
+finish, and returns what it emits. ``ConnectedStreams`` (in :mod:`sage_streams.api.connected`)
 builds them into the graph.
 """
 

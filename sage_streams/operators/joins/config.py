@@ -1,7 +1,7 @@
 """Join configurations: what a join matches on, validated when the join is declared.
 
 A frozen :class:`JoinConfig` is made by :func:`join_config` from the arguments of
-``ConnectedStreams.join``; :class:`~sage_streams.joins.JoinState` runs it. Keeping the config
+``ConnectedStreams.join``; :class:`~sage_streams.operators.joins.state.JoinState` runs it. Keeping the config
 apart from the join's state follows ``window_configs``: a bad argument fails where the graph is
 built, and the state's module holds only the join itself.
 """

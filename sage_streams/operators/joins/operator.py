@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sage_streams._codegen import Lookup
+from sage_streams._codegen.steps import Lookup
 from sage_streams.operators.joins.state import JoinState
 
 __all__ = ["JoinOperator"]
 
 
 class JoinOperator:
-    """Feeds a :class:`~sage_streams.joins.JoinState` from the two inputs."""
+    """Feeds a :class:`~sage_streams.operators.joins.state.JoinState` from the two inputs."""
 
     def __init__(self, join: JoinState) -> None:
         self.join = join

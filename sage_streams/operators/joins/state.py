@@ -36,7 +36,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from sage_streams._codegen import Lookup, Probe, compile_probe, lookup_error, none_key
+from sage_streams._codegen.join_probe import Probe, compile_probe, lookup_error, none_key
+from sage_streams._codegen.steps import Lookup
 from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.joins.config import JoinConfig, JoinType, join_config
@@ -130,7 +131,7 @@ class JoinState:
     and emits what remains unmatched: left first, then right, each in arrival order.
 
     A keyed inner join without condition or ``within`` runs a generated loop per side
-    (:mod:`sage_streams._join_probe`), with the key function inlined when ``inline`` is true.
+    (:mod:`sage_streams._codegen.join_probe`), with the key function inlined when ``inline`` is true.
     Once its other input has ended with one item per key, it is a plain lookup, which the
     runtime may run itself (:meth:`lookup`).
 
@@ -259,7 +260,7 @@ class JoinState:
         is all the join still does: a keyed inner join, the other input ended, holding one item
         per key (a dimension table). Items of ``side`` are then neither buffered nor able to
         change anything, so the runtime may run the lookup fused into the steps after the join
-        (:class:`~sage_streams._fusion.Step` of kind ``"lookup"``) instead of calling
+        (:class:`~sage_streams._codegen.steps.Step` of kind ``"lookup"``) instead of calling
         :meth:`push`; it reports the work with :meth:`record_lookups`.
         """
         self._check_side(side)

@@ -1,7 +1,7 @@
 """Synchronization configurations: how inputs are aligned, validated when declared.
 
 A frozen :class:`SyncConfig` is made by :func:`sync_config` from the arguments of
-``ConnectedStreams.synchronize``; the synchronizers of :mod:`sage_streams.sync` run it, as
+``ConnectedStreams.synchronize``; the synchronizers of :mod:`sage_streams.operators.sync.state` run it, as
 join and window configs live apart from the state that runs them.
 """
 

@@ -13,7 +13,7 @@ up as unmatched. Each input's items may arrive in batches of any size; how the b
 never changes which tuples are emitted.
 
 A bad item (a missing or invalid timestamp, a non-mapping item for ``item['type']``) raises
-:class:`SyncItemError`, an :class:`~sage_streams.errors.ItemError` whose ``index`` is the item's
+:class:`SyncItemError`, an :class:`~sage_streams.operators.base.ItemError` whose ``index`` is the item's
 position in the batch and whose ``partial`` holds what the items before it produced; those items
 are fully processed, so the caller may go on with ``items[index + 1:]`` and nothing is lost.
 

@@ -1,4 +1,4 @@
-"""Event time through a batch: feeding :class:`~sage_streams.windows.WindowState` item-exactly.
+"""Event time through a batch: feeding a ``WindowState`` item-exactly.
 
 A window operator receives items in batches, but what fires must never depend on how they were
 batched. So the watermark moves item by item: each item is judged late or not against the
@@ -9,7 +9,7 @@ sliding windows and sessions.
 For tumbling windows it finds the same points without per-item watermark work. Whether an item
 moves the watermark to a deadline is monotone in its timestamp, so the first item that does in a
 batch is found by a binary search over maxima of slices, computed in C. The items up to it go to
-:meth:`~sage_streams.windows.WindowState.add_run` in one tight loop, then what is due fires, and
+``WindowState.add_run`` in one tight loop, then what is due fires, and
 the search goes on from the next item. A run also ends early after an item that makes the next
 deadline earlier, since the search was made for the old one.
 """
@@ -21,7 +21,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sage_streams.operators.windows.state import FiredWindow, WindowState
+from sage_streams.operators.windows.panes import FiredWindow
+from sage_streams.operators.windows.state import WindowState
 
 __all__ = ["EventTime", "feed_batch"]
 

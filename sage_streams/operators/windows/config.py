@@ -3,7 +3,7 @@
 :class:`TumblingWindows`, :class:`SlidingWindows` and :class:`SessionWindows` say what windows
 an item belongs to; :func:`window_config` makes one from the contract's spelling,
 ``window(window_type, size, slide, timeout=...)``. They hold no state: the logic that assigns
-items, fires and purges is :class:`sage_streams.windows.WindowState`, which takes one.
+items, fires and purges is :class:`sage_streams.operators.windows.state.WindowState`, which takes one.
 
 Example::
 

@@ -7,7 +7,7 @@ accumulator when it arrives (:class:`Accumulators`), so that nothing is stored, 
 walked again when the window fires. A keyed aggregation over many windows gains most: a window's
 items, stored as they arrive, lie scattered in memory among those of the other keys.
 
-:class:`~sage_streams.windows.WindowState` keeps a window's contents as a list with one entry
+:class:`~sage_streams.operators.windows.state.WindowState` keeps a window's contents as a list with one entry
 per input, and asks either kind for the same few things: empty contents, an item folded in, the
 contents of merged sessions, and what a fired window carries. Folding computes the new entry and
 leaves storing it to the caller, so that an ``add`` or ``merge`` that raises leaves no trace.
@@ -27,12 +27,10 @@ from collections.abc import Callable, Sequence
 from functools import reduce
 from typing import Any, TypeAlias
 
-from sage_streams._codegen import RunLoop, run_loop
+from sage_streams._codegen.window_loops import RunLoop, run_loop
 from sage_streams.functions import is_async_callable
 
 __all__ = ["Accumulators", "ItemLists", "WindowContents"]
-
-_APPENDING = run_loop()
 
 
 class ItemLists:
@@ -71,7 +69,7 @@ class ItemLists:
     @property
     def run(self) -> RunLoop:
         """The loop appending runs of items to their tumbling windows."""
-        return _APPENDING
+        return run_loop()
 
 
 class Accumulators:
@@ -84,7 +82,7 @@ class Accumulators:
     ``merge(merge(first, second), third)``); then the bridging item is folded into the result.
     ``add`` and ``merge`` must be plain functions: they run inside the window operator, item by
     item, where nothing can be awaited. With ``inline``, an ``add`` of one expression is pasted
-    into the loop for tumbling windows (:mod:`sage_streams._window_loops`).
+    into the loop for tumbling windows (:mod:`sage_streams._codegen.window_loops`).
 
     An ``add`` that raises leaves the accumulator as it was when it returns a new value (numbers,
     tuples, frozen records); one that changes a mutable accumulator in place must raise before it

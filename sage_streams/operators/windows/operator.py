@@ -2,9 +2,9 @@
 
 :class:`WindowOperator` is what the runtime's operator head feeds (see
 ``sage_streams._runtime.operator_head``): it reads each item's timestamp and key, keeps the
-watermarks, feeds the pure logic of :mod:`sage_streams.windows` and turns what fires into
+watermarks, feeds the pure logic of :mod:`sage_streams.operators.windows.state` and turns what fires into
 :class:`WindowData` (for ``process``) or :class:`WindowAggregate` (for ``aggregate``).
-``sage_streams.windowing`` builds it into the graph.
+``sage_streams.api.windowed`` builds it into the graph.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sage_streams._codegen import KeyReader, each, key_reader
+from sage_streams._codegen.window_loops import KeyReader, each, key_reader
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
 from sage_streams.operators.windows.batches import EventTime, feed_batch
-from sage_streams.operators.windows.state import FiredWindow, WindowState
+from sage_streams.operators.windows.panes import FiredWindow
+from sage_streams.operators.windows.state import WindowState
 from sage_streams.time import Clock
 
 __all__ = ["WindowAggregate", "WindowData", "WindowOperator"]
@@ -108,7 +109,7 @@ class WindowOperator:
 
     Fired windows leave as :class:`WindowData`, or as :class:`WindowAggregate` when the state
     holds accumulators (``aggregated``). With ``inline``, a key function of one expression is
-    pasted into the loop reading the keys (:mod:`sage_streams._window_loops`).
+    pasted into the loop reading the keys (:mod:`sage_streams._codegen.window_loops`).
     """
 
     def __init__(

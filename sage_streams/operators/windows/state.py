@@ -2,8 +2,8 @@
 
 This is the synchronous state behind ``DataStream.window`` and ``ConnectedStreams.window``. The
 configs (:class:`TumblingWindows`, :class:`SlidingWindows`, :class:`SessionWindows`, made by
-:func:`window_config`) live in :mod:`sage_streams.window_configs` and are re-exported here, as
-the vocabulary of this module. A :class:`WindowState` is the logic: the runtime feeds it one
+:func:`window_config`) live in :mod:`sage_streams.operators.windows.config`. A
+:class:`WindowState` is the logic: the runtime feeds it one
 timestamped item at a time with :meth:`~WindowState.add` (or, for tumbling windows, a run of
 items at a time with :meth:`~WindowState.add_run`), moves event time on with
 :meth:`~WindowState.advance` and ends the input with :meth:`~WindowState.flush`. Nothing here
@@ -17,7 +17,7 @@ A timestamp 2**50 window lengths or more from 0 (:data:`MAX_WINDOW_NUMBER`) is o
 ``add`` raises ``ValueError``, an error of that item. Assigning an item costs O(1) per window.
 Fired windows come out ordered by ``(end, start)``, then by key in first-seen order.
 
-A window holds, per input, its items; or, given :class:`~sage_streams._window_contents.Accumulators`,
+A window holds, per input, its items; or, given ``Accumulators``,
 an accumulator that each item is folded into as it arrives (``aggregate``): then nothing is
 stored, and a fired window carries the accumulators instead of the items.
 
@@ -37,145 +37,27 @@ import heapq
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
 from operator import length_hint
-from typing import Any, Final
+from typing import Any
 
 from sage_streams._typing import check_seconds
 from sage_streams.operators.windows.config import (
-    MAX_WINDOWS_PER_ITEM,
     SessionWindows,
     SlidingWindows,
     TumblingWindows,
     WindowConfig,
-    WindowType,
-    window_config,
 )
 from sage_streams.operators.windows.contents import Accumulators, ItemLists, WindowContents
+from sage_streams.operators.windows.panes import (
+    FiredWindow,
+    KeyWindows,
+    Window,
+    in_range,
+    start_of,
+    window_number,
+)
 
-__all__ = [
-    "MAX_WINDOWS_PER_ITEM",
-    "MAX_WINDOW_NUMBER",
-    "FiredWindow",
-    "SessionWindows",
-    "SlidingWindows",
-    "TumblingWindows",
-    "WindowConfig",
-    "WindowState",
-    "WindowType",
-    "window_config",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class FiredWindow:
-    """One window of one key, fired.
-
-    Attributes:
-        key: the key the window belongs to.
-        start: the window's start, included.
-        end: the window's end, excluded; the watermark reached it (or the input ended).
-        items: per input index, that input's items in the window, in arrival order; or, when the
-            state aggregates, that input's accumulator.
-        refire: ``True`` when the window fired before and fires again because of late items;
-            ``items`` then holds all of its items, old and new (or the accumulator that has
-            folded them all).
-    """
-
-    key: Hashable
-    start: float
-    end: float
-    items: tuple[tuple[Any, ...], ...]
-    refire: bool = False
-
-
-class _Window:
-    """One window of one key: its bounds, its contents per input, and where it is in its life.
-
-    ``token`` names the window's live entry in the heap of windows due to fire (-1: not due);
-    entries with another token are stale and skipped. ``contents`` holds, per input, a list of
-    items or an accumulator (see :mod:`sage_streams._window_contents`).
-    """
-
-    __slots__ = ("alive", "contents", "end", "fired", "in_purge", "index", "key", "rank", "start", "token")
-
-    def __init__(
-        self, key: Hashable, rank: int, start: float, end: float, index: int, contents: list[Any]
-    ) -> None:
-        self.key = key
-        self.rank = rank
-        self.start = start
-        self.end = end
-        self.index = index  # the window's number k, for tumbling and sliding windows
-        self.contents = contents
-        self.fired = False  # fired at least once: the next firing is a refire
-        self.token = -1
-        self.in_purge = False  # has an entry in the heap of windows kept for late items
-        self.alive = True
-
-
-class _Key:
-    """The windows of one key: by number (tumbling, sliding) or sorted by start (sessions)."""
-
-    __slots__ = ("numbered", "rank", "sessions")
-
-    def __init__(self, rank: int) -> None:
-        self.rank = rank  # orders keys by first sight, among windows of equal bounds
-        self.numbered: dict[int, _Window] = {}
-        self.sessions: list[_Window] = []
-
-    def windows(self) -> list[_Window]:
-        return [*self.numbered.values(), *self.sessions]
-
-
-def _start_of(window: _Window) -> float:
-    return window.start
-
-
-MAX_WINDOW_NUMBER: Final = 2**50
-"""How many window lengths from 0 a timestamp may lie (about 1.1e15): the documented range.
-
-Window bounds are float products, ``k * length``. Within this range each is within an eighth of
-a length of its exact value, so windows are never empty and the division that finds ``k`` is off
-by at most one; beyond it, floats soon cannot tell neighbouring windows apart. For 1-second
-windows the range is about 35 million years either side of the epoch; for 1 ms, 35,700 years.
-"""
-
-
-def _in_range(timestamp: float, length: float, reach: float) -> float:
-    """``timestamp / length``, checked to be less than :data:`MAX_WINDOW_NUMBER` from 0, with the
-    bounds of the item's windows, at most ``reach`` away from it, within float range.
-
-    Raises:
-        ValueError: it is not; the error of the item, which names the range.
-    """
-    quotient = timestamp / length
-    # An overflow to inf fails too; the reach is doubled to leave room for rounding.
-    if not (abs(quotient) < MAX_WINDOW_NUMBER and math.isfinite(abs(timestamp) + 2 * reach)):
-        raise ValueError(
-            f"timestamp {timestamp!r} is out of the range of windows of {length!r} s: it must lie"
-            f" within 2**50 window lengths of 0 (|timestamp| < {MAX_WINDOW_NUMBER * length:.6g}),"
-            " where floats still tell one window from the next, and its windows within float range"
-        )
-    return quotient
-
-
-def _window_number(timestamp: float, length: float, reach: float = 0.0) -> int:
-    """The ``k`` with ``k * length <= timestamp < (k + 1) * length``, in float arithmetic.
-
-    O(1): the division gives ``k`` up to one either way (see :data:`MAX_WINDOW_NUMBER`), and the
-    products, which membership is judged by, correct it. ``reach``: how much further than a
-    length from the timestamp the item's windows may extend (sliding windows).
-
-    Raises:
-        ValueError: ``timestamp`` is out of range (see :func:`_in_range`).
-    """
-    k = math.floor(_in_range(timestamp, length, length + reach))
-    if k * length > timestamp:
-        k -= 1
-    elif (k + 1) * length <= timestamp:
-        k += 1
-    return k
+__all__ = ["WindowState"]
 
 
 class WindowState:
@@ -252,9 +134,9 @@ class WindowState:
         # Per input, window number and key: the cells (see ItemLists.cell) of windows due to fire,
         # for add_run. A window stops being due only in advance and flush, which clear them.
         self._due_cells: list[dict[int, dict[Hashable, Any]]] = [{} for _ in range(inputs)]
-        self._keys: dict[Hashable, _Key] = {}
-        self._due: list[tuple[float, float, int, int, _Window]] = []  # (end, start, rank, token, w)
-        self._kept: list[tuple[float, int, _Window]] = []  # (end + allowed_lateness, token, w)
+        self._keys: dict[Hashable, KeyWindows] = {}
+        self._due: list[tuple[float, float, int, int, Window]] = []  # (end, start, rank, token, w)
+        self._kept: list[tuple[float, int, Window]] = []  # (end + allowed_lateness, token, w)
         self._next_rank = 0
         self._next_token = 0
         self._seq = 0  # arrival order of session items, across merges (item lists)
@@ -305,7 +187,7 @@ class WindowState:
         ``stamps`` are the items' finite timestamps, ``keys`` their keys (an unhashable one is
         an error, as in ``add``), ``watermark_at(i)`` is the watermark just before ``items[i]``,
         and late items are appended to ``late``. The caller keeps to the protocol of
-        :mod:`sage_streams._window_batches`: it fires what is due whenever the watermark reaches
+        :mod:`sage_streams.operators.windows.batches`: it fires what is due whenever the watermark reaches
         :meth:`next_deadline`, so no window fires inside a run. Then an item for a window that
         is due, or kept for late items, is never late, and the watermark is asked for only when
         an item needs a window its key lacks.
@@ -313,7 +195,7 @@ class WindowState:
         The run stops right after an item whose window makes :meth:`next_deadline` earlier (a
         new window, or a fired one due again), so that the caller can see whether the watermark
         reaches that deadline with that item. Items whose keys' windows this run has already
-        looked up take a generated loop (:mod:`sage_streams._window_loops`), with a one-expression
+        looked up take a generated loop (:mod:`sage_streams._codegen.window_loops`), with a one-expression
         ``add`` pasted in when the accumulators say so.
 
         Returns:
@@ -342,7 +224,7 @@ class WindowState:
             # The generated loop takes the items whose keys have a cell in their window; here the
             # others: a window this run has not looked up yet, a new one, or a late item.
             try:
-                missed = loop.function(triples, index, size, _window_number, due, number, start, end, cells)
+                missed = loop.function(triples, index, size, window_number, due, number, start, end, cells)
             except Exception as exc:
                 loop.annotate(exc)
                 return len(items) - length_hint(rest) - 1, exc
@@ -430,12 +312,12 @@ class WindowState:
         """``(k, start, end)`` of every window holding ``timestamp``, the latest first."""
         if self._tumbling:
             size = self._size
-            k = _window_number(timestamp, size)
+            k = window_number(timestamp, size)
             return [(k, k * size, (k + 1) * size)]
         size, slide = self._size, self._slide
         # Window k is [k * slide, k * slide + size): the latest to start by the timestamp holds
         # it (slide <= size), and earlier ones while they reach it; about size / slide in all.
-        k = _window_number(timestamp, slide, size)
+        k = window_number(timestamp, slide, size)
         spans = []
         while (end := k * slide + size) > timestamp:
             spans.append((k, k * slide, end))
@@ -467,20 +349,20 @@ class WindowState:
             self._store_numbered(key, k, start, end, window, contents)
         return True
 
-    def _numbered_window(self, key: Hashable, k: int) -> _Window | None:
+    def _numbered_window(self, key: Hashable, k: int) -> Window | None:
         """Window number ``k`` of ``key``, if held."""
         state = self._keys.get(key)
         return state.numbered.get(k) if state is not None else None
 
-    def _folded(self, window: _Window | None, index: int, item: Any, seq: int) -> tuple[list[Any], Any]:
+    def _folded(self, window: Window | None, index: int, item: Any, seq: int) -> tuple[list[Any], Any]:
         """The contents of ``window`` (new ones for ``None``) and ``item`` folded into input
         ``index``'s entry, to be stored there; raises what ``add`` raises."""
         contents = window.contents if window is not None else self._contents.empty(self.inputs)
         return contents, self._contents.folded(contents[index], item, seq)
 
     def _store_numbered(
-        self, key: Hashable, k: int, start: float, end: float, window: _Window | None, contents: list[Any]
-    ) -> _Window:
+        self, key: Hashable, k: int, start: float, end: float, window: Window | None, contents: list[Any]
+    ) -> Window:
         """Hold ``window`` (made with ``contents`` if ``None``) as number ``k`` of ``key``, due to fire."""
         if window is None:
             state = self._key(key)
@@ -495,7 +377,7 @@ class WindowState:
         self, key: Hashable, timestamp: float, index: int, item: Any, watermark: float
     ) -> bool:
         gap = self._gap
-        _in_range(timestamp, gap, gap)  # beyond it, [t, t + gap) might not even hold t
+        in_range(timestamp, gap, gap)  # beyond it, [t, t + gap) might not even hold t
         if timestamp + gap + self.allowed_lateness <= watermark:
             return False
         timestamp = float(timestamp)  # a session starts at an item's timestamp: keep bounds floats
@@ -503,7 +385,7 @@ class WindowState:
         sessions = state.sessions if state is not None else []
         # Held sessions are disjoint and more than a gap apart, so both starts and ends ascend; the
         # item reaches those starting at most a gap after it and ending no earlier than it: two at most.
-        high = bisect_right(sessions, timestamp + gap, key=_start_of)
+        high = bisect_right(sessions, timestamp + gap, key=start_of)
         low = high
         while low > 0 and sessions[low - 1].end >= timestamp:
             low -= 1
@@ -534,7 +416,7 @@ class WindowState:
         # Otherwise a later end only: the queued entry is requeued lazily when it comes up.
         return True
 
-    def _merge(self, window: _Window, others: list[_Window], contents: list[Any]) -> None:
+    def _merge(self, window: Window, others: list[Window], contents: list[Any]) -> None:
         """Merge ``others``, later sessions of the same key, into ``window``, whose contents
         become ``contents``: theirs merged."""
         for other in others:
@@ -552,34 +434,34 @@ class WindowState:
         for due in self._due_cells:
             due.clear()
 
-    def _key(self, key: Hashable) -> _Key:
+    def _key(self, key: Hashable) -> KeyWindows:
         state = self._keys.get(key)
         if state is None:
-            state = self._keys[key] = _Key(self._next_rank)
+            state = self._keys[key] = KeyWindows(self._next_rank)
             self._next_rank += 1
         return state
 
     def _new_window(
         self, key: Hashable, rank: int, start: float, end: float, number: int, contents: list[Any]
-    ) -> _Window:
+    ) -> Window:
         self._open += 1
-        return _Window(key, rank, start, end, number, contents)
+        return Window(key, rank, start, end, number, contents)
 
     def _token(self) -> int:
         self._next_token += 1
         return self._next_token
 
-    def _queue(self, window: _Window) -> None:
+    def _queue(self, window: Window) -> None:
         """Make ``window`` due to fire when the watermark reaches its end (superseding any entry)."""
         window.token = token = self._token()
         heapq.heappush(self._due, (window.end, window.start, window.rank, token, window))
 
-    def _keep(self, window: _Window) -> None:
+    def _keep(self, window: Window) -> None:
         """Keep a fired window until the watermark passes its end plus the allowed lateness."""
         window.in_purge = True
         heapq.heappush(self._kept, (window.end + self.allowed_lateness, self._token(), window))
 
-    def _fire(self, window: _Window) -> FiredWindow:
+    def _fire(self, window: Window) -> FiredWindow:
         window.token = -1
         refire = window.fired
         window.fired = True
@@ -604,14 +486,14 @@ class WindowState:
         for window in still_kept:
             self._keep(window)
 
-    def _drop(self, window: _Window) -> None:
+    def _drop(self, window: Window) -> None:
         window.alive = False
         window.token = -1
         self._open -= 1
         state = self._keys[window.key]
         if self._sessions:
             sessions = state.sessions
-            del sessions[bisect_left(sessions, window.start, key=_start_of)]
+            del sessions[bisect_left(sessions, window.start, key=start_of)]
         else:
             del state.numbered[window.index]
         if not state.numbered and not state.sessions:
