@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 EXPECTED = {
     "threaded_producer.py": "fahrenheit: [70.7, 71.6, 67.6, 73.6]\n",

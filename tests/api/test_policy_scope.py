@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_joins import watching_lookups  # the tests' own folder is on the path
 
 from sage_streams import (
     ConnectedStreams,
@@ -25,6 +24,7 @@ from sage_streams import (
     StreamState,
 )
 from sage_streams._graph.node import nearest_policy
+from tests.support import watching_lookups
 
 Call = tuple[str, str, str, Any]
 """What a handler was told: (handler label, stream_id, operator, item)."""

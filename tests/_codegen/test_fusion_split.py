@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment, PipelineError
 from sage_streams._codegen.chain import _MAX_NESTED
-from tests.test_inline_differential import SETTINGS
+from tests._codegen.test_inline_differential import SETTINGS
 
 pytestmark = pytest.mark.slow
 

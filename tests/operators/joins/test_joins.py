@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from sage_streams import (
 )
 from sage_streams.operators.joins.config import JoinConfig, join_config
 from sage_streams.operators.joins.state import JoinState
+from tests.support import watching_lookups
 
 Item = tuple[str, int, int]  # (side, id, key)
 
@@ -324,25 +324,6 @@ def test_join_needs_exactly_two_streams_and_a_key_or_condition() -> None:
 # -- a join against a finished table runs as a lookup fused into the steps after it ---------
 
 Event = dict[str, Any]
-
-
-@contextlib.contextmanager
-def watching_lookups() -> Iterator[asyncio.Event]:
-    """An event set once a join has come down to a lookup (other input ended, a partner a key)."""
-    started = asyncio.Event()
-    original = JoinState.lookup
-
-    def lookup(self: JoinState, side: int) -> Any:
-        found = original(self, side)
-        if found is not None:
-            started.set()
-        return found
-
-    JoinState.lookup = lookup  # type: ignore[method-assign]
-    try:
-        yield started
-    finally:
-        JoinState.lookup = original  # type: ignore[method-assign]
 
 
 @pytest.fixture
