@@ -9,6 +9,8 @@ on a fresh event loop.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -18,6 +20,16 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 Impl = Callable[[Any], Any | Awaitable[Any]]
+
+ENV_OPTIONS_VARIABLE = "SAGE_BENCH_ENV"
+"""JSON keyword arguments for every ``LocalEnvironment`` below (``benchmarks.compare --env``)."""
+
+
+def environment(name: str) -> LocalEnvironment:
+    """The environment of one sage_streams implementation: defaults, unless the variable
+    :data:`ENV_OPTIONS_VARIABLE` gives other options (``{"inline": false}``)."""
+    options: dict[str, Any] = json.loads(os.environ.get(ENV_OPTIONS_VARIABLE) or "{}")
+    return LocalEnvironment(name, **options)
 
 
 def double(x: int) -> int:
@@ -88,7 +100,7 @@ async def w1_asyncio_queues(n: int) -> int:
 
 
 async def w1_sage_streams(n: int) -> int:
-    env = LocalEnvironment("W1")
+    env = environment("W1")
     stream = env.from_collection(range(n)).map(double).filter(divisible_by_3)
     return sum(await stream.collect())
 
@@ -171,7 +183,7 @@ async def w2_sage_streams(sources: W2Input) -> tuple[int, int]:
     idiomatic forms measured (iterating the readers item by item, or returning the merged items
     to a counting ``sink``, each adds a Python step per item: 60-70% slower).
     """
-    env = LocalEnvironment("W2")
+    env = environment("W2")
     streams = [env.create_stream(f"source{k}", source=events) for k, events in enumerate(sources)]
     tally = [0, 0]
 
@@ -260,7 +272,7 @@ Enrichment = Callable[[Any, Callable[[Any], None]], Any]
 async def _w3_through(data: W3Input, enrich_into: Enrichment) -> tuple[int, int]:
     """The join of W3, then ``enrich_into(joined, count)``, which enriches and sinks into ``count``."""
     activities, profiles = data
-    env = LocalEnvironment("W3")
+    env = environment("W3")
     activity_stream = env.from_collection(activities, name="activities")
     profile_stream = env.from_collection(profiles, name="profiles")
     joined = ConnectedStreams([activity_stream, profile_stream]).join("inner", key_func=user_id)
@@ -341,7 +353,7 @@ def key_of(event: dict[str, Any]) -> Any:
 
 async def w4_sage_streams(events: W4Input) -> tuple[int, int, int]:
     """``aggregate``: each event is added to its window's sum as it arrives."""
-    env = LocalEnvironment("W4")
+    env = environment("W4")
     windowed = env.from_collection(events, name="events").window("tumbling", size=WINDOW, key_func=key_of)
     sums = windowed.aggregate(lambda total, event: total + event["value"], initial=0)
     return _w4_result({(window.key, window.start_time): window.value for window in await sums.collect()})
@@ -360,7 +372,7 @@ def window_total(window_data: Any, state: Any) -> dict[str, Any]:
 async def w4_sage_streams_process(events: W4Input) -> tuple[int, int, int]:
     """The seed page's shape: ``windowed.process(window_total)``, then a sink that keeps each
     window's total. Each window keeps its events, and the window function sums them when it fires."""
-    env = LocalEnvironment("W4")
+    env = environment("W4")
     windowed = env.from_collection(events, name="events").window("tumbling", size=WINDOW, key_func=key_of)
     sums: dict[tuple[Any, float], int] = {}
 
