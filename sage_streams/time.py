@@ -1,20 +1,24 @@
-"""Event time: reading and validating the timestamps of items.
+"""Time, both kinds: the processing-time :class:`Clock` and the event time of an input.
 
-A timestamp comes from ``item[field]`` or from ``fn(item)``. It must be a finite real number
-(``int`` or ``float``, not ``bool``); a ``datetime`` is converted to seconds since the epoch
-(aware ones by their UTC offset; naive ones as UTC, and one stream may not mix the two). A bad
-timestamp is an error of its item, raised as :class:`~sage_streams.operators.base.ItemError`, never of
-the runtime.
+Processing time is what a clock says: timers, idle timeouts and processing-time windows read it.
+Event time is what the items say: a timestamp is seconds as a ``float`` (read from items by
+:mod:`sage_streams.operators.timestamps`), and a watermark is the event time up to which an
+input is taken to be complete. :class:`EventTime` is the one type that moves a watermark on:
+window operators keep one per input, interval joins one per side, and what it says travels
+between operators as the channel's :class:`~sage_streams.channel.Watermark` message, a float of
+the same scale. ``-math.inf`` means no event time yet; ``math.inf``, an input that has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "TimerHandle"]
+__all__ = ["Clock", "EventTime", "SystemClock", "TimerHandle"]
 
 
 class TimerHandle(Protocol):
@@ -60,3 +64,51 @@ class SystemClock:
 
     def call_at(self, deadline: float, callback: Callable[[], None]) -> TimerHandle:
         return asyncio.get_running_loop().call_at(deadline, callback)
+
+
+@dataclass(slots=True)
+class EventTime:
+    """Event time as one input of an operator moves it on, item by item.
+
+    An input's ``mark`` is the largest timestamp it has delivered minus ``delay`` (the
+    out-of-orderness); the operator's ``watermark`` is the smallest mark among its inputs that
+    count, so it is this input's mark held down by ``cap``, the smallest mark of the others
+    (``inf`` when none counts). The watermark is recomputed when this input's mark rises, and it
+    never goes back. ``latest`` is the largest timestamp seen by the operator.
+    """
+
+    watermark: float
+    mark: float = -math.inf
+    cap: float = math.inf
+    delay: float = 0.0
+    latest: float = -math.inf
+
+    def after(self, stamp: float) -> float:
+        """The watermark once an item at ``stamp`` has passed (nothing is changed)."""
+        probe = replace(self)
+        probe.pass_item(stamp)
+        return probe.watermark
+
+    def reaches(self, stamp: float, deadline: float) -> bool:
+        """Whether an item at ``stamp`` moves the watermark, up to ``deadline`` or past it."""
+        watermark = self.after(stamp)
+        return watermark > self.watermark and watermark >= deadline
+
+    def pass_item(self, stamp: float) -> bool:
+        """Move on past an item at ``stamp``; ``True`` when the watermark rose."""
+        if stamp > self.latest:
+            self.latest = stamp
+        mark = stamp - self.delay
+        if mark <= self.mark:
+            return False
+        self.mark = mark
+        watermark = min(mark, self.cap)
+        if watermark <= self.watermark:
+            return False
+        self.watermark = watermark
+        return True
+
+    def pass_items(self, stamps: Sequence[float]) -> None:
+        """Move on past items none of which makes anything fire: only the largest stamp matters."""
+        if stamps:
+            self.pass_item(max(stamps))

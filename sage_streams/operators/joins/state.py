@@ -42,6 +42,7 @@ from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.joins.config import JoinConfig, JoinType, join_config
 from sage_streams.operators.timestamps import TimestampReader, timestamp_reader
+from sage_streams.time import EventTime
 
 __all__ = [
     "JoinConfig",
@@ -162,7 +163,7 @@ class JoinState:
         self._readers: tuple[TimestampReader, TimestampReader] | None = None
         if config.within is not None:
             self._readers = (timestamp_reader(config.timestamp), timestamp_reader(config.timestamp))
-        self._watermarks = [-math.inf, -math.inf]
+        self._times = [EventTime(-math.inf), EventTime(-math.inf)]  # per side, for ``within``
         self._ended = [False, False]
         self._buffered = [0, 0]
         self._arrived = [False, False]
@@ -200,7 +201,7 @@ class JoinState:
         if self._ended[side]:
             return []
         self._ended[side] = True
-        self._watermarks[side] = math.inf
+        self._times[side].watermark = math.inf
         out: list[Pair] = []
         self._evict_all(1 - side, out)
         return out
@@ -210,7 +211,7 @@ class JoinState:
         out: list[Pair] = []
         for side in (0, 1):
             self._ended[side] = True
-            self._watermarks[side] = math.inf
+            self._times[side].watermark = math.inf
         self._evict_all(0, out)
         self._evict_all(1, out)
         return out
@@ -309,10 +310,9 @@ class JoinState:
                 entry.matched = True
                 out.append((item, entry.item) if side == 0 else (entry.item, item))
         within = self._within
-        if within is not None and ts > self._watermarks[side]:
-            self._watermarks[side] = ts
+        if within is not None and self._times[side].pass_item(ts):
             self._evict_expired(other, out)
-        if self._ended[other] or (within is not None and self._watermarks[other] - ts > within):
+        if self._ended[other] or (within is not None and self._times[other].watermark - ts > within):
             if not partners:
                 self._emit_unmatched(side, item, out)
             return
@@ -371,7 +371,7 @@ class JoinState:
     def _evict_expired(self, side: int, out: list[Pair]) -> None:
         """Evict the entries of ``side`` the other side's watermark has passed by > ``within``."""
         heap = self._heaps[side]
-        mark = self._watermarks[1 - side]
+        mark = self._times[1 - side].watermark
         within = self._within
         assert within is not None
         # ``mark - ts > within`` is the exact negation of the match test and falls as ``ts``

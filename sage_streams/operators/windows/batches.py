@@ -18,61 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
 from typing import Any
 
 from sage_streams.operators.windows.panes import FiredWindow
 from sage_streams.operators.windows.state import WindowState
+from sage_streams.time import EventTime
 
-__all__ = ["EventTime", "feed_batch"]
-
-
-@dataclass(slots=True)
-class EventTime:
-    """Event time as one input of a window operator moves it on, item by item.
-
-    An input's ``mark`` is the largest timestamp it has delivered minus ``delay`` (the
-    out-of-orderness); the operator's ``watermark`` is the smallest mark among its inputs that
-    count, so it is this input's mark held down by ``cap``, the smallest mark of the others
-    (``inf`` when none counts). The watermark is recomputed when this input's mark rises, and it
-    never goes back. ``latest`` is the largest timestamp seen by the operator.
-    """
-
-    watermark: float
-    mark: float = -math.inf
-    cap: float = math.inf
-    delay: float = 0.0
-    latest: float = -math.inf
-
-    def after(self, stamp: float) -> float:
-        """The watermark once an item at ``stamp`` has passed (nothing is changed)."""
-        probe = replace(self)
-        probe.pass_item(stamp)
-        return probe.watermark
-
-    def reaches(self, stamp: float, deadline: float) -> bool:
-        """Whether an item at ``stamp`` moves the watermark, up to ``deadline`` or past it."""
-        watermark = self.after(stamp)
-        return watermark > self.watermark and watermark >= deadline
-
-    def pass_item(self, stamp: float) -> bool:
-        """Move on past an item at ``stamp``; ``True`` when the watermark rose."""
-        if stamp > self.latest:
-            self.latest = stamp
-        mark = stamp - self.delay
-        if mark <= self.mark:
-            return False
-        self.mark = mark
-        watermark = min(mark, self.cap)
-        if watermark <= self.watermark:
-            return False
-        self.watermark = watermark
-        return True
-
-    def pass_items(self, stamps: Sequence[float]) -> None:
-        """Move on past items none of which makes anything fire: only the largest stamp matters."""
-        if stamps:
-            self.pass_item(max(stamps))
+__all__ = ["feed_batch"]
 
 
 def feed_batch(

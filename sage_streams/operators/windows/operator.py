@@ -17,10 +17,10 @@ from typing import Any
 from sage_streams._codegen.window_loops import KeyReader, each, key_reader
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
-from sage_streams.operators.windows.batches import EventTime, feed_batch
+from sage_streams.operators.windows.batches import feed_batch
 from sage_streams.operators.windows.panes import FiredWindow
 from sage_streams.operators.windows.state import WindowState
-from sage_streams.time import Clock
+from sage_streams.time import Clock, EventTime
 
 __all__ = ["WindowAggregate", "WindowData", "WindowOperator"]
 
