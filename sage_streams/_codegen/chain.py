@@ -6,20 +6,32 @@ does for ``__init__``: measured on CPython 3.11, one generated ``for`` loop that
 functions directly beats ``map()``/``filter()`` over a batch (C code cannot inline the calls into
 the interpreter loop) and beats a chain of generators (no frame switch per item per step).
 
-For ``map f`` then ``filter p``, the generated code reads::
+For ``map f`` then ``filter p`` emitting the filter's output, the generated code reads::
 
-    def fused(it, *, _hash=hash, s0=f, s1=p):
-        out = [v1
-            for v0 in it
-            for v1 in [s0(v0)]
-            if s1(v1)
-        ]
-        return (out,), (0,)
+    def fused(it, *, _hash=hash, _iter=iter, _list=list, s0=s0, s1=s1
+              , _fail=_fail, _Exception=Exception):
+        c1 = 0
+        o2 = []
+        a2 = o2.append
+        v0 = v1 = v2 = None
+        try:
+            for v0 in it:
+                v1 = s0(v0)
+                if not s1(v1):
+                    c1 += 1
+                    continue
+                v2 = v1
+                a2(v2)
+        except _Exception as _x:
+            _fail(_x, (v0, v1, v2, ), (o2, ), (c1, ))
+            raise
+        return (o2, ), (c1, )
 
 An *emission point* ``k`` is the output of step ``k - 1`` collected into a list that the runtime
 hands on downstream (fan-out, taps, collectors). Counters make per-operator metrics exact with no
-per-item cost for maps: a filter counts its rejects, a flat_map its outputs, and the last such
-step of a comprehension is derived from the output's length.
+per-item cost for maps: a filter counts its rejects, a flat_map its outputs. (A comprehension
+would be ~10% faster for called steps, but slower for pasted ones, and its variables cannot be
+handed to a failure handler.)
 
 With ``inline=True`` a step whose function qualifies (:mod:`sage_streams._codegen.inline`) is not
 called: its code is pasted in, which halves the cost of a cheap step. Only one-expression
@@ -36,49 +48,42 @@ the enrichment after it are one loop, and the pair need not exist: an inlined ne
 unpacks it (``event, profile = pair``) is given ``(v0, p0)`` to unpack, which CPython compiles
 without building the tuple.
 
-When a step raises, :meth:`FusedChain.explain` reads the failing step and its input item off the
-traceback, so the fast path pays nothing for error reports: the step from the line (or, for an
-iterator that raised, from the variable its loop binds), the item from the step's input variable
-``v{i}``. It reads only variables that are the generated code's own locals, which no pasted
-function can read or write (:func:`~sage_streams._codegen.inline.define` calls a function that names
-one), never a name a user function's closure could supply.
+When a step raises, the loop's handler hands its own variables to :meth:`FusedChain._fail`, which
+records the step (from the line the error passed the loop on) and that step's input item, so the
+fast path pays nothing for error reports and nothing reads a frame: a pasted function's closure
+can never stand in for the loop's variables. The plain twin, :class:`~sage_streams._codegen.plain.PlainChain`,
+keeps the same contract without generating anything.
 
 CPython allows 20 statically nested blocks and 100 levels of indentation in a function, and each
 flat_map of a loop nests one: a chain with more flat_maps than one loop can hold runs as several
-loops, each handing its last point's list to the next (:attr:`FusedChain.parts`). Comprehension
-clauses do not nest blocks, so a comprehension is never split.
+loops, each handing its last point's list to the next (:attr:`FusedChain.parts`).
 
 A *resumable* chain (one under an error handler) is compiled so that a failure can be survived
-without losing or repeating work: it is always a loop, it counts the items entering each step
+without losing or repeating work: it counts the items entering each step
 (``e{i}``), and a flat_map's results are listed before they are iterated (``g{i}``), so that
 ``explain`` can hand back the partial outputs, the counts, and the flat_map results not yet
-processed. The runtime then goes on from the failing step (see ``_runtime.ChainTask``).
+processed. The runtime then goes on from the failing step (see ``_runtime.chain.ChainTask``).
 """
 
 from __future__ import annotations
 
-import dis
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
-from types import CodeType, FrameType, TracebackType
 from typing import Any, TypeAlias
 
 from sage_streams._codegen.inline import Inlinable, Inline, define, inlinable
-from sage_streams._codegen.join_probe import MISSING, lookup_error, none_key
-from sage_streams._codegen.steps import Failure, Lookup, Step, StepKind
-from sage_streams.functions import is_async_callable, is_async_generator_function
+from sage_streams._codegen.lookups import MISSING, lookup_error, none_key
+from sage_streams._codegen.plain import PlainChain
+from sage_streams._codegen.steps import Failure, Step, StepChain
+from sage_streams.functions import is_async_generator_function
 
-__all__ = ["FusedChain", "Lookup", "Step", "StepKind", "is_async_callable"]
-
-
-_COUNTED = frozenset({"filter", "flat_map", "lookup"})
-"""Steps whose output count differs from their input count, so they keep a counter."""
+__all__ = ["FusedChain", "compile_chain"]
 
 _Result: TypeAlias = tuple[tuple[list[Any], ...], tuple[int, ...]]
 """What a chain returns: the outputs per point, and the counters."""
 
-_MAX_NESTED = 16
-"""flat_maps per generated loop: each nests a ``for`` block in the item loop, a lookup's ``try``
-nests one more, and CPython refuses a 21st statically nested block."""
+_MAX_NESTED = 15
+"""flat_maps per generated loop: each nests a ``for`` block in the item loop, which stands in a
+``try``; a lookup's ``try`` nests one more, and CPython refuses a 21st statically nested block."""
 
 
 def _inlinable_steps(steps: Sequence[Step], *, statements: bool) -> dict[int, Inlinable]:
@@ -95,56 +100,33 @@ def _inlinable_steps(steps: Sequence[Step], *, statements: bool) -> dict[int, In
     return found
 
 
-class FusedChain:
-    """``steps`` compiled into one function from an input iterator to per-point output lists.
+class FusedChain(StepChain):
+    """``steps`` compiled into one ``for`` loop from an input iterator to per-point output lists.
 
-    Point ``0`` is the chain's input, point ``len(steps)`` its output; a sink step emits nothing.
-    Calling the chain returns ``(outputs, counters)``: one list per point in :attr:`points`, and
-    the counters :meth:`counts` turns into per-step metrics (a coroutine when a step is async).
-
-    A chain whose only output is its last point compiles to one list comprehension, the fastest
-    shape CPython has; it is all-or-nothing per batch. Other chains compile to a ``for`` loop
-    whose partial outputs survive an error in the frame's locals (``loop`` asks for one), or to
-    several, :attr:`parts`, when one loop cannot nest all their flat_maps.
+    Calling the chain returns ``(outputs, counters)`` (see :class:`StepChain`), or a coroutine
+    of them when a step is async. A chain whose flat_maps one loop cannot nest runs as several
+    loops, :attr:`parts`.
     """
 
     def __init__(
-        self,
-        steps: Sequence[Step],
-        points: Sequence[int],
-        *,
-        resumable: bool = False,
-        inline: Inline = False,
-        loop: bool = False,
+        self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool = False, inline: Inline = False
     ) -> None:
-        self.steps = tuple(steps)
-        self.resumable = resumable
-        self.points = tuple(sorted(set(points)))
-        n = len(self.steps)
-        if any(not 0 <= k <= n for k in self.points):
-            raise ValueError(f"emission points {self.points} outside 0..{n}")
-        self.is_async = any(step.is_async for step in self.steps)
-        self.counted = tuple(i for i, step in enumerate(self.steps) if step.kind in _COUNTED)
-        ends_in_sink = bool(self.steps) and self.steps[-1].kind == "sink"
-        looks_up = any(step.kind == "lookup" for step in self.steps)
-        self.is_comprehension = (
-            not loop and self.points in ((), (n,)) and not (ends_in_sink or resumable or looks_up)
-        )
-        if self.is_comprehension:
-            self.points = (n,)  # computed even when nobody reads it: the counters need it
-        # In a comprehension the last counted step is derived from the output's length.
-        self.derived = self.counted[-1] if self.is_comprehension and self.counted else None
+        super().__init__(steps, points, resumable=resumable)
         self._line_steps: dict[int, int] = {}
         self._inputs: dict[int, str] = {}
         """The expression of each step's input: ``v{i}``, or a lookup's pair ``(v{j}, p{j})``."""
+        self._names: tuple[str, ...] = ()
+        """The loop's own variables its failure handler hands to :meth:`_fail`, in order."""
         self.inlined: dict[int, Inlinable] = {}
         self.parts: tuple[tuple[int, FusedChain], ...] = ()
         """The loops of a chain split by nesting: ``(first step, loop)`` each."""
         self._done: tuple[dict[int, list[Any]], list[int], list[Iterator[Any]]] = ({}, [], [])
-        if not self.is_comprehension and (starts := _part_starts(self.steps))[1:]:
+        if (starts := _part_starts(self.steps))[1:]:
             self._split(starts, inline)
         else:
             self._compile(inline)
+        self.source = "" if self.parts else "\n".join(self._lines) + "\n"
+        """The generated code (empty for a chain of parts: see theirs)."""
 
     def _compile(self, inline: Inline) -> None:
         label = "fused " + (" -> ".join(step.operator for step in self.steps[:8]) or "source")
@@ -154,14 +136,9 @@ class FusedChain:
         namespace.update(
             {f"t{i}": step.lookup.table.get for i, step in enumerate(self.steps) if step.lookup is not None}
         )
-        namespace.update(_MISSING=MISSING, _none_key=none_key, _lookup_error=lookup_error)
-        statements = inline == "all" and not self.is_comprehension
-        candidates = _inlinable_steps(self.steps, statements=statements) if inline else {}
+        namespace.update(_MISSING=MISSING, _none_key=none_key, _lookup_error=lookup_error, _fail=self._fail)
+        candidates = _inlinable_steps(self.steps, statements=inline == "all") if inline else {}
         self.function, self.inlined = define(self._source, "fused", label, namespace, candidates)
-        # The comprehension is a code object of its own on CPython 3.11 (inlined from 3.12 on).
-        codes = {self.function.__code__}
-        codes.update(c for c in self.function.__code__.co_consts if isinstance(c, CodeType))
-        self._codes = frozenset(codes)
 
     def _split(self, starts: list[int], inline: Inline) -> None:
         """Compile the steps as several loops, each starting at one of ``starts``. A loop emits
@@ -174,14 +151,11 @@ class FusedChain:
             points = [k - start for k in self.points if start <= k < end or k == end == n]
             if end < n:
                 points.append(end - start)
-            chain = FusedChain(
-                self.steps[start:end], points, resumable=self.resumable, inline=inline, loop=True
-            )
+            chain = FusedChain(self.steps[start:end], points, resumable=self.resumable, inline=inline)
             parts.append((start, chain))
         self.parts = tuple(parts)
         self.inlined = {start + i: found for start, chain in self.parts for i, found in chain.inlined.items()}
         self.function = self.parts[0][1].function  # the first loop's
-        self._codes = frozenset()
 
     def _owned(self, index: int, lists: Sequence[list[Any]]) -> dict[int, list[Any]]:
         """The chain's points among the outputs ``lists`` of loop ``index`` (not its hand-over)."""
@@ -196,19 +170,20 @@ class FusedChain:
         self.inlined = dict(inlined)
         self._line_steps = {}
         self._inputs = {-1: "v0"}
-        return self._comprehension() if self.is_comprehension else self._loop()
+        self._lines = self._loop()
+        return self._lines
 
     def _header(self) -> list[str]:
         defaults = "".join(f", s{i}=s{i}" for i in range(len(self.steps)))
         tables = "".join(f", t{i}=t{i}" for i, step in enumerate(self.steps) if step.lookup is not None)
         keyword = "async def" if self.is_async else "def"
         # Built-ins come as defaults: the function may run with a user module's globals and cells.
-        lines = [f"{keyword} fused(it, *, _hash=hash, _len=len, _iter=iter, _list=list{defaults}{tables}"]
+        lines = [
+            f"{keyword} fused(it, *, _hash=hash, _iter=iter, _list=list{defaults}{tables}",
+            "          , _fail=_fail, _Exception=Exception",
+        ]
         if tables:
-            lines.append(
-                "          , _MISSING=_MISSING, _none_key=_none_key, _lookup_error=_lookup_error"
-                ", _Exception=Exception"
-            )
+            lines.append("          , _MISSING=_MISSING, _none_key=_none_key, _lookup_error=_lookup_error")
         lines[-1] += "):"
         return lines
 
@@ -219,48 +194,13 @@ class FusedChain:
             return self.inlined[i].block([arg], f"u{i}_")
         return [], f"{'await ' if self.steps[i].is_async else ''}s{i}({arg})"
 
-    def _comprehension(self) -> list[str]:
-        """``return ([v_n for v0 in it <clauses>],), (counters)`` with a clause per line; each
-        step that binds a value binds a variable of its own, so every step's input stays."""
-        lines = self._header()
-        tallies = [i for i in self.counted if i != self.derived]
-        lines += [f"    k{i} = []" for i in tallies]
-        clauses = ["        for v0 in it"]
-        self._line_steps[len(lines) + 2] = -1
-        value = "v0"
-        for i, step in enumerate(self.steps):
-            self._inputs[i] = value
-            _, call = self._call(i, value)  # a comprehension inlines only expressions
-            clause, value = self._clause(i, step, call, value, counted=i in tallies)
-            clauses.append("        " + clause)
-            self._line_steps[len(lines) + 1 + len(clauses)] = i
-        lines += [f"    out = [{value}", *clauses, "    ]"]
-        counters = "".join(f"_len(k{i}), " if i in tallies else "0, " for i in self.counted)
-        lines.append(f"    return (out,), ({counters})")
-        return lines
-
-    @staticmethod
-    def _clause(i: int, step: Step, call: str, value: str, *, counted: bool) -> tuple[str, str]:
-        """Step ``i``'s clause on ``value``, and the variable holding its output."""
-        if step.kind == "map":
-            return f"for v{i + 1} in [{call}]", f"v{i + 1}"
-        if step.kind == "filter":
-            return (f"if {call} or k{i}.append(None)" if counted else f"if {call}"), value
-        if step.kind == "key_by":
-            return f"if _hash({call}) or True", value
-        # flat_map (a sink never ends up in a comprehension)
-        loop = (
-            f"async for v{i + 1} in s{i}({value})"
-            if is_async_generator_function(step.fn)
-            else f"for v{i + 1} in {call}"
-        )
-        return (f"{loop} if k{i}.append(None) is None" if counted else loop), f"v{i + 1}"
-
     def _loop(self) -> list[str]:
         """A ``for`` loop appending ``v{k}`` to ``o{k}`` for every point ``k``.
 
         Counters: ``c{i}`` for the counted steps, or, when resumable, ``e{i}`` for the items
-        entering every step (``e{n}``: the items reaching the end).
+        entering every step (``e{n}``: the items reaching the end). The loop stands in a
+        ``try`` (free on CPython 3.11+ until something raises) whose handler hands the loop's
+        own variables to :meth:`_fail` before the error goes on.
         """
         resumable = self.resumable
         n = len(self.steps)
@@ -269,7 +209,9 @@ class FusedChain:
         lines += [f"    {name} = 0" for name in counters]
         lines += [f"    o{k} = []" for k in self.points]
         lines += [f"    a{k} = o{k}.append" for k in self.points]
-        indent = "    "
+        variables = len(lines)  # the handler's variables are set to None here, once all are known
+        lines.append("    try:")
+        indent = "        "
 
         def add(code: str, step: int) -> None:
             lines.append(indent + code)
@@ -281,6 +223,8 @@ class FusedChain:
             add("a0(v0)", -1)
         if resumable:
             add("e0 += 1", -1)
+        if not self.steps and 0 not in self.points:
+            add("pass", -1)  # a source nobody reads: the loop only drains it
         for i, step in enumerate(self.steps):
             value = self._inputs.setdefault(i, f"v{i}")  # a lookup's pair, or ``v{i}``
             first, call = self._call(i, value)
@@ -325,9 +269,47 @@ class FusedChain:
                 add(f"e{i + 1} += 1", i)
             if i + 1 in self.points:
                 add(f"a{i + 1}({nxt})", i)
+        self._names = (
+            *(f"v{i}" for i in range(n + 1)),
+            *(f"p{i}" for i, step in enumerate(self.steps) if step.kind == "lookup"),
+            *(f"g{i}" for i, step in enumerate(self.steps) if resumable and step.kind == "flat_map"),
+        )
         outputs = "".join(f"o{k}, " for k in self.points)
-        lines.append(f"    return ({outputs}), ({''.join(f'{c}, ' for c in counters)})")
+        counted = "".join(f"{c}, " for c in counters)
+        lines += [
+            "    except _Exception as _x:",
+            f"        _fail(_x, ({''.join(f'{name}, ' for name in self._names)}), ({outputs}), ({counted}))",
+            "        raise",
+            f"    return ({outputs}), ({counted})",
+        ]
+        lines.insert(variables, f"    {' = '.join(self._names)} = None")
+        self._line_steps = {line + 1 if line > variables else line: i for line, i in self._line_steps.items()}
         return lines
+
+    def _fail(
+        self,
+        error: BaseException,
+        values: tuple[Any, ...],
+        outputs: tuple[list[Any], ...],
+        counters: tuple[int, ...],
+    ) -> None:
+        """Record the failure of the loop's step on whose line ``error`` passed the loop (none
+        for the loop's own line: the input iterator raised), given the loop's variables."""
+        tb = error.__traceback__
+        step = -1 if tb is None else self._line_steps.get(tb.tb_lineno, -1)
+        if step < 0:
+            return
+        known = dict(zip(self._names, values, strict=True))
+        expression = self._inputs[step]
+        names = expression[1:-1].split(", ") if expression.startswith("(") else [expression]
+        parts = [known[name] for name in names]
+        item = tuple(parts) if expression.startswith("(") else parts[0]
+        if not self.resumable:
+            self.record(error, Failure(step, item, 0))
+            return
+        enclosing = [i for i in reversed(range(step)) if self.steps[i].kind == "flat_map"]
+        pending = tuple((i, known[f"g{i}"]) for i in enclosing)
+        self.record(error, Failure(step, item, 0, outputs, counters, pending))
 
     def _pair(self, i: int) -> str:
         """The output of lookup step ``i``: the item ``v{i}`` with its partner ``p{i}``."""
@@ -355,14 +337,7 @@ class FusedChain:
         """Run over ``it``: ``(outputs, counters)``, or a coroutine of them if async."""
         if not self.parts:
             return self.function(it)
-        run = self._run_parts(it)
-        if self.is_async:
-            return run
-        try:  # no step awaits: the coroutine ends at its first step
-            run.send(None)
-        except StopIteration as done:
-            return done.value
-        raise AssertionError("a chain of sync steps awaited")  # pragma: no cover
+        return self._settled(self._run_parts(it))
 
     def _run_parts(self, it: Iterator[Any]) -> Coroutine[Any, Any, _Result]:
         """The loops of :attr:`parts` in turn, each over the list the one before handed over;
@@ -387,81 +362,25 @@ class FusedChain:
 
         return run()
 
-    def counts(self, consumed: int, counters: Sequence[int], produced: int) -> list[tuple[int, int]]:
-        """``(items_in, items_out)`` per step.
-
-        Args:
-            consumed: items the chain took from its input.
-            counters: what the chain returned (filter rejects, flat_map outputs).
-            produced: items at the last point (used for the derived counter).
-        """
-        by_step = dict(zip(self.counted, counters, strict=True))
-        result = []
-        n_in = consumed
-        for i, step in enumerate(self.steps):
-            if i == self.derived:
-                n_out = produced
-            elif step.kind in ("filter", "lookup"):
-                n_out = n_in - by_step[i]
-            elif step.kind == "flat_map":
-                n_out = by_step[i]
-            elif step.kind == "sink":
-                n_out = 0
-            else:
-                n_out = n_in
-            result.append((n_in, n_out))
-            n_in = n_out
-        return result
-
     def explain(self, error: BaseException, batch_size: int, it: Iterator[Any]) -> Failure:
-        """Find the step that raised ``error`` and the item it was given.
-
-        ``it`` is the iterator the loop was consuming: a list iterator stands just past the item
-        that was being processed, which gives how many items the chain had consumed.
-        """
         consumed = batch_size - it.__length_hint__()  # type: ignore[attr-defined]
         if self.parts:
             return self._explain_parts(error, consumed)
-        tb: TracebackType | None = error.__traceback__
-        frame = None
-        while tb is not None:  # the innermost frame of ours: the comprehension, if any
-            if tb.tb_frame.f_code in self._codes:
-                frame, lineno, offset = tb.tb_frame, tb.tb_lineno, tb.tb_lasti
-            tb = tb.tb_next
-        if frame is None:
-            return Failure(-1, None, consumed)
-        step = self._line_steps.get(lineno)
-        if step is None:  # an iterator's ``next`` raised: the loop's header has no step's line
-            step = _binding_step(frame.f_code, offset)
-        item = _own(frame, self._inputs[step])
-        if not self.resumable:
-            return Failure(step, item, consumed)
-        enclosing = [i for i in range(step) if self.steps[i].kind == "flat_map"]
-        return Failure(
-            step,
-            item,
-            consumed,
-            outputs=tuple(_own(frame, f"o{k}") for k in self.points),
-            entries=tuple(_own(frame, f"e{i}") for i in range(len(self.steps) + 1)),
-            pending=tuple((i, _own(frame, f"g{i}")) for i in reversed(enclosing)),
-        )
+        return super().explain(error, batch_size, it)
 
     def _explain_parts(self, error: BaseException, consumed: int) -> Failure:
         """:meth:`explain` for a chain of :attr:`parts`: the failing loop's failure, in steps of
         the chain, with the whole outputs of the loops before it, and the rest of its input as
         work pending at its first step."""
         outputs, counters, inputs = self._done
-        index = len(inputs) - 1  # the loop that was running (loops may share code objects)
-        codes = set()
-        tb: TracebackType | None = error.__traceback__
-        while tb is not None:
-            codes.add(tb.tb_frame.f_code)
-            tb = tb.tb_next
-        if index < 0 or not self.parts[index][1]._codes & codes:
+        index = len(inputs) - 1  # the loop that was running
+        if index < 0:
             return Failure(-1, None, consumed)
         start, chain = self.parts[index]
         inner = chain.explain(error, 0, inputs[index])
-        step = start + inner.step if inner.step >= 0 else -1
+        if inner.step < 0:
+            return Failure(-1, None, consumed)
+        step = start + inner.step
         if not self.resumable:
             return Failure(step, inner.item, consumed)
         end = start + len(chain.steps)
@@ -479,6 +398,15 @@ class FusedChain:
         return Failure(step, inner.item, consumed, lists, entries, pending, ahead)
 
 
+def compile_chain(
+    steps: Sequence[Step], points: Sequence[int], *, resumable: bool, inline: Inline, codegen: bool
+) -> StepChain:
+    """``steps`` as a :class:`FusedChain`, or, without ``codegen``, as its plain twin."""
+    if not codegen:
+        return PlainChain(steps, points, resumable=resumable)
+    return FusedChain(steps, points, resumable=resumable, inline=inline)
+
+
 def _part_starts(steps: Sequence[Step]) -> list[int]:
     """The first step of each loop a chain of ``steps`` needs: a new one before the flat_map
     that would nest more than ``_MAX_NESTED`` of them."""
@@ -491,24 +419,3 @@ def _part_starts(steps: Sequence[Step]) -> list[int]:
                 nested = 0
             nested += 1
     return starts
-
-
-def _binding_step(code: CodeType, offset: int) -> int:
-    """The step whose iterator the instruction at ``offset`` of ``code`` advances: the one whose
-    output variable ``v{k}`` (step ``k - 1``) is the next one stored."""
-    for instruction in dis.get_instructions(code):
-        if instruction.offset > offset and instruction.opname == "STORE_FAST":
-            name = str(instruction.argval)
-            if name[:1] == "v" and name[1:].isdigit():
-                return int(name[1:]) - 1
-    return -1
-
-
-def _own(frame: FrameType, name: str) -> Any:
-    """The value of ``name``, a local variable of the generated code of ``frame``: never a free
-    variable, which a pasted function's closure supplies (``None`` while unbound)."""
-    if name.startswith("("):  # a lookup's pair, never built: ``(v{j}, p{j})`` or ``(p{j}, v{j})``
-        return tuple(_own(frame, part.strip()) for part in name[1:-1].split(","))
-    if name not in frame.f_code.co_varnames:
-        raise AssertionError(f"{name} is not a local of {frame.f_code.co_name}")
-    return frame.f_locals.get(name)

@@ -21,44 +21,14 @@ item buffered only after every step that can fail.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from typing import Any, Final
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
 
 from sage_streams._codegen.inline import Inlinable, define, inlinable
-from sage_streams.errors import _short_repr
+from sage_streams._codegen.lookups import MISSING, Bucket, Probe, lookup_error, none_key
+from sage_streams._codegen.plain import plain_probe
 
-__all__ = ["MISSING", "Bucket", "Probe", "compile_probe", "lookup_error", "none_key"]
-
-
-class Bucket(list[Any]):
-    """Two or more buffered items of one key, in arrival order."""
-
-    __slots__ = ()
-
-
-MISSING: Final = object()
-"""What a lookup of a key with no buffered item returns (``None`` may be an item)."""
-
-Probe = Callable[
-    [Iterator[Any], list[Any], dict[Hashable, Any] | None],
-    tuple[int, Any, Exception | None, Exception | None],
-]
-"""``probe(items, out, mine) -> (hits, failed_item, error, cause)``; see :func:`compile_probe`."""
-
-
-def lookup_error(key: Any, exc: Exception) -> Exception:
-    """The error for a key that failed a dict lookup: unhashable, or its own ``__eq__`` raised."""
-    try:
-        hash(key)
-    except TypeError:
-        error = TypeError(f"key function returned an unhashable value {_short_repr(key)}")
-        error.__cause__ = exc
-        return error
-    return exc
-
-
-def none_key(item: Any) -> ValueError:
-    return ValueError(f"key function returned None for item {_short_repr(item)}; None keys never join")
+__all__ = ["compile_probe"]
 
 
 def compile_probe(
@@ -69,6 +39,7 @@ def compile_probe(
     buffering: bool,
     unique: bool = False,
     inline: bool,
+    codegen: bool = True,
 ) -> Probe:
     """The loop joining items of ``side`` against ``theirs``, the other side's buckets.
 
@@ -78,10 +49,13 @@ def compile_probe(
     the error of a ``None`` or unhashable key) and the exception that caused it (``None`` for a
     ``None`` key); else ``None, None, None``. The iterator then stands just past the failed
     item. ``unique`` promises that every bucket of ``theirs`` holds one item and keeps doing so
-    (the other side has ended): only possible when not ``buffering``.
+    (the other side has ended): only possible when not ``buffering``. Without ``codegen``, the
+    plain twin (:func:`~sage_streams._codegen.plain.plain_probe`).
     """
     if unique and buffering:
         raise ValueError("a buffering probe's buckets change: they cannot be promised unique")
+    if not codegen:
+        return plain_probe(side, key_func, theirs, buffering=buffering)
     found = inlinable(key_func) if inline else None
     namespace: dict[str, Any] = {
         "key": key_func,

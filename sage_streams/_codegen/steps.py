@@ -1,14 +1,23 @@
-"""What a fused chain is made of: its steps, the lookup a join hands it, and how it failed."""
+"""What a chain of stateless steps is made of, what it returns, and how it failed.
+
+A chain runs one batch through its steps and returns ``(outputs, counters)``: one list per
+emission point, and counters :meth:`StepChain.counts` turns into per-step metrics. Two
+implementations keep this contract: the generated loop (:class:`~sage_streams._codegen.chain.FusedChain`)
+and its interpreted twin (:class:`~sage_streams._codegen.plain.PlainChain`), the oracle the tests
+hold the generated one to. When a step raises, the chain itself records where (:meth:`StepChain.record`)
+before the error goes on, so that nothing reads a frame to explain a failure.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Mapping
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeAlias
 
 from sage_streams.functions import is_async_callable
 
-__all__ = ["Failure", "Lookup", "Step", "StepKind"]
+__all__ = ["COUNTED", "Failure", "Lookup", "Step", "StepChain", "StepKind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +71,84 @@ class Failure:
 
 
 StepKind: TypeAlias = Literal["map", "filter", "flat_map", "key_by", "sink", "lookup"]
+
+
+COUNTED = frozenset({"filter", "flat_map", "lookup"})
+"""Steps whose output count differs from their input count, so they keep a counter."""
+
+
+class StepChain(ABC):
+    """What every chain of ``steps`` shares: its emission points, counters and failure record.
+
+    Point ``0`` is the chain's input, point ``len(steps)`` its output; a sink step emits nothing.
+    A chain's counters are, per step in :attr:`counted`, the items it rejected (a filter, a
+    lookup's misses) or produced (a flat_map); a *resumable* chain (one under an error handler)
+    instead counts the items entering each step, and the items reaching the end.
+    """
+
+    inlined: Mapping[int, Any] = {}
+    """The steps whose code was pasted in, by index (none, unless generated)."""
+
+    def __init__(self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool) -> None:
+        self.steps = tuple(steps)
+        self.resumable = resumable
+        self.points = tuple(sorted(set(points)))
+        n = len(self.steps)
+        if any(not 0 <= k <= n for k in self.points):
+            raise ValueError(f"emission points {self.points} outside 0..{n}")
+        self.is_async = any(step.is_async for step in self.steps)
+        self.counted = tuple(i for i, step in enumerate(self.steps) if step.kind in COUNTED)
+        self._failed: tuple[BaseException, Failure] | None = None
+
+    @abstractmethod
+    def __call__(self, it: Iterator[Any]) -> Any:
+        """Run over ``it``: ``(outputs, counters)``, or a coroutine of them if a step is async."""
+
+    def _settled(self, run: Coroutine[Any, Any, Any]) -> Any:
+        """``run`` itself when a step is async; else its result, for it never awaits."""
+        if self.is_async:
+            return run
+        try:  # no step awaits: the coroutine ends at its first step
+            run.send(None)
+        except StopIteration as done:
+            return done.value
+        raise AssertionError("a chain of sync steps awaited")  # pragma: no cover
+
+    def record(self, error: BaseException, failure: Failure) -> None:
+        """Keep where ``error`` happened, for :meth:`explain`: called by the chain's own loop."""
+        self._failed = (error, failure)
+
+    def explain(self, error: BaseException, batch_size: int, it: Iterator[Any]) -> Failure:
+        """The failure the chain recorded for ``error`` (step ``-1`` if it recorded none).
+
+        ``it`` is the iterator the chain was consuming: a list iterator stands just past the
+        item that was being processed, which gives how many items the chain had consumed.
+        """
+        consumed = batch_size - it.__length_hint__()  # type: ignore[attr-defined]
+        failed, self._failed = self._failed, None
+        if failed is None or failed[0] is not error:
+            return Failure(-1, None, consumed)
+        return replace(failed[1], consumed=consumed)
+
+    def counts(self, consumed: int, counters: Sequence[int]) -> list[tuple[int, int]]:
+        """``(items_in, items_out)`` per step of a chain that is not resumable.
+
+        Args:
+            consumed: items the chain took from its input.
+            counters: what the chain returned (filter rejects, flat_map outputs).
+        """
+        by_step = dict(zip(self.counted, counters, strict=True))
+        result = []
+        n_in = consumed
+        for i, step in enumerate(self.steps):
+            if step.kind in ("filter", "lookup"):
+                n_out = n_in - by_step[i]
+            elif step.kind == "flat_map":
+                n_out = by_step[i]
+            elif step.kind == "sink":
+                n_out = 0
+            else:
+                n_out = n_in
+            result.append((n_in, n_out))
+            n_in = n_out
+        return result

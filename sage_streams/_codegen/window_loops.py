@@ -29,6 +29,7 @@ from types import CodeType
 from typing import Any, TypeAlias
 
 from sage_streams._codegen.inline import Inlinable, define, inlinable
+from sage_streams._codegen.plain import plain_run_loop
 
 __all__ = ["KeyReader", "RunLoop", "each", "key_reader", "run_loop"]
 
@@ -143,12 +144,17 @@ class RunLoop:
             _annotate(error, self.function.__code__, self.line, self.inlined)
 
 
-def run_loop(add: Callable[[Any, Any], Any] | None = None, *, inline: bool = False) -> RunLoop:
+def run_loop(
+    add: Callable[[Any, Any], Any] | None = None, *, inline: bool = False, codegen: bool = True
+) -> RunLoop:
     """The loop appending items to their windows' lists, or, given ``add``, folding them in.
 
     The fold computes ``cell[index] = add(cell[index], item)``, with ``add``'s expression pasted
-    in when ``inline`` and it is one expression.
+    in when ``inline`` and it is one expression. Without ``codegen``, the plain twin
+    (:func:`~sage_streams._codegen.plain.plain_run_loop`).
     """
+    if not codegen:
+        return RunLoop(plain_run_loop(add))
     if add is None:
         return _appending()
     found = inlinable(add, 2) if inline else None

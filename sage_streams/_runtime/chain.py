@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sage_streams._codegen.chain import FusedChain
-from sage_streams._codegen.inline import Inline
-from sage_streams._codegen.steps import Step
+from sage_streams._codegen import Inline, Step, StepChain, compile_chain
 from sage_streams._graph.node import Node
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Head, Prefix, Prefixed
@@ -32,10 +30,18 @@ class ChainTask:
     """
 
     def __init__(
-        self, name: str, head: Head, head_node: Node | None, scopes: dict[Node, PolicyRun], *, inline: Inline
+        self,
+        name: str,
+        head: Head,
+        head_node: Node | None,
+        scopes: dict[Node, PolicyRun],
+        *,
+        inline: Inline,
+        codegen: bool = True,
     ) -> None:
         self.name = name
         self.inline = inline
+        self.codegen = codegen
         self.head = head
         self.head_node = head_node
         self.nodes: list[Node] = []
@@ -43,9 +49,9 @@ class ChainTask:
         self.scopes = scopes
         self.finished = False
         self.prefix: Prefix | None = None
-        self._fused: FusedChain | None = None
-        self._suffixes: dict[tuple[int, bool], FusedChain] = {}
-        self._totals: list[int] = [0, 0]
+        self._fused: StepChain | None = None
+        self._suffixes: dict[tuple[int, bool], StepChain] = {}
+        self._totals: list[int] = [0]
 
     @property
     def members(self) -> list[Node]:
@@ -75,12 +81,12 @@ class ChainTask:
         self.flush_counts()
         self._fused = None
 
-    def _compile(self) -> FusedChain:
+    def _compile(self) -> StepChain:
         # Under an error handler the chain must be able to go on after a failure.
         resumable = any(self.scopes[node].handles for node in self.members)
         self._fused = self._chain(0, self._points(), resumable)
         self._suffixes.clear()
-        self._totals = [0] * (len(self._fused.counted) + 2)
+        self._totals = [0] * (len(self._fused.counted) + 1)
         return self._fused
 
     def _points(self) -> list[int]:
@@ -91,15 +97,19 @@ class ChainTask:
         """The outlets at the compiled chain's ``point``."""
         return self.outlets.get(point - self._shift, [])
 
-    def _chain(self, start: int, points: list[int], resumable: bool) -> FusedChain:
+    def _chain(self, start: int, points: list[int], resumable: bool) -> StepChain:
         steps = [Step(node.kind, node.fn, node.name) for node in self.nodes]  # type: ignore[arg-type]
         if self.prefix is not None:
             steps.insert(0, self.prefix.step)
-        return FusedChain(
-            steps[start:], [point - start for point in points], resumable=resumable, inline=self.inline
+        return compile_chain(
+            steps[start:],
+            [point - start for point in points],
+            resumable=resumable,
+            inline=self.inline,
+            codegen=self.codegen,
         )
 
-    def _suffix(self, start: int, retry: bool) -> FusedChain:
+    def _suffix(self, start: int, retry: bool) -> StepChain:
         """The chain from step ``start`` on; a retry's item was already emitted at ``start``."""
         if start == 0 and not retry:
             return self._fused or self._compile()
@@ -160,8 +170,7 @@ class ChainTask:
         # them into per-operator numbers only when someone reads the metrics.
         totals = self._totals
         totals[0] += len(batch)
-        totals[1] += len(outputs[-1]) if outputs else 0
-        for index, count in enumerate(counters, 2):
+        for index, count in enumerate(counters, 1):
             totals[index] += count
         for point, output in zip(fused.points, outputs, strict=True):
             if output:
@@ -211,7 +220,7 @@ class ChainTask:
                 await self._deliver(run, fused, outputs, entries)
 
     async def _deliver(
-        self, run: Run, fused: FusedChain, outputs: Sequence[list[Any]], entries: Sequence[int]
+        self, run: Run, fused: StepChain, outputs: Sequence[list[Any]], entries: Sequence[int]
     ) -> None:
         """Hand on what a run produced and count what entered each step.
 
@@ -243,11 +252,11 @@ class ChainTask:
         fused, totals = self._fused, self._totals
         if fused is None or not totals[0]:
             return
-        consumed, produced, counters = totals[0], totals[1], totals[2:]
+        consumed, counters = totals[0], totals[1:]
         if self.head_node is not None:
             self.head_node.items_in += consumed
             self.head_node.items_out += consumed
-        counts = fused.counts(consumed, counters, produced)
+        counts = fused.counts(consumed, counters)
         for node, (n_in, n_out) in zip(self.members, counts, strict=True):
             node.items_in += n_in
             node.items_out += n_out
@@ -255,7 +264,7 @@ class ChainTask:
             self.prefix.record(*counts[0])
         self._totals = [0] * len(totals)
 
-    def _failure(self, fused: FusedChain, exc: Exception, size: int, it: Any) -> OperatorFailure:
+    def _failure(self, fused: StepChain, exc: Exception, size: int, it: Any) -> OperatorFailure:
         failure = fused.explain(exc, size, it)
         if self.head_node is not None:
             self.head_node.items_in += failure.consumed

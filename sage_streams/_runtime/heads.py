@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import anyio
 
-from sage_streams._codegen.steps import Step
+from sage_streams._codegen import Step
 from sage_streams._graph.node import Node
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.sources import is_factory

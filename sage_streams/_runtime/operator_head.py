@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from sage_streams._codegen.steps import Step
+from sage_streams._codegen import Step
 from sage_streams._graph.node import Node
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Prefix, Prefixed

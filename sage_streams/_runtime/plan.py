@@ -10,7 +10,7 @@ from typing import Any
 
 import anyio
 
-from sage_streams._codegen.inline import Inline
+from sage_streams._codegen import Inline
 from sage_streams._graph.node import FUSABLE, ErrorPolicy, Node
 from sage_streams._runtime.chain import ChainTask
 from sage_streams._runtime.failures import OperatorFailure
@@ -45,6 +45,7 @@ class Plan:
         batch_size: int,
         clock: Clock,
         inline: Inline = False,
+        codegen: bool = True,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.env_name = env_name
@@ -54,6 +55,7 @@ class Plan:
         self.threadsafe_emits: dict[Node, asyncio.Lock] = {}
         self.clock = clock
         self.inline = inline
+        self.codegen = codegen
         self.capacity = capacity
         self.batch_size = batch_size
         self.chains: list[ChainTask] = []
@@ -122,7 +124,7 @@ class Plan:
                 raise StreamError(f"no planner for operator kind {node.kind!r}")
 
     def _new_chain(self, node: Node, head: Head, *, head_node: Node | None) -> ChainTask:
-        chain = ChainTask(node.name, head, head_node, self.scopes, inline=self.inline)
+        chain = ChainTask(node.name, head, head_node, self.scopes, inline=self.inline, codegen=self.codegen)
         self.chains.append(chain)
         if head_node is not None:
             self.where[node] = (chain, 0)

@@ -135,7 +135,9 @@ class ConnectedStreams(ErrorHandling):
         config = join_config(join_type, keys, test, within=within, timestamp=timestamp)  # type: ignore[arg-type]
         env = self.env
         node = self._operator(
-            f"join({join_type})", name, lambda: JoinOperator(JoinState(config, inline=env.inlining()))
+            f"join({join_type})",
+            name,
+            lambda: JoinOperator(JoinState(config, inline=env.inlining(), codegen=env.codegen)),
         )
         joined = JoinedStream._of(self.env, node)
         joined._state = self.state

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from sage_streams._codegen.inline import Inline, tracing
+from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node, NodeKind
 from sage_streams._runtime import Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams.errors import StreamError
@@ -55,6 +56,11 @@ class LocalEnvironment:
             over), which a logger or a warning then places in the loop; ``False`` calls every
             function. A pasted function has no frame of its own in tracebacks (a note names
             it). Nothing is inlined while a tracer or profiler (a debugger, coverage) is active.
+        codegen: run the generated loops (the default), or, when false, their plain interpreted
+            twins, which are slower but hold no generated code: a debugger steps through them,
+            and the tests hold the generated loops to them. ``None`` reads the environment
+            variable ``SAGE_STREAMS_CODEGEN`` (``0`` for the plain path, ``1`` or unset for the
+            generated one). Without code generation nothing is inlined.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class LocalEnvironment:
         batch_size: int = 1024,
         clock: Clock | None = None,
         inline: Inline = True,
+        codegen: bool | None = None,
     ) -> None:
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
@@ -77,6 +84,7 @@ class LocalEnvironment:
         self.batch_size = batch_size
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.inline: Inline = inline
+        self.codegen: bool = _codegen_default() if codegen is None else _checked_codegen(codegen)
         self._nodes: list[Node] = []
         self._names: set[str] = set()
         self._plan: Plan | None = None
@@ -198,7 +206,7 @@ class LocalEnvironment:
     def inlining(self) -> bool:
         """Whether one-expression user functions are inlined in the run starting now (see
         ``inline``)."""
-        return self.inline is not False and not tracing()
+        return self.codegen and self.inline is not False and not tracing()
 
     def _start(self, taps: dict[Node, list[Outlet]], what: str) -> Plan:
         loop = running_loop(what)
@@ -214,6 +222,7 @@ class LocalEnvironment:
             batch_size=self.batch_size,
             clock=self.clock,
             inline=self.inline if self.inlining() else False,
+            codegen=self.codegen,
             loop=loop,
         )
         self._last_plan = self._plan
@@ -329,3 +338,17 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+def _checked_codegen(codegen: object) -> bool:
+    if not isinstance(codegen, bool):
+        raise TypeError(f"codegen must be True, False or None, got {codegen!r}")
+    return codegen
+
+
+def _codegen_default() -> bool:
+    """``SAGE_STREAMS_CODEGEN``: ``0`` selects the plain path; ``1``, empty or unset the generated one."""
+    value = os.environ.get("SAGE_STREAMS_CODEGEN", "").strip()
+    if value not in ("", "0", "1"):
+        raise ValueError(f"SAGE_STREAMS_CODEGEN must be 0 or 1, got {value!r}")
+    return value != "0"

@@ -82,11 +82,11 @@ def window_node(
 
     def factory() -> WindowOperator:
         # Made for each run, when its graph is planned: inlining is off under a tracer then.
-        inline = env.inlining()
-        accumulators = spec.accumulators.inlined(inline) if spec.accumulators is not None else None
+        inline, codegen = env.inlining(), env.codegen
+        accumulators = spec.accumulators.compiled(inline, codegen) if spec.accumulators is not None else None
         return WindowOperator(
             names,
-            spec.state(accumulators),
+            spec.state(accumulators, codegen=codegen),
             key_func=key_of,
             timestamp=timestamp,
             out_of_orderness=delay,
@@ -114,9 +114,13 @@ class _WindowSpec:
     allowed_lateness: float
     accumulators: Accumulators | None = None
 
-    def state(self, accumulators: Accumulators | None) -> WindowState:
+    def state(self, accumulators: Accumulators | None, *, codegen: bool = True) -> WindowState:
         return WindowState(
-            self.config, inputs=self.inputs, allowed_lateness=self.allowed_lateness, accumulators=accumulators
+            self.config,
+            inputs=self.inputs,
+            allowed_lateness=self.allowed_lateness,
+            accumulators=accumulators,
+            codegen=codegen,
         )
 
 

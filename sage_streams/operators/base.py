@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from sage_streams._codegen.steps import Lookup
+    from sage_streams._codegen import Lookup
 
 
 __all__ = ["ItemError", "LookupOperator", "Operator", "TimedOperator", "WatermarkOperator"]

@@ -152,17 +152,13 @@ async def test_metrics_report_channels_of_fanned_out_streams() -> None:
     assert snapshot.operators["a"].rate > 0
 
 
-def test_generated_comprehension_and_loop_give_the_same_outputs() -> None:
+def test_one_or_two_emission_points_give_the_same_outputs() -> None:
     steps = [Step("map", lambda x: x + 1, "inc"), Step("filter", lambda x: x % 2 == 0, "even")]
-    comprehension = FusedChain(steps, [2])
-    loop = FusedChain(steps, [1, 2])
-    assert comprehension.is_comprehension
-    assert not loop.is_comprehension
-    assert comprehension(iter(range(6))) == (([2, 4, 6],), (0,))
-    assert loop(iter(range(6))) == (([1, 2, 3, 4, 5, 6], [2, 4, 6]), (3,))
+    assert FusedChain(steps, [2])(iter(range(6))) == (([2, 4, 6],), (3,))
+    assert FusedChain(steps, [1, 2])(iter(range(6))) == (([1, 2, 3, 4, 5, 6], [2, 4, 6]), (3,))
 
 
-def test_explain_finds_the_step_and_item_in_both_shapes() -> None:
+def test_explain_finds_the_step_and_item_whatever_the_points() -> None:
     def fragile(x: int) -> int:
         if x == 3:
             raise ValueError(x)
@@ -224,7 +220,7 @@ def test_a_lookup_step_pairs_items_with_their_partner_and_drops_misses() -> None
         for inline in (False, True):
             chain = FusedChain(steps, [1, 2], inline=inline)
             assert chain(iter(events)) == ((pairs, ["ann:/", "bob:/y"]), (1,))
-            assert chain.counts(3, [1], 2) == [(3, 2), (2, 2)]
+            assert chain.counts(3, [1]) == [(3, 2), (2, 2)]
             resumable = FusedChain(steps, [2], inline=inline, resumable=True)
             assert resumable(iter(events)) == ((["ann:/", "bob:/y"],), (3, 2, 2))
 
@@ -268,7 +264,7 @@ def test_an_inlined_step_after_a_lookup_unpacks_the_pair_without_building_it() -
         source = "".join(linecache.getlines(chain.function.__code__.co_filename))
         pair = "(v0, p0)" if item_first else "(p0, v0)"
         # Read once, the pair is pasted where it is read; read twice, it is built once first.
-        assert "v1 = " not in source
+        assert "v1 = (" not in source
         assert (f"u1_event, u1_name = {pair}" in source) == item_first
         assert (f"u1_pair = {pair}" in source) != item_first
         iterator = iter([{"user": 1, "page": "/"}, {"user": 2}])

@@ -182,11 +182,12 @@ def test_inlined_globals_keep_their_late_binding() -> None:
         OFFSET = 10
 
 
-out = 1000  # the name of a local of the generated comprehension
+out = 1000  # the name of a local of the key reader's loop
+o2 = 1000  # the name of a local of a generated chain: the list of its point 2
 
 
 def test_a_global_named_like_a_loop_local_keeps_its_call() -> None:
-    clashing = lambda x: x + out  # noqa: E731 - a lambda reading the global ``out``
+    clashing = lambda x: x + o2  # noqa: E731 - a lambda reading the global ``o2``
     chain = _chain(double, clashing)
     assert set(chain.inlined) == {0}
     assert chain(iter([1, 2]))[0] == ([1002, 1004],)
@@ -263,7 +264,7 @@ def _frames(error: BaseException) -> list[str]:
 
 
 async def _fail(*, inline: bool) -> PipelineError:
-    env = LocalEnvironment(inline=inline)
+    env = LocalEnvironment(inline=inline, codegen=True)  # the generated path pastes
     stream = env.from_collection([4, 2, 0, 1], name="numbers").map(reciprocal, name="invert")
     with pytest.raises(PipelineError) as caught:
         await stream.collect()
@@ -476,8 +477,8 @@ def test_free_variables_that_mean_different_things_are_not_both_inlined() -> Non
 
 
 def test_a_free_variable_named_like_a_loop_local_keeps_its_call() -> None:
-    out = 7
-    chain = _chain(double, lambda x: x + out)
+    o2 = 7
+    chain = _chain(double, lambda x: x + o2)
     assert set(chain.inlined) == {0}
     assert chain(iter([1]))[0] == ([9],)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sage_streams._codegen.steps import Lookup
+from sage_streams._codegen import Lookup
 from sage_streams.operators.joins.state import JoinState
 
 __all__ = ["JoinOperator"]

@@ -36,8 +36,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from sage_streams._codegen.join_probe import Probe, compile_probe, lookup_error, none_key
-from sage_streams._codegen.steps import Lookup
+from sage_streams._codegen import Lookup, Probe, compile_probe, lookup_error, none_key
 from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.joins.config import JoinConfig, JoinType, join_config
@@ -143,9 +142,10 @@ class JoinState:
         join.push(1, ["xy", "zz", "q"])      # [("ab", "xy"), ("ab", "zz"), ("c", "q")]
     """
 
-    def __init__(self, config: JoinConfig, *, inline: bool = False) -> None:
+    def __init__(self, config: JoinConfig, *, inline: bool = False, codegen: bool = True) -> None:
         self.config = config
         self._inline = inline
+        self._codegen = codegen
         self._keys = (config.left_key, config.right_key)
         self._condition = config.condition
         self._within = config.within
@@ -240,7 +240,13 @@ class JoinState:
             # The other side ended: its buckets no longer change.
             unique = not buffering and self._one_per_key(1 - side)
             probe = compile_probe(
-                side, key_of, theirs, buffering=buffering, unique=unique, inline=self._inline
+                side,
+                key_of,
+                theirs,
+                buffering=buffering,
+                unique=unique,
+                inline=self._inline,
+                codegen=self._codegen,
             )
             self._probes_by_mode[side, buffering] = probe
         out: list[Pair] = []

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from functools import reduce
 from typing import Any, TypeAlias
 
-from sage_streams._codegen.window_loops import RunLoop, run_loop
+from sage_streams._codegen import RunLoop, run_loop
 from sage_streams.functions import is_async_callable
 
 __all__ = ["Accumulators", "ItemLists", "WindowContents"]
@@ -40,10 +40,11 @@ class ItemLists:
     sessions an item bridges merge back into arrival order.
     """
 
-    __slots__ = ("sequenced",)
+    __slots__ = ("codegen", "sequenced")
 
-    def __init__(self, *, sequenced: bool = False) -> None:
+    def __init__(self, *, sequenced: bool = False, codegen: bool = True) -> None:
         self.sequenced = sequenced
+        self.codegen = codegen
 
     def empty(self, inputs: int) -> list[Any]:
         return [[] for _ in range(inputs)]
@@ -69,7 +70,7 @@ class ItemLists:
     @property
     def run(self) -> RunLoop:
         """The loop appending runs of items to their tumbling windows."""
-        return run_loop()
+        return run_loop(codegen=self.codegen)
 
 
 class Accumulators:
@@ -89,7 +90,7 @@ class Accumulators:
     changes anything, or the change stays.
     """
 
-    __slots__ = ("_run", "add", "initial", "inline", "merge")
+    __slots__ = ("_run", "add", "codegen", "initial", "inline", "merge")
 
     def __init__(
         self,
@@ -98,6 +99,7 @@ class Accumulators:
         merge: Callable[[Any, Any], Any] | None = None,
         *,
         inline: bool = False,
+        codegen: bool = True,
     ) -> None:
         if not callable(add):
             raise TypeError(f"add must be callable, got {add!r}")
@@ -113,11 +115,13 @@ class Accumulators:
         self.initial = initial
         self.merge = merge
         self.inline = inline
+        self.codegen = codegen
         self._run: RunLoop | None = None
 
-    def inlined(self, inline: bool) -> Accumulators:
-        """The same accumulators, with ``add`` pasted into the loop for tumbling windows or not."""
-        return Accumulators(self.add, self.initial, self.merge, inline=inline)
+    def compiled(self, inline: bool, codegen: bool) -> Accumulators:
+        """The same accumulators, with ``add`` pasted into the loop for tumbling windows or not,
+        and that loop generated or its plain twin."""
+        return Accumulators(self.add, self.initial, self.merge, inline=inline, codegen=codegen)
 
     def empty(self, inputs: int) -> list[Any]:
         initial = self.initial
@@ -144,7 +148,7 @@ class Accumulators:
     def run(self) -> RunLoop:
         """The loop folding runs of items into their tumbling windows, made when first needed."""
         if self._run is None:
-            self._run = run_loop(self.add, inline=self.inline)
+            self._run = run_loop(self.add, inline=self.inline, codegen=self.codegen)
         return self._run
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sage_streams._codegen.window_loops import KeyReader, each, key_reader
+from sage_streams._codegen import KeyReader, each, key_reader
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
 from sage_streams.operators.windows.batches import feed_batch

@@ -103,6 +103,7 @@ class WindowState:
         inputs: int = 1,
         allowed_lateness: float = 0.0,
         accumulators: Accumulators | None = None,
+        codegen: bool = True,
     ) -> None:
         if not isinstance(config, TumblingWindows | SlidingWindows | SessionWindows):
             raise TypeError(
@@ -125,7 +126,7 @@ class WindowState:
         self.inputs = inputs
         self.allowed_lateness = float(allowed_lateness)
         self._sessions = sessions
-        self._contents: WindowContents = accumulators or ItemLists(sequenced=sessions)
+        self._contents: WindowContents = accumulators or ItemLists(sequenced=sessions, codegen=codegen)
         self._gap = config.gap if isinstance(config, SessionWindows) else 0.0
         self._size = config.size if not isinstance(config, SessionWindows) else 0.0
         self._slide = config.slide if isinstance(config, SlidingWindows) else self._size

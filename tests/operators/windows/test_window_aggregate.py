@@ -529,7 +529,7 @@ async def test_without_a_handler_an_add_error_stops_the_graph_naming_the_item() 
 
 
 async def notes_of_add_error(inline: bool) -> list[str]:
-    env = LocalEnvironment(inline=inline)
+    env = LocalEnvironment(inline=inline, codegen=True)  # the generated path pastes
     source = env.from_collection([event(1), {"timestamp": 2.0, "user": "a"}])
     errors: list[BaseException] = []
 
