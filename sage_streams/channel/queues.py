@@ -24,10 +24,10 @@ class _BatchQueue(asyncio.Queue[Message]):
     ``get_nowait`` (one waiting putter), so waiting, fairness and cancellation stay asyncio's
     own, and a new Python release cannot break them.
 
-    A closed queue is never full and never empty, so that every waiter that wakes finds out:
-    a putter is refused with :class:`~sage_streams.errors.BrokenChannelError`, a getter gets
-    :data:`END`. asyncio wakes one waiter at a time, so each of them wakes the next (see
-    :meth:`close`).
+    A closed queue holds no items, so it is never full; and it is never empty, so that every
+    waiter that wakes finds out: a putter is refused with
+    :class:`~sage_streams.errors.BrokenChannelError`, a getter gets :data:`END`. asyncio wakes
+    one waiter at a time, so each of them wakes the next (see :meth:`close`).
     """
 
     items: int
@@ -91,7 +91,7 @@ class _BatchQueue(asyncio.Queue[Message]):
         return self.items
 
     def full(self) -> bool:
-        return self.items >= self.maxsize and not (self.closed or self._admitted)
+        return self.items >= self.maxsize and not self._admitted
 
     def empty(self) -> bool:
         return not self._messages and not self.closed
