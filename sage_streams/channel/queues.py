@@ -54,8 +54,9 @@ class _BatchQueue(asyncio.Queue[Message]):
         if self.closed or (self.ended and type(item) is list and not self._admitted):
             if type(item) is list:
                 self._refuse()
-            return  # a control message on a closed queue: nobody reads it (close() relies on
-            # put_nowait(END) still waking a getter)
+            # A control message for a closed queue: nobody will read it. (put_nowait still
+            # wakes a getter after this, which is how close() reaches the waiting ones.)
+            return
         self._messages.append(item)
         if type(item) is list:
             self._grow(len(item))
@@ -74,8 +75,9 @@ class _BatchQueue(asyncio.Queue[Message]):
         try:
             message = self._messages.popleft()
         except IndexError:
-            # get_nowait() only gets from a queue that is not empty(): this one is closed.
-            # This may be a getter that close() woke: wake the next one.
+            # get_nowait() only gets from a queue that is not empty(), so this one is closed:
+            # this may be a getter that close() woke, which wakes the next one.
+            assert self.closed
             self.put_nowait(END)
             return END
         if type(message) is list:
@@ -138,18 +140,24 @@ class _BatchQueue(asyncio.Queue[Message]):
         """Evict the oldest items over the bound, keeping control messages in place; return
         how many were evicted.
 
-        This leaves the queue exactly full, so there is no putter to wake.
+        A batch evicted whole leaves no empty batch behind (receivers see only non-empty
+        ones). The queue is left exactly full, so no putter could use the room: none is woken.
         """
+        messages = self._messages
         excess = self.items - self.maxsize
         evicted = 0
-        for index, message in enumerate(self._messages):
-            if evicted >= excess:
-                break
-            if type(message) is list:
-                take = min(len(message), excess - evicted)
-                # Replace rather than mutate: the batch may be shared with other channels.
-                self._messages[index] = message[take:]
-                evicted += take
+        controls: list[Message] = []  # the ones before the oldest item kept
+        while evicted < excess:  # the items queued are more than the excess
+            message = messages.popleft()
+            if type(message) is not list:
+                controls.append(message)
+                continue
+            take = min(len(message), excess - evicted)
+            evicted += take
+            if take < len(message):
+                # Put back a copy rather than mutate: the batch may be shared with other channels.
+                messages.appendleft(message[take:])
+        messages.extendleft(reversed(controls))
         self.items -= evicted
         return evicted
 
