@@ -269,7 +269,11 @@ class Receiver:
         self._state.discard(count)
 
     def close(self) -> None:
-        """Stop receiving: discard what is queued and break the senders."""
+        """Stop receiving: discard what is queued and break the senders.
+
+        Every sender waiting for room wakes with ``BrokenChannelError``; a :meth:`receive`
+        waiting in another task returns :data:`END`.
+        """
         if self._ended is None:
             self._ended = END
         self._state.queue.close()
