@@ -67,7 +67,7 @@ class _ChannelState:
             self.dropped += len(batch) - room
         elif self.strategy == "drop_oldest":
             queue.put_unbounded(batch)
-            self.dropped += queue.evict(queue.items - queue.maxsize)
+            self.dropped += queue.trim()
         else:  # buffer
             self.dropped += cast(_BufferQueue, queue).spill(batch)
 
@@ -229,7 +229,7 @@ class Receiver:
         if self._ended is not None:
             return self._ended
         queue = self._state.queue
-        message = queue.get_nowait() if queue._queue else await queue.get()
+        message = await queue.get() if queue.empty() else queue.get_nowait()
         if message is END or message is ABORTED:
             self._ended = message
         return message
@@ -239,7 +239,7 @@ class Receiver:
         if self._ended is not None:
             return self._ended
         queue = self._state.queue
-        if not queue._queue:
+        if queue.empty():
             return None
         message = queue.get_nowait()
         if message is END or message is ABORTED:
@@ -248,7 +248,7 @@ class Receiver:
 
     def has_message(self) -> bool:
         """Whether :meth:`receive` would return without waiting."""
-        return self._ended is not None or bool(self._state.queue._queue)
+        return self._ended is not None or not self._state.queue.empty()
 
     def watch(self, callback: Callable[[], None] | None) -> None:
         """Call ``callback`` whenever a message is put, so that one task can wait on many
@@ -269,7 +269,11 @@ class Receiver:
         self._state.discard(count)
 
     def close(self) -> None:
-        """Stop receiving: discard what is queued and break the senders."""
+        """Stop receiving: discard what is queued and break the senders.
+
+        Every sender waiting for room wakes with ``BrokenChannelError``; a :meth:`receive`
+        waiting in another task returns :data:`END`.
+        """
         if self._ended is None:
             self._ended = END
         self._state.queue.close()

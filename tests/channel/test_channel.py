@@ -183,6 +183,19 @@ async def test_drop_oldest_keeps_the_newest_items_and_all_control() -> None:
     assert receiver.statistics().dropped == 2
 
 
+async def test_drop_oldest_leaves_no_empty_batch_where_it_evicted_one_whole() -> None:
+    sender, receiver = create_channel("c", capacity=3, strategy="drop_oldest")
+    first, second = Mark(1), Mark(2)
+    await sender.send([1])
+    sender.send_control(first)
+    await sender.send([2, 3])
+    sender.send_control(second)
+    await sender.send([4, 5])  # evicts [1] and 2 of [2, 3]
+    sender.close()
+    assert await drain(receiver) == [first, [3], second, [4, 5]]
+    assert receiver.statistics().dropped == 2
+
+
 async def test_drop_oldest_does_not_mutate_a_shared_batch() -> None:
     shared = [1, 2, 3]
     sender, receiver = create_channel("c", capacity=3, strategy="drop_oldest")
