@@ -17,6 +17,7 @@ from sage_streams.errors import (
     PipelineError,
     SpillError,
     StreamError,
+    UnknownNameError,
 )
 from sage_streams.functions import get_function, register_function
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
@@ -43,6 +44,7 @@ __all__ = [
     "StreamReader",
     "StreamState",
     "SynchronizedStream",
+    "UnknownNameError",
     "WindowAggregate",
     "WindowData",
     "WindowedStream",

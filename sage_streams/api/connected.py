@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sage_streams._graph.node import ErrorPolicy, Node, nearest_policy
-from sage_streams._typing import UserFunction
+from sage_streams._typing import UserFunction, check_positive_int, check_seconds
 from sage_streams.api.handling import ErrorHandling
 from sage_streams.api.stream import DataStream
 from sage_streams.channel import ChannelConfig, validate_strategy
@@ -222,10 +222,9 @@ class ConnectedStreams(ErrorHandling):
         Control messages (end of stream) are never dropped. Applies to the operators made from
         these streams, before or after this call.
         """
-        if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        check_positive_int("buffer_size", buffer_size)
+        if timeout is not None:
+            check_seconds("timeout", timeout, allow_zero=False, why="give None to wait without a limit")
         self._channel_config = ChannelConfig(
             buffer_size, validate_strategy(strategy), timeout, resolve_codec(codec)
         )

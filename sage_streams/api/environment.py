@@ -28,6 +28,7 @@ import anyio
 from sage_streams._codegen.inline import Inline, tracing
 from sage_streams._graph.node import Node, NodeKind
 from sage_streams._runtime import Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
+from sage_streams._typing import check_positive_int
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.time import Clock, SystemClock
@@ -66,10 +67,9 @@ class LocalEnvironment:
         clock: Clock | None = None,
         inline: Inline = True,
     ) -> None:
-        if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_name("an environment", name)
+        check_positive_int("buffer_size", buffer_size)
+        check_positive_int("batch_size", batch_size)
         if not (isinstance(inline, bool) or inline == "all"):
             raise TypeError(f"inline must be True, 'all' or False, got {inline!r}")
         self.name = name
@@ -143,6 +143,7 @@ class LocalEnvironment:
         source: Source | None = None,
     ) -> Node:
         """Add a node under a name unique in this graph (``name``, else ``name#2``, ...)."""
+        _check_name("a stream", name)
         if self._plan is not None:
             raise StreamError(f"cannot add {name!r} to environment {self.name!r} while its graph is running")
         unique = self._unique(name)
@@ -290,6 +291,12 @@ class LocalEnvironment:
                 channels[node.inbox[0].name] = node.inbox[0].statistics()
         states = plan.state_sizes() if plan is not None else {}
         return MetricsSnapshot(operators=operators, channels=channels, elapsed=elapsed, states=states)
+
+
+def _check_name(what: str, name: object) -> None:
+    """Refuse a name that is not a string: names key the metrics and appear in every error."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what}'s name must be a string, got {name!r}")
 
 
 def _outcome(group: BaseExceptionGroup[Any], plan: Plan) -> BaseException:
