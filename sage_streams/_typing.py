@@ -13,6 +13,9 @@ from typing import Any, TypeAlias, TypeVar
 from sage_streams.errors import UnknownNameError
 
 T = TypeVar("T")
+"""The items of a stream."""
+R = TypeVar("R")
+"""The items a user function makes of them (``map``, ``flat_map``)."""
 
 UserFunction: TypeAlias = Callable[..., Any] | str
 """A plain or ``async`` function, or the name it was registered under."""

@@ -20,15 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 
 from sage_streams._codegen.inline import Inline, tracing
 from sage_streams._graph.node import Node, NodeKind
 from sage_streams._runtime import Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
-from sage_streams._typing import check_positive_int
+from sage_streams._typing import T, check_positive_int
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.time import Clock, SystemClock
@@ -107,6 +107,12 @@ class LocalEnvironment:
 
     # -- building -------------------------------------------------------------------------
 
+    @overload
+    def create_stream(self, name: str, source: None = None) -> DataStream[Any]: ...
+    @overload
+    def create_stream(
+        self, name: str, source: Iterable[T] | AsyncIterable[T] | Callable[[], AsyncIterable[T]]
+    ) -> DataStream[T]: ...
     def create_stream(self, name: str, source: Source | None = None) -> DataStream[Any]:
         """A push stream fed with ``await s.emit(item)``, or with ``source``, a pull stream.
 
@@ -127,7 +133,7 @@ class LocalEnvironment:
             node = self.add_node("pull", name, source=source)
         return DataStream._of(self, node)
 
-    def from_collection(self, items: Iterable[Any], name: str | None = None) -> DataStream[Any]:
+    def from_collection(self, items: Iterable[T], name: str | None = None) -> DataStream[T]:
         """A finite pull stream over ``items`` (read afresh on each run)."""
         if not is_sync_source(items):
             raise TypeError(f"from_collection takes an iterable, got {type(items).__name__}")

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, Self
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Never, Self, overload
 
 from sage_streams._graph.node import ErrorPolicy, Node, NodeKind
 from sage_streams._runtime import (
@@ -40,8 +40,9 @@ from sage_streams._runtime import (
     running_loop,
     wrong_loop,
 )
-from sage_streams._typing import T, UserFunction
+from sage_streams._typing import R, T, UserFunction
 from sage_streams.api.handling import ErrorHandling
+from sage_streams.api.windowing import Windowing
 from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
 from sage_streams.functions import resolve_function
@@ -49,14 +50,14 @@ from sage_streams.functions import resolve_function
 if TYPE_CHECKING:
     from sage_streams.api.connected import ConnectedStreams
     from sage_streams.api.environment import LocalEnvironment
-    from sage_streams.api.windowed import WindowedStream
+    from sage_streams.state import StreamState
 
 __all__ = ["DataStream"]
 
 _current_loop = asyncio._get_running_loop  # the running loop or None: the per-emit check
 
 
-class DataStream(ErrorHandling, Generic[T]):
+class DataStream(ErrorHandling, Windowing, Generic[T]):
     """A stream of items in a dataflow graph.
 
     ``DataStream(name)`` creates a push stream that is not yet bound to an environment: it runs
@@ -118,19 +119,41 @@ class DataStream(ErrorHandling, Generic[T]):
         node = self._env.add_node(kind, label, (self._node,), fn=function)
         return DataStream._of(self._env, node)
 
+    @overload
+    def map(self, fn: Callable[[T], Awaitable[R]], *, name: str | None = None) -> DataStream[R]: ...
+    @overload
+    def map(self, fn: Callable[[T], R], *, name: str | None = None) -> DataStream[R]: ...
+    @overload
+    def map(self, fn: str, *, name: str | None = None) -> DataStream[Any]: ...
     def map(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
-        """Each item replaced by ``fn(item)`` (awaited if ``fn`` is async), in order."""
+        """Each item replaced by ``fn(item)`` (awaited if ``fn`` is async), in order.
+
+        The new stream's item type is what ``fn`` returns (what it resolves to for an
+        ``async def``); a registered name gives ``DataStream[Any]``, its function being known only
+        when the graph is built.
+        """
         return self._then("map", fn, name, "map function")
 
-    def filter(self, fn: UserFunction, *, name: str | None = None) -> DataStream[T]:
-        """Only the items for which ``fn(item)`` is true, in order."""
+    def filter(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[T]:
+        """Only the items for which ``fn(item)`` is true (awaited if ``fn`` is async), in order."""
         return self._then("filter", fn, name, "filter predicate")
 
+    @overload
+    def flat_map(self, fn: Callable[[T], AsyncIterable[R]], *, name: str | None = None) -> DataStream[R]: ...
+    @overload
+    def flat_map(
+        self, fn: Callable[[T], Awaitable[Iterable[R]]], *, name: str | None = None
+    ) -> DataStream[R]: ...
+    @overload
+    def flat_map(self, fn: Callable[[T], Iterable[R]], *, name: str | None = None) -> DataStream[R]: ...
+    @overload
+    def flat_map(self, fn: str, *, name: str | None = None) -> DataStream[Any]: ...
     def flat_map(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
-        """Each item replaced by the items of ``fn(item)``: an iterable, or an async generator."""
+        """Each item replaced by the items of ``fn(item)``, in order: the elements of an iterable
+        (a string is an iterable of characters), or what an async generator yields."""
         return self._then("flat_map", fn, name, "flat_map function")
 
-    def key_by(self, fn: UserFunction, *, name: str | None = None) -> DataStream[T]:
+    def key_by(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[T]:
         """The same items, keyed by ``fn(item)`` for the keyed operators that follow.
 
         As in Flink, keying does not change the items. Each key is computed as the item passes
@@ -146,26 +169,19 @@ class DataStream(ErrorHandling, Generic[T]):
         """The key function of a stream made by ``key_by``, else ``None``."""
         return self._node.key_func
 
-    def connect(self, *others: DataStream[Any], state: Any = None) -> ConnectedStreams:
+    def connect(self, *others: DataStream[Any], state: StreamState | None = None) -> ConnectedStreams:
         """This stream and ``others`` as one :class:`~sage_streams.ConnectedStreams`."""
         from sage_streams.api.connected import ConnectedStreams
 
         return ConnectedStreams([self, *others], state=state)
 
-    def window(
-        self, window_type: str, size: float | None = None, slide: float | None = None, **options: Any
-    ) -> WindowedStream:
-        """Event-time windows over this stream, as ``ConnectedStreams.window`` over one input.
-
-        ``key_func`` defaults to this stream's key function when it was made by ``key_by``.
-        """
-        from sage_streams.api.windowed import window_node
+    def _window_inputs(self) -> tuple[Sequence[DataStream[Any]], StreamState, UserFunction | None]:
+        """This stream alone, a state of its own, and its key function (``key_by``) by default."""
         from sage_streams.state import StreamState
 
-        options.setdefault("key_func", self._node.key_func)
-        return window_node(self._env, [self], StreamState(), window_type, size, slide, **options)
+        return [self], StreamState(), self._node.key_func
 
-    def sink(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
+    def sink(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[Never]:
         """Call ``fn(item)`` for every item, for its effect.
 
         Returns the sink's own stream, which carries no items: it ends once the sink has been
