@@ -33,7 +33,7 @@ Example::
 
 from sage_streams._graph.policy import DeadLetter, ErrorContext
 from sage_streams.api.connected import ConnectedStreams, JoinedStream, SynchronizedStream
-from sage_streams.api.environment import LocalEnvironment
+from sage_streams.api.environment import Lifecycle, LocalEnvironment
 from sage_streams.api.stream import DataStream
 from sage_streams.api.windowed import WindowedStream
 from sage_streams.channel import ChannelStatistics
@@ -61,6 +61,7 @@ __all__ = [
     "ErrorContext",
     "ErrorThresholdExceeded",
     "JoinedStream",
+    "Lifecycle",
     "LocalEnvironment",
     "MetricsSnapshot",
     "NoDataError",

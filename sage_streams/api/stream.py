@@ -212,7 +212,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
     def _on_graph_loop(self, what: str) -> Plan | None:
         """The run in progress, if any, after checking that ``what`` is called on its loop."""
         loop = running_loop(what)
-        plan = self._env._plan
+        plan = self._env.running_plan()
         if plan is not None and plan.loop is not loop:
             raise wrong_loop(what, self._env.name)
         return plan
@@ -229,7 +229,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
                 full while its graph is not running, or this is not the graph's event loop.
         """
         node = self._node
-        plan = node.env._plan
+        plan = node.env.running_plan()
         if node.inbox is None or plan is None or plan.loop is not _current_loop():
             sender = await self._before_a_run()  # the per-item path is the line above only
         else:
@@ -239,7 +239,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
         except BrokenChannelError:
             if sender.closed:
                 raise StreamError(f"cannot emit into stream {self.name!r}: it is closed") from None
-            plan = self._env._plan or self._env._last_plan
+            plan = self._env._plan
             failures = [] if plan is None else plan.failures
             raise StreamError(
                 f"cannot emit into stream {self.name!r}: its graph has stopped reading it"
@@ -287,7 +287,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
         """Run ``step`` on the running graph's loop, after the steps handed over before it: one
         fair lock per push stream and run keeps the order they were given in."""
         self._inbox()
-        plan = self._env._plan
+        plan = self._env.running_plan()
         if plan is None:
             raise StreamError(
                 f"{what} on stream {self.name!r}: its graph is not running, so there is no event "
