@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sage_streams._graph.node import ErrorPolicy, Node, nearest_policy
-from sage_streams._typing import UserFunction, check_positive_int, check_seconds
+from sage_streams._typing import T, UserFunction, check_positive_int, check_seconds
 from sage_streams.api.handling import ErrorHandling
 from sage_streams.api.stream import DataStream
 from sage_streams.api.windowing import Windowing
@@ -227,7 +227,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
         return self
 
 
-class _BatchStream(DataStream[Any]):
+class _BatchStream(DataStream[T]):
     """A stream whose ``process(fn)`` receives whole batches (lists) and the shared state."""
 
     _state: StreamState
@@ -242,11 +242,11 @@ class _BatchStream(DataStream[Any]):
         return DataStream._of(self.env, node)
 
 
-class JoinedStream(_BatchStream):
+class JoinedStream(_BatchStream[tuple[Any, Any]]):
     """The ``(left, right)`` pairs of a join; ``process(fn)`` receives lists of pairs."""
 
 
-class SynchronizedStream(_BatchStream):
+class SynchronizedStream(_BatchStream[tuple[Any, ...]]):
     """The tuples of a synchronization; ``unmatched()`` is the stream of items left over."""
 
     def unmatched(self) -> DataStream[Any]:

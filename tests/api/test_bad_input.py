@@ -411,6 +411,10 @@ MISUSE: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
 
 UNKNOWN_NAMES: dict[str, tuple[Callable[[], object], str]] = {
     "function": (lambda: _one().map("no_such_function"), "no function registered as 'no_such_function'"),
+    "get_function": (
+        lambda: get_function("no_such_function"),
+        "no function registered as 'no_such_function'",
+    ),
     "join_type": (
         lambda: _pair().join("cross", key_func=lambda x: x),  # type: ignore[arg-type]
         "unknown join_type 'cross'; expected one of 'inner', 'left', 'right', 'outer'",

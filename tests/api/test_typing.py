@@ -14,6 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = "sage_streams.api.stream.DataStream"
+WINDOWS = "sage_streams.operators.windows.operator"
 
 PRELUDE = textwrap.dedent(
     """\
@@ -54,6 +55,11 @@ REVEALED = [
     ('env.create_stream("push")', f"{STREAM}[Any]"),
     ('env.create_stream("pull", source=["a"])', f"{STREAM}[str]"),
     ('numbers.window("tumbling", 10)', "sage_streams.api.windowed.WindowedStream"),
+    ('numbers.window("tumbling", 10).aggregate(max, initial=0)', f"{STREAM}[{WINDOWS}.WindowAggregate]"),
+    ("both.join(key_func=str).map(lambda pair: pair[0])", f"{STREAM}[Any]"),
+    ("aiter(both.join(key_func=str))", "typing.AsyncIterator[tuple[Any, Any]]"),
+    ("aiter(both.synchronize())", "typing.AsyncIterator[tuple[Any, ...]]"),
+    ("both.errors()", f"{STREAM}[sage_streams._graph.policy.DeadLetter]"),
 ]
 """``(expression, the type mypy reveals for it)``."""
 
