@@ -63,6 +63,11 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
     ``DataStream(name)`` creates a push stream that is not yet bound to an environment: it runs
     in an environment of its own (named ``"default"``) unless it is connected to a stream of
     another environment, whose graph it then joins (its name gets a ``#2`` suffix if taken).
+
+    ``DataStream[T]`` is a stream of items of type ``T``, for type checkers: ``map`` and
+    ``flat_map`` give the type their function returns (an ``async def``'s result type included),
+    ``filter`` and ``key_by`` keep it, and a registered name, whose function is known only when
+    the graph is built, gives ``DataStream[Any]``.
     """
 
     _node: Node
