@@ -13,15 +13,17 @@ the seed lists "block", "drop" and "buffer", and this script runs all three.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from sage_streams import LocalEnvironment
 from sage_streams.connected_streams import ConnectedStreams
 
 CLICKS = 20_000
 
+Strategy = Literal["block", "drop", "drop_oldest", "buffer"]
 
-async def run(strategy: str) -> None:
+
+async def run(strategy: Strategy) -> None:
     env = LocalEnvironment(batch_size=250)
     clicks = env.from_collection(
         ({"user": i % 300, "page": f"/p/{i % 17}"} for i in range(CLICKS)), name="clicks"
@@ -53,7 +55,8 @@ async def run(strategy: str) -> None:
 
 
 async def main() -> None:
-    for strategy in ("block", "drop", "buffer"):
+    strategies: tuple[Strategy, ...] = ("block", "drop", "buffer")
+    for strategy in strategies:
         await run(strategy)
 
 

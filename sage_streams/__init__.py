@@ -1,12 +1,39 @@
+# The layers, lowest first. A module imports only from its own layer and the layers below it;
+# the one exception is api/, whose fluent methods import a higher type inside the method.
+#
+#   L0  errors, _typing, functions, time   exceptions, type aliases and checks, the function
+#                                          registry, clocks and event time
+#   L1  channel/                           bounded asyncio.Queue channels, batches and control
+#                                          messages, backpressure strategies, the overflow store
+#   L2  state, metrics                     StreamState, the metrics records
+#   L3  _codegen/                          the only place that compiles code; a plain twin each
+#   L4  operators/                         process, joins/, windows/, sync/: config, pure state,
+#                                          the operator the runtime feeds
+#   L5  _graph/                            the graph as data: nodes, edges, error-policy config
+#   L6  _runtime/                          planning, chains, heads, outlets, per-run state
+#   L7  api/                               LocalEnvironment, DataStream, ConnectedStreams, ...
+#
+# This module is the front door only: it re-exports the public names, and gives each the
+# module users import it from.
+
 """sage_streams: asyncio-native connected streams.
 
 Everything a user needs is importable from here; the modules behind it are an implementation
-detail.
+detail. The public test kit is :mod:`sage_streams.testing`; the seed page's path
+``sage_streams.connected_streams`` also works.
+
+Example::
+
+    from sage_streams import LocalEnvironment
+
+    env = LocalEnvironment()
+    doubled = env.from_collection(range(5)).map(lambda x: 2 * x)
+    print(await doubled.collect())  # [0, 2, 4, 6, 8]
 """
 
 from sage_streams._graph.policy import DeadLetter, ErrorContext
 from sage_streams.api.connected import ConnectedStreams, JoinedStream, SynchronizedStream
-from sage_streams.api.environment import LocalEnvironment
+from sage_streams.api.environment import Lifecycle, LocalEnvironment
 from sage_streams.api.stream import DataStream
 from sage_streams.api.windowed import WindowedStream
 from sage_streams.channel import ChannelStatistics
@@ -17,6 +44,7 @@ from sage_streams.errors import (
     PipelineError,
     SpillError,
     StreamError,
+    UnknownNameError,
 )
 from sage_streams.functions import get_function, register_function
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
@@ -33,6 +61,7 @@ __all__ = [
     "ErrorContext",
     "ErrorThresholdExceeded",
     "JoinedStream",
+    "Lifecycle",
     "LocalEnvironment",
     "MetricsSnapshot",
     "NoDataError",
@@ -43,9 +72,16 @@ __all__ = [
     "StreamReader",
     "StreamState",
     "SynchronizedStream",
+    "UnknownNameError",
     "WindowAggregate",
     "WindowData",
     "WindowedStream",
     "get_function",
     "register_function",
 ]
+
+# Every public object says it lives here, where users import it from (as httpx does): in reprs,
+# tracebacks, pickles and the docs. Pickle finds a class by module and name, and here it is.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name

@@ -10,7 +10,12 @@ import math
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, TypeAlias, TypeVar
 
+from sage_streams.errors import UnknownNameError
+
 T = TypeVar("T")
+"""The items of a stream."""
+R = TypeVar("R")
+"""The items a user function makes of them (``map``, ``flat_map``)."""
 
 UserFunction: TypeAlias = Callable[..., Any] | str
 """A plain or ``async`` function, or the name it was registered under."""
@@ -22,11 +27,16 @@ Source: TypeAlias = Iterable[Any] | AsyncIterable[Any] | Callable[[], AsyncItera
 def check_choice(value: object, choices: tuple[str, ...], what: str) -> None:
     """Refuse a mode that is not one of ``choices`` with a message listing the valid ones.
 
-    Modes are ``Literal`` aliases; ``choices`` is their ``get_args``.
+    Modes are ``Literal`` aliases; ``choices`` is their ``get_args``. A value that is not a
+    string is a ``TypeError``; a string that is not a choice an :class:`UnknownNameError` (a
+    ``LookupError`` and a ``ValueError``).
     """
-    if value not in choices:
-        valid = ", ".join(repr(choice) for choice in choices)
-        raise ValueError(f"unknown {what} {value!r}; expected one of {valid}")
+    if value in choices:
+        return
+    valid = ", ".join(repr(choice) for choice in choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be one of {valid}, got {value!r}")
+    raise UnknownNameError(f"unknown {what} {value!r}; expected one of {valid}")
 
 
 def check_seconds(name: str, value: object, *, allow_zero: bool = True, why: str = "") -> float:
@@ -39,3 +49,15 @@ def check_seconds(name: str, value: object, *, allow_zero: bool = True, why: str
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be finite and {bound}, got {value!r}" + (f": {why}" if why else ""))
     return float(value)
+
+
+def check_positive_int(name: str, value: object, *, why: str = "") -> int:
+    """``value`` if it is an ``int`` ``>= 1``; else a ``TypeError`` (not an int: ``bool`` and
+    ``1.0`` are refused too, a count is never a flag or a float) or a ``ValueError`` naming the
+    argument, followed by ``why`` when given. The one check of buffer sizes, batch sizes and
+    other counts, as :func:`check_seconds` is for durations."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}" + (f": {why}" if why else ""))
+    return value

@@ -3,7 +3,13 @@
 The tree, from the most general::
 
     Exception
-    └── StreamError                   misuse of the API or a broken stream
+    ├── TypeError                     an argument of the wrong type (builtin, raised as is)
+    ├── ValueError                    an argument of the right type but a bad value (builtin)
+    └── StreamError                   the call is right but the state is wrong: a running graph,
+        │                             a closed stream, a name taken; or a broken stream
+        ├── UnknownNameError          a name that names nothing: an unregistered function, an
+        │                             unknown window, join or sync type, strategy or codec
+        │                             (also a LookupError and a ValueError)
         ├── BrokenChannelError        a channel's receiving end is gone
         ├── BackpressureTimeout       a blocked producer waited longer than its timeout
         ├── SpillError                an item the ``buffer`` strategy's codec cannot spill or read back
@@ -11,9 +17,16 @@ The tree, from the most general::
         └── PipelineError             a running graph stopped; ``__cause__`` is the first error
             └── ErrorThresholdExceeded  too many errors inside the configured time window
 
+Misuse is refused when the graph is built, in one family: ``TypeError`` for a wrong type,
+``ValueError`` for a bad value, :class:`UnknownNameError` (``except LookupError`` catches it) for
+a name that is not known, :class:`StreamError` for a call the graph's state does not allow.
+
 User code raises its own exceptions; the runtime never swallows them. When one stops a graph,
 ``execute()`` raises :class:`PipelineError` chained to it, and the original exception carries a
 note naming the operator and the item it failed on.
+
+Every exception here survives ``pickle`` (to a process pool, a log shipper) with its type, its
+message and its attributes.
 """
 
 from __future__ import annotations
@@ -32,11 +45,21 @@ __all__ = [
     "NoDataError",
     "PipelineError",
     "StreamError",
+    "UnknownNameError",
 ]
 
 
 class StreamError(Exception):
     """Misuse of the streaming API, or a stream that can no longer be used."""
+
+
+class UnknownNameError(StreamError, LookupError, ValueError):
+    """A name that names nothing known: no function is registered under it, or it is not one of
+    the modes a parameter takes (the message lists the valid ones).
+
+    It is a :class:`LookupError`, as the registry is looked up by name, and a
+    :class:`ValueError`, as a mode that is not one of a ``Literal``'s values is a bad value.
+    """
 
 
 class BrokenChannelError(StreamError):
@@ -221,3 +244,7 @@ class SpillError(StreamError):
         super().__init__(message)
         self.item = item
         self.index = index
+
+    def __reduce__(self) -> tuple[type[SpillError], tuple[str, object, int | None], dict[str, Any]]:
+        """Pickle with every argument ``__init__`` needs (``args`` holds only the message)."""
+        return type(self), (str(self), self.item, self.index), self.__dict__

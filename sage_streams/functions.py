@@ -20,7 +20,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
-from sage_streams.errors import StreamError
+from sage_streams.errors import StreamError, UnknownNameError
 
 __all__ = [
     "emitted",
@@ -73,12 +73,20 @@ def _register(name: str, fn: F) -> F:
 
 
 def get_function(name: str) -> Callable[..., Any]:
-    """Return the function registered as ``name``; ``KeyError``-free: a clear ``StreamError``."""
+    """Return the function registered as ``name``.
+
+    Raises:
+        UnknownNameError: nothing is registered as ``name`` (the message lists what is); a
+            :class:`LookupError`, rather than a bare ``KeyError`` whose message is only the name.
+        TypeError: ``name`` is not a string.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a registered function's name is a string, got {name!r}")
     try:
         return _registry[name]
     except KeyError:
         known = ", ".join(sorted(_registry)) or "none"
-        raise StreamError(f"no function registered as {name!r} (registered: {known})") from None
+        raise UnknownNameError(f"no function registered as {name!r} (registered: {known})") from None
 
 
 def resolve_function(fn: Callable[..., Any] | str, role: str) -> Callable[..., Any]:

@@ -54,12 +54,16 @@ class ManualClock:
         self._order = itertools.count()
 
     def now(self) -> float:
+        """The clock's reading, in seconds: ``start`` plus every :meth:`advance` so far."""
         return self._now
 
     def time(self) -> float:
+        """Wall-clock seconds since the epoch, as processing-time window bounds read them."""
         return self._now + self.epoch_offset
 
     def call_at(self, deadline: float, callback: Callable[[], None]) -> _ManualTimer:
+        """Run ``callback`` once the clock reaches ``deadline`` (its reading, as :meth:`now`);
+        the timer returned has ``cancel()``. Timers due together run in the order they were set."""
         timer = _ManualTimer(callback)
         heapq.heappush(self._timers, (deadline, next(self._order), timer))
         return timer

@@ -20,31 +20,33 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sage_streams._graph.node import ErrorPolicy, Node, nearest_policy
-from sage_streams._typing import UserFunction
+from sage_streams._typing import T, UserFunction, check_positive_int, check_seconds
 from sage_streams.api.handling import ErrorHandling
 from sage_streams.api.stream import DataStream
+from sage_streams.api.windowing import Windowing
 from sage_streams.channel import ChannelConfig, validate_strategy
-from sage_streams.channel.overflow import Codec, resolve_codec
+from sage_streams.channel.config import Strategy
+from sage_streams.channel.overflow import Codec, CodecName, resolve_codec
 from sage_streams.errors import StreamError
 from sage_streams.functions import resolve_function
 from sage_streams.operators.base import Operator
-from sage_streams.operators.joins.config import join_config
+from sage_streams.operators.joins.config import JoinType, join_config
 from sage_streams.operators.joins.operator import JoinOperator
 from sage_streams.operators.joins.state import JoinState
 from sage_streams.operators.process import BatchProcessOperator, ProcessOperator, StreamReader
-from sage_streams.operators.sync.config import sync_config
+from sage_streams.operators.sync.config import SyncType, sync_config
 from sage_streams.operators.sync.operator import SyncOperator
 from sage_streams.operators.sync.state import make_synchronizer
+from sage_streams.operators.timestamps import TimestampSpec
 from sage_streams.state import StreamState
 
 if TYPE_CHECKING:
     from sage_streams.api.environment import LocalEnvironment
-    from sage_streams.api.windowed import WindowedStream
 
 __all__ = ["ConnectedStreams", "JoinedStream", "StreamReader", "SynchronizedStream"]
 
 
-class ConnectedStreams(ErrorHandling):
+class ConnectedStreams(ErrorHandling, Windowing):
     """Two or more streams processed together.
 
     Args:
@@ -113,12 +115,12 @@ class ConnectedStreams(ErrorHandling):
 
     def join(
         self,
-        join_type: str = "inner",
-        key_func: Any = None,
+        join_type: JoinType = "inner",
+        key_func: UserFunction | tuple[UserFunction, UserFunction] | None = None,
         condition: UserFunction | None = None,
         *,
         within: float | None = None,
-        timestamp: str | Callable[[Any], Any] = "timestamp",
+        timestamp: TimestampSpec = "timestamp",
         name: str | None = None,
     ) -> JoinedStream:
         """A streaming join of the two streams: a stream of ``(left, right)`` pairs.
@@ -132,7 +134,7 @@ class ConnectedStreams(ErrorHandling):
             raise StreamError(f"a join takes exactly two streams, these are {len(self.streams)}")
         keys = _resolve_keys(key_func)
         test = resolve_function(condition, "join condition") if condition is not None else None
-        config = join_config(join_type, keys, test, within=within, timestamp=timestamp)  # type: ignore[arg-type]
+        config = join_config(join_type, keys, test, within=within, timestamp=timestamp)
         env = self.env
         node = self._operator(
             f"join({join_type})",
@@ -145,11 +147,11 @@ class ConnectedStreams(ErrorHandling):
 
     def synchronize(
         self,
-        sync_type: str = "timestamp",
+        sync_type: SyncType = "timestamp",
         tolerance: float = 1.0,
         *,
-        timestamp: str | Callable[[Any], Any] = "timestamp",
-        sync_event: Any = None,
+        timestamp: TimestampSpec = "timestamp",
+        sync_event: object = None,
         name: str | None = None,
     ) -> SynchronizedStream:
         """A stream of tuples with one entry per input, aligned by timestamp or by markers.
@@ -176,23 +178,15 @@ class ConnectedStreams(ErrorHandling):
         synced._state = self.state
         return synced
 
-    def window(
-        self, window_type: str, size: float | None = None, slide: float | None = None, **options: Any
-    ) -> WindowedStream:
-        """Event-time windows across the streams: a stream of :class:`WindowData`.
+    def _window_inputs(self) -> tuple[Sequence[DataStream[Any]], StreamState, UserFunction | None]:
+        """These streams, their shared state, and no default key."""
+        return self.streams, self.state, None
 
-        ``"tumbling"`` (size), ``"sliding"`` (size, slide) or ``"session"`` (timeout, the gap);
-        keywords ``timestamp``, ``key_func``, ``out_of_orderness``, ``allowed_lateness`` and
-        ``name`` as in :func:`sage_streams.api.windowed.window_node`. ``windowed.process(fn)`` calls
-        ``fn(window_data, state)`` once per fired window, with this object's state.
-        """
-        from sage_streams.api.windowed import window_node
-
-        windowed = window_node(self.env, self.streams, self.state, window_type, size, slide, **options)
-        windowed._node.policy = self._policy
-        windowed._node.settings = self._channel_config
-        self._nodes.append(windowed._node)
-        return windowed
+    def _windowed(self, node: Node) -> None:
+        """A window across these streams is under their error policy and channel bounds."""
+        node.policy = self._policy
+        node.settings = self._channel_config
+        self._nodes.append(node)
 
     def _error_policy(self) -> ErrorPolicy:
         return self._policy
@@ -206,11 +200,11 @@ class ConnectedStreams(ErrorHandling):
 
     def configure_backpressure(
         self,
-        strategy: str = "block",
+        strategy: Strategy = "block",
         buffer_size: int = 1000,
         timeout: float | None = None,
         *,
-        codec: str | Codec = "pickle",
+        codec: CodecName | Codec = "pickle",
     ) -> ConnectedStreams:
         """Bound every input channel of this connected operator at ``buffer_size`` items.
 
@@ -224,10 +218,9 @@ class ConnectedStreams(ErrorHandling):
         Control messages (end of stream) are never dropped. Applies to the operators made from
         these streams, before or after this call.
         """
-        if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
-        if timeout is not None and not timeout > 0:
-            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        check_positive_int("buffer_size", buffer_size)
+        if timeout is not None:
+            check_seconds("timeout", timeout, allow_zero=False, why="give None to wait without a limit")
         self._channel_config = ChannelConfig(
             buffer_size, validate_strategy(strategy), timeout, resolve_codec(codec)
         )
@@ -236,7 +229,7 @@ class ConnectedStreams(ErrorHandling):
         return self
 
 
-class _BatchStream(DataStream[Any]):
+class _BatchStream(DataStream[T]):
     """A stream whose ``process(fn)`` receives whole batches (lists) and the shared state."""
 
     _state: StreamState
@@ -251,11 +244,11 @@ class _BatchStream(DataStream[Any]):
         return DataStream._of(self.env, node)
 
 
-class JoinedStream(_BatchStream):
+class JoinedStream(_BatchStream[tuple[Any, Any]]):
     """The ``(left, right)`` pairs of a join; ``process(fn)`` receives lists of pairs."""
 
 
-class SynchronizedStream(_BatchStream):
+class SynchronizedStream(_BatchStream[tuple[Any, ...]]):
     """The tuples of a synchronization; ``unmatched()`` is the stream of items left over."""
 
     def unmatched(self) -> DataStream[Any]:

@@ -7,6 +7,7 @@ service; ``env.run()`` is ``asyncio.run(env.execute())`` for scripts, on uvloop 
 
 A graph may run again after a run has ended: pull sources are read afresh (a list again from the
 start; a one-shot iterator or generator has nothing left), push streams stay closed once closed.
+``env.lifecycle`` says where the graph is: a :class:`Lifecycle`.
 
 Example::
 
@@ -19,16 +20,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 
 from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node, NodeKind
 from sage_streams._runtime import Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
+from sage_streams._typing import T, check_positive_int
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.time import Clock, SystemClock
@@ -37,7 +40,34 @@ if TYPE_CHECKING:
     from sage_streams._typing import Source
     from sage_streams.api.stream import DataStream
 
-__all__ = ["LocalEnvironment"]
+__all__ = ["Lifecycle", "LocalEnvironment"]
+
+
+class Lifecycle(enum.Enum):
+    """Where an environment's graph is in its life: ``env.lifecycle``.
+
+    A graph is built (``BUILDING``), then runs (``RUNNING``), and its run ends one of three
+    ways; an ended graph may be extended and run again::
+
+        BUILDING ──> RUNNING ──> FINISHED | FAILED | CANCELLED
+                        ^                      │
+                        └──────────────────────┘
+
+    While it runs, nothing can be added to it and it cannot be started again (a
+    :class:`~sage_streams.StreamError` says so); ``emit_threadsafe`` needs it running.
+    """
+
+    BUILDING = "building"
+    """Never run: streams and operators are being added."""
+    RUNNING = "running"
+    """A run is in progress (``execute()``, ``env.running()``, a ``collect()`` or ``async for``)."""
+    FINISHED = "finished"
+    """The last run ended: every source was exhausted and every sink drained."""
+    FAILED = "failed"
+    """The last run stopped with a :class:`~sage_streams.PipelineError`."""
+    CANCELLED = "cancelled"
+    """The last run was cancelled before it ended: a reader left its ``async for``, the task
+    awaiting it was cancelled, or the ``env.running()`` block raised."""
 
 
 class LocalEnvironment:
@@ -73,10 +103,9 @@ class LocalEnvironment:
         inline: Inline = True,
         codegen: bool | None = None,
     ) -> None:
-        if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        _check_name("an environment", name)
+        check_positive_int("buffer_size", buffer_size)
+        check_positive_int("batch_size", batch_size)
         if not (isinstance(inline, bool) or inline == "all"):
             raise TypeError(f"inline must be True, 'all' or False, got {inline!r}")
         self.name = name
@@ -87,8 +116,8 @@ class LocalEnvironment:
         self.codegen: bool = _codegen_default() if codegen is None else _checked_codegen(codegen)
         self._nodes: list[Node] = []
         self._names: set[str] = set()
-        self._plan: Plan | None = None
-        self._last_plan: Plan | None = None
+        self._lifecycle = Lifecycle.BUILDING
+        self._plan: Plan | None = None  # of the run in progress, or of the last one
         self._implicit = False
 
     @classmethod
@@ -100,7 +129,7 @@ class LocalEnvironment:
 
     def _adopt(self, other: LocalEnvironment) -> None:
         """Move the graph of an implicit environment into this one (renaming on clashes)."""
-        if other._plan is not None or self._plan is not None:
+        if Lifecycle.RUNNING in (self._lifecycle, other._lifecycle):
             raise StreamError("cannot connect streams while their graph is running")
         for node in other._nodes:
             node.name = self._unique(node.name)
@@ -115,6 +144,12 @@ class LocalEnvironment:
 
     # -- building -------------------------------------------------------------------------
 
+    @overload
+    def create_stream(self, name: str, source: None = None) -> DataStream[Any]: ...
+    @overload
+    def create_stream(
+        self, name: str, source: Iterable[T] | AsyncIterable[T] | Callable[[], AsyncIterable[T]]
+    ) -> DataStream[T]: ...
     def create_stream(self, name: str, source: Source | None = None) -> DataStream[Any]:
         """A push stream fed with ``await s.emit(item)``, or with ``source``, a pull stream.
 
@@ -135,7 +170,7 @@ class LocalEnvironment:
             node = self.add_node("pull", name, source=source)
         return DataStream._of(self, node)
 
-    def from_collection(self, items: Iterable[Any], name: str | None = None) -> DataStream[Any]:
+    def from_collection(self, items: Iterable[T], name: str | None = None) -> DataStream[T]:
         """A finite pull stream over ``items`` (read afresh on each run)."""
         if not is_sync_source(items):
             raise TypeError(f"from_collection takes an iterable, got {type(items).__name__}")
@@ -151,7 +186,8 @@ class LocalEnvironment:
         source: Source | None = None,
     ) -> Node:
         """Add a node under a name unique in this graph (``name``, else ``name#2``, ...)."""
-        if self._plan is not None:
+        _check_name("a stream", name)
+        if self._lifecycle is Lifecycle.RUNNING:
             raise StreamError(f"cannot add {name!r} to environment {self.name!r} while its graph is running")
         unique = self._unique(name)
         node = Node(kind, unique, inputs, fn=fn, source=source)
@@ -170,9 +206,18 @@ class LocalEnvironment:
     # -- running ----------------------------------------------------------------------------
 
     @property
+    def lifecycle(self) -> Lifecycle:
+        """Where the graph is: being built, running, or how its last run ended."""
+        return self._lifecycle
+
+    @property
     def is_running(self) -> bool:
-        """Whether a run of this graph is in progress."""
-        return self._plan is not None
+        """Whether a run of this graph is in progress (``lifecycle is Lifecycle.RUNNING``)."""
+        return self._lifecycle is Lifecycle.RUNNING
+
+    def running_plan(self) -> Plan | None:
+        """The plan of the run in progress, or ``None`` when the graph is not running."""
+        return self._plan if self._lifecycle is Lifecycle.RUNNING else None
 
     async def execute(self) -> None:
         """Run the graph until every source is exhausted and every sink has drained.
@@ -186,22 +231,29 @@ class LocalEnvironment:
     async def run_with(self, taps: dict[Node, list[Outlet]], what: str) -> None:
         """Run the graph with extra outlets on some nodes (``collect``, ``async for``); ``what``
         names the call in errors."""
-        plan = self._start(taps, what)
-        try:
-            await plan.run()
-        finally:
-            self._end(plan)
+        await self._run(self._start(taps, what))
 
     def spawn_with(self, taps: dict[Node, list[Outlet]], what: str) -> asyncio.Task[None]:
         """Start a run as a task of its own; the caller must await or cancel it."""
         plan = self._start(taps, what)
-        task = asyncio.ensure_future(plan.run())
-        task.add_done_callback(lambda _: self._end(plan))
+        task = asyncio.ensure_future(self._run(plan))
+        # A task cancelled before its first step never enters _run: it ends the run here.
+        task.add_done_callback(lambda _: self._end(plan, Lifecycle.CANCELLED))
         return task
 
-    def _end(self, plan: Plan) -> None:
-        if self._plan is plan:
-            self._plan = None
+    async def _run(self, plan: Plan) -> None:
+        """Run ``plan`` and record how it ended: finished, failed, or cancelled."""
+        ended = Lifecycle.CANCELLED
+        try:
+            await plan.run()
+            ended = Lifecycle.FINISHED
+        finally:
+            self._end(plan, Lifecycle.FAILED if plan.error is not None else ended)
+
+    def _end(self, plan: Plan, ended: Lifecycle) -> None:
+        """Leave ``RUNNING`` for ``ended``, unless the run of ``plan`` has already ended."""
+        if self._plan is plan and self._lifecycle is Lifecycle.RUNNING:
+            self._lifecycle = ended
 
     def inlining(self) -> bool:
         """Whether one-expression user functions are inlined in the run starting now (see
@@ -210,7 +262,7 @@ class LocalEnvironment:
 
     def _start(self, taps: dict[Node, list[Outlet]], what: str) -> Plan:
         loop = running_loop(what)
-        if self._plan is not None:
+        if self._lifecycle is Lifecycle.RUNNING:
             raise StreamError(f"the graph of environment {self.name!r} is already running")
         if not self._nodes:
             raise StreamError(f"environment {self.name!r} has no streams to run")
@@ -225,7 +277,7 @@ class LocalEnvironment:
             codegen=self.codegen,
             loop=loop,
         )
-        self._last_plan = self._plan
+        self._lifecycle = Lifecycle.RUNNING
         return self._plan
 
     @contextlib.asynccontextmanager
@@ -241,7 +293,7 @@ class LocalEnvironment:
         plan = self._start({}, "env.running()")
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(plan.run, name=f"{self.name}.run")
+                group.start_soon(self._run, plan, name=f"{self.name}.run")
                 try:
                     yield self
                 except BaseException:
@@ -252,7 +304,7 @@ class LocalEnvironment:
             error = _outcome(group, plan)
             raise error from error.__cause__  # a PipelineError keeps its first error as cause
         finally:
-            self._end(plan)
+            self._end(plan, Lifecycle.CANCELLED)  # the run task never started (else it ended the run)
 
     def _close_push_streams(self) -> None:
         for node in self._nodes:
@@ -274,7 +326,7 @@ class LocalEnvironment:
 
     def metrics(self) -> MetricsSnapshot:
         """A snapshot of every operator and channel of the current or last run."""
-        plan = self._plan or self._last_plan
+        plan = self._plan
         if plan is not None:
             plan.flush_counts()
         elapsed = 0.0 if plan is None else (plan.ended_at or time.perf_counter()) - plan.started_at
@@ -299,6 +351,12 @@ class LocalEnvironment:
                 channels[node.inbox[0].name] = node.inbox[0].statistics()
         states = plan.state_sizes() if plan is not None else {}
         return MetricsSnapshot(operators=operators, channels=channels, elapsed=elapsed, states=states)
+
+
+def _check_name(what: str, name: object) -> None:
+    """Refuse a name that is not a string: names key the metrics and appear in every error."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what}'s name must be a string, got {name!r}")
 
 
 def _outcome(group: BaseExceptionGroup[Any], plan: Plan) -> BaseException:

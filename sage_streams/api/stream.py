@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, Self
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Never, Self, overload
 
 from sage_streams._graph.node import ErrorPolicy, Node, NodeKind
 from sage_streams._runtime import (
@@ -40,8 +40,9 @@ from sage_streams._runtime import (
     running_loop,
     wrong_loop,
 )
-from sage_streams._typing import T, UserFunction
+from sage_streams._typing import R, T, UserFunction
 from sage_streams.api.handling import ErrorHandling
+from sage_streams.api.windowing import Windowing
 from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
 from sage_streams.functions import resolve_function
@@ -49,19 +50,24 @@ from sage_streams.functions import resolve_function
 if TYPE_CHECKING:
     from sage_streams.api.connected import ConnectedStreams
     from sage_streams.api.environment import LocalEnvironment
-    from sage_streams.api.windowed import WindowedStream
+    from sage_streams.state import StreamState
 
 __all__ = ["DataStream"]
 
 _current_loop = asyncio._get_running_loop  # the running loop or None: the per-emit check
 
 
-class DataStream(ErrorHandling, Generic[T]):
+class DataStream(ErrorHandling, Windowing, Generic[T]):
     """A stream of items in a dataflow graph.
 
     ``DataStream(name)`` creates a push stream that is not yet bound to an environment: it runs
     in an environment of its own (named ``"default"``) unless it is connected to a stream of
     another environment, whose graph it then joins (its name gets a ``#2`` suffix if taken).
+
+    ``DataStream[T]`` is a stream of items of type ``T``, for type checkers: ``map`` and
+    ``flat_map`` give the type their function returns (an ``async def``'s result type included),
+    ``filter`` and ``key_by`` keep it, and a registered name, whose function is known only when
+    the graph is built, gives ``DataStream[Any]``.
     """
 
     _node: Node
@@ -118,19 +124,41 @@ class DataStream(ErrorHandling, Generic[T]):
         node = self._env.add_node(kind, label, (self._node,), fn=function)
         return DataStream._of(self._env, node)
 
+    @overload
+    def map(self, fn: Callable[[T], Awaitable[R]], *, name: str | None = None) -> DataStream[R]: ...
+    @overload
+    def map(self, fn: Callable[[T], R], *, name: str | None = None) -> DataStream[R]: ...
+    @overload
+    def map(self, fn: str, *, name: str | None = None) -> DataStream[Any]: ...
     def map(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
-        """Each item replaced by ``fn(item)`` (awaited if ``fn`` is async), in order."""
+        """Each item replaced by ``fn(item)`` (awaited if ``fn`` is async), in order.
+
+        The new stream's item type is what ``fn`` returns (what it resolves to for an
+        ``async def``); a registered name gives ``DataStream[Any]``, its function being known only
+        when the graph is built.
+        """
         return self._then("map", fn, name, "map function")
 
-    def filter(self, fn: UserFunction, *, name: str | None = None) -> DataStream[T]:
-        """Only the items for which ``fn(item)`` is true, in order."""
+    def filter(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[T]:
+        """Only the items for which ``fn(item)`` is true (awaited if ``fn`` is async), in order."""
         return self._then("filter", fn, name, "filter predicate")
 
+    @overload
+    def flat_map(self, fn: Callable[[T], AsyncIterable[R]], *, name: str | None = None) -> DataStream[R]: ...
+    @overload
+    def flat_map(
+        self, fn: Callable[[T], Awaitable[Iterable[R]]], *, name: str | None = None
+    ) -> DataStream[R]: ...
+    @overload
+    def flat_map(self, fn: Callable[[T], Iterable[R]], *, name: str | None = None) -> DataStream[R]: ...
+    @overload
+    def flat_map(self, fn: str, *, name: str | None = None) -> DataStream[Any]: ...
     def flat_map(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
-        """Each item replaced by the items of ``fn(item)``: an iterable, or an async generator."""
+        """Each item replaced by the items of ``fn(item)``, in order: the elements of an iterable
+        (a string is an iterable of characters), or what an async generator yields."""
         return self._then("flat_map", fn, name, "flat_map function")
 
-    def key_by(self, fn: UserFunction, *, name: str | None = None) -> DataStream[T]:
+    def key_by(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[T]:
         """The same items, keyed by ``fn(item)`` for the keyed operators that follow.
 
         As in Flink, keying does not change the items. Each key is computed as the item passes
@@ -146,26 +174,19 @@ class DataStream(ErrorHandling, Generic[T]):
         """The key function of a stream made by ``key_by``, else ``None``."""
         return self._node.key_func
 
-    def connect(self, *others: DataStream[Any], state: Any = None) -> ConnectedStreams:
+    def connect(self, *others: DataStream[Any], state: StreamState | None = None) -> ConnectedStreams:
         """This stream and ``others`` as one :class:`~sage_streams.ConnectedStreams`."""
         from sage_streams.api.connected import ConnectedStreams
 
         return ConnectedStreams([self, *others], state=state)
 
-    def window(
-        self, window_type: str, size: float | None = None, slide: float | None = None, **options: Any
-    ) -> WindowedStream:
-        """Event-time windows over this stream, as ``ConnectedStreams.window`` over one input.
-
-        ``key_func`` defaults to this stream's key function when it was made by ``key_by``.
-        """
-        from sage_streams.api.windowed import window_node
+    def _window_inputs(self) -> tuple[Sequence[DataStream[Any]], StreamState, UserFunction | None]:
+        """This stream alone, a state of its own, and its key function (``key_by``) by default."""
         from sage_streams.state import StreamState
 
-        options.setdefault("key_func", self._node.key_func)
-        return window_node(self._env, [self], StreamState(), window_type, size, slide, **options)
+        return [self], StreamState(), self._node.key_func
 
-    def sink(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
+    def sink(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[Never]:
         """Call ``fn(item)`` for every item, for its effect.
 
         Returns the sink's own stream, which carries no items: it ends once the sink has been
@@ -196,7 +217,7 @@ class DataStream(ErrorHandling, Generic[T]):
     def _on_graph_loop(self, what: str) -> Plan | None:
         """The run in progress, if any, after checking that ``what`` is called on its loop."""
         loop = running_loop(what)
-        plan = self._env._plan
+        plan = self._env.running_plan()
         if plan is not None and plan.loop is not loop:
             raise wrong_loop(what, self._env.name)
         return plan
@@ -213,7 +234,7 @@ class DataStream(ErrorHandling, Generic[T]):
                 full while its graph is not running, or this is not the graph's event loop.
         """
         node = self._node
-        plan = node.env._plan
+        plan = node.env.running_plan()
         if node.inbox is None or plan is None or plan.loop is not _current_loop():
             sender = await self._before_a_run()  # the per-item path is the line above only
         else:
@@ -223,7 +244,7 @@ class DataStream(ErrorHandling, Generic[T]):
         except BrokenChannelError:
             if sender.closed:
                 raise StreamError(f"cannot emit into stream {self.name!r}: it is closed") from None
-            plan = self._env._plan or self._env._last_plan
+            plan = self._env._plan
             failures = [] if plan is None else plan.failures
             raise StreamError(
                 f"cannot emit into stream {self.name!r}: its graph has stopped reading it"
@@ -271,7 +292,7 @@ class DataStream(ErrorHandling, Generic[T]):
         """Run ``step`` on the running graph's loop, after the steps handed over before it: one
         fair lock per push stream and run keeps the order they were given in."""
         self._inbox()
-        plan = self._env._plan
+        plan = self._env.running_plan()
         if plan is None:
             raise StreamError(
                 f"{what} on stream {self.name!r}: its graph is not running, so there is no event "

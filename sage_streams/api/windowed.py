@@ -23,111 +23,28 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sage_streams._typing import UserFunction, check_choice, check_seconds
+from sage_streams._typing import UserFunction
 from sage_streams.api.stream import DataStream
+from sage_streams.api.windowing import WindowSpec
 from sage_streams.errors import StreamError
 from sage_streams.functions import is_async_callable, resolve_function, window_results
-from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
-from sage_streams.operators.windows.config import WindowConfig, window_config
 from sage_streams.operators.windows.contents import Accumulators
-from sage_streams.operators.windows.operator import WindowAggregate, WindowData, WindowOperator
-from sage_streams.operators.windows.state import WindowState
+from sage_streams.operators.windows.operator import WindowAggregate, WindowData
 from sage_streams.state import StreamState
 
-if TYPE_CHECKING:
-    from sage_streams.api.environment import LocalEnvironment
-
-__all__ = ["WindowAggregate", "WindowData", "WindowedStream", "window_node"]
+__all__ = ["WindowAggregate", "WindowData", "WindowedStream"]
 
 
-def window_node(
-    env: LocalEnvironment,
-    inputs: Sequence[DataStream[Any]],
-    state: StreamState,
-    window_type: str,
-    size: float | None = None,
-    slide: float | None = None,
-    *,
-    timeout: float | None = None,
-    time: str = "event",
-    timestamp: TimestampSpec = "timestamp",
-    key_func: UserFunction | None = None,
-    out_of_orderness: float = 0.0,
-    allowed_lateness: float = 0.0,
-    idle_timeout: float | None = None,
-    name: str | None = None,
-) -> WindowedStream:
-    """Add a window operator over ``inputs``; the arguments are those of ``window`` (CONTRACT 3)."""
-    check_choice(time, ("event", "processing"), "time")
-    if idle_timeout is not None:
-        check_seconds("idle_timeout", idle_timeout)
-        if idle_timeout == 0:
-            raise ValueError("idle_timeout must be more than 0 seconds, or None for no timeout")
-    config = window_config(window_type, size, slide, timeout=timeout)
-    delay = check_seconds("out_of_orderness", out_of_orderness)
-    lateness = check_seconds("allowed_lateness", allowed_lateness)
-    key_of = resolve_function(key_func, "window key function") if key_func is not None else None
-    timestamp_reader(timestamp)  # refuses a bad spec now, not at run time
-    names = [stream.name for stream in inputs]
-    spec = _WindowSpec(config, len(names), lateness)
-    clock = env.clock
-    if time == "processing" and not callable(getattr(clock, "time", None)):
-        raise TypeError(
-            f"processing-time windows need a clock with time(), wall-clock seconds since the epoch,"
-            f" for their bounds; {clock!r} has none (see sage_streams.time.Clock)"
-        )
-
-    def factory() -> WindowOperator:
-        # Made for each run, when its graph is planned: inlining is off under a tracer then.
-        inline, codegen = env.inlining(), env.codegen
-        accumulators = spec.accumulators.compiled(inline, codegen) if spec.accumulators is not None else None
-        return WindowOperator(
-            names,
-            spec.state(accumulators, codegen=codegen),
-            key_func=key_of,
-            timestamp=timestamp,
-            out_of_orderness=delay,
-            clock=clock,
-            processing_time=time == "processing",
-            idle_timeout=idle_timeout,
-            aggregated=accumulators is not None,
-            inline=inline,
-        )
-
-    node = env.add_node("operator", name or f"window({window_type})", tuple(s._node for s in inputs))
-    node.operator = factory
-    windowed = WindowedStream._of(env, node)
-    windowed._state = state
-    windowed._spec = spec
-    return windowed
-
-
-@dataclass(slots=True)
-class _WindowSpec:
-    """What a window operator's state is made from at each run; ``aggregate`` sets accumulators."""
-
-    config: WindowConfig
-    inputs: int
-    allowed_lateness: float
-    accumulators: Accumulators | None = None
-
-    def state(self, accumulators: Accumulators | None, *, codegen: bool = True) -> WindowState:
-        return WindowState(
-            self.config,
-            inputs=self.inputs,
-            allowed_lateness=self.allowed_lateness,
-            accumulators=accumulators,
-            codegen=codegen,
-        )
-
-
-def _same(window: WindowAggregate) -> WindowAggregate:
+def _same(window: WindowData) -> WindowAggregate:
     """The step of ``aggregate``: the window operator makes the records; this step gives them a
-    stream, a name and metrics of their own, as ``process``'s step does for its results."""
-    return window
+    stream, a name and metrics of their own, as ``process``'s step does for its results.
+
+    Once aggregated, the operator's stream (typed ``WindowData``) carries ``WindowAggregate``
+    records instead, so this step only renames the type.
+    """
+    return window  # type: ignore[return-value]
 
 
 class WindowedStream(DataStream[WindowData]):
@@ -135,7 +52,7 @@ class WindowedStream(DataStream[WindowData]):
     :meth:`aggregate`."""
 
     _state: StreamState
-    _spec: _WindowSpec
+    _spec: WindowSpec
 
     def process(self, fn: UserFunction, *, name: str | None = None, **kwargs: Any) -> DataStream[Any]:
         """A stream of what ``fn(window_data, state, **kwargs)`` returns for each window.

@@ -19,8 +19,12 @@ from sage_streams import (
     ErrorContext,
     LocalEnvironment,
     PipelineError,
+    StreamError,
     StreamReader,
     StreamState,
+    UnknownNameError,
+    get_function,
+    register_function,
 )
 from sage_streams.testing import leftover_tasks
 
@@ -323,3 +327,137 @@ async def test_cancellation_while_the_handler_decides_is_never_swallowed() -> No
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not leftover_tasks()
+
+
+# -- misuse when the graph is built: one family of errors --------------------------------------
+
+
+def _pair() -> ConnectedStreams:
+    env = LocalEnvironment()
+    return ConnectedStreams([env.from_collection([1], name="a"), env.from_collection([2], name="b")])
+
+
+def _one() -> DataStream[int]:
+    return LocalEnvironment().from_collection([1], name="one")
+
+
+MISUSE: dict[str, tuple[Callable[[], object], type[Exception], str]] = {
+    "buffer_size zero": (
+        lambda: LocalEnvironment(buffer_size=0),
+        ValueError,
+        "buffer_size must be a positive integer, got 0",
+    ),
+    "buffer_size bool": (
+        lambda: LocalEnvironment(buffer_size=True),
+        TypeError,
+        "buffer_size must be an integer, got True",
+    ),
+    "batch_size float": (
+        lambda: LocalEnvironment(batch_size=2.0),  # type: ignore[arg-type]
+        TypeError,
+        "batch_size must be an integer, got 2.0",
+    ),
+    "environment name": (
+        lambda: LocalEnvironment(3),  # type: ignore[arg-type]
+        TypeError,
+        "an environment's name must be a string, got 3",
+    ),
+    "stream name": (
+        lambda: LocalEnvironment().create_stream(None),  # type: ignore[arg-type]
+        TypeError,
+        "a stream's name must be a string, got None",
+    ),
+    "backpressure buffer_size": (
+        lambda: _pair().configure_backpressure(buffer_size=-1),
+        ValueError,
+        "buffer_size must be a positive integer, got -1",
+    ),
+    "backpressure timeout zero": (
+        lambda: _pair().configure_backpressure(timeout=0),
+        ValueError,
+        "timeout must be finite and > 0, got 0: give None to wait without a limit",
+    ),
+    "backpressure timeout text": (
+        lambda: _pair().configure_backpressure(timeout="1"),  # type: ignore[arg-type]
+        TypeError,
+        "timeout must be a number of seconds, got '1'",
+    ),
+    "map not callable": (
+        lambda: _one().map(42),  # type: ignore[call-overload]
+        TypeError,
+        "map function must be callable or a registered name, got 42",
+    ),
+    "get_function not a name": (
+        lambda: get_function(3),  # type: ignore[arg-type]
+        TypeError,
+        "a registered function's name is a string, got 3",
+    ),
+    "strategy not a string": (
+        lambda: _pair().configure_backpressure(3),  # type: ignore[arg-type]
+        TypeError,
+        "backpressure strategy must be one of 'block', 'drop', 'drop_oldest', 'buffer', got 3",
+    ),
+    "empty registered name": (
+        lambda: register_function("")(len),
+        ValueError,
+        "a registered function needs a non-empty name",
+    ),
+    "one stream connected": (
+        lambda: ConnectedStreams([_one()]),
+        TypeError,
+        "ConnectedStreams takes a list of two or more DataStreams",
+    ),
+}
+
+UNKNOWN_NAMES: dict[str, tuple[Callable[[], object], str]] = {
+    "function": (lambda: _one().map("no_such_function"), "no function registered as 'no_such_function'"),
+    "get_function": (
+        lambda: get_function("no_such_function"),
+        "no function registered as 'no_such_function'",
+    ),
+    "join_type": (
+        lambda: _pair().join("cross", key_func=lambda x: x),  # type: ignore[arg-type]
+        "unknown join_type 'cross'; expected one of 'inner', 'left', 'right', 'outer'",
+    ),
+    "window_type": (
+        lambda: _one().window("hopping", 10),  # type: ignore[arg-type]
+        "unknown window_type 'hopping'; expected one of 'tumbling', 'sliding', 'session'",
+    ),
+    "window time": (
+        lambda: _one().window("tumbling", 10, time="wall"),  # type: ignore[arg-type]
+        "unknown time 'wall'; expected one of 'event', 'processing'",
+    ),
+    "sync_type": (
+        lambda: _pair().synchronize("clock"),  # type: ignore[arg-type]
+        "unknown sync_type 'clock'; expected one of 'timestamp', 'event'",
+    ),
+    "strategy": (
+        lambda: _pair().configure_backpressure("fast"),  # type: ignore[arg-type]
+        "unknown backpressure strategy 'fast'; expected one of 'block', 'drop', 'drop_oldest', 'buffer'",
+    ),
+    "codec": (
+        lambda: _pair().configure_backpressure("buffer", codec="xml"),  # type: ignore[arg-type]
+        "unknown overflow codec 'xml'; expected one of 'pickle', 'json'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MISUSE.values()), ids=list(MISUSE))
+def test_a_wrong_type_is_a_type_error_and_a_bad_value_a_value_error(
+    case: tuple[Callable[[], object], type[Exception], str],
+) -> None:
+    call, error, message = case
+    with pytest.raises(error) as info:
+        call()
+    assert type(info.value) is error
+    assert str(info.value).startswith(message), str(info.value)
+
+
+@pytest.mark.parametrize("case", list(UNKNOWN_NAMES.values()), ids=list(UNKNOWN_NAMES))
+def test_an_unknown_name_is_a_lookup_error(case: tuple[Callable[[], object], str]) -> None:
+    call, message = case
+    with pytest.raises(LookupError) as info:
+        call()
+    assert type(info.value) is UnknownNameError
+    assert isinstance(info.value, ValueError | StreamError)
+    assert str(info.value).startswith(message), str(info.value)

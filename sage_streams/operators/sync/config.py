@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
-from sage_streams._typing import check_choice, check_seconds
+from sage_streams._typing import check_choice, check_positive_int, check_seconds
 from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
 
 __all__ = ["SYNC_TYPES", "SyncConfig", "SyncType", "sync_config"]
@@ -51,16 +51,11 @@ def sync_config(
         ValueError: a value out of range, an unknown ``sync_type``, a missing ``sync_event``.
         TypeError: an argument of the wrong type.
     """
-    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int):
-        raise TypeError(f"n_inputs must be an integer, got {n_inputs!r}")
-    if n_inputs < 2:
+    if check_positive_int("n_inputs", n_inputs) < 2:
         raise ValueError(f"synchronization needs at least 2 inputs, got {n_inputs}")
     check_choice(sync_type, SYNC_TYPES, "sync_type")
     check_seconds("tolerance", tolerance)
-    if isinstance(max_buffered, bool) or not isinstance(max_buffered, int):
-        raise TypeError(f"max_buffered must be an integer, got {max_buffered!r}")
-    if max_buffered < 1:
-        raise ValueError(f"max_buffered must be >= 1, got {max_buffered}")
+    check_positive_int("max_buffered", max_buffered)
     if sync_type == "event" and sync_event is None:
         raise ValueError(
             "event synchronization needs sync_event: a value matched against item['type'], "

@@ -40,7 +40,7 @@ from collections.abc import Callable, Hashable, Sequence
 from operator import length_hint
 from typing import Any
 
-from sage_streams._typing import check_seconds
+from sage_streams._typing import check_positive_int, check_seconds
 from sage_streams.operators.windows.config import (
     SessionWindows,
     SlidingWindows,
@@ -109,10 +109,7 @@ class WindowState:
             raise TypeError(
                 f"config must be TumblingWindows, SlidingWindows or SessionWindows, got {config!r}"
             )
-        if isinstance(inputs, bool) or not isinstance(inputs, int):
-            raise TypeError(f"inputs must be an integer, got {inputs!r}")
-        if inputs < 1:
-            raise ValueError(f"a window operator needs at least 1 input, got {inputs}")
+        check_positive_int("inputs", inputs, why="a window operator needs at least 1 input")
         check_seconds("allowed_lateness", allowed_lateness)
         if accumulators is not None and not isinstance(accumulators, Accumulators):
             raise TypeError(f"accumulators must be Accumulators or None, got {accumulators!r}")

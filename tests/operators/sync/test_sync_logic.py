@@ -362,7 +362,7 @@ def test_event_wants_is_false_when_max_buffered_items_wait() -> None:
         ((2, "timestamp", math.inf), {}, ValueError, "tolerance must be finite and >= 0, got inf"),
         ((2, "timestamp", math.nan), {}, ValueError, "tolerance must be finite and >= 0, got nan"),
         ((2, "timestamp", "1"), {}, TypeError, "tolerance must be a number of seconds, got '1'"),
-        ((2,), {"max_buffered": 0}, ValueError, "max_buffered must be >= 1, got 0"),
+        ((2,), {"max_buffered": 0}, ValueError, "max_buffered must be a positive integer, got 0"),
         ((2,), {"max_buffered": 1.5}, TypeError, "max_buffered must be an integer, got 1.5"),
         ((2, "event"), {}, ValueError, "event synchronization needs sync_event"),
         (
