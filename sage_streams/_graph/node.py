@@ -1,7 +1,7 @@
 """The lazy dataflow graph: nodes that say what to run, never how.
 
 Building a graph only creates :class:`Node` objects; planning (``_runtime``) turns them into
-tasks and channels. A node's counters live here so that metrics survive the run that filled them.
+tasks and channels, and keeps each run's counters (``_runtime.counters``).
 """
 
 from __future__ import annotations
@@ -33,17 +33,13 @@ FUSABLE: frozenset[str] = frozenset({"map", "filter", "flat_map", "key_by", "sin
 
 
 class Node:
-    """One operator or source of a graph, with its counters."""
+    """One operator or source of a graph: what it runs, never its run's state."""
 
     __slots__ = (
-        "dead_letters",
         "env",
-        "errors",
         "fn",
         "inbox",
         "inputs",
-        "items_in",
-        "items_out",
         "key_func",
         "kind",
         "name",
@@ -51,7 +47,6 @@ class Node:
         "policy",
         "port",
         "reported_kind",
-        "retries",
         "settings",
         "source",
     )
@@ -82,11 +77,6 @@ class Node:
         self.policy: ErrorPolicy | None = None
         """The error policy set on this node; without one (or one not set yet) the node follows
         the nearest upstream (see :func:`nearest_policy`)."""
-        self.items_in = 0
-        self.items_out = 0
-        self.errors = 0
-        self.retries = 0
-        self.dead_letters = 0
 
     def governing_policy(self) -> ErrorPolicy | None:
         """The error policy this node's errors go to (see :func:`nearest_policy`): its own,

@@ -7,6 +7,7 @@ from typing import Any
 
 from sage_streams._codegen import Inline, Step, StepChain, compile_chain
 from sage_streams._graph.node import Node
+from sage_streams._runtime.counters import RunCounters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Head, Prefix, Prefixed
 from sage_streams._runtime.operator_head import OperatorHead
@@ -36,10 +37,12 @@ class ChainTask:
         head_node: Node | None,
         scopes: dict[Node, PolicyRun],
         *,
+        counters: RunCounters,
         inline: Inline,
         codegen: bool = True,
     ) -> None:
         self.name = name
+        self.counters = counters
         self.inline = inline
         self.codegen = codegen
         self.head = head
@@ -228,7 +231,7 @@ class ChainTask:
         had entered its step, and left the one before, on its first try. A prefix counts every
         entry, retries too, as its failures are taken off one by one.
         """
-        members = self.members
+        members, counters = self.members, self.counters
         if self.prefix is not None and run.start == 0:
             self.prefix.record(entries[0], entries[1])
         for j, count in enumerate(entries):
@@ -236,12 +239,11 @@ class ChainTask:
                 continue
             step = run.start + j
             if step < len(members):
-                members[step].items_in += count
+                counters[members[step]].items_in += count
             if step > 0:
-                members[step - 1].items_out += count
+                counters[members[step - 1]].items_out += count
             elif self.head_node is not None:
-                self.head_node.items_in += count
-                self.head_node.items_out += count
+                self._count_through(self.head_node, count)
         for point, output in zip(fused.points, outputs, strict=True):
             if output:
                 for outlet in self._outlets(run.start + point):
@@ -254,23 +256,28 @@ class ChainTask:
             return
         consumed, counters = totals[0], totals[1:]
         if self.head_node is not None:
-            self.head_node.items_in += consumed
-            self.head_node.items_out += consumed
+            self._count_through(self.head_node, consumed)
         counts = fused.counts(consumed, counters)
         for node, (n_in, n_out) in zip(self.members, counts, strict=True):
-            node.items_in += n_in
-            node.items_out += n_out
+            counted = self.counters[node]
+            counted.items_in += n_in
+            counted.items_out += n_out
         if self.prefix is not None:
             self.prefix.record(*counts[0])
         self._totals = [0] * len(totals)
 
+    def _count_through(self, node: Node, count: int) -> None:
+        """``count`` items passed ``node``, the chain's source: in and out alike."""
+        counted = self.counters[node]
+        counted.items_in += count
+        counted.items_out += count
+
     def _failure(self, fused: StepChain, exc: Exception, size: int, it: Any) -> OperatorFailure:
         failure = fused.explain(exc, size, it)
         if self.head_node is not None:
-            self.head_node.items_in += failure.consumed
-            self.head_node.items_out += failure.consumed
+            self._count_through(self.head_node, failure.consumed)
         node = self.members[failure.step] if failure.step >= 0 else (self.head_node or self.members[0])
-        node.errors += 1
+        self.counters[node].errors += 1
         if (inlined := fused.inlined.get(failure.step)) is not None:
             exc.add_note(inlined.note("the fused loop"))
         return stopping(node.name, exc, failure.item)

@@ -11,6 +11,7 @@ import anyio
 
 from sage_streams._codegen import Step
 from sage_streams._graph.node import Node
+from sage_streams._runtime.counters import Counters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Prefix, Prefixed
 from sage_streams._runtime.outlets import Outlet
@@ -39,9 +40,12 @@ class OperatorHead:
     Inputs are visited round-robin so that none starves another.
     """
 
-    def __init__(self, node: Node, receivers: list[Receiver], clock: Clock, scope: PolicyRun) -> None:
+    def __init__(
+        self, node: Node, receivers: list[Receiver], clock: Clock, scope: PolicyRun, counters: Counters
+    ) -> None:
         assert node.operator is not None
         self.node = node
+        self.counters = counters
         self.scope = scope
         self.receivers = receivers
         self.clock = clock
@@ -74,7 +78,7 @@ class OperatorHead:
             if isinstance(output, Prefixed):
                 return output
             if output:
-                self.node.items_out += len(output)
+                self.counters.items_out += len(output)
                 return output
         return None
 
@@ -101,7 +105,7 @@ class OperatorHead:
             if index == self._prefixed_input:
                 assert self._prefix is not None
                 return Prefixed(message, self._prefix)
-            self.node.items_in += len(message)
+            self.counters.items_in += len(message)
             return await self._call(self.operator.on_batch, index, message)
         if message is END:
             self._ended[index] = True
@@ -132,7 +136,7 @@ class OperatorHead:
         if not batch:
             self.receivers[index].discard(1)
             return ()
-        self.node.items_in += 1
+        self.counters.items_in += 1
         return await self._call(self.operator.on_batch, index, batch)
 
     def _find_prefix(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -13,6 +14,7 @@ import anyio
 from sage_streams._codegen import Inline
 from sage_streams._graph.node import FUSABLE, ErrorPolicy, Node
 from sage_streams._runtime.chain import ChainTask
+from sage_streams._runtime.counters import Counters, RunCounters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import ChannelHead, Head, IterableHead
 from sage_streams._runtime.operator_head import OperatorHead
@@ -68,6 +70,8 @@ class Plan:
         self.done = asyncio.Event()
         self.started_at = time.perf_counter()
         self.ended_at: float | None = None
+        self.counters: RunCounters = defaultdict(Counters)
+        """What each node did in this run (``env.metrics()`` reads them)."""
         self.policy_runs: dict[ErrorPolicy, PolicyRun] = {}
         self.scopes = self._resolve_policies(nodes)
         self._build(nodes)
@@ -79,7 +83,7 @@ class Plan:
     def _resolve_policies(self, nodes: list[Node]) -> dict[Node, PolicyRun]:
         """The policy run each node's errors go to (see ``Node.governing_policy``); nodes under
         no policy share a default run that stops the graph on every error."""
-        default = PolicyRun(ErrorPolicy(None, "errors"), self.clock)
+        default = PolicyRun(ErrorPolicy(None, "errors"), self.clock, self.counters)
         scopes: dict[Node, PolicyRun] = {}
         for node in nodes:
             policy = node.governing_policy()
@@ -87,7 +91,7 @@ class Plan:
                 scopes[node] = default
                 continue
             if policy not in self.policy_runs:
-                self.policy_runs[policy] = PolicyRun(policy, self.clock)
+                self.policy_runs[policy] = PolicyRun(policy, self.clock, self.counters)
             scopes[node] = self.policy_runs[policy]
         return scopes
 
@@ -124,7 +128,15 @@ class Plan:
                 raise StreamError(f"no planner for operator kind {node.kind!r}")
 
     def _new_chain(self, node: Node, head: Head, *, head_node: Node | None) -> ChainTask:
-        chain = ChainTask(node.name, head, head_node, self.scopes, inline=self.inline, codegen=self.codegen)
+        chain = ChainTask(
+            node.name,
+            head,
+            head_node,
+            self.scopes,
+            counters=self.counters,
+            inline=self.inline,
+            codegen=self.codegen,
+        )
         self.chains.append(chain)
         if head_node is not None:
             self.where[node] = (chain, 0)
@@ -156,7 +168,7 @@ class Plan:
             sender, receiver = self._channel(f"{producer.name}->{node.name}[{index}]", config)
             self.attach(producer, ChannelOutlet(sender, (scope, node, producer.name)))
             receivers.append(receiver)
-        head = OperatorHead(node, receivers, self.clock, scope)
+        head = OperatorHead(node, receivers, self.clock, scope, self.counters[node])
         self.operators[node] = head
         chain = self._new_chain(node, head, head_node=None)
         self.where[node] = (chain, 0)

@@ -11,6 +11,7 @@ import anyio
 
 from sage_streams._graph.node import ErrorPolicy
 from sage_streams._graph.policy import DECISIONS, DeadLetter, DeadLetterOutlet, Decision, ErrorContext, logger
+from sage_streams._runtime.counters import RunCounters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams.errors import ErrorThresholdExceeded, StreamError, _error_text, _short_repr
 
@@ -30,9 +31,10 @@ class PolicyRun:
     graph like any other operator failure.
     """
 
-    def __init__(self, policy: ErrorPolicy, clock: Clock) -> None:
+    def __init__(self, policy: ErrorPolicy, clock: Clock, counters: RunCounters) -> None:
         self.policy = policy
         self.clock = clock
+        self.counters = counters
         self.outlets: list[DeadLetterOutlet] = []
         self._recent: deque[float] = deque()
         self._tasks = 0
@@ -70,7 +72,7 @@ class PolicyRun:
             OperatorFailure: the graph must stop (the decision, the retry bound, the threshold,
                 an invalid decision or a handler that raised).
         """
-        node.errors += 1
+        self.counters[node].errors += 1
         self._check_threshold(node, error, item)
         policy = self.policy
         if policy.handler is None:
@@ -83,10 +85,10 @@ class PolicyRun:
         if decision == "stop":
             raise stopping(node.name, error, item)
         if decision == "retry":
-            node.retries += 1
+            self.counters[node].retries += 1
             await self._back_off(attempt)
         else:
-            node.dead_letters += 1
+            self.counters[node].dead_letters += 1
             await self._keep(DeadLetter(item, error, node.name, stream_id, time.time(), attempt))
         return decision
 

@@ -30,7 +30,7 @@ import anyio
 
 from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node, NodeKind
-from sage_streams._runtime import Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
+from sage_streams._runtime import Counters, Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams._typing import T, check_positive_int
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
@@ -331,20 +331,21 @@ class LocalEnvironment:
             plan.flush_counts()
         elapsed = 0.0 if plan is None else (plan.ended_at or time.perf_counter()) - plan.started_at
         details = plan.operator_details() if plan is not None else {}
-        operators = {
-            node.name: OperatorMetrics(
+        counters = plan.counters if plan is not None else {}
+        operators = {}
+        for node in self._nodes:
+            counted = counters.get(node) or Counters()
+            operators[node.name] = OperatorMetrics(
                 name=node.name,
                 kind=node.reported_kind,
-                items_in=node.items_in,
-                items_out=node.items_out,
-                rate=node.items_in / elapsed if elapsed > 0 else 0.0,
+                items_in=counted.items_in,
+                items_out=counted.items_out,
+                rate=counted.items_in / elapsed if elapsed > 0 else 0.0,
                 details=details.get(node.name, {}),
-                errors=node.errors,
-                retries=node.retries,
-                dead_letters=node.dead_letters,
+                errors=counted.errors,
+                retries=counted.retries,
+                dead_letters=counted.dead_letters,
             )
-            for node in self._nodes
-        }
         channels = plan.channel_statistics() if plan is not None else {}
         for node in self._nodes:
             if node.inbox is not None and plan is None:
