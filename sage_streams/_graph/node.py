@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from sage_streams._typing import check_seconds
-from sage_streams.channel import Receiver, Sender, create_channel
+from sage_streams.channel import ChannelConfig
 from sage_streams.functions import resolve_function
 
 if TYPE_CHECKING:
@@ -27,18 +27,19 @@ FUSABLE: frozenset[str] = frozenset({"map", "filter", "flat_map", "key_by", "sin
 """Stateless single-input kinds, chained into their producer's task when it has no other consumer."""
 
 # An "operator" node runs an Operator made by ``node.operator()`` for each run, reading one
-# channel per input (``node.settings`` may carry that input channel configuration). A "side"
-# node is the side output ``node.port`` of its one input, an operator node. A "dead_letters"
-# node has no inputs: it is the ``errors()`` stream of the error policy ``node.settings``.
+# channel per input (configured by ``node.channel_config``). A "side" node is the side output
+# ``node.port`` of its one input, an operator node. A "dead_letters" node has no inputs: it is
+# the ``errors()`` stream of the error policy ``node.errors_of``.
 
 
 class Node:
     """One operator or source of a graph: what it runs, never its run's state."""
 
     __slots__ = (
+        "channel_config",
         "env",
+        "errors_of",
         "fn",
-        "inbox",
         "inputs",
         "key_func",
         "kind",
@@ -47,7 +48,6 @@ class Node:
         "policy",
         "port",
         "reported_kind",
-        "settings",
         "source",
     )
 
@@ -68,11 +68,13 @@ class Node:
         self.inputs = inputs
         self.fn = fn
         self.source = source
-        self.inbox: tuple[Sender, Receiver] | None = None
         self.key_func: Callable[..., Any] | None = None
         self.operator: Callable[[], Operator] | None = None
         self.port: str | None = None
-        self.settings: Any = None
+        self.channel_config: ChannelConfig | None = None
+        """An operator node's configuration of its input channels (``configure_backpressure``)."""
+        self.errors_of: ErrorPolicy | None = None
+        """A dead-letter node's policy: the one whose ``errors()`` stream it is."""
         self.env: Any = None
         self.policy: ErrorPolicy | None = None
         """The error policy set on this node; without one (or one not set yet) the node follows
@@ -96,10 +98,6 @@ class Node:
             return node.policy
         return nearest_policy(node.inputs)
 
-    def open_inbox(self, capacity: int, batch_size: int) -> None:
-        """Give a push node the channel that ``emit`` feeds, before any run needs it."""
-        self.inbox = create_channel(f"{self.name}.inbox", capacity, batch_size=batch_size)
-
     def __repr__(self) -> str:
         return f"<Node {self.kind} {self.name!r}>"
 
@@ -122,8 +120,8 @@ def nearest_policy(nodes: Sequence[Node]) -> ErrorPolicy | None:
         for node in frontier:
             if node.policy is not None and node.policy.is_set:
                 found.append(node.policy)
-            if node.kind == "dead_letters":
-                feeding.add(node.settings)
+            if node.errors_of is not None:
+                feeding.add(node.errors_of)
             for producer in node.inputs:
                 if producer not in seen:
                     seen.add(producer)

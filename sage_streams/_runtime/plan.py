@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import anyio
@@ -42,6 +42,7 @@ class Plan:
         env_name: str,
         nodes: list[Node],
         taps: dict[Node, list[Outlet]],
+        inboxes: Mapping[Node, tuple[Sender, Receiver]],
         *,
         capacity: int,
         batch_size: int,
@@ -51,6 +52,7 @@ class Plan:
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         self.env_name = env_name
+        self.inboxes = inboxes
         self.loop = loop
         # Items emitted from other threads (``emit_threadsafe``) enter each push stream in the
         # order they were given: one lock per push stream, taken in that order (locks are fair).
@@ -113,9 +115,9 @@ class Plan:
             if node.kind in FUSABLE:
                 self._place_operator(node, consumers)
             elif node.kind == "push":
-                assert node.inbox is not None
-                self.channels.append(node.inbox[0])
-                self._new_chain(node, ChannelHead(node.inbox[1]), head_node=node)
+                sender, receiver = self.inboxes[node]
+                self.channels.append(sender)
+                self._new_chain(node, ChannelHead(receiver), head_node=node)
             elif node.kind == "pull":
                 self._place_source(node)
             elif node.kind == "operator":
@@ -161,7 +163,7 @@ class Plan:
         self.where[node] = (chain, point + 1)
 
     def _place_stateful(self, node: Node) -> None:
-        config: ChannelConfig | None = node.settings
+        config = node.channel_config
         receivers = []
         scope = self.scopes[node]
         for index, producer in enumerate(node.inputs):
@@ -182,7 +184,8 @@ class Plan:
 
     def _place_dead_letters(self, node: Node) -> None:
         sender, receiver = self._channel(node.name)
-        scope = self.policy_runs.get(node.settings)
+        assert node.errors_of is not None
+        scope = self.policy_runs.get(node.errors_of)
         if scope is None:  # no operator of this run is under the policy: the stream is empty
             sender.close()
         else:

@@ -87,7 +87,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
     def _operator(self, label: str, name: str | None, factory: Callable[[], Operator]) -> Node:
         node = self.env.add_node("operator", name or label, tuple(s._node for s in self.streams))
         node.operator = factory
-        node.settings = self._channel_config
+        node.channel_config = self._channel_config
         node.policy = self._policy
         self._nodes.append(node)
         return node
@@ -185,7 +185,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
     def _windowed(self, node: Node) -> None:
         """A window across these streams is under their error policy and channel bounds."""
         node.policy = self._policy
-        node.settings = self._channel_config
+        node.channel_config = self._channel_config
         self._nodes.append(node)
 
     def _error_policy(self) -> ErrorPolicy:
@@ -225,7 +225,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
             buffer_size, validate_strategy(strategy), timeout, resolve_codec(codec)
         )
         for node in self._nodes:
-            node.settings = self._channel_config
+            node.channel_config = self._channel_config
         return self
 
 

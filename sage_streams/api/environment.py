@@ -32,6 +32,7 @@ from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node, NodeKind
 from sage_streams._runtime import Counters, Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams._typing import T, check_positive_int
+from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.time import Clock, SystemClock
@@ -115,6 +116,9 @@ class LocalEnvironment:
         self.inline: Inline = inline
         self.codegen: bool = _codegen_default() if codegen is None else _checked_codegen(codegen)
         self._nodes: list[Node] = []
+        self._inboxes: dict[Node, tuple[Sender, Receiver]] = {}
+        """The channel ``emit`` feeds, of each push stream: made with the stream, so that items
+        emitted before a run wait in it for the run."""
         self._names: set[str] = set()
         self._lifecycle = Lifecycle.BUILDING
         self._plan: Plan | None = None  # of the run in progress, or of the last one
@@ -136,6 +140,8 @@ class LocalEnvironment:
             node.env = self
             self._names.add(node.name)
             self._nodes.append(node)
+        self._inboxes.update(other._inboxes)
+        other._inboxes = {}
         other._nodes = []
         other._names = set()
 
@@ -160,7 +166,7 @@ class LocalEnvironment:
 
         if source is None:
             node = self.add_node("push", name)
-            node.open_inbox(self.buffer_size, self.batch_size)
+            self._open_inbox(node)
         else:
             if not (callable(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
                 raise TypeError(
@@ -195,6 +201,12 @@ class LocalEnvironment:
         self._names.add(unique)
         self._nodes.append(node)
         return node
+
+    def _open_inbox(self, node: Node) -> None:
+        """Give the push stream ``node`` the channel that ``emit`` feeds."""
+        self._inboxes[node] = create_channel(
+            f"{node.name}.inbox", self.buffer_size, batch_size=self.batch_size
+        )
 
     def _unique(self, name: str) -> str:
         unique, n = name, 1
@@ -270,6 +282,7 @@ class LocalEnvironment:
             self.name,
             self._nodes,
             taps,
+            self._inboxes,
             capacity=self.buffer_size,
             batch_size=self.batch_size,
             clock=self.clock,
@@ -307,9 +320,8 @@ class LocalEnvironment:
             self._end(plan, Lifecycle.CANCELLED)  # the run task never started (else it ended the run)
 
     def _close_push_streams(self) -> None:
-        for node in self._nodes:
-            if node.inbox is not None:
-                node.inbox[0].close()
+        for sender, _ in self._inboxes.values():
+            sender.close()
 
     def run(self) -> None:
         """Run the graph to completion from synchronous code, on uvloop when it is installed.
@@ -347,9 +359,9 @@ class LocalEnvironment:
                 dead_letters=counted.dead_letters,
             )
         channels = plan.channel_statistics() if plan is not None else {}
-        for node in self._nodes:
-            if node.inbox is not None and plan is None:
-                channels[node.inbox[0].name] = node.inbox[0].statistics()
+        if plan is None:
+            for sender, _ in self._inboxes.values():
+                channels[sender.name] = sender.statistics()
         states = plan.state_sizes() if plan is not None else {}
         return MetricsSnapshot(operators=operators, channels=channels, elapsed=elapsed, states=states)
 

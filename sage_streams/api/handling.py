@@ -61,6 +61,6 @@ class ErrorHandling:
         policy = self._policy_in_effect()
         if policy.dead_letters is None:
             node = self.env.add_node("dead_letters", policy.errors_name)
-            node.settings = policy
+            node.errors_of = policy
             policy.dead_letters = node
         return DataStream._of(self.env, policy.dead_letters)

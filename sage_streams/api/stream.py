@@ -77,7 +77,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
 
         env = LocalEnvironment._for_unbound_stream()
         node = env.add_node("push", name)
-        node.open_inbox(env.buffer_size, env.batch_size)
+        env._open_inbox(node)
         self._node = node
 
     @classmethod
@@ -207,12 +207,13 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
     # -- push streams ----------------------------------------------------------------------
 
     def _inbox(self) -> Any:
-        if self._node.inbox is None:
+        inbox = self._env._inboxes.get(self._node)
+        if inbox is None:
             raise StreamError(
                 f"stream {self.name!r} is not a push stream: only streams made by "
                 "create_stream(name) or DataStream(name) take emit() and close()"
             )
-        return self._node.inbox[0]
+        return inbox[0]
 
     def _on_graph_loop(self, what: str) -> Plan | None:
         """The run in progress, if any, after checking that ``what`` is called on its loop."""
@@ -234,11 +235,13 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
                 full while its graph is not running, or this is not the graph's event loop.
         """
         node = self._node
-        plan = node.env.running_plan()
-        if node.inbox is None or plan is None or plan.loop is not _current_loop():
-            sender = await self._before_a_run()  # the per-item path is the line above only
+        env = node.env
+        plan = env.running_plan()
+        inbox = env._inboxes.get(node)
+        if inbox is None or plan is None or plan.loop is not _current_loop():
+            sender = await self._before_a_run()  # the per-item path is the lines above only
         else:
-            sender = node.inbox[0]
+            sender = inbox[0]
         try:
             await sender.send_item(item)
         except BrokenChannelError:

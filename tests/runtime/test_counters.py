@@ -43,3 +43,25 @@ def test_before_any_run_every_count_is_zero() -> None:
     env.from_collection([1, 2], name="numbers").sink(lambda x: None, name="drop")
     ops = env.metrics().operators
     assert [(m.items_in, m.items_out, m.errors, m.rate) for m in ops.values()] == [(0, 0, 0, 0.0)] * 2
+
+
+async def test_the_graph_holds_no_runtime_object_after_a_run() -> None:
+    from sage_streams._graph.node import Node
+    from sage_streams.channel import Receiver, Sender
+
+    env = LocalEnvironment()
+    clicks = env.create_stream("clicks")
+    clicks.on_error(lambda stream_id, error, context: "continue")
+    clicks.map(lambda x: 1 // x, name="invert").sink(lambda x: None, name="drop")
+    clicks.errors().sink(lambda letter: None, name="letters")
+    async with env.running():
+        await clicks.emit(0)
+        await clicks.emit(1)
+    nodes = env._nodes
+    assert {node.name for node in nodes} >= {"clicks", "invert", "drop", "letters"}
+    for node in nodes:
+        values = [getattr(node, slot) for slot in Node.__slots__]
+        assert not any(isinstance(value, Sender | Receiver) for value in values), node
+        assert all(isinstance(other, Node) for other in node.inputs), node
+        assert not any(isinstance(value, int) and not isinstance(value, bool) for value in values), node
+    assert env.metrics().operators["invert"].errors == 1  # the last run's, from its own counters
