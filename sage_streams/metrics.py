@@ -30,6 +30,9 @@ class OperatorMetrics:
             ``open_windows``, ``fired_windows``, ``late_items``, ``watermark`` and
             ``watermark_lag`` (how far the watermark trails the latest timestamp seen, never
             negative); for an operator with shared state ``state_bytes``.
+        mode: how an operator runs, where it can run more than one way: a join ``"hash"``
+            (it probes and buffers both inputs) or ``"lookup"`` (its other input ended with one
+            item per key, so it is a lookup fused into the steps after it); ``None`` otherwise.
         errors: errors raised while processing its items (each failed try counts).
         retries: tries made again on a ``"retry"`` decision.
         dead_letters: items dropped on a ``"continue"`` decision (kept in ``errors()``).
@@ -41,6 +44,7 @@ class OperatorMetrics:
     items_out: int
     rate: float
     details: dict[str, float] = field(default_factory=dict)
+    mode: str | None = None
     errors: int = 0
     retries: int = 0
     dead_letters: int = 0

@@ -27,7 +27,7 @@ __all__ = ["ChannelHead", "Head", "IterableHead", "Prefix", "Prefixed"]
 @dataclass(frozen=True, slots=True)
 class Prefix:
     """The stateless step an operator has come down to for its one open input (a lookup, see
-    :class:`~sage_streams._graph.LookupOperator`): the chain runs it as its first step.
+    :class:`~sage_streams.operators.base.SteppingOperator`): the chain runs it as its first step.
 
     Errors of the step are the operator's (``node``), on items of ``stream_id``; ``record``
     takes the items that passed the step and the items it emitted.

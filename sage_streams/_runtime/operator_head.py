@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anyio
 
-from sage_streams._codegen import Step
 from sage_streams._graph.node import Node
 from sage_streams._runtime.counters import Counters
 from sage_streams._runtime.failures import OperatorFailure
@@ -26,7 +26,7 @@ from sage_streams.channel import (
     Watermark,
 )
 from sage_streams.errors import SpillError, StreamError
-from sage_streams.operators.base import ItemError, LookupOperator, TimedOperator, WatermarkOperator
+from sage_streams.operators.base import ItemError, SteppingOperator, TimedOperator, WatermarkOperator
 from sage_streams.time import Clock, TimerHandle
 
 __all__ = ["OperatorHead"]
@@ -140,17 +140,20 @@ class OperatorHead:
         return await self._call(self.operator.on_batch, index, batch)
 
     def _find_prefix(self) -> None:
-        """Once one input is left open, ask a lookup operator whether it is now a lookup."""
+        """Once one input is left open, ask a stepping operator whether it is now one step."""
         open_inputs = [i for i, ended in enumerate(self._ended) if not ended]
-        if self._prefix is not None or len(open_inputs) != 1 or not isinstance(self.operator, LookupOperator):
+        if (
+            self._prefix is not None
+            or len(open_inputs) != 1
+            or not isinstance(self.operator, SteppingOperator)
+        ):
             return
         (index,) = open_inputs
-        found = self.operator.lookup(index)
-        if found is None:
+        step = self.operator.as_step(index)
+        if step is None:
             return
-        key, table = found
-        step = Step("lookup", key, self.node.name, table)
-        self._prefix = Prefix(step, self.node, self.node.inputs[index].name, self.operator.record_lookups)
+        step = replace(step, operator=self.node.name)  # its errors are the operator's
+        self._prefix = Prefix(step, self.node, self.node.inputs[index].name, self.operator.record_step)
         self._prefixed_input = index
 
     def _risen_watermark(self) -> Watermark | None:

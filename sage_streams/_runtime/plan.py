@@ -29,6 +29,7 @@ from sage_streams.channel import (
     create_channel,
 )
 from sage_streams.errors import ErrorThresholdExceeded, PipelineError, StreamError
+from sage_streams.operators.base import SteppingOperator
 from sage_streams.time import Clock
 
 __all__ = ["Plan"]
@@ -230,6 +231,14 @@ class Plan:
     def operator_details(self) -> dict[str, dict[str, float]]:
         """Operator-specific metrics of every stateful operator, by operator name."""
         return {node.name: head.operator.details() for node, head in self.operators.items()}
+
+    def operator_modes(self) -> dict[str, str]:
+        """How each operator that can run more than one way runs now, by operator name."""
+        return {
+            node.name: head.operator.mode
+            for node, head in self.operators.items()
+            if isinstance(head.operator, SteppingOperator)
+        }
 
     def flush_counts(self) -> None:
         """Bring every node's counters up to date (metrics read them)."""

@@ -343,6 +343,7 @@ class LocalEnvironment:
             plan.flush_counts()
         elapsed = 0.0 if plan is None else (plan.ended_at or time.perf_counter()) - plan.started_at
         details = plan.operator_details() if plan is not None else {}
+        modes = plan.operator_modes() if plan is not None else {}
         counters = plan.counters if plan is not None else {}
         operators = {}
         for node in self._nodes:
@@ -354,6 +355,7 @@ class LocalEnvironment:
                 items_out=counted.items_out,
                 rate=counted.items_in / elapsed if elapsed > 0 else 0.0,
                 details=details.get(node.name, {}),
+                mode=modes.get(node.name),
                 errors=counted.errors,
                 retries=counted.retries,
                 dead_letters=counted.dead_letters,

@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from sage_streams._codegen import Lookup
+    from sage_streams._codegen import Step
 
 
-__all__ = ["ItemError", "LookupOperator", "Operator", "TimedOperator", "WatermarkOperator"]
+__all__ = ["ItemError", "SteppingOperator", "Operator", "TimedOperator", "WatermarkOperator"]
 
 
 class ItemError(Exception):
@@ -123,16 +123,22 @@ class WatermarkOperator(Protocol):
 
 
 @runtime_checkable
-class LookupOperator(Protocol):
-    """An operator that may come down to a lookup for its one open input: a keyed inner join
-    whose other input has ended. The runtime then joins that input's batches itself, in the
-    loop of the steps after the operator (see ``_runtime.chain``), and reports the work back.
+class SteppingOperator(Protocol):
+    """An operator that may come down to one stateless step for its one open input, such as a
+    keyed inner join whose other input has ended with one item per key: a lookup. The runtime
+    then runs that step itself, first in the loop of the steps after the operator (see
+    ``_runtime.chain``), and reports the work back.
     """
 
-    def lookup(self, index: int) -> tuple[Callable[[Any], Any], Lookup] | None:
-        """The key function and table for input ``index``, if the operator is now that lookup."""
+    @property
+    def mode(self) -> str:
+        """How the operator runs now, for ``env.metrics()`` (a join: ``"hash"`` or ``"lookup"``)."""
         ...
 
-    def record_lookups(self, probes: int, pairs: int) -> None:
-        """Count the items the runtime looked up and the pairs they made."""
+    def as_step(self, index: int) -> Step | None:
+        """The step that does all the operator still does for input ``index``, if there is one."""
+        ...
+
+    def record_step(self, entered: int, emitted: int) -> None:
+        """Count the items that entered the step and the items it emitted."""
         ...

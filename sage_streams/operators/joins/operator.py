@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sage_streams._codegen import Lookup
+from sage_streams._codegen import Step
 from sage_streams.operators.joins.state import JoinState
 
 __all__ = ["JoinOperator"]
@@ -17,6 +17,7 @@ class JoinOperator:
     def __init__(self, join: JoinState) -> None:
         self.join = join
         self.side: dict[str, list[Any]] = {}
+        self._mode = "hash"
 
     def wants(self, index: int) -> bool:
         return True
@@ -33,11 +34,24 @@ class JoinOperator:
     async def on_finish(self) -> Sequence[Any]:
         return self.join.finish()
 
-    def lookup(self, index: int) -> tuple[Callable[[Any], Any], Lookup] | None:
-        return self.join.lookup(index)
+    @property
+    def mode(self) -> str:
+        """``"hash"`` while the join probes and buffers; ``"lookup"`` once it is a lookup step."""
+        return self._mode
 
-    def record_lookups(self, probes: int, pairs: int) -> None:
-        self.join.record_lookups(probes, pairs)
+    def as_step(self, index: int) -> Step | None:
+        """A lookup step for input ``index`` once the join is nothing more (see
+        :meth:`~sage_streams.operators.joins.state.JoinState.lookup`): the runtime fuses it into
+        the loop of the steps after the join."""
+        found = self.join.lookup(index)
+        if found is None:
+            return None
+        key, table = found
+        self._mode = "lookup"
+        return Step("lookup", key, "join", table)
+
+    def record_step(self, entered: int, emitted: int) -> None:
+        self.join.record_lookups(entered, emitted)
 
     def stalled(self) -> str:  # pragma: no cover - wants() is always true
         return "never stalls"

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -438,6 +439,7 @@ def test_a_lookup_join_gives_what_the_model_gives_with_every_error_continued(
         ]
         operators = env.metrics().operators
         join, step = operators["j"], operators["enrich"]
+        assert (join.mode, step.mode) == ("lookup", None)
         details = join.details
         assert (details["probes"], details["matches"]) == (expected["probes"], expected["matches"])
         assert details["misses"] == expected["probes"] - expected["matches"]
@@ -542,3 +544,24 @@ def test_only_a_keyed_inner_join_against_one_item_per_key_comes_down_to_a_lookup
         3,
         3,
     )
+
+
+async def test_a_join_reports_hash_mode_unless_it_is_a_lookup() -> None:
+    for profiles_of_user_1, mode in ((1, "lookup"), (2, "hash")):
+        env = LocalEnvironment()
+        profiles, events = env.create_stream("profiles"), env.create_stream("events")
+        connected = ConnectedStreams([events, profiles])
+        joined = connected.join("inner", key_func=lambda item: item["user"], name="j")
+        out: list[Any] = []
+        joined.sink(out.append)
+        assert env.metrics().operators["j"].mode is None  # before any run: nothing runs yet
+        async with env.running():
+            for _ in range(profiles_of_user_1):
+                await profiles.emit({"user": 1})
+            await profiles.close()
+            await anyio.wait_all_tasks_blocked()  # the join has taken the end of its profiles
+            await events.emit({"user": 1, "seq": 0})
+            await anyio.wait_all_tasks_blocked()
+            assert len(out) == profiles_of_user_1
+            # One profile per key: a lookup; a key with two partners: the join probes and buffers.
+            assert env.metrics().operators["j"].mode == mode
