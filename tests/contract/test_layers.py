@@ -11,6 +11,8 @@ module inside a function or under ``TYPE_CHECKING`` is allowed, as the architect
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,6 +148,29 @@ def test_only_code_generation_calls_compile_or_exec() -> None:
             if node.func.id in {"compile", "exec", "eval"}:
                 calls.append(f"{name}:{node.lineno} {node.func.id}")
     assert calls == []
+
+
+def test_importing_the_package_compiles_nothing() -> None:
+    """Code is generated when a graph runs, never when the package is imported."""
+    probe = (
+        "import builtins, sys\n"
+        "calls = []\n"
+        "for name in ('compile', 'exec'):\n"
+        "    real = getattr(builtins, name)\n"
+        "    def spy(*args, _real=real, _name=name, **kwargs):\n"
+        "        frame = sys._getframe(1)\n"
+        "        if frame.f_globals.get('__name__', '').startswith('sage_streams'):\n"
+        "            calls.append(_name + ' in ' + frame.f_globals['__name__'])\n"
+        "        return _real(*args, **kwargs)\n"
+        "    setattr(builtins, name, spy)\n"
+        "import sage_streams, sage_streams.connected_streams, sage_streams.testing\n"
+        "from sage_streams import LocalEnvironment\n"
+        "env = LocalEnvironment()\n"
+        "env.from_collection([1, 2]).map(lambda x: x + 1).sink(print)\n"  # built, not run
+        "print(calls)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[]", run.stdout
 
 
 def test_at_most_15_modules_directly_in_the_package() -> None:
