@@ -20,12 +20,14 @@ import difflib
 import linecache
 import os
 import re
-from collections.abc import AsyncIterator, Callable
+import textwrap
+from collections.abc import AsyncIterator, Callable, Hashable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sage_streams._codegen import chain as chain_module
 from sage_streams._codegen.chain import _MAX_NESTED, FusedChain
 from sage_streams._codegen.inline import Inline
 from sage_streams._codegen.join_probe import generate_probe
@@ -83,7 +85,7 @@ async def explode(x: int) -> AsyncIterator[int]:
     yield -x
 
 
-TABLE = {1: "a", 2: "b"}
+TABLE: dict[Hashable, str] = {1: "a", 2: "b"}
 """The finished table of the lookups."""
 
 
@@ -109,18 +111,22 @@ def chain(
 
 
 def probe(side: int, *, buffering: bool, unique: bool = False, inline: bool = False) -> Rendered:
-    key = PASTED["key"] if inline else called
-    function, source = generate_probe(side, key, {}, buffering=buffering, unique=unique, inline=inline)
+    """A join's probe on the key ``PASTED["key"]``, pasted when ``inline``."""
+    function, source = generate_probe(
+        side, PASTED["key"], {}, buffering=buffering, unique=unique, inline=inline
+    )
     return [(source, function)]
 
 
 def keys() -> Rendered:
+    """The window's key reader, with ``PASTED["key"]`` pasted in."""
     source = key_reader_source(PASTED["key"])
     assert source is not None, "the key function was not pasted"
     return [(source, None)]
 
 
 def run(add: Callable[[Any, Any], Any] | None, *, inline: bool = False) -> Rendered:
+    """A window's run loop: appending, or folding with ``add``, pasted when ``inline``."""
     loop = run_loop(add, inline=inline)
     return [(loop.source, loop.function)]
 
@@ -175,7 +181,7 @@ SHAPES: dict[str, Callable[[], Rendered]] = {
     "window_keys_pasted": keys,
     "window_run_appending": lambda: run(None),
     "window_run_folding_add_pasted": lambda: run(PASTED["add"], inline=True),
-    "window_run_folding_add_called": lambda: run(called, inline=False),
+    "window_run_folding_add_called": lambda: run(PASTED["add"], inline=False),
 }
 """Every template shape, by the name of its golden file (``golden/<name>.py.txt``)."""
 
@@ -252,3 +258,10 @@ def test_pasted_shapes_paste_and_called_shapes_call() -> None:
     assert "_add(acc, item)" in rendering("window_run_folding_add_called")
     assert "_add(acc, item)" not in rendering("window_run_folding_add_pasted")
     assert rendering("chain_split_into_parts").count("# loop ") == 2
+
+
+def test_the_chain_modules_example_is_the_golden_map_filter() -> None:
+    """The loop :mod:`sage_streams._codegen.chain`'s docstring shows is the one it generates."""
+    doc = chain_module.__doc__ or ""
+    example = doc.split("reads::\n\n", 1)[1].split("\n\n", 1)[0]
+    assert textwrap.dedent(example) + "\n" == rendering("chain_map_filter")
