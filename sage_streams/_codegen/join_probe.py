@@ -28,7 +28,7 @@ from sage_streams._codegen.inline import Inlinable, define, inlinable
 from sage_streams._codegen.lookups import MISSING, Bucket, Probe, lookup_error, none_key
 from sage_streams._codegen.plain import plain_probe
 
-__all__ = ["compile_probe"]
+__all__ = ["compile_probe", "generate_probe"]
 
 
 def compile_probe(
@@ -56,6 +56,20 @@ def compile_probe(
         raise ValueError("a buffering probe's buckets change: they cannot be promised unique")
     if not codegen:
         return plain_probe(side, key_func, theirs, buffering=buffering)
+    return generate_probe(side, key_func, theirs, buffering=buffering, unique=unique, inline=inline)[0]
+
+
+def generate_probe(
+    side: int,
+    key_func: Callable[[Any], Any],
+    theirs: dict[Hashable, Any],
+    *,
+    buffering: bool,
+    unique: bool,
+    inline: bool,
+) -> tuple[Probe, str]:
+    """:func:`compile_probe`'s generated loop, and its source: the code it runs, so that it can
+    be read and reviewed (the tests diff it against committed renderings)."""
     found = inlinable(key_func) if inline else None
     namespace: dict[str, Any] = {
         "key": key_func,
@@ -69,8 +83,8 @@ def compile_probe(
     def source(inlined: Mapping[int, Inlinable]) -> list[str]:
         return _lines(side, buffering, unique, inlined.get(0))
 
-    probe, _ = define(source, "probe", "join probe", namespace, {} if found is None else {0: found})
-    return probe
+    probe, kept = define(source, "probe", "join probe", namespace, {} if found is None else {0: found})
+    return probe, "\n".join(source(kept)) + "\n"  # what it compiled
 
 
 _PLACE = "a join's probe loop"

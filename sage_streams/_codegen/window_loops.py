@@ -26,12 +26,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from types import CodeType
-from typing import Any, TypeAlias
+from typing import Any, Generic, NamedTuple, TypeAlias, TypeVar
 
 from sage_streams._codegen.inline import Inlinable, define, inlinable
 from sage_streams._codegen.plain import plain_run_loop
 
-__all__ = ["KeyReader", "RunLoop", "each", "key_reader", "run_loop"]
+__all__ = ["KeyReader", "RunLoop", "each", "key_reader", "key_reader_source", "run_loop"]
 
 KeyReader: TypeAlias = Callable[[Sequence[Any]], tuple[list[Any], Exception | None]]
 """Items -> their keys up to the first the key function fails for, and what it raised."""
@@ -74,13 +74,11 @@ def key_reader(function: Callable[[Any], Any], *, inline: bool) -> KeyReader:
     When ``inline`` and ``function`` is one expression, the expression runs in a generated loop
     (~25 ns an item instead of ~40 ns for a call through ``map``); otherwise ``map`` calls it.
     """
-    found = inlinable(function, 1) if inline else None
-    if found is None:
+    generated = _key_loop(function) if inline else None
+    if generated is None:
         return lambda items: each(function, items)
-    keys, kept, line = _generate("keys", _KEYS, "key", _key_code, {"_key": function}, found)
-    if kept is None:  # its expression reads a global named like a local of the loop
-        return lambda items: each(function, items)
-    pasted: Inlinable = kept
+    keys, line = generated.function, generated.line
+    pasted: Inlinable = generated.inlined
 
     def read(items: Sequence[Any]) -> tuple[list[Any], Exception | None]:
         result: tuple[list[Any], Exception | None] = keys(items)
@@ -89,6 +87,25 @@ def key_reader(function: Callable[[Any], Any], *, inline: bool) -> KeyReader:
         return result
 
     return read
+
+
+def key_reader_source(function: Callable[[Any], Any]) -> str | None:
+    """The source of the loop ``key_reader(function, inline=True)`` runs, so that it can be read
+    and reviewed (the tests diff it against committed renderings); ``None`` when that reader
+    calls ``function`` through ``map`` instead."""
+    generated = _key_loop(function)
+    return None if generated is None else generated.source
+
+
+def _key_loop(function: Callable[[Any], Any]) -> _Generated[Inlinable] | None:
+    """The key loop with ``function``'s expression pasted in; ``None`` when it cannot be."""
+    found = inlinable(function, 1)
+    if found is None:
+        return None
+    generated = _generate("keys", _KEYS, "key", _key_code, {"_key": function}, found)
+    if generated.inlined is None:  # its expression reads a global named like a local of the loop
+        return None
+    return _Generated(generated.function, generated.inlined, generated.line, generated.source)
 
 
 # -- runs of items into tumbling windows ---------------------------------------------------------
@@ -137,6 +154,8 @@ class RunLoop:
     function: Callable[..., tuple[Any, ...] | None]
     inlined: Inlinable | None = None
     line: int = 0
+    source: str = ""
+    """The generated code, to be read and reviewed (empty for the plain twin)."""
 
     def annotate(self, error: BaseException) -> None:
         """Name the pasted function on an error raised by its expression."""
@@ -169,10 +188,22 @@ def run_loop(
 def _appending() -> RunLoop:
     """The appending loop: one for the process, made when a window first needs it, so that
     nothing is compiled when the package is imported."""
-    return RunLoop(_generate("run", _RUN, "body", lambda _: _APPEND, {"_add": None}, None)[0])
+    return RunLoop(*_generate("run", _RUN, "body", lambda _: _APPEND, {"_add": None}, None))
 
 
 # -- generating -------------------------------------------------------------------------------------
+
+P = TypeVar("P", bound=Inlinable | None)
+
+
+class _Generated(NamedTuple, Generic[P]):
+    """A generated loop: the function, what it pasted in, the number of the line of the pasted
+    expression (errors there are the pasted function's), and its source."""
+
+    function: Callable[..., Any]
+    inlined: P
+    line: int
+    source: str
 
 
 def _generate(
@@ -182,14 +213,13 @@ def _generate(
     code: Callable[[Inlinable | None], str],
     defaults: dict[str, Any],
     found: Inlinable | None,
-) -> tuple[Callable[..., Any], Inlinable | None, int]:
+) -> _Generated[Inlinable | None]:
     """Define the function ``name`` of ``template`` with its ``slot`` filled with one line,
     ``code(found)``, or ``code(None)`` when ``found``'s expression cannot be pasted in (see
     :func:`~sage_streams._codegen.inline.define`).
 
     Returns:
-        The function, what it pasted in, and the number of that line (errors there are the
-        pasted expression's).
+        The loop; its ``line`` is that of the slot.
     """
     line = 1 + next(i for i, text in enumerate(template.splitlines()) if f"{{{slot}}}" in text)
 
@@ -197,7 +227,7 @@ def _generate(
         return template.format(**{slot: code(inlined.get(0))}).splitlines()
 
     function, kept = define(source, name, f"window {name}", defaults, {} if found is None else {0: found})
-    return function, kept.get(0), line
+    return _Generated(function, kept.get(0), line, "\n".join(source(kept)) + "\n")  # what it compiled
 
 
 def _annotate(error: BaseException, code: CodeType, line: int, found: Inlinable) -> None:
