@@ -261,7 +261,7 @@ class FusedChain(StepChain):
                 indent += "    "
                 if not resumable:
                     add(f"c{i} += 1", i)
-            else:  # sink: an inlined one may have nothing left to evaluate, and a block needs a line
+            elif call != "(None)" or not first:  # a sink; a pasted one may have nothing left to evaluate
                 add(call if call != "(None)" else "pass", i)
             if step.kind == "sink":
                 continue
@@ -270,7 +270,7 @@ class FusedChain(StepChain):
             if i + 1 in self.points:
                 add(f"a{i + 1}({nxt})", i)
         self._names = (
-            *(f"v{i}" for i in range(n + 1)),
+            *(f"v{i}" for i in range(n + (not self.steps or self.steps[-1].kind != "sink"))),
             *(f"p{i}" for i, step in enumerate(self.steps) if step.kind == "lookup"),
             *(f"g{i}" for i, step in enumerate(self.steps) if resumable and step.kind == "flat_map"),
         )
