@@ -52,7 +52,7 @@ def function(kind: str, k: int, is_async: bool) -> tuple[str, Callable[[int], An
         return method, fn
 
     async def wrapped(x: int) -> Any:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the step really suspends; not a wait
         return fn(x)
 
     return method, wrapped

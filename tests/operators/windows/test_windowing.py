@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -113,10 +114,10 @@ async def test_the_slower_input_holds_the_watermark_back() -> None:
         fired = asyncio.ensure_future(windowed.collect())
         for t in (1, 15, 25):
             await fast.emit(event(t))
-        await asyncio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()  # the window has taken all three
         assert env.metrics().operators["w"].details["fired_windows"] == 0  # slow says nothing yet
         await slow.emit(event(12))
-        await asyncio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         assert env.metrics().operators["w"].details["watermark"] == 12
         assert env.metrics().operators["w"].details["fired_windows"] == 1
     assert [(w.start_time, [len(i) for i in w]) for w in await fired] == [
@@ -207,7 +208,7 @@ async def test_window_function_return_conventions() -> None:
     none = windowed.process(lambda w, s: None)
 
     async def total(window: WindowData, state: StreamState) -> float:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the window function really suspends; not a wait
         state.increment("windows")
         return sum(item["value"] for items in window for item in items)
 
@@ -480,8 +481,7 @@ async def test_watermarks_reach_a_window_downstream_of_a_window_with_the_data() 
     async with env.running():
         for t in range(0, 66, 5):
             await readings.emit({"timestamp": float(t)})
-        for _ in range(50):
-            await asyncio.sleep(0)
+        await anyio.wait_all_tasks_blocked()
         # The first window fired [0, 10) ... [50, 60) and passed on its watermark, 65: the second
         # has fired [30, 60) too, though the last count it received is stamped 50.
         assert seen == [(0.0, 6), (30.0, 6)]
@@ -767,7 +767,7 @@ async def test_processing_time_windows_are_bounded_in_epoch_seconds() -> None:
         fired = asyncio.ensure_future(windowed.collect())
         before = time.time()
         await stream.emit({})
-        await asyncio.sleep(0)
+        await anyio.wait_all_tasks_blocked()  # the window has stamped the item
         after = time.time()
     (window,) = await fired
     assert window.end_time - window.start_time == 60.0
