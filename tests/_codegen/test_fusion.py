@@ -69,6 +69,7 @@ async def run_pipeline(items: list[int], pipeline: list[Op], split_at: int | Non
     return await stream.collect()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     items=st.lists(st.integers(-50, 50), max_size=60),
@@ -82,6 +83,7 @@ def test_any_chain_matches_the_reference(
     assert asyncio.run(run_pipeline(items, pipeline, split_at, batch)) == reference(items, pipeline)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(items=st.lists(st.integers(-50, 50), max_size=40), pipeline=ops, batch=st.integers(1, 9))
 def test_push_streams_give_the_same_results(items: list[int], pipeline: list[Op], batch: int) -> None:

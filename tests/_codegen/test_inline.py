@@ -239,6 +239,7 @@ async def _run(items: list[int], names: list[str], *, inline: bool, batch: int, 
     return [*end, "|", *middle]
 
 
+@pytest.mark.slow
 @not_traced
 @settings(max_examples=80, deadline=None)
 @given(
@@ -521,6 +522,7 @@ async def _run_statements(items: list[int], names: list[str], *, inline: Any, ha
     return [*seen, tally]
 
 
+@pytest.mark.slow
 @not_traced
 @settings(max_examples=60, deadline=None)
 @given(

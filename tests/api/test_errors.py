@@ -736,6 +736,7 @@ _values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_values)
 def test_the_bounded_repr_of_a_small_value_is_its_repr(value: Any) -> None:
@@ -744,6 +745,7 @@ def test_the_bounded_repr_of_a_small_value_is_its_repr(value: Any) -> None:
         assert _short_repr(value, limit=10**6) == repr(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(_values, min_size=20, max_size=40), st.integers(1, 400))
 def test_the_bounded_repr_never_passes_its_limit(values: list[Any], limit: int) -> None:

@@ -333,6 +333,7 @@ async def test_a_threshold_counts_errors_of_the_chain_and_of_the_join_together()
 # -- the rule against a model, on random graphs of two inputs ---------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     policies=st.lists(st.tuples(st.integers(0, 2), st.sampled_from("ab")), unique=True, max_size=4),
@@ -361,6 +362,7 @@ def test_the_winner_is_the_nearest_policy_then_the_first_input(
     asyncio.run(main())
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_the_walk_up_a_chain_finds_what_the_full_search_finds(data: st.DataObject) -> None:

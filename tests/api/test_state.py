@@ -444,6 +444,7 @@ def apply_to_model(model: dict[str, Any], operation: str, key: str, argument: An
     return None
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(operations)
 def test_any_sequence_of_operations_matches_a_dict(ops: list[tuple[str, str, Any]]) -> None:

@@ -110,6 +110,7 @@ async def run_graph(
     return rows, late
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     window=st.sampled_from(list(WINDOWS.values())),
@@ -138,6 +139,7 @@ def test_aggregate_fires_what_process_summing_the_window_fires(
     assert actual == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     window=st.sampled_from([WINDOWS["tumbling"], WINDOWS["sliding"]]),
@@ -190,6 +192,7 @@ async def fire(windows: WindowOperator, batches: Sequence[tuple[int, list[Any]]]
     return fired + list(await windows.on_finish())
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     config=st.sampled_from([TumblingWindows(10), SlidingWindows(20, 5), SessionWindows(8)]),

@@ -127,6 +127,7 @@ async def test_the_slower_input_holds_the_watermark_back() -> None:
     ]
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     left=st.lists(st.integers(0, 200), max_size=30).map(sorted),
@@ -417,6 +418,7 @@ async def test_a_bad_item_in_processing_time_fails_at_its_position() -> None:
     ]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     arrivals=st.lists(
@@ -712,6 +714,7 @@ async def graph_with_batch_size(
     return value_rows(processed), [item["value"] for item in late], sums
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     data=st.data(),
@@ -811,6 +814,7 @@ def test_a_processing_time_window_needs_a_clock_with_a_wall_reading() -> None:
         env.create_stream("s").window("tumbling", size=60, time="processing")
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @example(start=0.0, offset=-340.4, wall=1048288.7)
 @given(
