@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from sage_streams import (
     BackpressureTimeout,
     ConnectedStreams,
-    DataStream,
     DeadLetter,
     ErrorContext,
     ErrorThresholdExceeded,
@@ -28,6 +27,7 @@ from sage_streams import (
 )
 from sage_streams.errors import _short_repr
 from sage_streams.testing import ManualClock
+from tests.support import run_with_dead_letters
 
 Handler = Callable[[str, BaseException, ErrorContext], str]
 
@@ -43,17 +43,6 @@ def recording(
         return decision(context) if callable(decision) else decision
 
     return handler, calls
-
-
-async def run_with_dead_letters(
-    env: LocalEnvironment, main: DataStream[Any], errors: DataStream[DeadLetter]
-) -> tuple[list[Any], list[DeadLetter]]:
-    out: list[Any] = []
-    letters: list[DeadLetter] = []
-    main.sink(out.append)
-    errors.sink(letters.append)
-    await env.execute()
-    return out, letters
 
 
 def inverse(x: int) -> float:

@@ -39,14 +39,11 @@ from sage_streams.operators.windows.contents import Accumulators
 from sage_streams.operators.windows.operator import WindowOperator
 from sage_streams.operators.windows.state import WindowState
 from sage_streams.testing import ManualClock
+from tests.support import user
 
 
 def event(ts: Any, value: Any = 1, user: Any = "a", **extra: Any) -> dict[str, Any]:
     return {"timestamp": ts, "value": value, "user": user, **extra}
-
-
-def user(item: dict[str, Any]) -> Any:
-    return item["user"]
 
 
 def add_value(total: Any, item: dict[str, Any]) -> Any:

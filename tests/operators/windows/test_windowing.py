@@ -25,6 +25,7 @@ from sage_streams.operators.windows.config import (
 from sage_streams.operators.windows.operator import WindowOperator
 from sage_streams.operators.windows.state import WindowState
 from sage_streams.testing import ManualClock
+from tests.support import user
 
 
 def event(ts: Any, value: float = 1.0, **extra: Any) -> dict[str, Any]:
@@ -347,10 +348,6 @@ def window_operator(
 
 def rows(windows: Sequence[WindowData]) -> list[tuple[float, float, Any, bool, list[list[Any]]]]:
     return [(w.start_time, w.end_time, w.key, w.refire, [list(items) for items in w]) for w in windows]
-
-
-def user(item: dict[str, Any]) -> Any:
-    return item["user"]
 
 
 GOOD = [event(5, user="a"), event(65, user="a"), event(70, user="b"), event(130, user="a")]
