@@ -1,8 +1,8 @@
 """The quick run exists: ``pytest -m "not slow"`` leaves out every long test, and none loses its mark.
 
-The long tests are the Hypothesis properties, the benchmark harness run and the soak test. They are
-found by reading the test files (``ast``), not by running them, so this check is itself quick and
-sees every file whatever ``-m`` selects.
+The long tests are the Hypothesis properties, the benchmark harness run, the soak test and the mypy
+run of the typing test. They are found by reading the test files (``ast``), not by running them,
+so this check is itself quick and sees every file whatever ``-m`` selects.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ TESTS = Path(__file__).resolve().parents[1]
 LONG = {
     ("contract/test_benchmarks.py", "test_tiny_harness_run_produces_a_checked_table"),
     ("runtime/test_soak.py", "test_a_million_items_with_one_percent_failures_are_all_accounted_for"),
+    ("api/test_typing.py", "test_item_types_flow_through_the_api_and_wrong_calls_are_reported"),
 }
 
 
@@ -71,7 +72,7 @@ def test_every_hypothesis_test_is_marked_slow() -> None:
     assert sorted(key for key in hypothesis if not tests[key][1]) == []
 
 
-def test_the_benchmark_run_and_the_soak_test_are_marked_slow() -> None:
+def test_the_long_tests_that_are_not_properties_are_marked_slow() -> None:
     tests = suite()
     assert {key: tests[key][1] for key in LONG} == dict.fromkeys(LONG, True)
 
