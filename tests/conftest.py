@@ -14,6 +14,7 @@ from sage_streams.testing import leftover_tasks
 async def no_task_left() -> AsyncIterator[None]:
     """Fail a test that ends with tasks of its graph still alive."""
     yield
-    # Let callbacks scheduled by the test's last statement run (done-callbacks, wake-ups).
+    # A yield, not a wait: callbacks scheduled by the test's last statement run (done-callbacks,
+    # wake-ups), so a task that has already ended is not counted.
     await asyncio.sleep(0)
     assert leftover_tasks() == set()

@@ -52,7 +52,7 @@ def function(kind: str, k: int, is_async: bool) -> tuple[str, Callable[[int], An
         return method, fn
 
     async def wrapped(x: int) -> Any:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the step really suspends; not a wait
         return fn(x)
 
     return method, wrapped
@@ -69,6 +69,7 @@ async def run_pipeline(items: list[int], pipeline: list[Op], split_at: int | Non
     return await stream.collect()
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     items=st.lists(st.integers(-50, 50), max_size=60),
@@ -82,6 +83,7 @@ def test_any_chain_matches_the_reference(
     assert asyncio.run(run_pipeline(items, pipeline, split_at, batch)) == reference(items, pipeline)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(items=st.lists(st.integers(-50, 50), max_size=40), pipeline=ops, batch=st.integers(1, 9))
 def test_push_streams_give_the_same_results(items: list[int], pipeline: list[Op], batch: int) -> None:

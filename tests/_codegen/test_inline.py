@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import linecache
 import logging
 import sys
 import traceback
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -25,6 +23,7 @@ from sage_streams._codegen.steps import Lookup, Step
 from sage_streams._codegen.window_loops import key_reader
 from sage_streams.operators.joins.config import join_config
 from sage_streams.operators.joins.state import JoinState
+from tests.support import load_module
 
 not_traced = pytest.mark.skipif(tracing(), reason="nothing is inlined under a tracer (coverage, pdb)")
 
@@ -140,18 +139,8 @@ def test_each_lambda_of_a_line_is_told_apart() -> None:
     assert [inlinable(f).text("v") for f in (first, second)] == ["(v + 1)", "(v - 1)"]  # type: ignore[union-attr]
 
 
-def _module(path: Path, source: str) -> ModuleType:
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_source_file_edited_after_import_is_not_trusted(tmp_path: Path) -> None:
-    module = _module(tmp_path / "edited_udfs.py", "def f(x):\n    return x + 1\n")
+    module = load_module(tmp_path / "edited_udfs.py", "def f(x):\n    return x + 1\n")
     (tmp_path / "edited_udfs.py").write_text("def f(x):\n    return x - 1\n")
     linecache.checkcache(str(tmp_path / "edited_udfs.py"))
     assert inlinable(module.f) is None
@@ -205,7 +194,7 @@ def test_join_and_window_loops_call_a_key_that_reads_a_loop_local_name() -> None
 
 
 def test_functions_of_another_module_are_called(tmp_path: Path) -> None:
-    other = _module(tmp_path / "other_udfs.py", "OFFSET = 1\ndef plus(x):\n    return x + OFFSET\n")
+    other = load_module(tmp_path / "other_udfs.py", "OFFSET = 1\ndef plus(x):\n    return x + OFFSET\n")
     chain = _chain(shifted, other.plus)
     assert set(chain.inlined) == {0}  # the fused function can run with one module's globals
     assert chain(iter([1]))[0] == ([12],)
@@ -239,6 +228,7 @@ async def _run(items: list[int], names: list[str], *, inline: bool, batch: int, 
     return [*end, "|", *middle]
 
 
+@pytest.mark.slow
 @not_traced
 @settings(max_examples=80, deadline=None)
 @given(
@@ -521,6 +511,7 @@ async def _run_statements(items: list[int], names: list[str], *, inline: Any, ha
     return [*seen, tally]
 
 
+@pytest.mark.slow
 @not_traced
 @settings(max_examples=60, deadline=None)
 @given(
@@ -595,7 +586,7 @@ def test_a_join_key_with_a_float_constant_is_not_pasted_as_an_int() -> None:
 
 def test_a_source_edited_after_import_with_an_equal_constant_is_called(tmp_path: Path) -> None:
     path = tmp_path / "edited_constant.py"
-    module = _module(path, "def f(x):\n    return x * 1\n")
+    module = load_module(path, "def f(x):\n    return x * 1\n")
     path.write_text("def f(x):\n    return x * 1.0\n")
     linecache.checkcache(str(path))
     assert inlinable(module.f) is None
@@ -631,7 +622,7 @@ def test_generated_loops_never_read_names_of_the_users_scopes(tmp_path: Path) ->
         ({"user": 1}, {"user": 1, "p": "a"}),
         ({"user": 1}, {"user": 1, "p": "b"}),
     ]
-    module = _module(tmp_path / "shadowing_udfs.py", SHADOWING)
+    module = load_module(tmp_path / "shadowing_udfs.py", SHADOWING)
     join = JoinState(join_config("inner", key_func=module.key), inline=True)
     join.push(1, [{"user": 1, "p": "a"}, {"user": 1, "p": "b"}])
     assert len(join.push(0, [{"user": 1}, {"user": 2}])) == 2
@@ -658,7 +649,7 @@ def key(event):
 
 
 def test_a_module_level_def_named_type_does_not_change_the_probe(tmp_path: Path) -> None:
-    module = _module(tmp_path / "type_def_udfs.py", A_TYPE_DEF)
+    module = load_module(tmp_path / "type_def_udfs.py", A_TYPE_DEF)
     join = JoinState(join_config("inner", key_func=module.key), inline=True)
     join.push(1, [{"user": 1, "p": "a"}, {"user": 1, "p": "b"}])  # a Bucket: the probe's type test
     assert join.push(0, [{"user": 1}]) == [
@@ -789,6 +780,6 @@ def test_a_closure_reading_a_global_named_like_the_generated_function_keeps_its_
     tmp_path: Path,
 ) -> None:
     # The generated function's definition binds its name in the scope that holds the cells.
-    module = _module(tmp_path / "named_like_loops.py", NAMED_LIKE_LOOPS)
+    module = load_module(tmp_path / "named_like_loops.py", NAMED_LIKE_LOOPS)
     assert key_reader(module.key, inline=True)([1, 2]) == ([4, 5], None)
     assert _chain(module.step)(iter([1]))[0] == ([5],)

@@ -13,9 +13,7 @@ function objects item by item in plain Python gives; results are compared by ``r
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import random
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,6 +25,7 @@ from sage_streams._codegen.inline import tracing
 from sage_streams._codegen.window_loops import each, key_reader
 from sage_streams.operators.joins.config import join_config
 from sage_streams.operators.joins.state import JoinItemError, JoinState
+from tests.support import load_module
 
 pytestmark = pytest.mark.skipif(tracing(), reason="nothing is inlined under a tracer (coverage, pdb)")
 
@@ -150,15 +149,7 @@ class _Writer:
 
 
 def _load(tmp_path: Path, seed: int, source: str) -> ModuleType:
-    path = tmp_path / f"generated_udfs_{seed}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(tmp_path / f"generated_udfs_{seed}.py", source, register=True)
 
 
 # -- chains ---------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,7 +16,6 @@ from hypothesis import strategies as st
 from sage_streams import (
     BackpressureTimeout,
     ConnectedStreams,
-    DataStream,
     DeadLetter,
     ErrorContext,
     ErrorThresholdExceeded,
@@ -27,6 +27,7 @@ from sage_streams import (
 )
 from sage_streams.errors import _short_repr
 from sage_streams.testing import ManualClock
+from tests.support import run_with_dead_letters
 
 Handler = Callable[[str, BaseException, ErrorContext], str]
 
@@ -42,17 +43,6 @@ def recording(
         return decision(context) if callable(decision) else decision
 
     return handler, calls
-
-
-async def run_with_dead_letters(
-    env: LocalEnvironment, main: DataStream[Any], errors: DataStream[DeadLetter]
-) -> tuple[list[Any], list[DeadLetter]]:
-    out: list[Any] = []
-    letters: list[DeadLetter] = []
-    main.sink(out.append)
-    errors.sink(letters.append)
-    await env.execute()
-    return out, letters
 
 
 def inverse(x: int) -> float:
@@ -160,8 +150,7 @@ async def test_backoff_waits_on_the_environment_clock() -> None:
     source.map(once_flaky, name="flaky").sink(collected.append)
     async with env.running():
         await source.emit(7)
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await anyio.wait_all_tasks_blocked()  # the first attempt failed; the retry waits on the clock
         assert attempts == [0.0]  # waiting 1.5 s before the first retry
         await clock.advance(1.5)
         assert attempts == [0.0, 1.5]  # then 3 s (doubled) before the second
@@ -227,11 +216,11 @@ async def test_async_handlers_and_async_functions() -> None:
     env = LocalEnvironment()
 
     async def handler(stream_id: str, error: BaseException, context: ErrorContext) -> str:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the handler really suspends; not a wait
         return "continue"
 
     async def check(x: int) -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the function really suspends; not a wait
         if x % 4 == 0:
             raise ValueError(f"bad {x}")
         return x
@@ -491,6 +480,8 @@ async def test_backpressure_timeout_goes_to_the_handler_and_continue_drops_count
     connected.on_error(handler)
 
     async def slow(streams: list[StreamReader], state: StreamState) -> list[int]:
+        # Not a wait: the consumer is slower than the producer's 0.01 s timeout, which runs on the
+        # loop's real clock, so only real time can outlast it.
         await asyncio.sleep(0.05)
         return [x for reader in streams for x in reader]
 
@@ -734,6 +725,7 @@ _values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(_values)
 def test_the_bounded_repr_of_a_small_value_is_its_repr(value: Any) -> None:
@@ -742,6 +734,7 @@ def test_the_bounded_repr_of_a_small_value_is_its_repr(value: Any) -> None:
         assert _short_repr(value, limit=10**6) == repr(value)
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(_values, min_size=20, max_size=40), st.integers(1, 400))
 def test_the_bounded_repr_never_passes_its_limit(values: list[Any], limit: int) -> None:

@@ -24,7 +24,7 @@ from sage_streams import (
     StreamState,
 )
 from sage_streams._graph.node import nearest_policy
-from tests.support import watching_lookups
+from tests.support import run_with_dead_letters, user, watching_lookups
 
 Call = tuple[str, str, str, Any]
 """What a handler was told: (handler label, stream_id, operator, item)."""
@@ -44,23 +44,8 @@ def letters_of(letters: list[DeadLetter]) -> list[tuple[str, str, str, Any]]:
     return [(type(d.error).__name__, d.stream_id, d.operator, d.item) for d in letters]
 
 
-async def run(
-    env: LocalEnvironment, main: DataStream[Any], errors: DataStream[DeadLetter]
-) -> tuple[list[Any], list[DeadLetter]]:
-    out: list[Any] = []
-    letters: list[DeadLetter] = []
-    main.sink(out.append, name="out")
-    errors.sink(letters.append, name="letters")
-    await asyncio.wait_for(env.execute(), 10)  # a dead-letter stream that never ends is a failure
-    return out, letters
-
-
 EVENTS = [{"user": 1, "seq": 0}, {"seq": 1}, {"user": 2, "seq": 2}]
 PROFILES = [{"user": 1, "name": "ann"}, {"user": 2, "name": "bob"}]
-
-
-def user(item: dict[str, Any]) -> Any:
-    return item["user"]
 
 
 # -- every kind of operator of several inputs is covered by its input's policy -----------------
@@ -76,7 +61,7 @@ async def test_a_join_is_covered_by_the_policy_of_its_input(join_type: str, even
     events.on_error(handler("events", calls))
     inputs = [events, profiles] if events_first else [profiles, events]
     joined = ConnectedStreams(inputs).join(join_type, key_func=user, name="j")
-    out, letters = await run(env, joined, events.errors())
+    out, letters = await run_with_dead_letters(env, joined, events.errors())
     pairs = [pair if events_first else pair[::-1] for pair in out]
     assert sorted((event["seq"], profile["name"]) for event, profile in pairs) == [(0, "ann"), (2, "bob")]
     assert calls == [("events", "events", "j", {"seq": 1})]
@@ -120,7 +105,7 @@ async def test_a_process_of_connected_streams_is_covered_by_the_policy_of_its_in
         return out
 
     processed = ConnectedStreams([numbers, words]).process(invert, name="p")
-    out, letters = await run(env, processed, numbers.errors())
+    out, letters = await run_with_dead_letters(env, processed, numbers.errors())
     assert calls == [("numbers", "p", "p", [1, 0, 2])]
     assert letters_of(letters) == [("ZeroDivisionError", "p", "p", [1, 0, 2])]
     assert out == []
@@ -135,7 +120,7 @@ async def test_a_synchronize_is_covered_by_the_policy_of_its_input() -> None:
     calls: list[Call] = []
     left.on_error(handler("left", calls))
     synced = ConnectedStreams([left, right]).synchronize("timestamp", tolerance=0.1, name="s")
-    out, letters = await run(env, synced, left.errors())
+    out, letters = await run_with_dead_letters(env, synced, left.errors())
     assert [(a["v"], b["v"]) for a, b in out] == [("a", "x"), ("b", "y")]
     assert calls == [("left", "l", "s", {"v": "bad"})]
     assert letters_of(letters) == [("KeyError", "l", "s", {"v": "bad"})]
@@ -148,7 +133,7 @@ async def test_a_window_of_connected_streams_is_covered_by_the_policy_of_its_inp
     calls: list[Call] = []
     clicks.on_error(handler("clicks", calls))
     windowed = ConnectedStreams([clicks, views]).window("tumbling", size=1.0, name="w")
-    out, letters = await run(env, windowed, clicks.errors())
+    out, letters = await run_with_dead_letters(env, windowed, clicks.errors())
     assert [(w.start_time, [len(items) for items in w]) for w in out] == [(0.0, [1, 1]), (1.0, [1, 0])]
     assert calls == [("clicks", "clicks", "w", {"t": 1})]
     assert letters_of(letters) == [("KeyError", "clicks", "w", {"t": 1})]
@@ -169,7 +154,7 @@ async def test_what_is_downstream_of_a_join_stays_under_the_inputs_policy() -> N
             raise ValueError("no bob")
         return str(pair[1]["name"])
 
-    out, letters = await run(env, joined.map(named, name="named"), source.errors())
+    out, letters = await run_with_dead_letters(env, joined.map(named, name="named"), source.errors())
     assert out == ["ann"]
     assert [(label, operator) for label, _, operator, _ in calls] == [("pass", "j"), ("pass", "named")]
     assert [(error, operator) for error, _, operator, _ in letters_of(letters)] == [
@@ -232,7 +217,7 @@ async def test_a_policy_of_the_connected_streams_beats_its_inputs_even_when_set_
     connected = ConnectedStreams([a, b])
     joined = connected.join("inner", key_func=user, name="j")
     connected.on_error(handler("connected", connected_calls))
-    out, letters = await run(env, joined, connected.errors())
+    out, letters = await run_with_dead_letters(env, joined, connected.errors())
     assert out == []
     assert calls == []
     assert sorted(connected_calls) == [("connected", "a", "j", {"x": 1}), ("connected", "b", "j", {"x": 9})]
@@ -247,7 +232,9 @@ async def test_the_errors_of_unset_connected_streams_are_those_of_the_policy_in_
     b.on_error(handler("b", calls))
     connected = ConnectedStreams([a, b])
     assert connected.errors().name == b.errors().name == "b.errors"
-    out, letters = await run(env, connected.join("inner", key_func=user, name="j"), connected.errors())
+    out, letters = await run_with_dead_letters(
+        env, connected.join("inner", key_func=user, name="j"), connected.errors()
+    )
     assert out == [({"user": 1}, {"user": 1})]
     assert letters_of(letters) == [("KeyError", "a", "j", {"x": 1})]
 
@@ -333,6 +320,7 @@ async def test_a_threshold_counts_errors_of_the_chain_and_of_the_join_together()
 # -- the rule against a model, on random graphs of two inputs ---------------------------------
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     policies=st.lists(st.tuples(st.integers(0, 2), st.sampled_from("ab")), unique=True, max_size=4),
@@ -361,6 +349,7 @@ def test_the_winner_is_the_nearest_policy_then_the_first_input(
     asyncio.run(main())
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_the_walk_up_a_chain_finds_what_the_full_search_finds(data: st.DataObject) -> None:

@@ -168,7 +168,7 @@ async def test_a_collect_cancelled_while_it_reads_detaches_and_the_others_go_on(
     async with env.running():
         reader = asyncio.ensure_future(doubled.collect())
         await source.emit(0)
-        await asyncio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()  # the reader has taken 0 and waits for more
         reader.cancel()
         with pytest.raises(asyncio.CancelledError):
             await reader
@@ -408,16 +408,17 @@ async def test_an_emit_waiting_for_room_when_its_stream_closes_is_refused_not_lo
 
     async def slow(n: int) -> None:
         await gate.wait()
-        await asyncio.sleep(0)  # lets the waiting emitter run before the chain reads on
+        # A yield, not a wait: the woken emitter gets its turn before the chain reads on.
+        await asyncio.sleep(0)
         seen.append(n)
 
     numbers.sink(slow)
     async with env.running():
         await numbers.emit(0)
-        await asyncio.sleep(0)  # the sink takes 0 and waits at the gate
+        await anyio.wait_all_tasks_blocked()  # the sink has taken 0 and waits at the gate
         await numbers.emit(1)  # fills the inbox
         late = asyncio.ensure_future(numbers.emit(2))
-        await asyncio.sleep(0)  # waits for room
+        await anyio.wait_all_tasks_blocked()  # the third emit waits for room
         await numbers.close()  # the end goes in behind 1
         gate.set()
     with pytest.raises(StreamError, match="it is closed"):
@@ -435,7 +436,7 @@ async def test_every_accepted_emit_reaches_the_sink_when_the_block_ends_under_a_
 
     async def sink(n: int) -> None:
         for _ in range(pauses[n]):
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a yield per pause: a consumer of random speed; not a wait
         seen.append(n)
 
     numbers.sink(sink)
@@ -453,6 +454,7 @@ async def test_every_accepted_emit_reaches_the_sink_when_the_block_ends_under_a_
 
     async with env.running():
         producer = asyncio.ensure_future(produce())
+        # Yields, not a wait: the block ends after a random number of the producer's turns.
         for _ in range(rng.randint(1, 60)):
             await asyncio.sleep(0)
     await producer

@@ -28,7 +28,7 @@ def double(value: int | None) -> int:
 
 @register_function("state_test_add_ten")
 async def add_ten(value: int | None) -> int:
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # a yield, so the update really suspends; not a wait
     return (value or 0) + 10
 
 
@@ -268,7 +268,8 @@ async def test_concurrent_async_updates_of_one_key_never_interleave() -> None:
 
     def appending(tag: str) -> Callable[[list[str]], Any]:
         async def fn(current: list[str]) -> list[str]:
-            await asyncio.sleep(0)  # without the lock, the other task would read the same list
+            # A yield, not a wait: without the lock, the other task would read the same list.
+            await asyncio.sleep(0)
             return [*current, tag]
 
         return fn
@@ -289,7 +290,7 @@ async def test_async_updates_of_different_keys_run_concurrently() -> None:
     def tracing(tag: str) -> Callable[[Any], Any]:
         async def fn(current: Any) -> str:
             order.append(f"{tag} start")
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a yield: the other key's update runs meanwhile; not a wait
             order.append(f"{tag} end")
             return tag
 
@@ -302,7 +303,7 @@ async def test_async_updates_of_different_keys_run_concurrently() -> None:
 
 async def test_a_failing_async_update_stores_nothing_and_frees_the_key() -> None:
     async def fail(value: Any) -> Any:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the update fails after suspending; not a wait
         raise ValueError("no")
 
     state = StreamState()
@@ -443,6 +444,7 @@ def apply_to_model(model: dict[str, Any], operation: str, key: str, argument: An
     return None
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(operations)
 def test_any_sequence_of_operations_matches_a_dict(ops: list[tuple[str, str, Any]]) -> None:

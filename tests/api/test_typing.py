@@ -127,6 +127,7 @@ def snippet() -> tuple[str, dict[int, tuple[str, str]]]:
     return "\n".join(lines) + "\n", expected
 
 
+@pytest.mark.slow  # a whole mypy run, over a second
 def test_item_types_flow_through_the_api_and_wrong_calls_are_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -322,6 +322,7 @@ def _json_exact(item: Any) -> bool:
         return False
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     items=st.lists(_items, max_size=40),

@@ -642,6 +642,7 @@ class DamagedOnce(ReprCodec):
         return item
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     ops=operations,
@@ -723,6 +724,7 @@ _json_like = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(items=st.lists(_json_like, max_size=12), capacity=st.integers(1, 4))
 def test_results_never_depend_on_which_items_spilled(items: list[Any], capacity: int) -> None:

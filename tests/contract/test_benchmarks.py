@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PEERS = ("aiostream", "reactivex", "streamz", "bytewax")
 
 
+@pytest.mark.slow
 def test_tiny_harness_run_produces_a_checked_table(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--tiny", "--output", str(tmp_path)],

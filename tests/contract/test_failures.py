@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 
+import anyio
 import pytest
 
 from sage_streams import LocalEnvironment, PipelineError, StreamError
@@ -41,7 +42,7 @@ async def test_user_function_error_names_operator_and_item() -> None:
 
 async def test_async_user_function_error_is_attributed_too() -> None:
     async def validate(x: int) -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the function really suspends; not a wait
         if x == 3:
             raise ValueError("three")
         return x
@@ -148,7 +149,7 @@ async def test_cancelling_execute_from_outside_leaves_nothing_running() -> None:
     forever.map(str).sink(lambda x: None)
     task = asyncio.create_task(env.execute())
     await forever.emit(1)
-    await asyncio.sleep(0.01)
+    await anyio.wait_all_tasks_blocked()  # 1 has gone through; the graph waits for more
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -160,7 +161,7 @@ async def test_cancelling_a_collect_leaves_nothing_running() -> None:
     env = LocalEnvironment()
     stream = env.create_stream("forever").map(str)
     task = asyncio.create_task(stream.collect())
-    await asyncio.sleep(0.01)
+    await anyio.wait_all_tasks_blocked()  # the graph runs and waits for items
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -172,7 +173,7 @@ async def test_an_operator_task_cancelled_from_outside_fails_the_graph() -> None
     jobs = env.create_stream("jobs")
     jobs.map(str, name="render").sink(lambda x: None, name="store")
     run = asyncio.create_task(env.execute())
-    await asyncio.sleep(0.01)
+    await anyio.wait_all_tasks_blocked()  # the graph's tasks have started and wait for items
     (operator_task,) = [t for t in leftover_tasks() if t.get_name() == "jobs"]
     operator_task.cancel()
     with pytest.raises(
@@ -188,10 +189,10 @@ async def test_cancelling_the_running_block_cancels_the_graph() -> None:
 
     async def service() -> None:
         async with env.running():
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # a long body, to be cancelled; if not, the test fails, not hangs
 
     task = asyncio.create_task(service())
-    await asyncio.sleep(0.01)
+    await anyio.wait_all_tasks_blocked()  # the block is in its body
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -208,7 +209,7 @@ async def test_graph_failure_interrupts_the_running_block() -> None:
         async with env.running():
             await numbers.emit(1)
             await numbers.emit(2)
-            await asyncio.sleep(10)
+            await asyncio.sleep(10)  # a long body the failure must cut short; if not, the test fails
             reached_end = True
     assert not reached_end
 

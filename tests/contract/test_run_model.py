@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 from aiostream import stream as aiostream_stream
 
@@ -51,7 +52,7 @@ async def test_pull_stream_over_an_iterable() -> None:
 async def test_pull_stream_over_an_async_iterable() -> None:
     async def numbers() -> AsyncIterator[int]:
         for n in range(3):
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a yield, so the source really suspends; not a wait
             yield n
 
     env = LocalEnvironment()
@@ -119,7 +120,7 @@ async def test_async_sinks_are_awaited_in_order() -> None:
     seen: list[int] = []
 
     async def slow_sink(item: int) -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield per item: a sink that suspends; not a wait
         seen.append(item)
 
     env = LocalEnvironment()
@@ -215,7 +216,7 @@ async def test_live_reader_inside_running_sees_items_from_when_it_starts() -> No
     doubled = ticks.map(lambda x: 2 * x)
     async with env.running():
         reader = asyncio.create_task(doubled.collect())
-        await asyncio.sleep(0)
+        await anyio.wait_all_tasks_blocked()  # the reader is attached and waits
         for n in range(3):
             await ticks.emit(n)
         await ticks.close()
@@ -230,7 +231,7 @@ async def test_live_reader_of_a_stream_in_the_middle_of_a_fused_chain() -> None:
     middle.map(lambda x: x * 10).sink(seen.append)
     async with env.running():
         reader = asyncio.create_task(middle.collect())
-        await asyncio.sleep(0)
+        await anyio.wait_all_tasks_blocked()  # the reader is attached and waits
         await ticks.emit(1)
         await ticks.emit(2)
         await ticks.close()

@@ -115,6 +115,7 @@ def _run(n: int, batch_size: int, slice_size: int, bad: set[int], transient: boo
     return out, letters, dead, calls
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     n=st.integers(0, 700),

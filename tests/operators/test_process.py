@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import pytest
 
 from sage_streams import (
@@ -90,7 +91,7 @@ async def test_unread_items_stay_for_the_next_call() -> None:
         reader = asyncio.ensure_future(zipped.collect())
         for n in (1, 2, 3):
             await numbers.emit(n)
-        await asyncio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()  # the zip has been called with numbers alone
         for letter in "abc":
             await letters.emit(letter)
     assert await reader == [(1, "a"), (2, "b"), (3, "c")]
@@ -132,7 +133,7 @@ async def test_generators_async_functions_and_kwargs() -> None:
                 yield item * factor
 
     async def coro(streams: list[StreamReader], state: StreamState, *, factor: int) -> list[int]:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the coroutine really suspends; not a wait
         return [item * factor for reader in streams for item in reader]
 
     async def agen(streams: list[StreamReader], state: StreamState, *, factor: int) -> AsyncIterator[int]:

@@ -41,7 +41,7 @@ async def test_a_million_items_with_one_percent_failures_are_all_accounted_for()
         delivered += 1
         checksum += x
         if delivered % 500 == 0:
-            await asyncio.sleep(0)  # the consumer yields: the producer must wait, not pile up
+            await asyncio.sleep(0)  # a yield, not a wait: the producer must wait, not pile up
 
     letters: list[DeadLetter] = []
     connected.process(merge, name="merge").map(flaky, name="flaky").sink(slow_sink, name="sink")

@@ -31,6 +31,7 @@ def nested_loop(left: list[Item], right: list[Item]) -> Counter[tuple[Item, Item
     return Counter((a, b) for a in left for b in right if a[2] == b[2])
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     keys_left=st.lists(st.integers(0, 4), max_size=25),
@@ -235,6 +236,7 @@ join_steps = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(steps=join_steps)
 def test_join_stats_on_every_path_equal_the_model(steps: list[JoinStep]) -> None:
@@ -416,6 +418,7 @@ kinds = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     users=st.sets(st.integers(0, 5), min_size=1),

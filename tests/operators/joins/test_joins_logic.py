@@ -598,6 +598,7 @@ def two_inputs(draw: st.DrawFn) -> tuple[list[Item], list[Item], list[tuple[int,
     return left, right, draw(schedules(len(left), len(right)))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     inputs=two_inputs(),
@@ -631,6 +632,7 @@ def timed_inputs(draw: st.DrawFn) -> tuple[list[Item], list[Item], list[tuple[in
     return left, right, draw(schedules(len(left), len(right)))
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(
     inputs=timed_inputs(),
@@ -658,6 +660,7 @@ def test_an_interval_join_of_ordered_inputs_gives_the_nested_loop_join(
     assert run(join, left, right, steps, end) == nested_loop(left, right, close, join_type)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     inputs=two_inputs(),

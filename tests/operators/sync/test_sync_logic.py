@@ -423,6 +423,7 @@ def timestamp_inputs() -> st.SearchStrategy[list[list[int]]]:
     return st.integers(2, 4).flatmap(lambda n: st.lists(sorted_list, min_size=n, max_size=n))
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     stamps=timestamp_inputs(),
@@ -486,6 +487,7 @@ def expected_rounds(inputs: list[list[Any]]) -> list[tuple[list[Any], ...]]:
     return result
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     shape=marker_inputs(),
@@ -517,6 +519,7 @@ def test_event_rounds_partition_each_input_in_order(
     assert tuples == expected_rounds(inputs)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(shape=marker_inputs(), data=st.data())
 def test_event_rounds_with_all_inputs_open_follow_the_fewest_markers(

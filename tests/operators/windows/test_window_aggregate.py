@@ -39,14 +39,11 @@ from sage_streams.operators.windows.contents import Accumulators
 from sage_streams.operators.windows.operator import WindowOperator
 from sage_streams.operators.windows.state import WindowState
 from sage_streams.testing import ManualClock
+from tests.support import user
 
 
 def event(ts: Any, value: Any = 1, user: Any = "a", **extra: Any) -> dict[str, Any]:
     return {"timestamp": ts, "value": value, "user": user, **extra}
-
-
-def user(item: dict[str, Any]) -> Any:
-    return item["user"]
 
 
 def add_value(total: Any, item: dict[str, Any]) -> Any:
@@ -110,6 +107,7 @@ async def run_graph(
     return rows, late
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     window=st.sampled_from(list(WINDOWS.values())),
@@ -138,6 +136,7 @@ def test_aggregate_fires_what_process_summing_the_window_fires(
     assert actual == expected
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     window=st.sampled_from([WINDOWS["tumbling"], WINDOWS["sliding"]]),
@@ -190,6 +189,7 @@ async def fire(windows: WindowOperator, batches: Sequence[tuple[int, list[Any]]]
     return fired + list(await windows.on_finish())
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     config=st.sampled_from([TumblingWindows(10), SlidingWindows(20, 5), SessionWindows(8)]),

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from sage_streams.operators.windows.config import (
 from sage_streams.operators.windows.operator import WindowOperator
 from sage_streams.operators.windows.state import WindowState
 from sage_streams.testing import ManualClock
+from tests.support import user
 
 
 def event(ts: Any, value: float = 1.0, **extra: Any) -> dict[str, Any]:
@@ -113,10 +115,10 @@ async def test_the_slower_input_holds_the_watermark_back() -> None:
         fired = asyncio.ensure_future(windowed.collect())
         for t in (1, 15, 25):
             await fast.emit(event(t))
-        await asyncio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()  # the window has taken all three
         assert env.metrics().operators["w"].details["fired_windows"] == 0  # slow says nothing yet
         await slow.emit(event(12))
-        await asyncio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()
         assert env.metrics().operators["w"].details["watermark"] == 12
         assert env.metrics().operators["w"].details["fired_windows"] == 1
     assert [(w.start_time, [len(i) for i in w]) for w in await fired] == [
@@ -126,6 +128,7 @@ async def test_the_slower_input_holds_the_watermark_back() -> None:
     ]
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
     left=st.lists(st.integers(0, 200), max_size=30).map(sorted),
@@ -207,7 +210,7 @@ async def test_window_function_return_conventions() -> None:
     none = windowed.process(lambda w, s: None)
 
     async def total(window: WindowData, state: StreamState) -> float:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a yield, so the window function really suspends; not a wait
         state.increment("windows")
         return sum(item["value"] for items in window for item in items)
 
@@ -347,10 +350,6 @@ def rows(windows: Sequence[WindowData]) -> list[tuple[float, float, Any, bool, l
     return [(w.start_time, w.end_time, w.key, w.refire, [list(items) for items in w]) for w in windows]
 
 
-def user(item: dict[str, Any]) -> Any:
-    return item["user"]
-
-
 GOOD = [event(5, user="a"), event(65, user="a"), event(70, user="b"), event(130, user="a")]
 
 
@@ -416,6 +415,7 @@ async def test_a_bad_item_in_processing_time_fails_at_its_position() -> None:
     ]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     arrivals=st.lists(
@@ -480,8 +480,7 @@ async def test_watermarks_reach_a_window_downstream_of_a_window_with_the_data() 
     async with env.running():
         for t in range(0, 66, 5):
             await readings.emit({"timestamp": float(t)})
-        for _ in range(50):
-            await asyncio.sleep(0)
+        await anyio.wait_all_tasks_blocked()
         # The first window fired [0, 10) ... [50, 60) and passed on its watermark, 65: the second
         # has fired [30, 60) too, though the last count it received is stamped 50.
         assert seen == [(0.0, 6), (30.0, 6)]
@@ -712,6 +711,7 @@ async def graph_with_batch_size(
     return value_rows(processed), [item["value"] for item in late], sums
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(
     data=st.data(),
@@ -767,7 +767,7 @@ async def test_processing_time_windows_are_bounded_in_epoch_seconds() -> None:
         fired = asyncio.ensure_future(windowed.collect())
         before = time.time()
         await stream.emit({})
-        await asyncio.sleep(0)
+        await anyio.wait_all_tasks_blocked()  # the window has stamped the item
         after = time.time()
     (window,) = await fired
     assert window.end_time - window.start_time == 60.0
@@ -811,6 +811,7 @@ def test_a_processing_time_window_needs_a_clock_with_a_wall_reading() -> None:
         env.create_stream("s").window("tumbling", size=60, time="processing")
 
 
+@pytest.mark.slow
 @settings(max_examples=500, deadline=None)
 @example(start=0.0, offset=-340.4, wall=1048288.7)
 @given(

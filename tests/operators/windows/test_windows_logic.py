@@ -494,6 +494,7 @@ def assert_in_output_order(fired: Sequence[FiredWindow]) -> None:
     assert not any(w.refire for w in fired)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(config=FIXED_CONFIGS, events=EVENTS)
 def test_in_order_tumbling_and_sliding_sums_match_brute_force(
@@ -532,6 +533,7 @@ INT_EVENTS = st.lists(st.tuples(KEYS, st.integers(-40, 120), st.integers(-100, 1
 SESSION_CONFIGS = st.sampled_from([0.5, 1.5, 2.5, 4.5, 10.5]).map(SessionWindows)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     config=st.one_of(FIXED_CONFIGS, SESSION_CONFIGS),
@@ -576,6 +578,7 @@ def session_contents(fired: Sequence[FiredWindow]) -> list[tuple[Any, float, flo
     return sorted(((w.key, w.start, w.end, sorted(w.items[0])) for w in fired), key=repr)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     gap=st.sampled_from([0.5, 1, 2, 2.5, 5, 10]),
@@ -591,6 +594,7 @@ def test_in_order_sessions_match_brute_force_gap_clustering(
     assert session_contents(fired) == brute_force_sessions(gap, events)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     gap=st.sampled_from([0.5, 1, 2, 2.5, 5, 10]),
@@ -609,6 +613,7 @@ def test_sessions_in_any_arrival_order_match_brute_force_at_flush(gap: float, ev
     ]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(
     size=st.sampled_from([0.5, 1, 3, 10]),
@@ -723,6 +728,7 @@ def batch_by_batch(
     return fired + state.flush(), late, watermark
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None)
 @given(
     config=BATCH_CONFIGS,
@@ -839,6 +845,7 @@ def as_items(fired: FiredWindow, *, sort: bool) -> FiredWindow:
     return dataclasses.replace(fired, items=items)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     config=BATCH_CONFIGS,
@@ -1027,6 +1034,7 @@ def in_range(timestamp: float, config: WindowConfig) -> bool:
     return abs(timestamp / length) < 2**50 and math.isfinite(abs(timestamp) + 2 * reach)
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(data=st.data(), length=WINDOW_LENGTHS, tumbling=st.booleans())
 def test_an_item_is_put_in_the_windows_that_hold_it_or_refused_as_out_of_range(
