@@ -10,7 +10,6 @@ For ``map f`` then ``filter p`` emitting the filter's output, the generated code
 
     def fused(it, *, _hash=hash, _iter=iter, _list=list, s0=s0, s1=s1
               , _fail=_fail, _Exception=Exception):
-        c1 = 0
         o2 = []
         a2 = o2.append
         v0 = v1 = v2 = None
@@ -18,18 +17,17 @@ For ``map f`` then ``filter p`` emitting the filter's output, the generated code
             for v0 in it:
                 v1 = s0(v0)
                 if not s1(v1):
-                    c1 += 1
                     continue
-                v2 = v1
-                a2(v2)
+                a2(v1)
         except _Exception as _x:
-            _fail(_x, (v0, v1, v2, ), (o2, ), (c1, ))
+            _fail(_x, (v0, v1, v2, ), (o2, ), ())
             raise
-        return (o2, ), (c1, )
+        return (o2, ), ()
 
 An *emission point* ``k`` is the output of step ``k - 1`` collected into a list that the runtime
 hands on downstream (fan-out, taps, collectors). Counters make per-operator metrics exact with no
-per-item cost for maps: a filter counts its rejects, a flat_map its outputs. (A comprehension
+per-item cost for maps: a filter counts its rejects, a flat_map its outputs, and the last such
+step before the chain's output is derived from the output's length. (A comprehension
 would be ~10% faster for called steps, but slower for pasted ones, and its variables cannot be
 handed to a failure handler.)
 
@@ -67,6 +65,7 @@ processed. The runtime then goes on from the failing step (see ``_runtime.chain.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeAlias
 
@@ -109,9 +108,16 @@ class FusedChain(StepChain):
     """
 
     def __init__(
-        self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool = False, inline: Inline = False
+        self,
+        steps: Sequence[Step],
+        points: Sequence[int],
+        *,
+        resumable: bool = False,
+        inline: Inline = False,
+        derive: bool = True,
     ) -> None:
-        super().__init__(steps, points, resumable=resumable)
+        starts = _part_starts(steps)
+        super().__init__(steps, points, resumable=resumable, derive=derive and not starts[1:])
         self._line_steps: dict[int, int] = {}
         self._inputs: dict[int, str] = {}
         """The expression of each step's input: ``v{i}``, or a lookup's pair ``(v{j}, p{j})``."""
@@ -121,7 +127,7 @@ class FusedChain(StepChain):
         self.parts: tuple[tuple[int, FusedChain], ...] = ()
         """The loops of a chain split by nesting: ``(first step, loop)`` each."""
         self._done: tuple[dict[int, list[Any]], list[int], list[Iterator[Any]]] = ({}, [], [])
-        if (starts := _part_starts(self.steps))[1:]:
+        if starts[1:]:
             self._split(starts, inline)
         else:
             self._compile(inline)
@@ -151,7 +157,9 @@ class FusedChain(StepChain):
             points = [k - start for k in self.points if start <= k < end or k == end == n]
             if end < n:
                 points.append(end - start)
-            chain = FusedChain(self.steps[start:end], points, resumable=self.resumable, inline=inline)
+            chain = FusedChain(
+                self.steps[start:end], points, resumable=self.resumable, inline=inline, derive=False
+            )
             parts.append((start, chain))
         self.parts = tuple(parts)
         self.inlined = {start + i: found for start, chain in self.parts for i, found in chain.inlined.items()}
@@ -234,12 +242,13 @@ class FusedChain(StepChain):
             if step.kind == "map":
                 add(f"{nxt} = {call}", i)
             elif step.kind == "filter":
-                reject = ["    continue"] if resumable else [f"    c{i} += 1", "    continue"]
-                for code in (f"if not {call}:", *reject, f"{nxt} = {value}"):
+                reject = [f"    c{i} += 1", "    continue"] if self._tallies(i) else ["    continue"]
+                for code in (f"if not {call}:", *reject):
                     add(code, i)
+                nxt = self._inputs[i + 1] = value  # what passes a filter is its input
             elif step.kind == "key_by":
                 add(f"_hash({call})", i)
-                add(f"{nxt} = {value}", i)
+                nxt = self._inputs[i + 1] = value
             elif step.kind == "lookup":
                 for code in self._lookup(i, call):
                     add(code, i)
@@ -259,7 +268,7 @@ class FusedChain(StepChain):
                 else:
                     add(f"for {nxt} in {call}:", i)
                 indent += "    "
-                if not resumable:
+                if self._tallies(i):
                     add(f"c{i} += 1", i)
             elif call != "(None)" or not first:  # a sink; a pasted one may have nothing left to evaluate
                 add(call if call != "(None)" else "pass", i)
@@ -300,10 +309,7 @@ class FusedChain(StepChain):
         if step < 0:
             return
         known = dict(zip(self._names, values, strict=True))
-        expression = self._inputs[step]
-        names = expression[1:-1].split(", ") if expression.startswith("(") else [expression]
-        parts = [known[name] for name in names]
-        item = tuple(parts) if expression.startswith("(") else parts[0]
+        item = _value(ast.parse(self._inputs[step], mode="eval").body, known)
         if not self.resumable:
             self.record(error, Failure(step, item, 0))
             return
@@ -311,20 +317,25 @@ class FusedChain(StepChain):
         pending = tuple((i, known[f"g{i}"]) for i in enclosing)
         self.record(error, Failure(step, item, 0, outputs, counters, pending))
 
+    def _tallies(self, i: int) -> bool:
+        """Whether step ``i`` adds to a counter ``c{i}`` (not when resumable, nor derived)."""
+        return not self.resumable and i in self.counted
+
     def _pair(self, i: int) -> str:
-        """The output of lookup step ``i``: the item ``v{i}`` with its partner ``p{i}``."""
+        """The output of lookup step ``i``: its input item with its partner ``p{i}``."""
         lookup = self.steps[i].lookup
         assert lookup is not None
-        return f"(v{i}, p{i})" if lookup.item_first else f"(p{i}, v{i})"
+        item = self._inputs[i]
+        return f"({item}, p{i})" if lookup.item_first else f"(p{i}, {item})"
 
     def _lookup(self, i: int, key: str) -> list[str]:
-        """Lookup step ``i`` on ``v{i}`` whose key is ``key``: ``p{i}`` is the partner, or the
-        item is dropped (a miss). The errors are the join's own (see ``_join_probe``)."""
-        miss = ["    continue"] if self.resumable else [f"    c{i} += 1", "    continue"]
+        """Lookup step ``i`` on its input whose key is ``key``: ``p{i}`` is the partner, or the
+        item is dropped (a miss). The errors are the join's own (see ``lookups``)."""
+        miss = [f"    c{i} += 1", "    continue"] if self._tallies(i) else ["    continue"]
         return [
             f"y{i} = {key}",
             f"if y{i} is None:",
-            f"    raise _none_key(v{i})",
+            f"    raise _none_key({self._inputs[i]})",
             "try:",
             f"    p{i} = t{i}(y{i}, _MISSING)",
             f"except _Exception as x{i}:",
@@ -398,12 +409,20 @@ class FusedChain(StepChain):
         return Failure(step, inner.item, consumed, lists, entries, pending, ahead)
 
 
+def _value(expression: ast.expr, known: Mapping[str, Any]) -> Any:
+    """The value of a step's input expression (a variable, or a pair of them) from ``known``."""
+    if isinstance(expression, ast.Tuple):
+        return tuple(_value(part, known) for part in expression.elts)
+    assert isinstance(expression, ast.Name), ast.dump(expression)
+    return known[expression.id]
+
+
 def compile_chain(
     steps: Sequence[Step], points: Sequence[int], *, resumable: bool, inline: Inline, codegen: bool
 ) -> StepChain:
     """``steps`` as a :class:`FusedChain`, or, without ``codegen``, as its plain twin."""
-    if not codegen:
-        return PlainChain(steps, points, resumable=resumable)
+    if not codegen:  # the same counters: derived where one loop would derive one
+        return PlainChain(steps, points, resumable=resumable, derive=not _part_starts(steps)[1:])
     return FusedChain(steps, points, resumable=resumable, inline=inline)
 
 

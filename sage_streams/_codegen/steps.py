@@ -84,12 +84,18 @@ class StepChain(ABC):
     A chain's counters are, per step in :attr:`counted`, the items it rejected (a filter, a
     lookup's misses) or produced (a flat_map); a *resumable* chain (one under an error handler)
     instead counts the items entering each step, and the items reaching the end.
+
+    Counting costs an add per item, so one count is left to be derived: when the chain emits
+    its last point and only maps or key_bys follow its last counted step, that step's output
+    is the last point's length (:attr:`derived`; ``derive=False`` counts every step).
     """
 
     inlined: Mapping[int, Any] = {}
     """The steps whose code was pasted in, by index (none, unless generated)."""
 
-    def __init__(self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool) -> None:
+    def __init__(
+        self, steps: Sequence[Step], points: Sequence[int], *, resumable: bool, derive: bool = True
+    ) -> None:
         self.steps = tuple(steps)
         self.resumable = resumable
         self.points = tuple(sorted(set(points)))
@@ -97,7 +103,13 @@ class StepChain(ABC):
         if any(not 0 <= k <= n for k in self.points):
             raise ValueError(f"emission points {self.points} outside 0..{n}")
         self.is_async = any(step.is_async for step in self.steps)
-        self.counted = tuple(i for i, step in enumerate(self.steps) if step.kind in COUNTED)
+        counted = [i for i, step in enumerate(self.steps) if step.kind in COUNTED]
+        self.derived: int | None = None
+        derivable = derive and counted and not resumable and n in self.points
+        if derivable and all(step.kind in ("map", "key_by") for step in self.steps[counted[-1] + 1 :]):
+            self.derived = counted.pop()
+        self.counted = tuple(counted)
+        """The steps whose counts the chain returns (not :attr:`derived`)."""
         self._failed: tuple[BaseException, Failure] | None = None
 
     @abstractmethod
@@ -130,18 +142,21 @@ class StepChain(ABC):
             return Failure(-1, None, consumed)
         return replace(failed[1], consumed=consumed)
 
-    def counts(self, consumed: int, counters: Sequence[int]) -> list[tuple[int, int]]:
+    def counts(self, consumed: int, counters: Sequence[int], produced: int) -> list[tuple[int, int]]:
         """``(items_in, items_out)`` per step of a chain that is not resumable.
 
         Args:
             consumed: items the chain took from its input.
             counters: what the chain returned (filter rejects, flat_map outputs).
+            produced: items at the last point (the derived step's output).
         """
         by_step = dict(zip(self.counted, counters, strict=True))
         result = []
         n_in = consumed
         for i, step in enumerate(self.steps):
-            if step.kind in ("filter", "lookup"):
+            if i == self.derived:
+                n_out = produced
+            elif step.kind in ("filter", "lookup"):
                 n_out = n_in - by_step[i]
             elif step.kind == "flat_map":
                 n_out = by_step[i]

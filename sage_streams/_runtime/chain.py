@@ -54,7 +54,7 @@ class ChainTask:
         self.prefix: Prefix | None = None
         self._fused: StepChain | None = None
         self._suffixes: dict[tuple[int, bool], StepChain] = {}
-        self._totals: list[int] = [0]
+        self._totals: list[int] = [0, 0]
 
     @property
     def members(self) -> list[Node]:
@@ -89,7 +89,7 @@ class ChainTask:
         resumable = any(self.scopes[node].handles for node in self.members)
         self._fused = self._chain(0, self._points(), resumable)
         self._suffixes.clear()
-        self._totals = [0] * (len(self._fused.counted) + 1)
+        self._totals = [0] * (len(self._fused.counted) + 2)
         return self._fused
 
     def _points(self) -> list[int]:
@@ -173,7 +173,8 @@ class ChainTask:
         # them into per-operator numbers only when someone reads the metrics.
         totals = self._totals
         totals[0] += len(batch)
-        for index, count in enumerate(counters, 1):
+        totals[1] += len(outputs[-1]) if outputs else 0
+        for index, count in enumerate(counters, 2):
             totals[index] += count
         for point, output in zip(fused.points, outputs, strict=True):
             if output:
@@ -254,10 +255,10 @@ class ChainTask:
         fused, totals = self._fused, self._totals
         if fused is None or not totals[0]:
             return
-        consumed, counters = totals[0], totals[1:]
+        consumed, produced, counters = totals[0], totals[1], totals[2:]
         if self.head_node is not None:
             self._count_through(self.head_node, consumed)
-        counts = fused.counts(consumed, counters)
+        counts = fused.counts(consumed, counters, produced)
         for node, (n_in, n_out) in zip(self.members, counts, strict=True):
             counted = self.counters[node]
             counted.items_in += n_in
