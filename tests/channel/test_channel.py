@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import anyio
 import pytest
 
 from sage_streams.channel import ABORTED, END, ChannelStatistics, Control, create_channel
@@ -62,7 +63,7 @@ async def test_closed_receiver_breaks_waiting_and_later_senders() -> None:
     sender, receiver = create_channel("c", capacity=2)
     await sender.send([1, 2])
     blocked = asyncio.create_task(sender.send([3]))
-    await asyncio.sleep(0)
+    await anyio.wait_all_tasks_blocked()  # the task has started and waits
     assert not blocked.done()
     receiver.close()
     with pytest.raises(BrokenChannelError):
@@ -80,7 +81,7 @@ async def test_a_sender_waiting_for_room_when_the_stream_ends_is_refused(one_at_
     sender, receiver = create_channel("c", capacity=2)
     await sender.send([1, 2])
     waiting = asyncio.create_task(sender.send_item(3) if one_at_a_time else sender.send([3]))
-    await asyncio.sleep(0)
+    await anyio.wait_all_tasks_blocked()  # the task has started and waits
     sender.close()  # another task ends the stream while the send waits: END goes in behind 2
     assert await receiver.receive() == [1, 2]  # makes room: the waiting send wakes
     with pytest.raises(BrokenChannelError, match="this channel has ended"):
@@ -102,7 +103,7 @@ async def test_block_waits_for_room_and_counts_time_blocked() -> None:
     sender, receiver = create_channel("c", capacity=3)
     await sender.send([1, 2, 3])
     blocked = asyncio.create_task(sender.send([4]))
-    await asyncio.sleep(0.01)
+    await anyio.wait_all_tasks_blocked()  # the send has started and waits for room
     assert not blocked.done()
     assert await receiver.receive() == [1, 2, 3]
     await blocked
@@ -118,7 +119,7 @@ async def test_block_bound_holds_to_within_one_batch() -> None:
     await sender.send([5, 6, 7])  # 4 < 5: admitted, depth 7 = capacity + batch - 1
     assert receiver.statistics().depth == 7
     late = asyncio.create_task(sender.send([8]))
-    await asyncio.sleep(0)
+    await anyio.wait_all_tasks_blocked()  # the task has started and waits
     assert not late.done()  # 7 >= 5: waits
     assert await receiver.receive() == [1, 2, 3, 4]
     await late
@@ -226,7 +227,7 @@ async def test_send_item_never_appends_to_a_batch_it_did_not_create() -> None:
 async def test_send_item_wakes_an_idle_receiver_at_once() -> None:
     sender, receiver = create_channel("c", capacity=100)
     waiting = asyncio.create_task(receiver.receive())
-    await asyncio.sleep(0)
+    await anyio.wait_all_tasks_blocked()  # the task has started and waits
     await sender.send_item("x")
     assert await asyncio.wait_for(waiting, 1) == ["x"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import anyio
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -387,7 +388,7 @@ async def test_has_message_receive_nowait_and_the_doorbell_see_spilled_data() ->
 async def test_a_waiting_receiver_gets_the_spilled_rest_without_waiting_again() -> None:
     sender, receiver = buffer_channel(2)
     waiting = asyncio.create_task(receiver.receive())
-    await asyncio.sleep(0)
+    await anyio.wait_all_tasks_blocked()  # the receive has started and waits
     await sender.send([1, 2, 3])
     assert await asyncio.wait_for(waiting, 1) == [1, 2]
     assert receiver.has_message()
@@ -592,7 +593,7 @@ async def test_a_hundred_thousand_items_through_a_small_buffer_with_a_slow_reade
     async def produce() -> None:
         for start in range(0, total, 500):
             await sender.send(list(range(start, start + 500)))
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a yield, not a wait: the reader gets turns while this sends
         sender.close()
 
     async def consume() -> list[int]:
