@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sage_streams.operators.base import ItemError
+from sage_streams.operators.base import ItemError, OperatorBase
 from sage_streams.operators.sync.state import SyncItemError
 
 __all__ = ["SyncOperator"]
 
 
-class SyncOperator:
+class SyncOperator(OperatorBase):
     """Feeds a synchronizer; items that can no longer match go to the ``unmatched`` side."""
 
+    SIDE_PORTS = ("unmatched",)
+
     def __init__(self, synchronizer: Any) -> None:
+        super().__init__()
         self.sync = synchronizer
-        self.side: dict[str, list[Any]] = {"unmatched": []}
         self.emitted_tuples = 0
 
     def wants(self, index: int) -> bool:
@@ -30,9 +32,6 @@ class SyncOperator:
 
     async def on_end(self, index: int) -> Sequence[Any]:
         return self._take(self.sync.end(index))
-
-    async def on_idle(self) -> Sequence[Any]:
-        return ()
 
     async def on_finish(self) -> Sequence[Any]:
         return self._take(self.sync.finish())
