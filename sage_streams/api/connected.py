@@ -36,7 +36,6 @@ from sage_streams.operators.joins.state import JoinState
 from sage_streams.operators.process import BatchProcessOperator, ProcessOperator, StreamReader
 from sage_streams.operators.sync.config import SyncType, sync_config
 from sage_streams.operators.sync.operator import SyncOperator
-from sage_streams.operators.sync.state import make_synchronizer
 from sage_streams.operators.timestamps import TimestampSpec
 from sage_streams.state import StreamState
 
@@ -171,7 +170,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
         )
 
         def factory() -> Operator:
-            return SyncOperator(make_synchronizer(config))
+            return SyncOperator(config.build())
 
         node = self._operator(f"synchronize({sync_type})", name, factory)
         synced = SynchronizedStream._of(self.env, node)

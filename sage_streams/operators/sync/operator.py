@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sage_streams.operators.base import ItemError, OperatorBase
-from sage_streams.operators.sync.state import SyncItemError
+from sage_streams.operators.sync.state import Synchronizer, SyncItemError, SyncOutput
 
 __all__ = ["SyncOperator"]
 
@@ -16,13 +16,13 @@ class SyncOperator(OperatorBase):
 
     SIDE_PORTS = ("unmatched",)
 
-    def __init__(self, synchronizer: Any) -> None:
+    def __init__(self, synchronizer: Synchronizer) -> None:
         super().__init__()
         self.sync = synchronizer
         self.emitted_tuples = 0
 
     def wants(self, index: int) -> bool:
-        return bool(self.sync.wants(index))
+        return self.sync.wants(index)
 
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
         try:
@@ -36,7 +36,7 @@ class SyncOperator(OperatorBase):
     async def on_finish(self) -> Sequence[Any]:
         return self._take(self.sync.finish())
 
-    def _take(self, output: Any) -> Sequence[Any]:
+    def _take(self, output: SyncOutput) -> Sequence[Any]:
         self.side["unmatched"].extend(output.unmatched)
         self.emitted_tuples += len(output.tuples)
         return list(output.tuples)
