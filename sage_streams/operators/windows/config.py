@@ -63,7 +63,7 @@ class _Windows:
     ) -> WindowState:
         """A new window state keeping these windows over ``inputs`` inputs, one per run.
 
-        ``allowed_lateness`` is how long, in seconds, a window is kept after it fired, for late
+        ``allowed_lateness`` is how long, in seconds after its end, a window is kept for late
         items; with ``accumulators`` each window folds its items rather than storing them;
         ``codegen=False`` runs the plain twins of the generated loops. See :class:`WindowState`.
         """
