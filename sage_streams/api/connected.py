@@ -32,11 +32,9 @@ from sage_streams.functions import resolve_function
 from sage_streams.operators.base import Operator
 from sage_streams.operators.joins.config import JoinType, join_config
 from sage_streams.operators.joins.operator import JoinOperator
-from sage_streams.operators.joins.state import JoinState
 from sage_streams.operators.process import BatchProcessOperator, ProcessOperator, StreamReader
 from sage_streams.operators.sync.config import SyncType, sync_config
 from sage_streams.operators.sync.operator import SyncOperator
-from sage_streams.operators.sync.state import make_synchronizer
 from sage_streams.operators.timestamps import TimestampSpec
 from sage_streams.state import StreamState
 
@@ -139,7 +137,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
         node = self._operator(
             f"join({join_type})",
             name,
-            lambda: JoinOperator(JoinState(config, inline=env.inlining(), codegen=env.codegen)),
+            lambda: JoinOperator(config.build(inline=env.inlining(), codegen=env.codegen)),
         )
         joined = JoinedStream._of(self.env, node)
         joined._state = self.state
@@ -171,7 +169,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
         )
 
         def factory() -> Operator:
-            return SyncOperator(make_synchronizer(config))
+            return SyncOperator(config.build())
 
         node = self._operator(f"synchronize({sync_type})", name, factory)
         synced = SynchronizedStream._of(self.env, node)

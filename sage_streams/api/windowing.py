@@ -45,8 +45,7 @@ class WindowSpec:
 
     def state(self, accumulators: Accumulators | None, *, codegen: bool = True) -> WindowState:
         """A fresh window state for one run (it refuses sessions without ``merge`` at once)."""
-        return WindowState(
-            self.config,
+        return self.config.build(
             inputs=self.inputs,
             allowed_lateness=self.allowed_lateness,
             accumulators=accumulators,

@@ -7,14 +7,22 @@ calls from one task.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from sage_streams._codegen import Step
 
 
-__all__ = ["ItemError", "SteppingOperator", "Operator", "TimedOperator", "WatermarkOperator"]
+__all__ = [
+    "ItemError",
+    "Operator",
+    "OperatorBase",
+    "SteppingOperator",
+    "TimedOperator",
+    "WatermarkOperator",
+]
 
 
 class ItemError(Exception):
@@ -85,6 +93,50 @@ class Operator(Protocol):
     def details(self) -> dict[str, float]:
         """Operator-specific metrics (join hit rate, buffered items, state size, ...)."""
         ...
+
+
+class OperatorBase(ABC):
+    """The :class:`Operator` protocol with its no-op defaults, written once.
+
+    An operator subclasses it, implements :meth:`on_batch` and overrides only what differs:
+    by default every input is wanted (so the operator never stalls), the end of an input, a
+    quiet moment and the finish emit nothing, and there are no operator-specific metrics.
+    ``SIDE_PORTS`` names the side outputs; each instance gets its own empty list per port, so
+    that two runs of one graph never share side items.
+    """
+
+    SIDE_PORTS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        self.side: dict[str, list[Any]] = {port: [] for port in self.SIDE_PORTS}
+
+    def wants(self, index: int) -> bool:
+        """Every input is read whenever it has data."""
+        return True
+
+    @abstractmethod
+    async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
+        """Items arrived on input ``index``; returns the items to emit."""
+
+    async def on_end(self, index: int) -> Sequence[Any]:
+        """The end of one input emits nothing."""
+        return ()
+
+    async def on_idle(self) -> Sequence[Any]:
+        """Nothing waits for a quiet moment."""
+        return ()
+
+    async def on_finish(self) -> Sequence[Any]:
+        """Nothing is left at the finish."""
+        return ()
+
+    def stalled(self) -> str:
+        """Why the operator stalls; with the default :meth:`wants` it never does."""
+        return f"{type(self).__name__} wants every open input, so it never stalls"
+
+    def details(self) -> dict[str, float]:
+        """No operator-specific metrics."""
+        return {}
 
 
 @runtime_checkable

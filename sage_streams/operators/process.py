@@ -14,7 +14,7 @@ from typing import Any
 
 from sage_streams.errors import NoDataError, StreamError
 from sage_streams.functions import emitted
-from sage_streams.operators.base import ItemError
+from sage_streams.operators.base import ItemError, OperatorBase
 from sage_streams.state import StreamState
 
 __all__ = ["BatchProcessOperator", "ProcessOperator", "StreamReader"]
@@ -93,7 +93,7 @@ class StreamReader:
         self._taken.clear()
 
 
-class ProcessOperator:
+class ProcessOperator(OperatorBase):
     """``fn(readers, state, **kwargs)`` called whenever items have arrived on any input.
 
     Everything that is ready on every input is read first, then the function is called once:
@@ -103,12 +103,12 @@ class ProcessOperator:
     def __init__(
         self, fn: Callable[..., Any], names: list[str], state: StreamState, kwargs: dict[str, Any], limit: int
     ) -> None:
+        super().__init__()
         self.fn = fn
         self.readers = [StreamReader(name) for name in names]
         self.state = state
         self.kwargs = kwargs
         self.limit = limit
-        self.side: dict[str, list[Any]] = {}
         self._arrived = False
 
     def wants(self, index: int) -> bool:
@@ -143,9 +143,6 @@ class ProcessOperator:
         for reader in self.readers:
             reader._put_back()
         self._arrived = True
-
-    async def on_end(self, index: int) -> Sequence[Any]:
-        return ()
 
     async def on_finish(self) -> Sequence[Any]:
         if not any(self.readers):
@@ -185,7 +182,7 @@ whole batches of 1,024 (``benchmarks``, W3 ``sage_streams_process``).
 """
 
 
-class BatchProcessOperator:
+class BatchProcessOperator(OperatorBase):
     """``fn(batch, state, **kwargs)`` on each batch of a joined or synchronized stream, in slices
     of at most :data:`PROCESS_SLICE` items.
 
@@ -196,16 +193,13 @@ class BatchProcessOperator:
     """
 
     def __init__(self, fn: Callable[..., Any], state: StreamState, kwargs: dict[str, Any]) -> None:
+        super().__init__()
         self.fn = fn
         self.state = state
         self.kwargs = kwargs
         self.slice_size = PROCESS_SLICE
-        self.side: dict[str, list[Any]] = {}
         self._rest: deque[Sequence[Any]] = deque()
         self._rest_index = 0
-
-    def wants(self, index: int) -> bool:
-        return True
 
     def unfinished(self) -> tuple[int, Sequence[Any]] | None:
         """The input and the next slice of a batch that ``on_batch`` has not processed yet."""
@@ -223,18 +217,6 @@ class BatchProcessOperator:
             return await emitted(self.fn(list(batch), self.state, **self.kwargs))
         except Exception as exc:
             raise ItemError(list(batch), exc) from exc  # the whole slice is the failed item
-
-    async def on_end(self, index: int) -> Sequence[Any]:
-        return ()
-
-    async def on_idle(self) -> Sequence[Any]:
-        return ()
-
-    async def on_finish(self) -> Sequence[Any]:
-        return ()
-
-    def stalled(self) -> str:  # pragma: no cover - wants() is always true
-        return "never stalls"
 
     def details(self) -> dict[str, float]:
         return {"state_bytes": float(self.state.size_bytes())}

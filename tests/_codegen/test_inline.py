@@ -22,7 +22,6 @@ from sage_streams._codegen.inline import inlinable, tracing
 from sage_streams._codegen.steps import Lookup, Step
 from sage_streams._codegen.window_loops import key_reader
 from sage_streams.operators.joins.config import join_config
-from sage_streams.operators.joins.state import JoinState
 from tests.support import load_module
 
 not_traced = pytest.mark.skipif(tracing(), reason="nothing is inlined under a tracer (coverage, pdb)")
@@ -186,7 +185,7 @@ hits = 3  # the name of a local of the join's probe loop
 
 
 def test_join_and_window_loops_call_a_key_that_reads_a_loop_local_name() -> None:
-    join = JoinState(join_config("inner", key_func=lambda x: x + hits), inline=True)
+    join = join_config("inner", key_func=lambda x: x + hits).build(inline=True)
     join.push(1, [5])
     assert join.push(0, [5, 5, 6]) == [(5, 5), (5, 5)]  # the probe's own ``hits`` counts 0, 1...
     keys, error = key_reader(lambda item: item + out, inline=True)([1, 2])  # ``out``: a loop local
@@ -476,7 +475,7 @@ def test_a_free_variable_named_like_a_loop_local_keeps_its_call() -> None:
 def test_join_and_window_keys_inline_closures() -> None:
     field = "id"
     key = lambda item: item[field]  # noqa: E731
-    join = JoinState(join_config("inner", key_func=key), inline=True)
+    join = join_config("inner", key_func=key).build(inline=True)
     join.push(1, [{"id": 1, "side": "r"}])
     assert join.push(0, [{"id": 1}, {"id": 2}]) == [({"id": 1}, {"id": 1, "side": "r"})]
     keys, error = key_reader(key, inline=True)([{"id": 3}])
@@ -578,7 +577,7 @@ def test_equal_comparing_constants_tell_lambdas_of_a_line_apart() -> None:
 
 def test_a_join_key_with_a_float_constant_is_not_pasted_as_an_int() -> None:
     by_int, by_float = (lambda e: str(e["k"] * 1)), (lambda e: str(e["k"] * 1.0))
-    join = JoinState(join_config("inner", key_func=(by_float, lambda p: p["id"])), inline=True)
+    join = join_config("inner", key_func=(by_float, lambda p: p["id"])).build(inline=True)
     join.push(1, [{"id": "2.0"}])
     assert join.push(0, [{"k": 2}]) == [({"k": 2}, {"id": "2.0"})]
     assert by_int({"k": 2}) == "2"
@@ -616,14 +615,14 @@ def add(total, event):
 
 
 def test_generated_loops_never_read_names_of_the_users_scopes(tmp_path: Path) -> None:
-    join = JoinState(join_config("inner", key_func=_keyed_on("user")), inline=True)
+    join = join_config("inner", key_func=_keyed_on("user")).build(inline=True)
     join.push(1, [{"user": 1, "p": "a"}, {"user": 1, "p": "b"}])  # a Bucket: the probe's type test
     assert join.push(0, [{"user": 1}]) == [
         ({"user": 1}, {"user": 1, "p": "a"}),
         ({"user": 1}, {"user": 1, "p": "b"}),
     ]
     module = load_module(tmp_path / "shadowing_udfs.py", SHADOWING)
-    join = JoinState(join_config("inner", key_func=module.key), inline=True)
+    join = join_config("inner", key_func=module.key).build(inline=True)
     join.push(1, [{"user": 1, "p": "a"}, {"user": 1, "p": "b"}])
     assert len(join.push(0, [{"user": 1}, {"user": 2}])) == 2
     keys, error = key_reader(module.key, inline=True)([{"user": 3}, {}])
@@ -650,7 +649,7 @@ def key(event):
 
 def test_a_module_level_def_named_type_does_not_change_the_probe(tmp_path: Path) -> None:
     module = load_module(tmp_path / "type_def_udfs.py", A_TYPE_DEF)
-    join = JoinState(join_config("inner", key_func=module.key), inline=True)
+    join = join_config("inner", key_func=module.key).build(inline=True)
     join.push(1, [{"user": 1, "p": "a"}, {"user": 1, "p": "b"}])  # a Bucket: the probe's type test
     assert join.push(0, [{"user": 1}]) == [
         ({"user": 1}, {"user": 1, "p": "a"}),

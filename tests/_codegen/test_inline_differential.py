@@ -24,7 +24,7 @@ from sage_streams import LocalEnvironment, PipelineError
 from sage_streams._codegen.inline import tracing
 from sage_streams._codegen.window_loops import each, key_reader
 from sage_streams.operators.joins.config import join_config
-from sage_streams.operators.joins.state import JoinItemError, JoinState
+from sage_streams.operators.joins.state import JoinItemError
 from tests.support import load_module
 
 pytestmark = pytest.mark.skipif(tracing(), reason="nothing is inlined under a tracer (coverage, pdb)")
@@ -278,7 +278,7 @@ def test_chains_give_what_plain_python_gives(tmp_path: Path, seed: int) -> None:
 
 def _join(items: tuple[list[int], list[int]], keys: tuple[Any, Any], inline: bool, ended: bool) -> Any:
     """Right items, then left items, through a keyed inner join; skipping failing items."""
-    join = JoinState(join_config("inner", key_func=keys), inline=inline)
+    join = join_config("inner", key_func=keys).build(inline=inline)
     pairs: list[Any] = []
     failed: list[Any] = []
     for side in (1, 0):

@@ -1,9 +1,10 @@
 """Join configurations: what a join matches on, validated when the join is declared.
 
 A frozen :class:`JoinConfig` is made by :func:`join_config` from the arguments of
-``ConnectedStreams.join``; :class:`~sage_streams.operators.joins.state.JoinState` runs it. Keeping the config
-apart from the join's state follows ``window_configs``: a bad argument fails where the graph is
-built, and the state's module holds only the join itself.
+``ConnectedStreams.join`` and validates itself; its :meth:`~JoinConfig.build` makes the
+:class:`~sage_streams.operators.joins.state.JoinState` that runs it, one per run. Keeping the
+config apart from the join's state follows the window configs: a bad argument fails where the
+graph is built, and the state's module holds only the join itself.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias, get_args
 
 from sage_streams._typing import check_choice, check_seconds
+from sage_streams.operators.joins.state import JoinState
 from sage_streams.operators.timestamps import TimestampSpec
 
 __all__ = ["JOIN_TYPES", "JoinConfig", "JoinType", "join_config"]
@@ -56,6 +58,19 @@ class JoinConfig:
         _check_within(self.within)
         if not isinstance(self.timestamp, str) and not callable(self.timestamp):
             raise TypeError(f"timestamp must be a field name or a function, got {self.timestamp!r}")
+
+    def build(self, *, inline: bool = False, codegen: bool = True) -> JoinState:
+        """A new join state running this config; ``inline`` pastes a one-expression key function
+        into its generated probe loops, ``codegen=False`` runs their plain twins."""
+        return JoinState(
+            join_type=self.join_type,
+            keys=(self.left_key, self.right_key),
+            condition=self.condition,
+            within=self.within,
+            timestamp=self.timestamp,
+            inline=inline,
+            codegen=codegen,
+        )
 
 
 def _check_within(within: object) -> None:

@@ -6,30 +6,25 @@ from collections.abc import Sequence
 from typing import Any
 
 from sage_streams._codegen import Step
+from sage_streams.operators.base import OperatorBase
 from sage_streams.operators.joins.state import JoinState
 
 __all__ = ["JoinOperator"]
 
 
-class JoinOperator:
+class JoinOperator(OperatorBase):
     """Feeds a :class:`~sage_streams.operators.joins.state.JoinState` from the two inputs."""
 
     def __init__(self, join: JoinState) -> None:
+        super().__init__()
         self.join = join
-        self.side: dict[str, list[Any]] = {}
         self._mode = "hash"
-
-    def wants(self, index: int) -> bool:
-        return True
 
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
         return self.join.push(index, batch)
 
     async def on_end(self, index: int) -> Sequence[Any]:
         return self.join.end(index)
-
-    async def on_idle(self) -> Sequence[Any]:
-        return ()
 
     async def on_finish(self) -> Sequence[Any]:
         return self.join.finish()
@@ -52,9 +47,6 @@ class JoinOperator:
 
     def record_step(self, entered: int, emitted: int) -> None:
         self.join.record_lookups(entered, emitted)
-
-    def stalled(self) -> str:  # pragma: no cover - wants() is always true
-        return "never stalls"
 
     def details(self) -> dict[str, float]:
         stats = self.join.stats()

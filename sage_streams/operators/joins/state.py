@@ -21,7 +21,7 @@ still buffered. An item leaving unmatched is emitted with ``None`` for a ``"left
 
 Example::
 
-    join = JoinState(join_config("left", key_func=lambda item: item["user"]))
+    join = join_config("left", key_func=lambda item: item["user"]).build()
     join.push(1, [{"user": 1, "name": "ann"}])                # []: nothing on the left yet
     join.push(0, [{"user": 1, "page": "/"}, {"user": 2, "page": "/a"}])
     # [({"user": 1, "page": "/"}, {"user": 1, "name": "ann"})]
@@ -39,18 +39,10 @@ from typing import Any, Final, TypeAlias
 from sage_streams._codegen import Lookup, Probe, compile_probe, lookup_error, none_key
 from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
-from sage_streams.operators.joins.config import JoinConfig, JoinType, join_config
-from sage_streams.operators.timestamps import TimestampReader, timestamp_reader
+from sage_streams.operators.timestamps import TimestampReader, TimestampSpec, timestamp_reader
 from sage_streams.time import EventTime
 
-__all__ = [
-    "JoinConfig",
-    "JoinItemError",
-    "JoinState",
-    "JoinStats",
-    "JoinType",
-    "join_config",
-]
+__all__ = ["JoinItemError", "JoinState", "JoinStats"]
 
 Pair: TypeAlias = tuple[Any, Any]
 KeyFunc: TypeAlias = Callable[[Any], Any]
@@ -137,23 +129,29 @@ class JoinState:
 
     Example::
 
-        join = JoinState(join_config("inner", key_func=len))
+        join = join_config("inner", key_func=len).build()
         join.push(0, ["ab", "c"])            # []
         join.push(1, ["xy", "zz", "q"])      # [("ab", "xy"), ("ab", "zz"), ("c", "q")]
     """
 
-    def __init__(self, config: JoinConfig, *, inline: bool = False, codegen: bool = True) -> None:
-        self.config = config
+    def __init__(
+        self,
+        *,
+        join_type: str,
+        keys: tuple[Callable[[Any], Hashable] | None, Callable[[Any], Hashable] | None],
+        condition: Callable[[Any, Any], bool] | None,
+        within: float | None,
+        timestamp: TimestampSpec,
+        inline: bool = False,
+        codegen: bool = True,
+    ) -> None:
         self._inline = inline
         self._codegen = codegen
-        self._keys = (config.left_key, config.right_key)
-        self._condition = config.condition
-        self._within = config.within
-        self._keep_unmatched = (
-            config.join_type in ("left", "outer"),
-            config.join_type in ("right", "outer"),
-        )
-        self._fast = config.join_type == "inner" and config.condition is None and config.within is None
+        self._keys = keys
+        self._condition = condition
+        self._within = within
+        self._keep_unmatched = (join_type in ("left", "outer"), join_type in ("right", "outer"))
+        self._fast = join_type == "inner" and condition is None and within is None
         # The fast path buffers items per key (an item, or a Bucket of them; see _join_probe),
         # with a generated loop per side and mode; the general path entries per key, by arrival.
         self._items: tuple[dict[Hashable, Any], dict[Hashable, Any]] = ({}, {})
@@ -161,8 +159,8 @@ class JoinState:
         self._entries: tuple[dict[Hashable, dict[int, _Entry]], dict[Hashable, dict[int, _Entry]]] = ({}, {})
         self._heaps: tuple[list[tuple[float, int, _Entry]], list[tuple[float, int, _Entry]]] = ([], [])
         self._readers: tuple[TimestampReader, TimestampReader] | None = None
-        if config.within is not None:
-            self._readers = (timestamp_reader(config.timestamp), timestamp_reader(config.timestamp))
+        if within is not None:
+            self._readers = (timestamp_reader(timestamp), timestamp_reader(timestamp))
         self._times = [EventTime(-math.inf), EventTime(-math.inf)]  # per side, for ``within``
         self._ended = [False, False]
         self._buffered = [0, 0]

@@ -5,22 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sage_streams.operators.base import ItemError
-from sage_streams.operators.sync.state import SyncItemError
+from sage_streams.operators.base import ItemError, OperatorBase
+from sage_streams.operators.sync.state import Synchronizer, SyncItemError, SyncOutput
 
 __all__ = ["SyncOperator"]
 
 
-class SyncOperator:
+class SyncOperator(OperatorBase):
     """Feeds a synchronizer; items that can no longer match go to the ``unmatched`` side."""
 
-    def __init__(self, synchronizer: Any) -> None:
+    SIDE_PORTS = ("unmatched",)
+
+    def __init__(self, synchronizer: Synchronizer) -> None:
+        super().__init__()
         self.sync = synchronizer
-        self.side: dict[str, list[Any]] = {"unmatched": []}
         self.emitted_tuples = 0
 
     def wants(self, index: int) -> bool:
-        return bool(self.sync.wants(index))
+        return self.sync.wants(index)
 
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
         try:
@@ -31,13 +33,10 @@ class SyncOperator:
     async def on_end(self, index: int) -> Sequence[Any]:
         return self._take(self.sync.end(index))
 
-    async def on_idle(self) -> Sequence[Any]:
-        return ()
-
     async def on_finish(self) -> Sequence[Any]:
         return self._take(self.sync.finish())
 
-    def _take(self, output: Any) -> Sequence[Any]:
+    def _take(self, output: SyncOutput) -> Sequence[Any]:
         self.side["unmatched"].extend(output.unmatched)
         self.emitted_tuples += len(output.tuples)
         return list(output.tuples)

@@ -19,7 +19,7 @@ are fully processed, so the caller may go on with ``items[index + 1:]`` and noth
 
 Example::
 
-    sync = make_synchronizer(sync_config(2, "timestamp", tolerance=0.5))
+    sync = sync_config(2, "timestamp", tolerance=0.5).build()
     sync.push(0, [{"timestamp": 1.0}, {"timestamp": 2.0}])
     out = sync.push(1, [{"timestamp": 1.4}])
     out.tuples       # [({"timestamp": 1.0}, {"timestamp": 1.4})]
@@ -36,20 +36,9 @@ from typing import Any, Protocol
 
 from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
-from sage_streams.operators.sync.config import SyncConfig, SyncType, sync_config
-from sage_streams.operators.timestamps import timestamp_reader
+from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
 
-__all__ = [
-    "EventSync",
-    "SyncConfig",
-    "SyncItemError",
-    "SyncOutput",
-    "SyncType",
-    "Synchronizer",
-    "TimestampSync",
-    "make_synchronizer",
-    "sync_config",
-]
+__all__ = ["EventSync", "SyncItemError", "SyncOutput", "Synchronizer", "TimestampSync"]
 
 
 @dataclass(frozen=True)
@@ -98,27 +87,17 @@ class Synchronizer(Protocol):
         ...
 
 
-def make_synchronizer(config: SyncConfig) -> TimestampSync | EventSync:
-    """A new synchronizer running ``config`` (see :func:`sync_config` for the arguments,
-    :class:`TimestampSync` and :class:`EventSync` for the semantics).
-
-    Example::
-
-        sync = make_synchronizer(sync_config(3, "event", sync_event="tick"))
-    """
-    return TimestampSync(config) if config.sync_type == "timestamp" else EventSync(config)
-
-
 class _Inputs:
     """Index checks and end-of-input bookkeeping shared by both synchronizers."""
 
-    def __init__(self, config: SyncConfig) -> None:
-        self.config = config
-        self._ended = [False] * config.n_inputs
+    def __init__(self, n_inputs: int, max_buffered: int) -> None:
+        self.n_inputs = n_inputs
+        self.max_buffered = max_buffered
+        self._ended = [False] * n_inputs
 
     def _check_index(self, index: int) -> None:
-        if not 0 <= index < self.config.n_inputs:
-            raise IndexError(f"input index {index} out of range for {self.config.n_inputs} inputs")
+        if not 0 <= index < self.n_inputs:
+            raise IndexError(f"input index {index} out of range for {self.n_inputs} inputs")
 
     def _check_open(self, index: int) -> None:
         self._check_index(index)
@@ -180,21 +159,24 @@ class TimestampSync(_Inputs):
 
     Example::
 
-        sync = TimestampSync(sync_config(2, tolerance=0.0))
+        sync = TimestampSync(2, tolerance=0.0, timestamp="timestamp", max_buffered=1000)
         sync.push(0, [{"timestamp": 1}, {"timestamp": 2}])
         sync.push(1, [{"timestamp": 2}]).unmatched  # [{"timestamp": 1}], and one tuple at 2
     """
 
-    def __init__(self, config: SyncConfig) -> None:
-        super().__init__(config)
-        self._readers = [timestamp_reader(config.timestamp) for _ in range(config.n_inputs)]
-        self._queues: list[deque[tuple[float, Any]]] = [deque() for _ in range(config.n_inputs)]
+    def __init__(
+        self, n_inputs: int, *, tolerance: float, timestamp: TimestampSpec, max_buffered: int
+    ) -> None:
+        super().__init__(n_inputs, max_buffered)
+        self.tolerance = tolerance
+        self._readers = [timestamp_reader(timestamp) for _ in range(n_inputs)]
+        self._queues: list[deque[tuple[float, Any]]] = [deque() for _ in range(n_inputs)]
         self._exhausted = False  # an ended input has run dry: no tuple can be completed
 
     def wants(self, index: int) -> bool:
         """Whether input ``index`` is open and has fewer than ``max_buffered`` items queued."""
         self._check_index(index)
-        return not self._ended[index] and len(self._queues[index]) < self.config.max_buffered
+        return not self._ended[index] and len(self._queues[index]) < self.max_buffered
 
     def push(self, index: int, items: Sequence[Any]) -> SyncOutput:
         """Queue ``items`` on input ``index`` and match what can be matched.
@@ -211,7 +193,7 @@ class TimestampSync(_Inputs):
 
     def finish(self) -> SyncOutput:
         """Give up every queued item as unmatched, earliest first."""
-        self._ended = [True] * self.config.n_inputs
+        self._ended = [True] * self.n_inputs
         self._exhausted = True
         output = SyncOutput()
         self._give_up_all(output)
@@ -225,7 +207,7 @@ class TimestampSync(_Inputs):
             self._match(output)
 
     def _match(self, output: SyncOutput) -> None:
-        queues, tolerance = self._queues, self.config.tolerance
+        queues, tolerance = self._queues, self.tolerance
         while all(queues):
             heads = [queue[0][0] for queue in queues]
             earliest = min(heads)
@@ -290,27 +272,24 @@ class EventSync(_Inputs):
 
     Example::
 
-        sync = EventSync(sync_config(2, "event", sync_event="tick"))
+        sync = EventSync(2, sync_event="tick", max_buffered=1000)
         sync.push(0, [{"v": 1}, {"type": "tick"}, {"v": 2}])
         sync.push(1, [{"v": 3}, {"type": "tick"}]).tuples  # [([{"v": 1}], [{"v": 3}])]
         sync.finish().tuples  # [([{"v": 2}], [])]
     """
 
-    def __init__(self, config: SyncConfig) -> None:
-        super().__init__(config)
-        n = config.n_inputs
-        self._is_marker = _marker_test(config.sync_event)
-        self._collected: list[list[Any]] = [[] for _ in range(n)]
-        self._held = [False] * n
-        self._waiting: list[deque[tuple[bool, Any]]] = [deque() for _ in range(n)]  # (is marker, item)
+    def __init__(self, n_inputs: int, *, sync_event: Any, max_buffered: int) -> None:
+        super().__init__(n_inputs, max_buffered)
+        self._is_marker = _marker_test(sync_event)
+        self._collected: list[list[Any]] = [[] for _ in range(n_inputs)]
+        self._held = [False] * n_inputs
+        self._waiting: list[deque[tuple[bool, Any]]] = [deque() for _ in range(n_inputs)]  # (is marker, item)
 
     def wants(self, index: int) -> bool:
         """Whether input ``index`` is open, not held at a marker, and not backed up."""
         self._check_index(index)
         return (
-            not self._ended[index]
-            and not self._held[index]
-            and len(self._waiting[index]) < self.config.max_buffered
+            not self._ended[index] and not self._held[index] and len(self._waiting[index]) < self.max_buffered
         )
 
     def push(self, index: int, items: Sequence[Any]) -> SyncOutput:
@@ -329,7 +308,7 @@ class EventSync(_Inputs):
 
     def finish(self) -> SyncOutput:
         """Complete the rounds still possible, then emit a last tuple if any items remain."""
-        self._ended = [True] * self.config.n_inputs
+        self._ended = [True] * self.n_inputs
         output = SyncOutput()
         self._complete_rounds(output)  # leaves no input held, so nothing waits any more
         if any(self._collected):
@@ -357,10 +336,10 @@ class EventSync(_Inputs):
             held or ended for held, ended in zip(self._held, self._ended, strict=True)
         ):
             self._emit(output)
-            self._held = [False] * self.config.n_inputs
-            for index in range(self.config.n_inputs):
+            self._held = [False] * self.n_inputs
+            for index in range(self.n_inputs):
                 self._advance(index)
 
     def _emit(self, output: SyncOutput) -> None:
         output.tuples.append(tuple(self._collected))
-        self._collected = [[] for _ in range(self.config.n_inputs)]
+        self._collected = [[] for _ in range(self.n_inputs)]

@@ -3,7 +3,8 @@
 :class:`TumblingWindows`, :class:`SlidingWindows` and :class:`SessionWindows` say what windows
 an item belongs to; :func:`window_config` makes one from the contract's spelling,
 ``window(window_type, size, slide, timeout=...)``. They hold no state: the logic that assigns
-items, fires and purges is :class:`sage_streams.operators.windows.state.WindowState`, which takes one.
+items, fires and purges is :class:`sage_streams.operators.windows.state.WindowState`, which
+each one's ``build()`` makes.
 
 Example::
 
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias, get_args
 
 from sage_streams._typing import check_choice, check_seconds
+from sage_streams.operators.windows.contents import Accumulators
+from sage_streams.operators.windows.state import WindowState
 
 __all__ = [
     "MAX_WINDOWS_PER_ITEM",
@@ -43,8 +46,42 @@ graph is built, a ratio that would stall the loop on every item (an hour sliding
 """
 
 
+class _Windows:
+    """What the three window configs share: :meth:`build`, the logic keeping such windows."""
+
+    def _extent(self) -> tuple[float | None, float | None, float | None]:
+        """``(size, slide, gap)``, each ``None`` where these windows have none."""
+        raise NotImplementedError  # pragma: no cover - each config has its own
+
+    def build(
+        self,
+        *,
+        inputs: int = 1,
+        allowed_lateness: float = 0.0,
+        accumulators: Accumulators | None = None,
+        codegen: bool = True,
+    ) -> WindowState:
+        """A new window state keeping these windows over ``inputs`` inputs, one per run.
+
+        ``allowed_lateness`` is how long, in seconds after its end, a window is kept for late
+        items; with ``accumulators`` each window folds its items rather than storing them;
+        ``codegen=False`` runs the plain twins of the generated loops. See :class:`WindowState`.
+        """
+        size, slide, gap = self._extent()
+        return WindowState(
+            size=size,
+            slide=slide,
+            gap=gap,
+            shape=repr(self),
+            inputs=inputs,
+            allowed_lateness=allowed_lateness,
+            accumulators=accumulators,
+            codegen=codegen,
+        )
+
+
 @dataclass(frozen=True)
-class TumblingWindows:
+class TumblingWindows(_Windows):
     """Back-to-back windows of ``size`` seconds: ``[k * size, (k + 1) * size)`` for every integer k.
 
     Windows are aligned to multiples of ``size`` from 0 (negative timestamps included), so every
@@ -63,9 +100,12 @@ class TumblingWindows:
         )
         object.__setattr__(self, "size", size)
 
+    def _extent(self) -> tuple[float | None, float | None, float | None]:
+        return self.size, None, None
+
 
 @dataclass(frozen=True)
-class SlidingWindows:
+class SlidingWindows(_Windows):
     """Overlapping windows of ``size`` seconds, one starting every ``slide`` seconds.
 
     An item at ``t`` belongs to every window ``[s, s + size)`` whose start ``s`` is a multiple of
@@ -104,9 +144,12 @@ class SlidingWindows:
         object.__setattr__(self, "size", size)
         object.__setattr__(self, "slide", slide)
 
+    def _extent(self) -> tuple[float | None, float | None, float | None]:
+        return self.size, self.slide, None
+
 
 @dataclass(frozen=True)
-class SessionWindows:
+class SessionWindows(_Windows):
     """Per-key bursts of activity, separated by at least ``gap`` seconds without items.
 
     A session runs from its first item's timestamp to its last item's plus the gap,
@@ -126,6 +169,9 @@ class SessionWindows:
             "gap", self.gap, allow_zero=False, why="a session needs a positive, finite gap to end"
         )
         object.__setattr__(self, "gap", gap)
+
+    def _extent(self) -> tuple[float | None, float | None, float | None]:
+        return None, None, self.gap
 
 
 WindowConfig: TypeAlias = TumblingWindows | SlidingWindows | SessionWindows

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sage_streams._codegen import KeyReader, each, key_reader
-from sage_streams.operators.base import ItemError
+from sage_streams.operators.base import ItemError, OperatorBase
 from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
 from sage_streams.operators.windows.batches import feed_batch
 from sage_streams.operators.windows.panes import FiredWindow
@@ -98,7 +98,7 @@ class WindowAggregate:
     refire: bool = False
 
 
-class WindowOperator:
+class WindowOperator(OperatorBase):
     """Reads timestamps and keys, keeps the watermarks, feeds :class:`WindowState`.
 
     A bad item (a missing or bad timestamp, a key function that raises or returns an unhashable
@@ -111,6 +111,8 @@ class WindowOperator:
     holds accumulators (``aggregated``). With ``inline``, a key function of one expression is
     pasted into the loop reading the keys (:mod:`sage_streams._codegen.window_loops`).
     """
+
+    SIDE_PORTS = ("late",)
 
     def __init__(
         self,
@@ -126,6 +128,7 @@ class WindowOperator:
         aggregated: bool = False,
         inline: bool = False,
     ) -> None:
+        super().__init__()
         self.names = list(names)
         self.aggregated = aggregated
         self.clock = clock
@@ -146,10 +149,6 @@ class WindowOperator:
         self.ended = [False] * len(names)
         self.watermark = -math.inf
         self.late_items = 0
-        self.side: dict[str, list[Any]] = {"late": []}
-
-    def wants(self, index: int) -> bool:
-        return True
 
     async def on_batch(self, index: int, batch: Sequence[Any]) -> Sequence[Any]:
         if self.processing_time:
@@ -307,9 +306,6 @@ class WindowOperator:
         """The event time the fired windows have reached, passed on downstream after them."""
         return -math.inf if self.processing_time else self.watermark
 
-    async def on_idle(self) -> Sequence[Any]:
-        return ()
-
     async def on_finish(self) -> Sequence[Any]:
         return self._fired(self.windows.flush())
 
@@ -319,9 +315,6 @@ class WindowOperator:
         if len(self.names) == 1:
             return [WindowAggregate(w.key, w.start, w.end, w.items[0], w.refire) for w in fired]
         return [WindowAggregate(w.key, w.start, w.end, w.items, w.refire) for w in fired]
-
-    def stalled(self) -> str:  # pragma: no cover - wants() is always true
-        return "never stalls"
 
     def details(self) -> dict[str, float]:
         return {

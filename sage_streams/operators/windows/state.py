@@ -1,9 +1,9 @@
 """Windows over event time: the pure, keyed logic behind the window configs.
 
 This is the synchronous state behind ``DataStream.window`` and ``ConnectedStreams.window``. The
-configs (:class:`TumblingWindows`, :class:`SlidingWindows`, :class:`SessionWindows`, made by
-:func:`window_config`) live in :mod:`sage_streams.operators.windows.config`. A
-:class:`WindowState` is the logic: the runtime feeds it one
+configs (``TumblingWindows``, ``SlidingWindows``, ``SessionWindows``, made by ``window_config``)
+live in :mod:`sage_streams.operators.windows.config`, and each one's ``build()`` makes a
+:class:`WindowState`, the logic: the runtime feeds it one
 timestamped item at a time with :meth:`~WindowState.add` (or, for tumbling windows, a run of
 items at a time with :meth:`~WindowState.add_run`), moves event time on with
 :meth:`~WindowState.advance` and ends the input with :meth:`~WindowState.flush`. Nothing here
@@ -23,7 +23,7 @@ stored, and a fired window carries the accumulators instead of the items.
 
 Example::
 
-    state = WindowState(TumblingWindows(10.0))
+    state = TumblingWindows(10.0).build()
     state.add("a", 3.0, 0, "x", watermark=-math.inf)  # True
     state.add("a", 12.0, 0, "y", watermark=3.0)  # True
     state.advance(12.0)  # [FiredWindow(key="a", start=0.0, end=10.0, items=(("x",),))]
@@ -41,12 +41,6 @@ from operator import length_hint
 from typing import Any
 
 from sage_streams._typing import check_positive_int, check_seconds
-from sage_streams.operators.windows.config import (
-    SessionWindows,
-    SlidingWindows,
-    TumblingWindows,
-    WindowConfig,
-)
 from sage_streams.operators.windows.contents import Accumulators, ItemLists, WindowContents
 from sage_streams.operators.windows.panes import (
     FiredWindow,
@@ -88,9 +82,13 @@ class WindowState:
     ``advance`` is proportional to the windows it fires or drops (times a log for the heaps).
     One instance per operator, driven from one task.
 
+    A window config's ``build()`` makes it, passing the numbers it has validated: ``size`` (and
+    ``slide``, for sliding windows) or the session ``gap``, and as ``shape`` its own repr, which
+    names the windows in error messages.
+
     Example::
 
-        state = WindowState(SessionWindows(5.0), inputs=2)
+        state = SessionWindows(5.0).build(inputs=2)
         state.add("k", 0.0, 0, "a", watermark=-math.inf)
         state.add("k", 5.0, 1, "b", watermark=0.0)  # exactly the gap away: joins
         state.advance(10.0)  # [FiredWindow("k", 0.0, 10.0, items=(("a",), ("b",)))]
@@ -98,35 +96,39 @@ class WindowState:
 
     def __init__(
         self,
-        config: WindowConfig,
         *,
+        size: float | None = None,
+        slide: float | None = None,
+        gap: float | None = None,
+        shape: str,
         inputs: int = 1,
         allowed_lateness: float = 0.0,
         accumulators: Accumulators | None = None,
         codegen: bool = True,
     ) -> None:
-        if not isinstance(config, TumblingWindows | SlidingWindows | SessionWindows):
+        if (size is None) == (gap is None) or (gap is not None and slide is not None):
             raise TypeError(
-                f"config must be TumblingWindows, SlidingWindows or SessionWindows, got {config!r}"
+                f"windows have a size (and a slide, when sliding) or a gap (sessions), got"
+                f" size={size!r}, slide={slide!r}, gap={gap!r}"
             )
         check_positive_int("inputs", inputs, why="a window operator needs at least 1 input")
         check_seconds("allowed_lateness", allowed_lateness)
         if accumulators is not None and not isinstance(accumulators, Accumulators):
             raise TypeError(f"accumulators must be Accumulators or None, got {accumulators!r}")
-        sessions = isinstance(config, SessionWindows)
+        sessions = gap is not None
         if sessions and accumulators is not None and accumulators.merge is None:
             raise ValueError(
                 "aggregating session windows needs merge: an item that bridges two sessions"
                 " merges them, and their accumulators with them"
             )
-        self.config = config
+        self.shape = shape
         self.inputs = inputs
         self.allowed_lateness = float(allowed_lateness)
         self._sessions = sessions
         self._contents: WindowContents = accumulators or ItemLists(sequenced=sessions, codegen=codegen)
-        self._gap = config.gap if isinstance(config, SessionWindows) else 0.0
-        self._size = config.size if not isinstance(config, SessionWindows) else 0.0
-        self._slide = config.slide if isinstance(config, SlidingWindows) else self._size
+        self._gap = gap if gap is not None else 0.0
+        self._size = size if size is not None else 0.0
+        self._slide = slide if slide is not None else self._size
         # slide == size is tumbling: computing ends as (k + 1) * size leaves no rounding seams.
         self._tumbling = not self._sessions and self._slide == self._size
         # Per input, window number and key: the cells (see ItemLists.cell) of windows due to fire,
@@ -206,7 +208,7 @@ class WindowState:
             IndexError, ValueError: a bad ``index``, or sequences of different lengths.
         """
         if not self._tumbling:
-            raise TypeError(f"add_run needs tumbling windows, not {self.config!r}")
+            raise TypeError(f"add_run needs tumbling windows, not {self.shape}")
         if not 0 <= index < self.inputs:
             raise IndexError(f"input index {index} out of range for {self.inputs} input(s)")
         if not len(items) == len(stamps) == len(keys):
@@ -322,7 +324,7 @@ class WindowState:
             k -= 1
         if not spans:  # slide within rounding of size: the latest window may end by the timestamp
             raise ValueError(
-                f"timestamp {timestamp!r} falls between the windows of {self.config!r}: in float"
+                f"timestamp {timestamp!r} falls between the windows of {self.shape}: in float"
                 " arithmetic no window [k * slide, k * slide + size) holds it; use tumbling windows"
                 " for a slide this close to the size"
             )

@@ -244,10 +244,10 @@ def test_join_stats_on_every_path_equal_the_model(steps: list[JoinStep]) -> None
         return item[1]
 
     paths = {
-        "fast": JoinState(join_config("inner", key)),
-        "inlined": JoinState(join_config("inner", lambda item: item[1]), inline=True),
-        "general": JoinState(join_config("inner", key, lambda left, right: True)),
-        "outer": JoinState(join_config("outer", key)),
+        "fast": join_config("inner", key).build(),
+        "inlined": join_config("inner", lambda item: item[1]).build(inline=True),
+        "general": join_config("inner", key, lambda left, right: True).build(),
+        "outer": join_config("outer", key).build(),
     }
     for name, join in paths.items():
         ended = [False, False]
@@ -523,7 +523,7 @@ async def test_an_unhandled_error_of_a_lookup_join_stops_it_naming_operator_and_
 
 def test_only_a_keyed_inner_join_against_one_item_per_key_comes_down_to_a_lookup() -> None:
     def ended(config: JoinConfig, right: list[Any]) -> JoinState:
-        join = JoinState(config)
+        join = config.build()
         join.push(1, right)
         join.end(1)
         return join
@@ -531,7 +531,7 @@ def test_only_a_keyed_inner_join_against_one_item_per_key_comes_down_to_a_lookup
     key = join_config("inner", key_func=lambda item: item["k"])
     assert ended(key, [{"k": 1}, {"k": 2}]).lookup(0) is not None
     assert ended(key, [{"k": 1}, {"k": 1}]).lookup(0) is None  # a key with two partners
-    assert JoinState(key).lookup(0) is None  # the other input is still open
+    assert key.build().lookup(0) is None  # the other input is still open
     for config in (
         join_config("left", key_func=lambda item: item["k"]),
         join_config("inner", key_func=lambda item: item["k"], condition=lambda a, b: True),

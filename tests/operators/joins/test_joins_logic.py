@@ -3,6 +3,7 @@ against a nested-loop join over random inputs in random interleavings and batche
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,7 +38,7 @@ def state(
     inline: bool = False,
     **options: Any,
 ) -> JoinState:
-    return JoinState(join_config(join_type, key_func, condition, **options), inline=inline)
+    return join_config(join_type, key_func, condition, **options).build(inline=inline)
 
 
 def ev(name: str, k: Any, t: Any = 0.0) -> Item:
@@ -101,7 +102,7 @@ def test_finish_emits_left_then_right_each_in_arrival_order() -> None:
 
 def test_a_pair_of_key_functions_reads_each_side_with_its_own() -> None:
     for key_func in [(lambda a: a["user"], lambda p: p["id"]), [lambda a: a["user"], lambda p: p["id"]]]:
-        join = JoinState(join_config("inner", key_func))
+        join = join_config("inner", key_func).build()
         join.push(1, [{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}])
         out = join.push(0, [{"user": 2, "page": "/"}])
         assert out == [({"user": 2, "page": "/"}, {"id": 2, "name": "bob"})]
@@ -517,6 +518,64 @@ def test_unknown_join_type_message_lists_all_four() -> None:
 def test_key_func_must_be_a_function_or_a_pair(key_func: Any) -> None:
     with pytest.raises(TypeError, match="key_func"):
         join_config("inner", key_func)
+
+
+@pytest.mark.parametrize(
+    ("args", "options", "error", "message"),
+    [
+        (("full", key), {}, ValueError, "unknown join_type 'full'"),
+        (("inner",), {}, ValueError, "a join needs a key function, a condition, or both"),
+        (("inner", key), {"within": -1.0}, ValueError, "within must be finite and >= 0, got -1.0"),
+        (("inner", key), {"timestamp": 3}, TypeError, "timestamp must be a field name or a function"),
+    ],
+)
+def test_the_factory_raises_what_the_config_raises(
+    args: tuple[Any, ...], options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    fields = {"join_type": args[0], "left_key": args[1] if len(args) > 1 else None}
+    fields["right_key"] = fields["left_key"]
+    with pytest.raises(error, match=message) as direct:
+        JoinConfig(**fields, **options)
+    with pytest.raises(error, match=message) as made:
+        join_config(*args, **options)
+    assert str(made.value) == str(direct.value)
+
+
+@pytest.mark.parametrize(
+    ("join_type", "expected"),
+    [
+        ("inner", [("l1", "r1")]),
+        ("left", [("l1", "r1"), ("l2", None)]),
+        ("right", [("l1", "r1"), (None, "r3")]),
+        ("outer", [("l1", "r1"), ("l2", None), (None, "r3")]),
+    ],
+)
+@pytest.mark.parametrize("codegen", [True, False])
+def test_build_makes_a_join_of_the_config(join_type: str, expected: list[Any], codegen: bool) -> None:
+    config = JoinConfig(join_type, key, key)  # type: ignore[arg-type]
+    join = config.build(codegen=codegen)
+    assert join.push(0, [ev("l1", 1), ev("l2", 2)]) == []
+    pairs = join.push(1, [ev("r1", 1), ev("r3", 3)]) + join.finish()
+    assert names(pairs) == expected
+
+
+def test_each_build_is_a_new_join() -> None:
+    config = JoinConfig("inner", key, key)
+    config.build().push(0, [ev("l1", 1)])
+    assert config.build().push(1, [ev("r1", 1)]) == []
+
+
+def test_config_fields_cannot_be_assigned() -> None:
+    config = JoinConfig("left", key, key, within=2.0)
+    for name, value in [("join_type", "outer"), ("left_key", ts), ("within", 3.0), ("timestamp", "t")]:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(config, name, value)
+    assert (config.join_type, config.left_key, config.within, config.timestamp) == (
+        "left",
+        key,
+        2.0,
+        "timestamp",
+    )
 
 
 def test_within_zero_is_allowed_and_config_is_frozen() -> None:

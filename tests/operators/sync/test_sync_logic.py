@@ -3,6 +3,7 @@ random inputs split into random batches and pushed in random interleavings. No e
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -13,13 +14,12 @@ from hypothesis import strategies as st
 
 from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
-from sage_streams.operators.sync.config import sync_config
+from sage_streams.operators.sync.config import SyncConfig, sync_config
 from sage_streams.operators.sync.state import (
     EventSync,
     SyncItemError,
     SyncOutput,
     TimestampSync,
-    make_synchronizer,
 )
 
 TICK = {"type": "tick"}
@@ -38,7 +38,7 @@ def tuple_names(output: SyncOutput) -> list[tuple[str, ...]]:
 
 
 def ts_sync(n: int = 2, tolerance: float = 1.0, **options: Any) -> TimestampSync:
-    sync = make_synchronizer(sync_config(n, "timestamp", tolerance, **options))
+    sync = sync_config(n, "timestamp", tolerance, **options).build()
     assert isinstance(sync, TimestampSync)
     return sync
 
@@ -48,7 +48,7 @@ def is_tick(item: Any) -> bool:
 
 
 def event_sync(n: int = 2, sync_event: Any = is_tick, **options: Any) -> EventSync:
-    sync = make_synchronizer(sync_config(n, "event", sync_event=sync_event, **options))
+    sync = sync_config(n, "event", sync_event=sync_event, **options).build()
     assert isinstance(sync, EventSync)
     return sync
 
@@ -352,33 +352,70 @@ def test_event_wants_is_false_when_max_buffered_items_wait() -> None:
 # -- config ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("args", "options", "error", "message"),
-    [
-        ((1,), {}, ValueError, "synchronization needs at least 2 inputs, got 1"),
-        ((True,), {}, TypeError, "n_inputs must be an integer, got True"),
-        ((2, "window"), {}, ValueError, "unknown sync_type 'window'; expected one of 'timestamp', 'event'"),
-        ((2, "timestamp", -0.5), {}, ValueError, "tolerance must be finite and >= 0, got -0.5"),
-        ((2, "timestamp", math.inf), {}, ValueError, "tolerance must be finite and >= 0, got inf"),
-        ((2, "timestamp", math.nan), {}, ValueError, "tolerance must be finite and >= 0, got nan"),
-        ((2, "timestamp", "1"), {}, TypeError, "tolerance must be a number of seconds, got '1'"),
-        ((2,), {"max_buffered": 0}, ValueError, "max_buffered must be a positive integer, got 0"),
-        ((2,), {"max_buffered": 1.5}, TypeError, "max_buffered must be an integer, got 1.5"),
-        ((2, "event"), {}, ValueError, "event synchronization needs sync_event"),
-        (
-            (2, "timestamp"),
-            {"sync_event": "tick"},
-            ValueError,
-            "sync_event is only used by sync_type='event'",
-        ),
-        ((2,), {"timestamp": 3}, TypeError, "timestamp must be a field name or a function, got 3"),
-    ],
-)
+BAD_CONFIGS: list[tuple[tuple[Any, ...], dict[str, Any], type[Exception], str]] = [
+    ((1,), {}, ValueError, "synchronization needs at least 2 inputs, got 1"),
+    ((True,), {}, TypeError, "n_inputs must be an integer, got True"),
+    ((2, "window"), {}, ValueError, "unknown sync_type 'window'; expected one of 'timestamp', 'event'"),
+    ((2, "timestamp", -0.5), {}, ValueError, "tolerance must be finite and >= 0, got -0.5"),
+    ((2, "timestamp", math.inf), {}, ValueError, "tolerance must be finite and >= 0, got inf"),
+    ((2, "timestamp", math.nan), {}, ValueError, "tolerance must be finite and >= 0, got nan"),
+    ((2, "timestamp", "1"), {}, TypeError, "tolerance must be a number of seconds, got '1'"),
+    ((2,), {"max_buffered": 0}, ValueError, "max_buffered must be a positive integer, got 0"),
+    ((2,), {"max_buffered": 1.5}, TypeError, "max_buffered must be an integer, got 1.5"),
+    ((2, "event"), {}, ValueError, "event synchronization needs sync_event"),
+    (
+        (2, "timestamp"),
+        {"sync_event": "tick"},
+        ValueError,
+        "sync_event is only used by sync_type='event'",
+    ),
+    ((2,), {"timestamp": 3}, TypeError, "timestamp must be a field name or a function, got 3"),
+]
+"""Arguments of ``sync_config``, the error they raise and the start of its message."""
+
+
+@pytest.mark.parametrize(("args", "options", "error", "message"), BAD_CONFIGS)
 def test_config_validation(
     args: tuple[Any, ...], options: dict[str, Any], error: type[Exception], message: str
 ) -> None:
     with pytest.raises(error, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
-        make_synchronizer(sync_config(*args, **options))
+        sync_config(*args, **options).build()
+
+
+@pytest.mark.parametrize(("args", "options", "error", "message"), BAD_CONFIGS)
+def test_the_config_validates_itself_when_made_directly(
+    args: tuple[Any, ...], options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+        SyncConfig(*args, **options)
+
+
+def test_built_synchronizers_run_the_config() -> None:
+    by_time = SyncConfig(2, "timestamp", 0.5).build()
+    assert by_time.push(0, [ev(1.0, "a"), ev(2.0, "b")]).tuples == []
+    assert by_time.push(1, [ev(1.4, "x")]).tuples == [(ev(1.0, "a"), ev(1.4, "x"))]
+    assert by_time.finish().unmatched == [ev(2.0, "b")]
+    by_marker = SyncConfig(2, "event", sync_event="tick", max_buffered=3).build()
+    a, b = {"v": 1}, {"v": 2}
+    assert by_marker.push(0, [a, TICK, b]).tuples == []
+    assert by_marker.wants(0) is False
+    assert by_marker.push(1, [TICK]).tuples == [([a], [])]
+    assert by_marker.finish().tuples == [([b], [])]
+
+
+def test_each_build_is_a_new_synchronizer() -> None:
+    config = SyncConfig(2, "timestamp", 0.0)
+    first = config.build()
+    first.push(0, [ev(1.0, "a")])
+    assert config.build().push(1, [ev(1.0, "x")]).tuples == []
+
+
+def test_config_fields_cannot_be_assigned() -> None:
+    config = SyncConfig(2)
+    for name, value in [("n_inputs", 3), ("tolerance", 2.0), ("sync_type", "event")]:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(config, name, value)
+    assert (config.n_inputs, config.tolerance, config.sync_type) == (2, 1.0, "timestamp")
 
 
 def test_config_is_frozen_and_holds_the_validated_values() -> None:
@@ -386,8 +423,8 @@ def test_config_is_frozen_and_holds_the_validated_values() -> None:
     assert (config.n_inputs, config.sync_type, config.tolerance, config.max_buffered) == (3, "event", 0.0, 7)
     with pytest.raises(AttributeError):
         config.n_inputs = 4  # type: ignore[misc]
-    assert isinstance(make_synchronizer(sync_config(2, "timestamp", 0)), TimestampSync)
-    assert isinstance(make_synchronizer(sync_config(2, "event", sync_event=0)), EventSync)
+    assert isinstance(sync_config(2, "timestamp", 0).build(), TimestampSync)
+    assert isinstance(sync_config(2, "event", sync_event=0).build(), EventSync)
 
 
 # -- properties ------------------------------------------------------------------------------------
@@ -437,7 +474,7 @@ def test_timestamp_every_item_once_and_tuples_within_tolerance(
 ) -> None:
     n = len(stamps)
     inputs = [[{"timestamp": ts, "id": (i, k)} for k, ts in enumerate(row)] for i, row in enumerate(stamps)]
-    sync = make_synchronizer(sync_config(n, "timestamp", tolerance, max_buffered=max_buffered))
+    sync = sync_config(n, "timestamp", tolerance, max_buffered=max_buffered).build()
     outputs = drive(sync, inputs, data, respect_wants=respect_wants)
 
     tuples = [group for out in outputs for group in out.tuples]
@@ -452,7 +489,7 @@ def test_timestamp_every_item_once_and_tuples_within_tolerance(
         assert max(times) - min(times) <= tolerance
 
     # how the items were batched and interleaved never changes the tuples
-    reference = make_synchronizer(sync_config(n, "timestamp", tolerance))
+    reference = sync_config(n, "timestamp", tolerance).build()
     expected = [group for i, row in enumerate(inputs) for group in reference.push(i, row).tuples]
     for i in range(n):
         expected += reference.end(i).tuples
@@ -505,7 +542,7 @@ def test_event_rounds_partition_each_input_in_order(
         for i, row in enumerate(shape)
     ]
     marker: Any = (lambda item: item.get("type") == "tick") if by_predicate else "tick"
-    sync = make_synchronizer(sync_config(n, "event", sync_event=marker, max_buffered=max_buffered))
+    sync = sync_config(n, "event", sync_event=marker, max_buffered=max_buffered).build()
     outputs = drive(sync, inputs, data, respect_wants=respect_wants)
 
     tuples = [group for out in outputs for group in out.tuples]

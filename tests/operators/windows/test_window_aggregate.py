@@ -37,7 +37,6 @@ from sage_streams.operators.windows.config import (
 )
 from sage_streams.operators.windows.contents import Accumulators
 from sage_streams.operators.windows.operator import WindowOperator
-from sage_streams.operators.windows.state import WindowState
 from sage_streams.testing import ManualClock
 from tests.support import user
 
@@ -172,7 +171,7 @@ def operator(
     accumulators = Accumulators(add_value, 0, merge_sums, inline=True) if aggregated else None
     return WindowOperator(
         [f"input{i}" for i in range(inputs)],
-        WindowState(config, inputs=inputs, allowed_lateness=lateness, accumulators=accumulators),
+        config.build(inputs=inputs, allowed_lateness=lateness, accumulators=accumulators),
         key_func=user,
         timestamp="timestamp",
         out_of_orderness=delay,

@@ -23,7 +23,6 @@ from sage_streams.operators.windows.config import (
     WindowConfig,
 )
 from sage_streams.operators.windows.operator import WindowOperator
-from sage_streams.operators.windows.state import WindowState
 from sage_streams.testing import ManualClock
 from tests.support import user
 
@@ -334,7 +333,7 @@ def window_operator(
     clock: ManualClock | None = None,
     processing_time: bool = False,
 ) -> WindowOperator:
-    windows = WindowState(config or TumblingWindows(60), inputs=inputs, allowed_lateness=allowed_lateness)
+    windows = (config or TumblingWindows(60)).build(inputs=inputs, allowed_lateness=allowed_lateness)
     return WindowOperator(
         [f"input{i}" for i in range(inputs)],
         windows,
@@ -644,7 +643,7 @@ def pure_state_one_item_at_a_time(
 ) -> tuple[list[Row], list[int]]:
     """The pure window state, one item at a time: add against the watermark before the item,
     move the watermark, fire what it has reached."""
-    state = WindowState(config, allowed_lateness=lateness)
+    state = config.build(allowed_lateness=lateness)
     watermark = -math.inf
     fired: list[Any] = []
     late: list[int] = []

@@ -45,7 +45,7 @@ def spans(fired: Sequence[FiredWindow]) -> list[tuple[Hashable, float, float, tu
 
 
 def test_tumbling_windows_are_half_open_and_an_item_at_an_end_starts_the_next() -> None:
-    state = WindowState(TumblingWindows(10))
+    state = TumblingWindows(10).build()
     feed(state, [("k", 0, "a"), ("k", 9.999, "b"), ("k", 10, "c"), ("k", 19, "d"), ("k", 20, "e")])
     assert spans(state.flush()) == [
         ("k", 0.0, 10.0, ("a", "b")),
@@ -55,13 +55,13 @@ def test_tumbling_windows_are_half_open_and_an_item_at_an_end_starts_the_next() 
 
 
 def test_tumbling_windows_are_aligned_to_multiples_of_size_from_zero() -> None:
-    state = WindowState(TumblingWindows(10))
+    state = TumblingWindows(10).build()
     feed(state, [("k", 7, "a"), ("k", 16, "b")])
     assert spans(state.flush()) == [("k", 0.0, 10.0, ("a",)), ("k", 10.0, 20.0, ("b",))]
 
 
 def test_negative_timestamps_are_aligned_too() -> None:
-    state = WindowState(TumblingWindows(10))
+    state = TumblingWindows(10).build()
     feed(state, [("k", -10.01, "a"), ("k", -10, "b"), ("k", -0.5, "c"), ("k", 0, "d")])
     assert spans(state.flush()) == [
         ("k", -20.0, -10.0, ("a",)),
@@ -71,7 +71,7 @@ def test_negative_timestamps_are_aligned_too() -> None:
 
 
 def test_a_window_fires_when_the_watermark_reaches_its_end() -> None:
-    state = WindowState(TumblingWindows(10))
+    state = TumblingWindows(10).build()
     feed(state, [("k", 1, "a"), ("k", 12, "b")])
     assert state.advance(9.99) == []
     assert state.advance(10) == [FiredWindow("k", 0.0, 10.0, (("a",),), refire=False)]
@@ -82,7 +82,7 @@ def test_a_window_fires_when_the_watermark_reaches_its_end() -> None:
 
 
 def test_windows_of_equal_bounds_come_out_by_key_in_first_seen_order() -> None:
-    state = WindowState(TumblingWindows(10))
+    state = TumblingWindows(10).build()
     feed(state, [("b", 15, 1), ("b", 1, 2), (None, 2, 3), (3, 3, 4), ("a", 4, 5), ("b", 5, 6)])
     fired = state.advance(20)
     assert [(w.key, w.start) for w in fired] == [("b", 0.0), (None, 0.0), (3, 0.0), ("a", 0.0), ("b", 10.0)]
@@ -90,7 +90,7 @@ def test_windows_of_equal_bounds_come_out_by_key_in_first_seen_order() -> None:
 
 
 def test_a_key_whose_windows_were_all_dropped_counts_as_new_when_it_comes_back() -> None:
-    state = WindowState(TumblingWindows(10))
+    state = TumblingWindows(10).build()
     feed(state, [("a", 1, 1), ("b", 2, 2)])
     state.advance(10)
     feed(state, [("b", 11, 3), ("a", 12, 4)], watermark=10)
@@ -98,7 +98,7 @@ def test_a_key_whose_windows_were_all_dropped_counts_as_new_when_it_comes_back()
 
 
 def test_multiple_inputs_keep_their_items_apart_in_arrival_order() -> None:
-    state = WindowState(TumblingWindows(10), inputs=3)
+    state = TumblingWindows(10).build(inputs=3)
     for index, ts, value in [(2, 1, "c1"), (0, 2, "a1"), (2, 3, "c2"), (0, 4, "a2"), (2, 12, "c3")]:
         assert state.add("k", ts, index, value, NEVER)
     assert state.advance(10) == [FiredWindow("k", 0.0, 10.0, (("a1", "a2"), (), ("c1", "c2")))]
@@ -109,7 +109,7 @@ def test_multiple_inputs_keep_their_items_apart_in_arrival_order() -> None:
 
 
 def test_sliding_items_belong_to_every_window_that_holds_them() -> None:
-    state = WindowState(SlidingWindows(10, 5))
+    state = SlidingWindows(10, 5).build()
     feed(state, [("k", 5, "a"), ("k", 7, "b"), ("k", 10, "c")])
     assert spans(state.flush()) == [
         ("k", 0.0, 10.0, ("a", "b")),
@@ -119,7 +119,7 @@ def test_sliding_items_belong_to_every_window_that_holds_them() -> None:
 
 
 def test_sliding_windows_fire_in_end_order_as_the_watermark_moves() -> None:
-    state = WindowState(SlidingWindows(10, 5))
+    state = SlidingWindows(10, 5).build()
     feed(state, [("k", -1, "a"), ("k", 4, "b")])
     assert spans(state.advance(5)) == [("k", -10.0, 0.0, ("a",)), ("k", -5.0, 5.0, ("a", "b"))]
     assert spans(state.advance(10)) == [("k", 0.0, 10.0, ("b",))]
@@ -131,7 +131,7 @@ def test_sliding_windows_fire_in_end_order_as_the_watermark_moves() -> None:
 def test_sliding_membership_count_is_size_over_slide_when_it_divides(
     size: float, slide: float, ts: float
 ) -> None:
-    state = WindowState(SlidingWindows(size, slide))
+    state = SlidingWindows(size, slide).build()
     assert state.add("k", ts, 0, "x", NEVER)
     assert state.open_windows() == size / slide
     fired = state.flush()
@@ -140,7 +140,7 @@ def test_sliding_membership_count_is_size_over_slide_when_it_divides(
 
 
 def test_sliding_membership_when_size_is_not_a_multiple_of_slide() -> None:
-    state = WindowState(SlidingWindows(10, 4))
+    state = SlidingWindows(10, 4).build()
     feed(state, [("k", 0, "a"), ("k", 3, "b")])
     assert spans(state.flush()) == [
         ("k", -8.0, 2.0, ("a",)),
@@ -154,7 +154,7 @@ def test_sliding_with_slide_equal_to_size_is_tumbling_without_rounding_seams() -
     # where the next starts, so each timestamp is in exactly one window.
     times = (-3, 0, 0.1, 0.2, 0.3, 0.6, 0.7, 1.0, 2.9, 3.0)
     events = [("k", ts, ts) for ts in times]
-    sliding, tumbling = WindowState(SlidingWindows(0.1, 0.1)), WindowState(TumblingWindows(0.1))
+    sliding, tumbling = SlidingWindows(0.1, 0.1).build(), TumblingWindows(0.1).build()
     feed(sliding, events)
     feed(tumbling, events)
     fired = sliding.flush()
@@ -167,19 +167,19 @@ def test_sliding_with_slide_equal_to_size_is_tumbling_without_rounding_seams() -
 
 
 def test_an_item_exactly_the_gap_away_joins_the_session() -> None:
-    state = WindowState(SessionWindows(5))
+    state = SessionWindows(5).build()
     feed(state, [("k", 0, "a"), ("k", 5, "b"), ("k", 10.001, "c")])
     assert spans(state.flush()) == [("k", 0.0, 10.0, ("a", "b")), ("k", 10.001, 15.001, ("c",))]
 
 
 def test_an_item_before_a_session_extends_its_start() -> None:
-    state = WindowState(SessionWindows(5))
+    state = SessionWindows(5).build()
     feed(state, [("k", 10, "a"), ("k", 5, "b"), ("k", -0.5, "c")])
     assert spans(state.flush()) == [("k", -0.5, 4.5, ("c",)), ("k", 5.0, 15.0, ("a", "b"))]
 
 
 def test_an_item_that_bridges_two_sessions_merges_them_in_arrival_order() -> None:
-    state = WindowState(SessionWindows(5), inputs=2)
+    state = SessionWindows(5).build(inputs=2)
     for index, ts, value in [(0, 0, "a"), (1, 10, "b"), (0, 11, "c"), (1, 1, "d"), (0, 5, "bridge")]:
         assert state.add("k", ts, index, value, NEVER)
     assert state.open_windows() == 1
@@ -187,7 +187,7 @@ def test_an_item_that_bridges_two_sessions_merges_them_in_arrival_order() -> Non
 
 
 def test_a_session_fires_when_the_watermark_reaches_last_item_plus_gap() -> None:
-    state = WindowState(SessionWindows(5))
+    state = SessionWindows(5).build()
     feed(state, [("j", 3, "c"), ("k", 0, "a"), ("k", 3, "b")])
     assert state.advance(7.99) == []
     assert spans(state.advance(8)) == [("k", 0.0, 8.0, ("a", "b")), ("j", 3.0, 8.0, ("c",))]
@@ -195,13 +195,13 @@ def test_a_session_fires_when_the_watermark_reaches_last_item_plus_gap() -> None
 
 
 def test_sessions_are_per_key() -> None:
-    state = WindowState(SessionWindows(5))
+    state = SessionWindows(5).build()
     feed(state, [("a", 0, 1), ("b", 4, 2), ("a", 9, 3)])
     assert spans(state.flush()) == [("a", 0.0, 5.0, (1,)), ("b", 4.0, 9.0, (2,)), ("a", 9.0, 14.0, (3,))]
 
 
 def test_a_session_growing_after_it_was_queued_fires_at_its_new_end() -> None:
-    state = WindowState(SessionWindows(5))
+    state = SessionWindows(5).build()
     feed(state, [("k", 0, "a")])
     state.advance(4)
     feed(state, [("k", 4, "b")], watermark=4)
@@ -213,7 +213,7 @@ def test_a_session_growing_after_it_was_queued_fires_at_its_new_end() -> None:
 
 
 def test_without_allowed_lateness_an_item_for_a_passed_window_is_late() -> None:
-    state = WindowState(TumblingWindows(10))
+    state = TumblingWindows(10).build()
     feed(state, [("k", 1, "a")])
     assert state.add("k", 9, 0, "late", 10) is False  # late even before the window fired
     assert spans(state.advance(10)) == [("k", 0.0, 10.0, ("a",))]
@@ -223,7 +223,7 @@ def test_without_allowed_lateness_an_item_for_a_passed_window_is_late() -> None:
 
 
 def test_allowed_lateness_refires_a_window_with_all_its_items_then_purges_it() -> None:
-    state = WindowState(TumblingWindows(10), allowed_lateness=5)
+    state = TumblingWindows(10).build(allowed_lateness=5)
     feed(state, [("k", 1, "a")])
     assert state.advance(10) == [FiredWindow("k", 0.0, 10.0, (("a",),))]
     assert state.open_windows() == 1  # kept for late items
@@ -239,7 +239,7 @@ def test_allowed_lateness_refires_a_window_with_all_its_items_then_purges_it() -
 
 
 def test_a_late_item_for_a_kept_window_is_refired_by_flush() -> None:
-    state = WindowState(TumblingWindows(10), allowed_lateness=100)
+    state = TumblingWindows(10).build(allowed_lateness=100)
     feed(state, [("k", 1, "a"), ("k", 11, "x")])
     state.advance(20)
     assert state.flush() == []  # fired, nothing new: no refire at end of input
@@ -251,23 +251,23 @@ def test_a_late_item_for_a_kept_window_is_refired_by_flush() -> None:
 
 
 def test_a_sliding_item_lands_only_in_its_windows_within_allowed_lateness() -> None:
-    state = WindowState(SlidingWindows(10, 5))
+    state = SlidingWindows(10, 5).build()
     assert state.add("k", 9, 0, "x", watermark=12) is True
     assert spans(state.flush()) == [("k", 5.0, 15.0, ("x",))]
     assert state.add("k", 9, 0, "x", watermark=15) is False
 
 
 def test_a_session_item_is_late_when_its_own_session_would_be() -> None:
-    state = WindowState(SessionWindows(5))
+    state = SessionWindows(5).build()
     assert state.add("k", 0, 0, "late", 5) is False
     assert state.add("k", 0.5, 0, "on time", 5) is True
-    state = WindowState(SessionWindows(5), allowed_lateness=2)
+    state = SessionWindows(5).build(allowed_lateness=2)
     assert state.add("k", 0, 0, "on time", 6.99) is True
     assert state.add("k", 0, 0, "late", 7) is False
 
 
 def test_a_late_item_extending_a_fired_session_refires_it_at_its_new_end() -> None:
-    state = WindowState(SessionWindows(5), allowed_lateness=10)
+    state = SessionWindows(5).build(allowed_lateness=10)
     feed(state, [("k", 0, "a"), ("k", 20, "z")])
     assert spans(state.advance(5)) == [("k", 0.0, 5.0, ("a",))]
     assert state.add("k", 3, 0, "b", 5) is True  # the session becomes [0, 8)
@@ -280,7 +280,7 @@ def test_a_late_item_extending_a_fired_session_refires_it_at_its_new_end() -> No
 
 
 def test_a_late_item_merging_a_fired_session_with_an_open_one_refires_the_whole() -> None:
-    state = WindowState(SessionWindows(5), allowed_lateness=10)
+    state = SessionWindows(5).build(allowed_lateness=10)
     feed(state, [("k", 0, "a"), ("k", 9, "c")])
     assert spans(state.advance(5)) == [("k", 0.0, 5.0, ("a",))]
     assert state.add("k", 4.5, 0, "b", 5) is True
@@ -290,7 +290,7 @@ def test_a_late_item_merging_a_fired_session_with_an_open_one_refires_the_whole(
 
 
 def test_merging_with_a_fired_later_session_refires_the_whole() -> None:
-    state = WindowState(SessionWindows(5), allowed_lateness=100)
+    state = SessionWindows(5).build(allowed_lateness=100)
     feed(state, [("k", 10, "a")])
     assert spans(state.advance(15)) == [("k", 10.0, 15.0, ("a",))]
     assert state.add("k", 0, 0, "b", 15) is True  # a session [0, 5) of its own, due at once
@@ -301,13 +301,13 @@ def test_merging_with_a_fired_later_session_refires_the_whole() -> None:
 def test_a_session_fired_at_its_end_is_not_joined_by_an_item_at_that_end_without_lateness() -> None:
     # A watermark equal to a session's end fires it and, with no allowed lateness, drops it; an
     # item exactly a gap after the last one, arriving after that, starts a session of its own.
-    state = WindowState(SessionWindows(5))
+    state = SessionWindows(5).build()
     feed(state, [("k", 0, "a")])
     state.advance(5)
     assert state.add("k", 5, 0, "b", 5) is True
     assert spans(state.flush()) == [("k", 5.0, 10.0, ("b",))]
     # With allowed lateness it joins, and the session fires again.
-    state = WindowState(SessionWindows(5), allowed_lateness=1)
+    state = SessionWindows(5).build(allowed_lateness=1)
     feed(state, [("k", 0, "a")])
     state.advance(5)
     assert state.add("k", 5, 0, "b", 5) is True
@@ -315,14 +315,14 @@ def test_a_session_fired_at_its_end_is_not_joined_by_an_item_at_that_end_without
 
 
 def test_a_refused_item_changes_nothing() -> None:
-    state = WindowState(SessionWindows(5))
+    state = SessionWindows(5).build()
     assert state.add("new key", 0, 0, "late", 10) is False
     assert state.open_windows() == 0
     assert state.flush() == []
 
 
 def test_purged_windows_free_their_state_as_time_goes_on() -> None:
-    state = WindowState(TumblingWindows(60), allowed_lateness=30)
+    state = TumblingWindows(60).build(allowed_lateness=30)
     rng = random.Random(7)
     watermark = NEVER
     for i in range(20_000):
@@ -405,15 +405,17 @@ def test_window_config_refuses_what_does_not_belong(
 
 
 def test_window_state_refuses_bad_arguments() -> None:
-    with pytest.raises(TypeError, match="config must be TumblingWindows"):
-        WindowState("tumbling")  # type: ignore[arg-type]
+    # Made directly, not by a config's build(): the shape must be one of the three.
+    for shape in [{}, {"size": 1.0, "gap": 1.0}, {"gap": 1.0, "slide": 1.0}]:
+        with pytest.raises(TypeError, match=r"windows have a size \(and a slide, when sliding\) or a gap"):
+            WindowState(shape="windows", **shape)
     with pytest.raises(ValueError, match="at least 1 input"):
-        WindowState(TumblingWindows(1), inputs=0)
+        TumblingWindows(1).build(inputs=0)
     with pytest.raises(TypeError, match="inputs must be an integer"):
-        WindowState(TumblingWindows(1), inputs=1.0)  # type: ignore[arg-type]
+        TumblingWindows(1).build(inputs=1.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="allowed_lateness must be finite and >= 0"):
-        WindowState(TumblingWindows(1), allowed_lateness=-1)
-    state = WindowState(TumblingWindows(1), inputs=2)
+        TumblingWindows(1).build(allowed_lateness=-1)
+    state = TumblingWindows(1).build(inputs=2)
     with pytest.raises(IndexError, match="input index 2 out of range for 2 input"):
         state.add("k", 0, 2, "x", NEVER)
     with pytest.raises(ValueError, match="timestamp must be finite"):
@@ -501,7 +503,7 @@ def test_in_order_tumbling_and_sliding_sums_match_brute_force(
     config: WindowConfig, events: list[Event]
 ) -> None:
     ordered = in_order(events)
-    fired = run_in_order(WindowState(config), ordered)
+    fired = run_in_order(config.build(), ordered)
     assert_in_output_order(fired)
     assert sums_of(fired) == brute_force_sums(config, events)
 
@@ -549,8 +551,8 @@ def test_out_of_order_input_within_the_bound_fires_what_sorted_input_fires(
     delays = [min(delay, bound) for delay in delays]
     ordered = in_order(events)
     shuffled = shuffle_within(ordered, delays)
-    expected = run_in_order(WindowState(config), ordered)
-    actual = run_out_of_order(WindowState(config), shuffled, bound)
+    expected = run_in_order(config.build(), ordered)
+    actual = run_out_of_order(config.build(), shuffled, bound)
     assert_in_output_order(actual)
     assert contents(actual) == contents(expected)
     assert len(actual) == len(expected)
@@ -589,7 +591,7 @@ def test_in_order_sessions_match_brute_force_gap_clustering(
 ) -> None:
     # Timestamps are distinct across keys: see the test of an item at a fired session's end.
     events = [(key, float(ts), i) for i, (key, ts) in enumerate(keyed_times)]
-    fired = run_in_order(WindowState(SessionWindows(gap)), in_order(events))
+    fired = run_in_order(SessionWindows(gap).build(), in_order(events))
     assert_in_output_order(fired)
     assert session_contents(fired) == brute_force_sessions(gap, events)
 
@@ -601,7 +603,7 @@ def test_in_order_sessions_match_brute_force_gap_clustering(
     events=st.lists(st.tuples(KEYS, TIMES, st.integers()), max_size=40),
 )
 def test_sessions_in_any_arrival_order_match_brute_force_at_flush(gap: float, events: list[Event]) -> None:
-    state = WindowState(SessionWindows(gap))
+    state = SessionWindows(gap).build()
     feed(state, [(key, ts, (i, value)) for i, (key, ts, value) in enumerate(events)])
     fired = state.flush()
     assert_in_output_order(fired)
@@ -625,7 +627,7 @@ def test_sessions_in_any_arrival_order_match_brute_force_at_flush(gap: float, ev
 def test_every_in_order_item_fires_in_exactly_one_tumbling_window_however_batched(
     size: float, times: list[float], cuts: list[int], lateness: float, keys: list[Hashable]
 ) -> None:
-    state = WindowState(TumblingWindows(size), allowed_lateness=lateness)
+    state = TumblingWindows(size).build(allowed_lateness=lateness)
     events = [(keys[i % len(keys)], ts, i) for i, ts in enumerate(sorted(times))]
     fired: list[FiredWindow] = []
     watermark, position, batch = NEVER, 0, 0
@@ -644,7 +646,7 @@ def test_every_in_order_item_fires_in_exactly_one_tumbling_window_however_batche
 
 
 def test_next_deadline_is_when_advance_could_first_do_something() -> None:
-    state = WindowState(TumblingWindows(10.0), allowed_lateness=5.0)
+    state = TumblingWindows(10.0).build(allowed_lateness=5.0)
     assert state.next_deadline() == math.inf
     state.add("k", 3.0, 0, "a", watermark=-math.inf)
     assert state.next_deadline() == 10.0
@@ -744,8 +746,8 @@ def test_batches_fire_exactly_what_one_item_at_a_time_fires(
     # the same items, refires and late items, in the same order, after the same items.
     inputs, batches = given_arrivals
     flat = [arrival for batch in batches for arrival in batch]
-    expected = one_item_at_a_time(WindowState(config, inputs=inputs, allowed_lateness=lateness), delay, flat)
-    actual = batch_by_batch(WindowState(config, inputs=inputs, allowed_lateness=lateness), delay, batches)
+    expected = one_item_at_a_time(config.build(inputs=inputs, allowed_lateness=lateness), delay, flat)
+    actual = batch_by_batch(config.build(inputs=inputs, allowed_lateness=lateness), delay, batches)
     assert actual == expected
 
 
@@ -754,22 +756,22 @@ def test_an_item_needing_a_new_window_is_judged_against_the_watermark_its_run_ha
     # firing anything; 5 then needs a window [0, 10) for key "b", which that watermark has passed.
     batches = [[(0, "a", 25.0, 1)], [(0, "a", 35.0, 2), (0, "b", 5.0, 3)]]
     flat = [arrival for batch in batches for arrival in batch]
-    expected = one_item_at_a_time(WindowState(TumblingWindows(10)), 20, flat)
+    expected = one_item_at_a_time(TumblingWindows(10).build(), 20, flat)
     assert expected[1] == [3]
-    assert batch_by_batch(WindowState(TumblingWindows(10)), 20, batches) == expected
+    assert batch_by_batch(TumblingWindows(10).build(), 20, batches) == expected
 
 
 def test_the_fast_path_is_for_windows_that_hold_each_item_once() -> None:
-    assert WindowState(TumblingWindows(10)).tumbling
-    assert WindowState(SlidingWindows(10, 10)).tumbling
-    assert not WindowState(SlidingWindows(10, 5)).tumbling
-    assert not WindowState(SessionWindows(10)).tumbling
+    assert TumblingWindows(10).build().tumbling
+    assert SlidingWindows(10, 10).build().tumbling
+    assert not SlidingWindows(10, 5).build().tumbling
+    assert not SessionWindows(10).build().tumbling
     with pytest.raises(TypeError, match="add_run needs tumbling windows"):
-        WindowState(SessionWindows(10)).add_run(0, [], [], [], lambda position: NEVER, [])
+        SessionWindows(10).build().add_run(0, [], [], [], lambda position: NEVER, [])
 
 
 def test_a_run_stops_after_an_item_that_brings_the_next_deadline_forward() -> None:
-    state = WindowState(TumblingWindows(10))
+    state = TumblingWindows(10).build()
     late: list[Any] = []
     assert state.add_run(0, ["a", "b", "c"], [25.0, 26.0, 5.0], ["k"] * 3, lambda position: NEVER, late) == (
         1,
@@ -788,7 +790,7 @@ def test_a_run_stops_after_an_item_that_brings_the_next_deadline_forward() -> No
 
 
 def test_a_run_asks_for_the_watermark_before_an_item_that_needs_a_new_window() -> None:
-    state = WindowState(TumblingWindows(10), allowed_lateness=5)
+    state = TumblingWindows(10).build(allowed_lateness=5)
     asked: list[int] = []
 
     def watermark_at(position: int) -> float:
@@ -804,7 +806,7 @@ def test_a_run_asks_for_the_watermark_before_an_item_that_needs_a_new_window() -
 
 
 def test_a_run_stops_at_an_item_it_cannot_add_and_leaves_no_trace_of_it() -> None:
-    state = WindowState(TumblingWindows(0.5))
+    state = TumblingWindows(0.5).build()
     state.add("k", 0.2, 0, "s", watermark=NEVER)  # due at 0.5: later windows set no new deadline
     late: list[Any] = []
     # 1e308 / 0.5 overflows: no window number; an unhashable key cannot be looked up.
@@ -817,7 +819,7 @@ def test_a_run_stops_at_an_item_it_cannot_add_and_leaves_no_trace_of_it() -> Non
 
 def test_an_unhashable_key_is_an_error_even_for_a_late_item() -> None:
     for config in (TumblingWindows(10), SlidingWindows(10, 5), SessionWindows(10)):
-        state = WindowState(config)
+        state = config.build()
         with pytest.raises(TypeError, match="unhashable"):
             state.add(["k"], 0.0, 0, "late", watermark=100.0)
         assert state.add("k", 0.0, 0, "late", watermark=100.0) is False
@@ -867,10 +869,10 @@ def test_accumulators_fire_what_item_lists_fire_folded_in_arrival_order(
     # sessions fold the earlier session first, so there only the multiset of items is the same.
     inputs, batches = given_arrivals
     flat = [arrival for batch in batches for arrival in batch]
-    kept = one_item_at_a_time(WindowState(config, inputs=inputs, allowed_lateness=lateness), delay, flat)
+    kept = one_item_at_a_time(config.build(inputs=inputs, allowed_lateness=lateness), delay, flat)
 
     def aggregating() -> WindowState:
-        return WindowState(config, inputs=inputs, allowed_lateness=lateness, accumulators=folding(inline))
+        return config.build(inputs=inputs, allowed_lateness=lateness, accumulators=folding(inline))
 
     for fired, late, watermark in (
         one_item_at_a_time(aggregating(), delay, flat),
@@ -882,18 +884,18 @@ def test_accumulators_fire_what_item_lists_fire_folded_in_arrival_order(
 
 
 def test_sessions_merge_their_accumulators_earlier_session_first() -> None:
-    state = WindowState(SessionWindows(10), accumulators=folding())
+    state = SessionWindows(10).build(accumulators=folding())
     for ts, value in [(20.0, "b"), (0.0, "a"), (10.0, "c")]:  # "c" bridges [0, 10) and [20, 30)
         assert state.add("k", ts, 0, value, NEVER)
     assert spans(state.flush()) == [("k", 0.0, 30.0, ("a", "b", "c"))]
-    items = WindowState(SessionWindows(10))
+    items = SessionWindows(10).build()
     for ts, value in [(20.0, "b"), (0.0, "a"), (10.0, "c")]:
         items.add("k", ts, 0, value, NEVER)
     assert spans(items.flush()) == [("k", 0.0, 30.0, ("b", "a", "c"))]  # arrival order
 
 
 def test_an_accumulator_refires_with_its_late_items_folded_in() -> None:
-    state = WindowState(TumblingWindows(10), allowed_lateness=5, accumulators=Accumulators(operator.add, 0))
+    state = TumblingWindows(10).build(allowed_lateness=5, accumulators=Accumulators(operator.add, 0))
     state.add("k", 1.0, 0, 2, NEVER)
     assert spans(state.advance(10.0)) == [("k", 0.0, 10.0, 2)]
     assert state.add("k", 3.0, 0, 5, 12.0)  # late, within the allowed lateness
@@ -913,7 +915,7 @@ def test_initial_is_called_for_each_new_window_and_input_or_used_as_it_is() -> N
         held.append(value)
         return held
 
-    state = WindowState(TumblingWindows(10), inputs=2, accumulators=Accumulators(add, fresh))
+    state = TumblingWindows(10).build(inputs=2, accumulators=Accumulators(add, fresh))
     feed(state, [("k", 1.0, "a"), ("k", 2.0, "b"), ("k", 12.0, "c"), ("j", 3.0, "d")])
     fired = state.flush()
     assert [(w.key, w.start, w.items) for w in fired] == [
@@ -923,7 +925,7 @@ def test_initial_is_called_for_each_new_window_and_input_or_used_as_it_is() -> N
     ]
     assert len(made) == 6  # three windows, two inputs each
     assert all(held is not other for held in made for other in made if held is not other)
-    shared = WindowState(TumblingWindows(10), inputs=2, accumulators=Accumulators(operator.add, 0))
+    shared = TumblingWindows(10).build(inputs=2, accumulators=Accumulators(operator.add, 0))
     feed(shared, [("k", 1.0, 4), ("k", 2.0, 5)], index=1)
     assert [w.items for w in shared.flush()] == [(0, 9)]
 
@@ -946,7 +948,7 @@ def test_an_add_that_raises_for_any_window_of_an_item_leaves_no_trace() -> None:
     # Sliding windows [0, 10) and [5, 15): the item at 7 fits [5, 15) (sum 0) but not [0, 10)
     # (sum 6), and neither window keeps it; the one at 12 makes a window of its own.
     config = SlidingWindows(10, 5)
-    state = WindowState(config, accumulators=Accumulators(refuse_big, 0))
+    state = config.build(accumulators=Accumulators(refuse_big, 0))
     state.add("k", 1.0, 0, 6, NEVER)
     with pytest.raises(Refused):
         state.add("k", 7.0, 0, 5, NEVER)
@@ -965,7 +967,7 @@ def test_a_merge_or_add_that_raises_for_a_bridging_item_leaves_the_sessions_apar
         Accumulators(operator.add, 0, refuse_merging),
         Accumulators(refuse_big, 0, operator.add),
     ):
-        state = WindowState(SessionWindows(10), accumulators=accumulators)
+        state = SessionWindows(10).build(accumulators=accumulators)
         state.add("k", 0.0, 0, 5, NEVER)
         state.add("k", 20.0, 0, 5, NEVER)
         with pytest.raises(Refused):
@@ -976,7 +978,7 @@ def test_a_merge_or_add_that_raises_for_a_bridging_item_leaves_the_sessions_apar
 
 def test_a_new_window_whose_first_add_raises_is_not_made() -> None:
     for config in (TumblingWindows(10), SlidingWindows(10, 5), SessionWindows(10)):
-        state = WindowState(config, accumulators=Accumulators(refuse_big, 0, operator.add))
+        state = config.build(accumulators=Accumulators(refuse_big, 0, operator.add))
         with pytest.raises(Refused):
             state.add("k", 3.0, 0, 11, NEVER)
         assert (state.open_windows(), state.next_deadline(), state.flush()) == (0, math.inf, [])
@@ -990,10 +992,10 @@ def test_a_new_window_whose_first_add_raises_is_not_made() -> None:
 
 def test_aggregating_sessions_needs_a_merge_and_accumulators_need_functions() -> None:
     with pytest.raises(ValueError, match="aggregating session windows needs merge"):
-        WindowState(SessionWindows(5), accumulators=Accumulators(operator.add, 0))
-    WindowState(TumblingWindows(5), accumulators=Accumulators(operator.add, 0))  # no merge needed
+        SessionWindows(5).build(accumulators=Accumulators(operator.add, 0))
+    TumblingWindows(5).build(accumulators=Accumulators(operator.add, 0))  # no merge needed
     with pytest.raises(TypeError, match="accumulators must be Accumulators or None"):
-        WindowState(TumblingWindows(5), accumulators=operator.add)  # type: ignore[arg-type]
+        TumblingWindows(5).build(accumulators=operator.add)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="add must be callable"):
         Accumulators(0, 0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="merge must be callable or None"):
@@ -1047,7 +1049,7 @@ def test_an_item_is_put_in_the_windows_that_hold_it_or_refused_as_out_of_range(
     config: WindowConfig = TumblingWindows(length) if tumbling else SlidingWindows(3 * length, length)
     if not math.isfinite(4 * length):
         config = TumblingWindows(length)
-    state = WindowState(config)
+    state = config.build()
     if not in_range(timestamp, config):
         with pytest.raises(ValueError, match="out of the range of windows"):
             state.add("k", timestamp, 0, "x", NEVER)
@@ -1069,7 +1071,7 @@ def test_an_item_is_put_in_the_windows_that_hold_it_or_refused_as_out_of_range(
 def test_a_timestamp_too_far_from_zero_for_the_window_length_is_an_error_of_its_item(
     timestamp: float, config: WindowConfig
 ) -> None:
-    state = WindowState(config)
+    state = config.build()
     assert state.add("k", 5.0, 0, "before", NEVER)
     with pytest.raises(ValueError, match=r"timestamp .* is out of the range of windows of .* 2\*\*50"):
         state.add("k", timestamp, 0, "huge", NEVER)
@@ -1082,14 +1084,14 @@ def test_a_timestamp_too_far_from_zero_for_the_window_length_is_an_error_of_its_
 def test_a_huge_timestamp_within_range_of_long_windows_is_assigned_exactly(timestamp: float) -> None:
     size = timestamp / 2**40  # 2**40 windows from zero: in range
     for config in (TumblingWindows(size), SlidingWindows(2 * size, size)):
-        state = WindowState(config)
+        state = config.build()
         assert state.add("k", timestamp, 0, "x", NEVER)
         fired = state.flush()
         assert [(w.start <= timestamp < w.end) for w in fired] == [True] * (1 if config.size == size else 2)
 
 
 def test_the_tumbling_fast_path_refuses_an_out_of_range_timestamp_at_its_position() -> None:
-    state = WindowState(TumblingWindows(60))
+    state = TumblingWindows(60).build()
     time, late, fired = EventTime(NEVER), [], []  # type: ignore[var-annotated]
     stamps = [5.0, 70.0, 1e26, 130.0]
     fed, error = feed_batch(state, time, 0, ["a", "b", "huge", "c"], stamps, [None] * 4, late, fired)
@@ -1118,7 +1120,7 @@ def test_a_timestamp_that_rounding_leaves_out_of_every_sliding_window_is_an_erro
     # slide is 0.3 less a few floats: window -229760227683117 ends, in floats, before the item
     # that the division puts in it, and the next window starts after it.
     config = SlidingWindows(0.3, 0.29999999999999993)
-    state = WindowState(config)
+    state = config.build()
     with pytest.raises(ValueError, match=r"falls between the windows of SlidingWindows\(size=0.3"):
         state.add("k", -68928068304934.79, 0, "x", NEVER)
     assert state.open_windows() == 0
