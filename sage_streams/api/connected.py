@@ -83,7 +83,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
         return self.streams[0].env
 
     def _operator(self, label: str, name: str | None, factory: Callable[[], Operator]) -> Node:
-        node = self.env.add_node("operator", name or label, tuple(s._node for s in self.streams))
+        node = self.env.add_node(Node("operator", name or label, tuple(s._node for s in self.streams)))
         node.operator = factory
         node.channel_config = self._channel_config
         node.policy = self._policy
@@ -237,7 +237,7 @@ class _BatchStream(DataStream[T]):
         function = resolve_function(fn, "process function")
         state = self._state
         label = f"process({getattr(function, '__name__', 'fn')})"
-        node = self.env.add_node("operator", name or label, (self._node,))
+        node = self.env.add_node(Node("operator", name or label, (self._node,)))
         node.operator = lambda: BatchProcessOperator(function, state, kwargs)
         return DataStream._of(self.env, node)
 

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 
 from sage_streams._codegen import Inline, tracing
-from sage_streams._graph.node import Node, NodeKind
+from sage_streams._graph.node import Node
 from sage_streams._runtime import Counters, Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams._typing import T, check_positive_int
 from sage_streams.channel import Receiver, Sender, create_channel
@@ -165,7 +165,7 @@ class LocalEnvironment:
         from sage_streams.api.stream import DataStream
 
         if source is None:
-            node = self.add_node("push", name)
+            node = self.add_node(Node("push", name))
             self._open_inbox(node)
         else:
             if not (callable(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
@@ -173,7 +173,7 @@ class LocalEnvironment:
                     f"source of stream {name!r} must be an iterable, an async iterable or an "
                     f"async generator function, got {type(source).__name__}"
                 )
-            node = self.add_node("pull", name, source=source)
+            node = self.add_node(Node("pull", name, source=source))
         return DataStream._of(self, node)
 
     def from_collection(self, items: Iterable[T], name: str | None = None) -> DataStream[T]:
@@ -182,23 +182,15 @@ class LocalEnvironment:
             raise TypeError(f"from_collection takes an iterable, got {type(items).__name__}")
         return self.create_stream(name or "collection", source=items)
 
-    def add_node(
-        self,
-        kind: NodeKind,
-        name: str,
-        inputs: tuple[Node, ...] = (),
-        *,
-        fn: Callable[..., Any] | None = None,
-        source: Source | None = None,
-    ) -> Node:
-        """Add a node under a name unique in this graph (``name``, else ``name#2``, ...)."""
+    def add_node(self, node: Node) -> Node:
+        """Add ``node`` to this graph, under its name made unique (``name``, else ``name#2``, ...)."""
+        name = node.name
         _check_name("a stream", name)
         if self._lifecycle is Lifecycle.RUNNING:
             raise StreamError(f"cannot add {name!r} to environment {self.name!r} while its graph is running")
-        unique = self._unique(name)
-        node = Node(kind, unique, inputs, fn=fn, source=source)
+        node.name = self._unique(name)
         node.env = self
-        self._names.add(unique)
+        self._names.add(node.name)
         self._nodes.append(node)
         return node
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
-from sage_streams._graph.node import ErrorPolicy
+from sage_streams._graph.node import ErrorPolicy, Node
 from sage_streams._graph.policy import DeadLetter
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class ErrorHandling:
 
         policy = self._policy_in_effect()
         if policy.dead_letters is None:
-            node = self.env.add_node("dead_letters", policy.errors_name)
+            node = self.env.add_node(Node("dead_letters", policy.errors_name))
             node.errors_of = policy
             policy.dead_letters = node
         return DataStream._of(self.env, policy.dead_letters)

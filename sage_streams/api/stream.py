@@ -76,7 +76,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
         from sage_streams.api.environment import LocalEnvironment
 
         env = LocalEnvironment._for_unbound_stream()
-        node = env.add_node("push", name)
+        node = env.add_node(Node("push", name))
         env._open_inbox(node)
         self._node = node
 
@@ -121,7 +121,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
     def _then(self, kind: NodeKind, fn: UserFunction, name: str | None, role: str) -> DataStream[Any]:
         function = resolve_function(fn, role)
         label = name or f"{kind}({getattr(function, '__name__', type(function).__name__)})"
-        node = self._env.add_node(kind, label, (self._node,), fn=function)
+        node = self._env.add_node(Node(kind, label, (self._node,), fn=function))
         return DataStream._of(self._env, node)
 
     @overload
@@ -200,7 +200,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
         for node in self._env._nodes:
             if node.kind == "side" and node.inputs == (self._node,) and node.port == port:
                 return DataStream._of(self._env, node)
-        node = self._env.add_node("side", f"{self.name}.{port}", (self._node,))
+        node = self._env.add_node(Node("side", f"{self.name}.{port}", (self._node,)))
         node.port = port
         return DataStream._of(self._env, node)
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, get_args
 
+from sage_streams._graph.node import Node
 from sage_streams._typing import UserFunction, check_choice, check_seconds
 from sage_streams.functions import resolve_function
 from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
@@ -22,7 +23,6 @@ from sage_streams.operators.windows.state import WindowState
 from sage_streams.state import StreamState
 
 if TYPE_CHECKING:
-    from sage_streams._graph.node import Node
     from sage_streams.api.stream import DataStream
     from sage_streams.api.windowed import WindowedStream
 
@@ -164,7 +164,9 @@ class Windowing:
                 inline=inline,
             )
 
-        node = env.add_node("operator", name or f"window({window_type})", tuple(s._node for s in inputs))
+        node = env.add_node(
+            Node("operator", name or f"window({window_type})", tuple(s._node for s in inputs))
+        )
         node.operator = factory
         self._windowed(node)
         windowed = WindowedStream._of(env, node)
