@@ -275,7 +275,7 @@ def define(
 
     Pasted code must find the names it reads where its function found them. So a function is
     left out, and called instead, when it reads a global or a free variable that the generated
-    function has as a local (a comprehension's ``out``, say) or by its own ``name``, when its
+    function has as a local (a chain's ``o2``, say) or by its own ``name``, when its
     free variable has the name of another's global, or when two free variables share a name but
     not a cell. The
     source is registered with ``linecache``, so that tracebacks show the generated line, and
