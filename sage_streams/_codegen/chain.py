@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from functools import cache
 from typing import Any, TypeAlias
 
 from sage_streams._codegen.inline import Inlinable, Inline, define, inlinable
@@ -309,7 +310,7 @@ class FusedChain(StepChain):
         if step < 0:
             return
         known = dict(zip(self._names, values, strict=True))
-        item = _value(ast.parse(self._inputs[step], mode="eval").body, known)
+        item = _value(_parsed(self._inputs[step]), known)
         if not self.resumable:
             self.record(error, Failure(step, item, 0))
             return
@@ -374,10 +375,9 @@ class FusedChain(StepChain):
         return run()
 
     def explain(self, error: BaseException, batch_size: int, it: Iterator[Any]) -> Failure:
-        consumed = batch_size - it.__length_hint__()  # type: ignore[attr-defined]
-        if self.parts:
-            return self._explain_parts(error, consumed)
-        return super().explain(error, batch_size, it)
+        if not self.parts:
+            return super().explain(error, batch_size, it)
+        return self._explain_parts(error, batch_size - it.__length_hint__())  # type: ignore[attr-defined]
 
     def _explain_parts(self, error: BaseException, consumed: int) -> Failure:
         """:meth:`explain` for a chain of :attr:`parts`: the failing loop's failure, in steps of
@@ -407,6 +407,12 @@ class FusedChain(StepChain):
         entries = (*counters[:start], *inner.entries[:-1], *[0] * (len(self.steps) - end + 1))
         ahead = ((end, iter(inner.outputs[-1])),)
         return Failure(step, inner.item, consumed, lists, entries, pending, ahead)
+
+
+@cache
+def _parsed(expression: str) -> ast.expr:
+    """A step's input expression parsed, once per process: handled chains may fail often."""
+    return ast.parse(expression, mode="eval").body
 
 
 def _value(expression: ast.expr, known: Mapping[str, Any]) -> Any:
