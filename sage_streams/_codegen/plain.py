@@ -181,8 +181,10 @@ def plain_probe(
                 held = mine.get(key, MISSING)
                 if held is MISSING:
                     mine[key] = item
+                elif type(held) is Bucket:
+                    held.append(item)  # in place: a hot key's bucket is not copied per item
                 else:
-                    mine[key] = Bucket((*(held if type(held) is Bucket else (held,)), item))
+                    mine[key] = Bucket((held, item))
         return hits, None, None, None
 
     return probe
