@@ -65,6 +65,7 @@ async def serve_live_orders() -> None:
     print("revenue:", ", ".join(f"{name}={total:.2f}" for name, total in sorted(revenue.items())))
     metrics = env.metrics().operators
     print(f"to_eur saw {metrics['to_eur'].items_in} orders; review passed {metrics['review'].items_out}")
+    print(f"the run has {env.lifecycle.value}")  # Lifecycle.FINISHED: every source read, every sink drained
 
 
 async def replay_history() -> None:

@@ -59,6 +59,7 @@ review order 102: 110.40 EUR from bo
 review order 104: 260.00 EUR from chen
 revenue: ana=60.13, bo=117.76, chen=260.00
 to_eur saw 5 orders; review passed 2
+the run has finished
 history: 70 of 1000 orders were 90 EUR or more
 """,
     "error_handling.py": """\
