@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterable, Callable, Iterable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, Literal, TypeAlias, TypedDict, TypeVar
 
 from sage_streams.errors import UnknownNameError
 
@@ -22,6 +22,25 @@ UserFunction: TypeAlias = Callable[..., Any] | str
 
 Source: TypeAlias = Iterable[Any] | AsyncIterable[Any] | Callable[[], AsyncIterable[Any]]
 """What a pull stream reads: an iterable, an async iterable, or an async generator function."""
+
+Ordering: TypeAlias = bool | Literal["key"]
+"""The order results of overlapping calls leave in: ``True`` (input order), ``False``
+(completion order) or ``"key"`` (one key's calls one at a time, in input order)."""
+
+
+class CallOptions(TypedDict, total=False):
+    """How ``map``, ``filter``, ``flat_map`` and ``sink`` call their function (see
+    :mod:`sage_streams.operators.calls.config`)."""
+
+    concurrency: int
+    ordered: Ordering
+    timeout: float | None
+    in_thread: bool
+    key_func: Callable[[Any], Any] | str | None
+
+
+CALL_OPTIONS: frozenset[str] = CallOptions.__optional_keys__
+"""The names of the call options (``windowed.process`` takes them out of ``fn``'s kwargs)."""
 
 
 def check_choice(value: object, choices: tuple[str, ...], what: str) -> None:

@@ -8,6 +8,9 @@ windows and idle timeouts are tested without sleeping::
     ...
     await clock.advance(60)   # every timer due by now fires
 
+A user function under test may wait on it too: ``await clock.sleep(0.01)`` returns once the
+clock has been advanced that far (a call's latency, without sleeping).
+
 ``leftover_tasks()`` lists the tasks of the running loop other than the caller's: after a graph
 has ended, however it ended, the list must be empty (no operator, feeder or run task survives).
 
@@ -80,6 +83,19 @@ class ManualClock:
         # Let the woken tasks (and what they wake in turn) run before the caller goes on.
         for _ in range(20):
             await asyncio.sleep(0)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until the clock has moved ``seconds`` on: in a test, the stand-in for
+        ``asyncio.sleep`` in a user function (an async call of a given latency, say)."""
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        ring = asyncio.Event()
+        timer = self.call_at(self._now + seconds, ring.set)
+        try:
+            await ring.wait()
+        finally:
+            timer.cancel()
 
 
 def leftover_tasks() -> set[asyncio.Task[object]]:

@@ -16,6 +16,7 @@ from sage_streams.functions import resolve_function
 if TYPE_CHECKING:
     from sage_streams._typing import Source, UserFunction
     from sage_streams.operators.base import Operator
+    from sage_streams.operators.calls.config import CallConfig
 
 __all__ = ["FUSABLE", "ErrorPolicy", "Node", "NodeKind", "nearest_policy"]
 
@@ -36,6 +37,7 @@ class Node:
     """One operator or source of a graph: what it runs, never its run's state."""
 
     __slots__ = (
+        "calls",
         "channel_config",
         "env",
         "errors_of",
@@ -71,6 +73,9 @@ class Node:
         self.key_func: Callable[..., Any] | None = None
         self.operator: Callable[[], Operator] | None = None
         self.port: str | None = None
+        self.calls: CallConfig | None = None
+        """How a map, filter, flat_map or sink calls its function when calls overlap; ``None``
+        for one call at a time on the loop (a step of its producer's chain)."""
         self.channel_config: ChannelConfig | None = None
         """An operator node's configuration of its input channels (``configure_backpressure``)."""
         self.errors_of: ErrorPolicy | None = None

@@ -7,6 +7,7 @@ from typing import Any
 
 from sage_streams._codegen import Inline, Step, StepChain, compile_chain
 from sage_streams._graph.node import Node
+from sage_streams._runtime.calls import CallHead
 from sage_streams._runtime.counters import RunCounters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Head, Prefix, Prefixed
@@ -68,7 +69,8 @@ class ChainTask:
 
     def scopes_held(self) -> set[PolicyRun]:
         """The policies of the operators this task runs (its head's and its steps')."""
-        members = [*self.nodes, self.head.node] if isinstance(self.head, OperatorHead) else self.nodes
+        head = self.head
+        members = [*self.nodes, head.node] if isinstance(head, OperatorHead | CallHead) else self.nodes
         return {self.scopes[node] for node in members}
 
     def attach(self, point: int, outlet: Outlet) -> None:
@@ -140,10 +142,10 @@ class ChainTask:
             completed = True
         finally:
             self.finished = True
+            await self.head.close(completed)  # first: no call of the head is left to count
             self.flush_counts()
             for scope in self.scopes_held():
                 scope.release(completed)
-            self.head.close(completed)
             for outlets in self.outlets.values():
                 for outlet in outlets:
                     outlet.close() if completed else outlet.abort()

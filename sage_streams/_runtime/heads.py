@@ -52,7 +52,7 @@ class Head(Protocol):
         """The next non-empty batch, a batch for the chain to join (:class:`Prefixed`), a
         control message to pass on (a watermark), or ``None`` at the end of the stream."""
 
-    def close(self, completed: bool) -> None:
+    async def close(self, completed: bool) -> None:
         """Release the inputs; ``completed`` says whether the stream ended normally."""
 
 
@@ -81,7 +81,7 @@ class IterableHead:
             exc.add_note(f"sage_streams: raised while reading source {self.node.name!r}")
             raise OperatorFailure(self.node.name, exc) from exc
 
-    def close(self, completed: bool) -> None:
+    async def close(self, completed: bool) -> None:
         self._next = None
 
 
@@ -118,5 +118,5 @@ class ChannelHead:
             await anyio.sleep_forever()
         return message
 
-    def close(self, completed: bool) -> None:
+    async def close(self, completed: bool) -> None:
         self.receiver.close()

@@ -264,7 +264,7 @@ class OperatorHead:
                 for outlet in self.side_outlets.get(port, ()):
                     await outlet.send(batch)
 
-    def close(self, completed: bool) -> None:
+    async def close(self, completed: bool) -> None:
         if self._timer is not None:
             self._timer[1].cancel()
             self._timer = None

@@ -13,6 +13,7 @@ import anyio
 
 from sage_streams._codegen import Inline
 from sage_streams._graph.node import FUSABLE, ErrorPolicy, Node
+from sage_streams._runtime.calls import CallHead
 from sage_streams._runtime.chain import ChainTask
 from sage_streams._runtime.counters import Counters, RunCounters
 from sage_streams._runtime.failures import OperatorFailure
@@ -67,6 +68,7 @@ class Plan:
         self.feeders: list[tuple[str, Callable[[], Coroutine[Any, Any, None]]]] = []
         self.where: dict[Node, tuple[ChainTask, int]] = {}
         self.operators: dict[Node, OperatorHead] = {}
+        self.call_heads: dict[Node, CallHead] = {}
         self.channels: list[Sender] = []
         self.failures: list[OperatorFailure] = []
         self.error: PipelineError | None = None
@@ -113,7 +115,9 @@ class Plan:
             for producer in node.inputs:
                 consumers[producer] += 1
         for node in nodes:
-            if node.kind in FUSABLE:
+            if node.kind in FUSABLE and node.calls is not None:
+                self._place_calls(node)
+            elif node.kind in FUSABLE:
                 self._place_operator(node, consumers)
             elif node.kind == "push":
                 sender, receiver = self.inboxes[node]
@@ -162,6 +166,16 @@ class Plan:
             chain, point = self._new_chain(node, ChannelHead(receiver), head_node=None), 0
         chain.nodes.append(node)
         self.where[node] = (chain, point + 1)
+
+    def _place_calls(self, node: Node) -> None:
+        """An operator whose calls overlap heads a chain of its own, fed by a channel."""
+        (producer,) = node.inputs
+        sender, receiver = self._channel(f"{producer.name}->{node.name}")
+        self.attach(producer, ChannelOutlet(sender))
+        head = CallHead(node, receiver, self.clock, self.scopes[node], self.counters[node])
+        self.call_heads[node] = head
+        chain = self._new_chain(node, head, head_node=None)
+        self.where[node] = (chain, 0)
 
     def _place_stateful(self, node: Node) -> None:
         config = node.channel_config
@@ -230,15 +244,19 @@ class Plan:
 
     def operator_details(self) -> dict[str, dict[str, float]]:
         """Operator-specific metrics of every stateful operator, by operator name."""
-        return {node.name: head.operator.details() for node, head in self.operators.items()}
+        details = {node.name: head.operator.details() for node, head in self.operators.items()}
+        details.update((node.name, head.details()) for node, head in self.call_heads.items())
+        return details
 
     def operator_modes(self) -> dict[str, str]:
         """How each operator that can run more than one way runs now, by operator name."""
-        return {
+        modes = {
             node.name: head.operator.mode
             for node, head in self.operators.items()
             if isinstance(head.operator, SteppingOperator)
         }
+        modes.update((node.name, head.config.mode) for node, head in self.call_heads.items())
+        return modes
 
     def flush_counts(self) -> None:
         """Bring every node's counters up to date (metrics read them)."""

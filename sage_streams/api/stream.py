@@ -25,9 +25,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Never, Self, overload
+from typing import TYPE_CHECKING, Any, Generic, Never, Self, Unpack, overload
 
 from sage_streams._graph.node import ErrorPolicy, Node, NodeKind
 from sage_streams._runtime import (
@@ -37,15 +36,15 @@ from sage_streams._runtime import (
     Outcome,
     Plan,
     Reader,
-    running_loop,
-    wrong_loop,
 )
-from sage_streams._typing import R, T, UserFunction
+from sage_streams._typing import CallOptions, R, T, UserFunction
 from sage_streams.api.handling import ErrorHandling
+from sage_streams.api.push import PushStream
 from sage_streams.api.windowing import Windowing
-from sage_streams.channel import Receiver, Sender, create_channel
-from sage_streams.errors import BrokenChannelError, PipelineError, StreamError
+from sage_streams.channel import Receiver, create_channel
+from sage_streams.errors import PipelineError
 from sage_streams.functions import resolve_function
+from sage_streams.operators.calls.config import call_config
 
 if TYPE_CHECKING:
     from sage_streams.api.connected import ConnectedStreams
@@ -54,10 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DataStream"]
 
-_current_loop = asyncio._get_running_loop  # the running loop or None: the per-emit check
 
-
-class DataStream(ErrorHandling, Windowing, Generic[T]):
+class DataStream(PushStream[T], ErrorHandling, Windowing, Generic[T]):
     """A stream of items in a dataflow graph.
 
     ``DataStream(name)`` creates a push stream that is not yet bound to an environment: it runs
@@ -118,45 +115,114 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
 
     # -- transformations ----------------------------------------------------------------
 
-    def _then(self, kind: NodeKind, fn: UserFunction, name: str | None, role: str) -> DataStream[Any]:
+    def _then(
+        self,
+        kind: NodeKind,
+        fn: UserFunction,
+        name: str | None,
+        role: str,
+        calls: CallOptions | None = None,
+    ) -> DataStream[Any]:
         function = resolve_function(fn, role)
+        config = None if calls is None else call_config(function, role, calls, stream_key=self._node.key_func)
         label = name or f"{kind}({getattr(function, '__name__', type(function).__name__)})"
-        node = self._env.add_node(Node(kind, label, (self._node,), fn=function))
-        return DataStream._of(self._env, node)
+        node = Node(kind, label, (self._node,), fn=function)
+        node.calls = config
+        return DataStream._of(self._env, self._env.add_node(node))
 
     @overload
-    def map(self, fn: Callable[[T], Awaitable[R]], *, name: str | None = None) -> DataStream[R]: ...
+    def map(
+        self, fn: Callable[[T], Awaitable[R]], *, name: str | None = None, **calls: Unpack[CallOptions]
+    ) -> DataStream[R]: ...
     @overload
-    def map(self, fn: Callable[[T], R], *, name: str | None = None) -> DataStream[R]: ...
+    def map(
+        self, fn: Callable[[T], R], *, name: str | None = None, **calls: Unpack[CallOptions]
+    ) -> DataStream[R]: ...
     @overload
-    def map(self, fn: str, *, name: str | None = None) -> DataStream[Any]: ...
-    def map(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
+    def map(self, fn: str, *, name: str | None = None, **calls: Unpack[CallOptions]) -> DataStream[Any]: ...
+    def map(
+        self,
+        fn: UserFunction,
+        *,
+        name: str | None = None,
+        **calls: Unpack[CallOptions],
+    ) -> DataStream[Any]:
         """Each item replaced by ``fn(item)`` (awaited if ``fn`` is async), in order.
 
         The new stream's item type is what ``fn`` returns (what it resolves to for an
         ``async def``); a registered name gives ``DataStream[Any]``, its function being known only
         when the graph is built.
+
+        Calls may overlap, as Flink's Async I/O operator and aiostream's ``task_limit`` let them:
+
+        Args:
+            concurrency: at most this many calls in flight (and items held) at once; with the
+                default 1, ``fn`` is awaited one item at a time, a step of its chain.
+            ordered: ``True``, results leave in input order; ``False``, as calls complete;
+                ``"key"``, one key's calls run one at a time and leave in input order, different
+                keys' calls overlap. A watermark never passes a result of an item before it.
+            timeout: seconds a call may take (on the environment's clock); a call that takes
+                longer is cancelled and is a ``TimeoutError`` of its item, for the error policy
+                (``"retry"`` calls again, ``"continue"`` sends the item to the dead letters).
+            in_thread: ``fn`` is a blocking function: it runs in worker threads (through anyio),
+                ``concurrency`` at once, and the loop never blocks.
+            key_func: the key of ``ordered="key"`` (default: the ``key_by`` key of this stream).
+
+        With ``concurrency`` > 1 or a ``timeout``, ``fn`` must return an awaitable (an
+        ``async def``, or a function returning a coroutine): any other result is a
+        ``TypeError`` of its item. See :mod:`sage_streams.operators.calls.config`.
         """
-        return self._then("map", fn, name, "map function")
+        return self._then("map", fn, name, "map function", calls)
 
-    def filter(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[T]:
-        """Only the items for which ``fn(item)`` is true (awaited if ``fn`` is async), in order."""
-        return self._then("filter", fn, name, "filter predicate")
+    def filter(
+        self,
+        fn: Callable[[T], object] | str,
+        *,
+        name: str | None = None,
+        **calls: Unpack[CallOptions],
+    ) -> DataStream[T]:
+        """Only the items for which ``fn(item)`` is true (awaited if ``fn`` is async), in order.
 
-    @overload
-    def flat_map(self, fn: Callable[[T], AsyncIterable[R]], *, name: str | None = None) -> DataStream[R]: ...
+        ``concurrency``, ``ordered``, ``timeout``, ``in_thread`` and ``key_func`` are those of
+        :meth:`map`.
+        """
+        return self._then("filter", fn, name, "filter predicate", calls)
+
     @overload
     def flat_map(
-        self, fn: Callable[[T], Awaitable[Iterable[R]]], *, name: str | None = None
+        self, fn: Callable[[T], AsyncIterable[R]], *, name: str | None = None, **calls: Unpack[CallOptions]
     ) -> DataStream[R]: ...
     @overload
-    def flat_map(self, fn: Callable[[T], Iterable[R]], *, name: str | None = None) -> DataStream[R]: ...
+    def flat_map(
+        self,
+        fn: Callable[[T], Awaitable[Iterable[R]]],
+        *,
+        name: str | None = None,
+        **calls: Unpack[CallOptions],
+    ) -> DataStream[R]: ...
     @overload
-    def flat_map(self, fn: str, *, name: str | None = None) -> DataStream[Any]: ...
-    def flat_map(self, fn: UserFunction, *, name: str | None = None) -> DataStream[Any]:
+    def flat_map(
+        self, fn: Callable[[T], Iterable[R]], *, name: str | None = None, **calls: Unpack[CallOptions]
+    ) -> DataStream[R]: ...
+    @overload
+    def flat_map(
+        self, fn: str, *, name: str | None = None, **calls: Unpack[CallOptions]
+    ) -> DataStream[Any]: ...
+    def flat_map(
+        self,
+        fn: UserFunction,
+        *,
+        name: str | None = None,
+        **calls: Unpack[CallOptions],
+    ) -> DataStream[Any]:
         """Each item replaced by the items of ``fn(item)``, in order: the elements of an iterable
-        (a string is an iterable of characters), or what an async generator yields."""
-        return self._then("flat_map", fn, name, "flat_map function")
+        (a string is an iterable of characters), or what an async generator yields.
+
+        ``concurrency``, ``ordered``, ``timeout``, ``in_thread`` and ``key_func`` are those of
+        :meth:`map`; with calls overlapping, one call's items leave together, and an async
+        generator is drained (under the timeout) before they do.
+        """
+        return self._then("flat_map", fn, name, "flat_map function", calls)
 
     def key_by(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[T]:
         """The same items, keyed by ``fn(item)`` for the keyed operators that follow.
@@ -186,13 +252,22 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
 
         return [self], StreamState(), self._node.key_func
 
-    def sink(self, fn: Callable[[T], object] | str, *, name: str | None = None) -> DataStream[Never]:
+    def sink(
+        self,
+        fn: Callable[[T], object] | str,
+        *,
+        name: str | None = None,
+        **calls: Unpack[CallOptions],
+    ) -> DataStream[Never]:
         """Call ``fn(item)`` for every item, for its effect.
 
         Returns the sink's own stream, which carries no items: it ends once the sink has been
         called for everything, so ``await sink.collect()`` waits for the whole graph.
+        ``concurrency``, ``timeout``, ``in_thread`` and ``key_func`` are those of :meth:`map`
+        (``ordered="key"`` writes one key at a time, in order; ``True`` and ``False`` are alike,
+        a sink emitting nothing).
         """
-        return self._then("sink", fn, name, "sink function")
+        return self._then("sink", fn, name, "sink function", calls)
 
     def _side_output(self, port: str) -> DataStream[Any]:
         """The side output ``port`` of this operator's stream: the same stream however often
@@ -203,115 +278,6 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
         node = self._env.add_node(Node("side", f"{self.name}.{port}", (self._node,)))
         node.port = port
         return DataStream._of(self._env, node)
-
-    # -- push streams ----------------------------------------------------------------------
-
-    def _inbox(self) -> Any:
-        inbox = self._env._inboxes.get(self._node)
-        if inbox is None:
-            raise StreamError(
-                f"stream {self.name!r} is not a push stream: only streams made by "
-                "create_stream(name) or DataStream(name) take emit() and close()"
-            )
-        return inbox[0]
-
-    def _on_graph_loop(self, what: str) -> Plan | None:
-        """The run in progress, if any, after checking that ``what`` is called on its loop."""
-        loop = running_loop(what)
-        plan = self._env.running_plan()
-        if plan is not None and plan.loop is not loop:
-            raise wrong_loop(what, self._env.name)
-        return plan
-
-    async def emit(self, item: T) -> None:
-        """Push one item into this stream; waits while the stream's buffer is full.
-
-        Before the graph runs, the buffer holds the first ``buffer_size`` items; one more finds
-        nothing that could make room, so it is refused unless a run starts meanwhile (a
-        ``collect()`` gathered with the emitting coroutine).
-
-        Raises:
-            StreamError: the stream is closed, its graph has stopped consuming it, its buffer is
-                full while its graph is not running, or this is not the graph's event loop.
-        """
-        node = self._node
-        env = node.env
-        plan = env.running_plan()
-        inbox = env._inboxes.get(node)
-        if inbox is None or plan is None or plan.loop is not _current_loop():
-            sender = await self._before_a_run()  # the per-item path is the lines above only
-        else:
-            sender = inbox[0]
-        try:
-            await sender.send_item(item)
-        except BrokenChannelError:
-            if sender.closed:
-                raise StreamError(f"cannot emit into stream {self.name!r}: it is closed") from None
-            plan = self._env._plan
-            failures = [] if plan is None else plan.failures
-            raise StreamError(
-                f"cannot emit into stream {self.name!r}: its graph has stopped reading it"
-            ) from (failures[0].error if failures else None)
-
-    async def _before_a_run(self) -> Sender:
-        """The inbox of an ``emit`` that is not on its graph's running loop: on another loop it
-        is refused; with no run, an item that does not fit waits only for a run that is starting."""
-        sender: Sender = self._inbox()
-        if self._on_graph_loop("emit()") is None and sender.full and not sender.closed:
-            await asyncio.sleep(0)  # a run that is starting (a gathered collect()) starts now
-            if self._on_graph_loop("emit()") is None and sender.full:
-                raise StreamError(
-                    f"cannot emit into stream {self.name!r}: its buffer is full "
-                    f"({self._env.buffer_size} items) and its graph is not running, so nothing "
-                    "can make room; start the graph first (async with env.running(): ...)"
-                )
-        return sender
-
-    async def close(self) -> None:
-        """End this push stream: what was emitted is processed, then the stream ends."""
-        sender = self._inbox()
-        self._on_graph_loop("close()")
-        sender.close()
-
-    def emit_threadsafe(self, item: T) -> concurrent.futures.Future[None]:
-        """Push one item from another thread into this stream of a running graph.
-
-        The item is emitted on the graph's event loop; the returned future completes when
-        :meth:`emit` has (``future.result()`` waits while the buffer is full, and raises what
-        ``emit`` raised). Items given from one thread enter the stream in the order given. Do
-        not wait for the future on the graph's own loop: that would block the loop it waits for.
-
-        Raises:
-            StreamError: the graph is not running (there is no loop to hand the item to).
-        """
-        return self._hand_over("emit_threadsafe()", lambda: self.emit(item))
-
-    def close_threadsafe(self) -> concurrent.futures.Future[None]:
-        """End this push stream from another thread, after the items given before with
-        :meth:`emit_threadsafe`; the future completes once it is closed."""
-        return self._hand_over("close_threadsafe()", self.close)
-
-    def _hand_over(self, what: str, step: Callable[[], Awaitable[None]]) -> concurrent.futures.Future[None]:
-        """Run ``step`` on the running graph's loop, after the steps handed over before it: one
-        fair lock per push stream and run keeps the order they were given in."""
-        self._inbox()
-        plan = self._env.running_plan()
-        if plan is None:
-            raise StreamError(
-                f"{what} on stream {self.name!r}: its graph is not running, so there is no event "
-                "loop to hand the item to; start it first (async with env.running(): ...)"
-            )
-
-        async def in_order() -> None:
-            async with plan.threadsafe_emits.setdefault(self._node, asyncio.Lock()):
-                await step()
-
-        return asyncio.run_coroutine_threadsafe(in_order(), plan.loop)
-
-    @property
-    def closed(self) -> bool:
-        """Whether this push stream has been closed."""
-        return bool(self._inbox().closed)
 
     # -- consuming -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sage_streams._typing import UserFunction
+from sage_streams._typing import CALL_OPTIONS, CallOptions, UserFunction
 from sage_streams.api.stream import DataStream
 from sage_streams.api.windowing import WindowSpec
 from sage_streams.errors import StreamError
@@ -54,11 +54,21 @@ class WindowedStream(DataStream[WindowData]):
     _state: StreamState
     _spec: WindowSpec
 
-    def process(self, fn: UserFunction, *, name: str | None = None, **kwargs: Any) -> DataStream[Any]:
+    def process(
+        self,
+        fn: UserFunction,
+        *,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> DataStream[Any]:
         """A stream of what ``fn(window_data, state, **kwargs)`` returns for each window.
 
         One result per window, a tuple included; a list or generator gives several, ``None``
-        none. ``fn`` may be ``async``.
+        none. ``fn`` may be ``async``. ``concurrency``, ``ordered``, ``timeout``, ``in_thread``
+        and ``key_func`` are those of :meth:`DataStream.map`, applied to the calls of ``fn``,
+        one per window (so those names are not passed on to ``fn`` in ``kwargs``):
+        ``ordered="key"`` with ``key_func=lambda window: window.key`` processes one key's
+        windows in order while other keys' overlap.
         """
         if self._spec.accumulators is not None:
             raise StreamError(
@@ -68,17 +78,18 @@ class WindowedStream(DataStream[WindowData]):
         function = resolve_function(fn, "window function")
         state = self._state
         label = name or f"process({getattr(function, '__name__', 'fn')})"
+        options = CallOptions(**{key: kwargs.pop(key) for key in CALL_OPTIONS if key in kwargs})  # type: ignore[typeddict-item]
         if is_async_callable(function):
 
             async def apply_async(window: WindowData) -> Sequence[Any]:
                 return window_results(await function(window, state, **kwargs))
 
-            return self.flat_map(apply_async, name=label)
+            return self.flat_map(apply_async, name=label, **options)
 
         def apply(window: WindowData) -> Sequence[Any]:
             return window_results(function(window, state, **kwargs))
 
-        return self.flat_map(apply, name=label)
+        return self.flat_map(apply, name=label, **options)
 
     def aggregate(
         self,
