@@ -41,6 +41,7 @@ from sage_streams._runtime.policy import PolicyRun
 from sage_streams.channel import ABORTED, END, Control, Receiver
 from sage_streams.operators.calls.config import CallConfig
 from sage_streams.operators.calls.order import Call, make_order
+from sage_streams.operators.process import PROCESS_SLICE
 from sage_streams.time import Clock
 
 __all__ = ["CallHead"]
@@ -111,7 +112,12 @@ class CallHead:
                     return
                 if type(message) is list:
                     self.counters.items_in += len(message)
-                    rest.extend(message)
+                    if self.config.per_batch:
+                        rest.extend(
+                            message[i : i + PROCESS_SLICE] for i in range(0, len(message), PROCESS_SLICE)
+                        )
+                    else:
+                        rest.extend(message)
                 elif message is END:
                     self._ended = True
                 elif message is ABORTED:

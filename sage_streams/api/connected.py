@@ -17,10 +17,11 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sage_streams._graph.node import ErrorPolicy, Node, nearest_policy
-from sage_streams._typing import T, UserFunction, check_positive_int, check_seconds
+from sage_streams._typing import CALL_OPTIONS, CallOptions, T, UserFunction, check_positive_int, check_seconds
 from sage_streams.api.handling import ErrorHandling
 from sage_streams.api.stream import DataStream
 from sage_streams.api.windowing import Windowing
@@ -28,8 +29,9 @@ from sage_streams.channel import ChannelConfig, validate_strategy
 from sage_streams.channel.config import Strategy
 from sage_streams.channel.overflow import Codec, CodecName, resolve_codec
 from sage_streams.errors import StreamError
-from sage_streams.functions import resolve_function
+from sage_streams.functions import emitted, is_async_callable, items_of, resolve_function
 from sage_streams.operators.base import Operator
+from sage_streams.operators.calls.config import call_config
 from sage_streams.operators.joins.config import JoinType, join_config
 from sage_streams.operators.joins.operator import JoinOperator
 from sage_streams.operators.process import BatchProcessOperator, ProcessOperator, StreamReader
@@ -233,13 +235,42 @@ class _BatchStream(DataStream[T]):
     _state: StreamState
 
     def process(self, fn: UserFunction, *, name: str | None = None, **kwargs: Any) -> DataStream[Any]:
-        """A stream of what ``fn(batch, state, **kwargs)`` returns, per batch of this stream."""
+        """A stream of what ``fn(batch, state, **kwargs)`` returns, per batch of this stream.
+
+        ``concurrency``, ``ordered`` (``True`` or ``False``: a batch has no one key),
+        ``timeout`` and ``in_thread`` are those of :meth:`DataStream.map`, applied to the calls
+        of ``fn``, one per batch (so those names are not passed on to ``fn`` in ``kwargs``);
+        an error fails the call's batch, as without them.
+        """
         function = resolve_function(fn, "process function")
         state = self._state
-        label = f"process({getattr(function, '__name__', 'fn')})"
-        node = self.env.add_node(Node("operator", name or label, (self._node,)))
+        label = name or f"process({getattr(function, '__name__', 'fn')})"
+        options = CallOptions(**{key: kwargs.pop(key) for key in CALL_OPTIONS if key in kwargs})  # type: ignore[typeddict-item]
+        calls = call_config(_per_batch(function, state, kwargs), "process function", options, stream_key=None)
+        if calls is not None:
+            node = Node("flat_map", label, (self._node,), fn=_per_batch(function, state, kwargs))
+            node.calls = replace(calls, per_batch=True)
+            node.reported_kind = "operator"
+            return DataStream._of(self.env, self.env.add_node(node))
+        node = self.env.add_node(Node("operator", label, (self._node,)))
         node.operator = lambda: BatchProcessOperator(function, state, kwargs)
         return DataStream._of(self.env, node)
+
+
+def _per_batch(fn: Callable[..., Any], state: StreamState, kwargs: dict[str, Any]) -> Callable[[Any], Any]:
+    """``fn(batch, state, **kwargs)`` as a function of the batch alone, giving its items as a
+    list: ``async`` if ``fn`` is, so that its calls may overlap."""
+    if is_async_callable(fn):
+
+        async def apply_async(batch: list[Any]) -> list[Any]:
+            return list(await emitted(fn(batch, state, **kwargs)))
+
+        return apply_async
+
+    def apply(batch: list[Any]) -> list[Any]:
+        return list(items_of(fn(batch, state, **kwargs)))
+
+    return apply
 
 
 class JoinedStream(_BatchStream[tuple[Any, Any]]):

@@ -468,3 +468,52 @@ async def test_default_options_keep_the_operator_a_step_of_its_chain() -> None:
     assert await stream.collect() == [1, 2]
     assert stream._node.calls is None
     assert env.metrics().operators[stream.name].mode is None
+
+
+async def test_joined_batches_are_processed_concurrently_with_the_same_results() -> None:
+    async def enrich(pairs: list[tuple[Any, Any]], state: Any, unit: str) -> list[str]:
+        await asyncio.sleep(0)
+        return [f"{event['user']}:{profile['name']}:{unit}" for profile, event in pairs]
+
+    events = [{"user": i % 5, "n": i} for i in range(600)]
+    profiles = [{"user": u, "name": f"u{u}"} for u in range(5)]
+    results = []
+    for options in ({}, {"concurrency": 4}, {"concurrency": 4, "ordered": False}):
+        env = LocalEnvironment(batch_size=7)
+        joined = (
+            env.from_collection(profiles)
+            .connect(env.from_collection(events))
+            .join(key_func=lambda item: item["user"])
+        )
+        out = joined.process(enrich, unit="x", name="enrich", **options)
+        results.append(await out.collect())
+        assert env.metrics().operators["enrich"].kind == "operator"
+    assert results[1] == results[0]
+    assert sorted(results[2]) == sorted(results[0])
+    assert len(results[0]) == 600
+
+
+async def test_a_failing_batch_call_is_an_error_of_its_batch() -> None:
+    async def check(pairs: list[Any], state: Any) -> list[Any]:
+        if any(right == 3 for _, right in pairs):
+            raise ValueError("bad batch")
+        return pairs
+
+    env = LocalEnvironment(batch_size=2)
+    left = env.from_collection([1])
+    joined = left.connect(env.from_collection([1, 2, 3, 4])).join(condition=lambda a, b: True)
+    joined.on_error(lambda stream_id, error, context: "continue")
+    letters: list[DeadLetter] = []
+    joined.errors().sink(letters.append)
+    out = await joined.process(check, concurrency=2, name="check").collect()
+    lost = [pair for letter in letters for pair in letter.item]
+    assert sorted(out + lost) == [(1, 1), (1, 2), (1, 3), (1, 4)]
+    assert (1, 3) in lost
+    assert all(isinstance(letter.error, ValueError) for letter in letters)
+
+
+def test_a_batch_call_has_no_key_to_order_by() -> None:
+    env = LocalEnvironment()
+    joined = env.from_collection([1]).connect(env.from_collection([1])).join(condition=lambda a, b: True)
+    with pytest.raises(ValueError, match="no key to order by"):
+        joined.process(fetch, concurrency=2, ordered="key", key_func=str)

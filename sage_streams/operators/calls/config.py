@@ -41,6 +41,9 @@ class CallConfig:
             is cancelled and is a ``TimeoutError`` of its item, for the error policy.
         in_thread: whether the function is a blocking one, run in a worker thread.
         key: the key of an item for ``ordered="key"``, else ``None``.
+        per_batch: each call takes a batch, not an item (``joined.process``): the batches as
+            they arrive, in slices of at most ``PROCESS_SLICE`` items, as the operator it
+            stands for would see them.
     """
 
     concurrency: int = 1
@@ -48,6 +51,7 @@ class CallConfig:
     timeout: float | None = None
     in_thread: bool = False
     key: Callable[[Any], Any] | None = None
+    per_batch: bool = False
 
     def __post_init__(self) -> None:
         check_positive_int("concurrency", self.concurrency)
@@ -59,6 +63,8 @@ class CallConfig:
             raise TypeError(f"in_thread must be True or False, got {self.in_thread!r}")
         if (self.ordered == "key") != (self.key is not None):
             raise ValueError("ordered='key' needs a key, and a key needs ordered='key'")
+        if self.per_batch and self.ordered == "key":
+            raise ValueError("a call per batch has no key to order by: give ordered=True or False")
 
     @property
     def mode(self) -> str:
