@@ -171,9 +171,13 @@ class CallHead:
         except OperatorFailure as failure:
             self._fail(failure)
             return
-        except Exception as exc:  # pragma: no cover - a defect of this head, not of user code
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # SystemExit and the like, or a defect of this head
             exc.add_note(f"sage_streams: raised in operator {self.node.name!r}")
             self._fail(OperatorFailure(self.node.name, exc, call.item))
+            if not isinstance(exc, Exception):
+                raise
             return
         finally:
             self.in_flight -= 1
@@ -194,9 +198,20 @@ class CallHead:
             timer = self.clock.call_at(start + timeout, lambda: self._expire(call))
         try:
             result = await self._invoke(call.item)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             task = call.task
-            if not call.expired or self._stopping or task is None or task.uncancel() > 0:
+            if self._stopping or task is None:
+                raise
+            if not call.expired:
+                if task.cancelling():
+                    raise  # cancelled from outside: not the item's doing
+                # The function let a CancelledError out that nobody aimed at this call (it
+                # awaited a future someone else cancelled): an error of its item, not a stop
+                # that would leave the operator waiting for a call that never finishes.
+                raise RuntimeError(
+                    f"the call of {self.node.name!r} raised CancelledError, but nothing cancelled it"
+                ) from cancelled
+            if task.uncancel() > 0:
                 raise
             self.timed_out += 1
             raise TimeoutError(

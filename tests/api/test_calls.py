@@ -517,3 +517,53 @@ def test_a_batch_call_has_no_key_to_order_by() -> None:
     joined = env.from_collection([1]).connect(env.from_collection([1])).join(condition=lambda a, b: True)
     with pytest.raises(ValueError, match="no key to order by"):
         joined.process(fetch, concurrency=2, ordered="key", key_func=str)
+
+
+async def test_a_cancelled_error_nobody_aimed_at_the_call_is_an_error_of_its_item() -> None:
+    env = LocalEnvironment()
+
+    async def awaits_a_cancelled_future(x: int) -> int:
+        if x == 2:
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            future.cancel()
+            return await future
+        return x
+
+    source = env.from_collection([1, 2, 3])
+    source.on_error(lambda stream_id, error, context: "continue")
+    letters: list[DeadLetter] = []
+    source.errors().sink(letters.append)
+    out = await source.map(awaits_a_cancelled_future, concurrency=2).collect()
+    assert out == [1, 3]
+    assert [(letter.item, type(letter.error)) for letter in letters] == [(2, RuntimeError)]
+    assert isinstance(letters[0].error.__cause__, asyncio.CancelledError)
+
+
+def test_watermarks_wait_for_the_calls_before_them() -> None:
+    """Windows of windows, with overlapping calls between them whose later windows finish
+    first: no result reaches the second window after the watermark that would make it late."""
+
+    async def run(concurrency: int, ordered: Any) -> tuple[list[Any], list[Any]]:
+        clock = ManualClock()
+        env = LocalEnvironment(clock=clock, batch_size=3)
+        events = [{"timestamp": t, "user": t % 2} for t in range(60)]
+        windows = env.from_collection(events).window("tumbling", size=5, key_func=lambda e: e["user"])
+
+        async def total(window: Any, state: Any) -> dict[str, Any]:
+            await clock.sleep(12 - window.start_time / 5)  # the earlier windows are the slower
+            return {"timestamp": window.start_time, "n": sum(len(items) for items in window)}
+
+        totals = windows.process(total, concurrency=concurrency, ordered=ordered)
+        second = totals.window("tumbling", size=20)
+        sums = second.aggregate(lambda acc, record: acc + record["n"], initial=0)
+        out: list[Any] = []
+        late_items: list[Any] = []
+        sums.sink(out.append)
+        second.late().sink(late_items.append)
+        await until_done(clock, env.execute())
+        return [(a.start_time, a.value) for a in out], late_items
+
+    for concurrency, ordered in ((1, True), (6, True), (6, False)):
+        sums, late_items = asyncio.run(run(concurrency, ordered))
+        assert late_items == []
+        assert sums == [(0.0, 20), (20.0, 20), (40.0, 20)]
