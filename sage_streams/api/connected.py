@@ -30,8 +30,8 @@ from sage_streams.channel.overflow import Codec, CodecName, resolve_codec
 from sage_streams.errors import StreamError
 from sage_streams.functions import resolve_function
 from sage_streams.operators.base import Operator
-from sage_streams.operators.joins.config import JoinType, join_config
-from sage_streams.operators.joins.operator import JoinOperator
+from sage_streams.operators.joins.config import JoinType, TableJoinType, join_config, table_join_config
+from sage_streams.operators.joins.operator import JoinOperator, TableJoinOperator
 from sage_streams.operators.process import BatchProcessOperator, ProcessOperator, StreamReader
 from sage_streams.operators.sync.config import SyncType, sync_config
 from sage_streams.operators.sync.operator import SyncOperator
@@ -41,7 +41,7 @@ from sage_streams.state import StreamState
 if TYPE_CHECKING:
     from sage_streams.api.environment import LocalEnvironment
 
-__all__ = ["ConnectedStreams", "JoinedStream", "StreamReader", "SynchronizedStream"]
+__all__ = ["ConnectedStreams", "JoinedStream", "StreamReader", "SynchronizedStream", "join_table"]
 
 
 class ConnectedStreams(ErrorHandling, Windowing):
@@ -262,6 +262,37 @@ def _resolve_keys(key_func: Any) -> Any:
             raise TypeError(f"key_func pair must be (left_key, right_key), got {len(key_func)} functions")
         return tuple(resolve_function(fn, "join key function") for fn in key_func)
     return resolve_function(key_func, "join key function")
+
+
+def join_table(
+    events: DataStream[Any],
+    table: DataStream[Any],
+    key_func: UserFunction | tuple[UserFunction, UserFunction],
+    join_type: TableJoinType = "inner",
+    *,
+    value_func: UserFunction | None = None,
+    timestamp: TimestampSpec | None = None,
+    name: str | None = None,
+) -> DataStream[tuple[Any, Any]]:
+    """The node of ``events.join_table(table, ...)`` (see ``DataStream.join_table``): the config
+    is checked now, and the join follows the error policy that governs the events."""
+    if not isinstance(table, DataStream):
+        raise TypeError(f"join_table takes the table as a DataStream, got {table!r}")
+    if table is events:
+        raise StreamError(f"a stream cannot be joined as a table with itself ({events.name!r})")
+    keys = _resolve_keys(key_func)
+    value = resolve_function(value_func, "table value function") if value_func is not None else None
+    config = table_join_config(join_type, keys, value_func=value, timestamp=timestamp)
+    _connect_environments([events, table])
+    env = events.env
+    label = name or f"join_table({join_type})"
+    node = env.add_node(Node("operator", label, (events._node, table._node)))
+    event_time = timestamp is not None
+    node.operator = lambda: TableJoinOperator(
+        config.build(inline=env.inlining(), codegen=env.codegen), event_time=event_time
+    )
+    node.policy = events._policy_in_effect()
+    return DataStream._of(env, node)
 
 
 def _connect_environments(streams: Sequence[DataStream[Any]]) -> None:
