@@ -25,9 +25,10 @@ order, each when its ``j`` is passed: an event behind a held one is held too.
 
 Versions stay bounded: the *horizon* ``H`` is the smallest join time still to come (the first
 held event's, else ``W``); of each key's versions at or before ``H`` only the newest is kept,
-and not at all when it is a tombstone. A key is pruned when a row of it arrives, and every key
-once the versions have doubled since the last sweep. A table item behind ``T`` still becomes a
-version for the events not joined yet.
+and a tombstone is dropped once no version is older (before a key's first version there is no
+row either). A key is pruned when a row of it arrives, and every key once the versions have
+doubled since the last sweep. A table item behind ``T`` still becomes a version for the events
+not joined yet.
 
 An item whose key function raises or gives ``None`` or an unhashable key, whose ``value``
 raises, or whose timestamp is bad is an error of that item (:class:`JoinItemError`): it leaves
@@ -352,15 +353,17 @@ class TableJoinState:
         return self._held[0][0] if self._held else self._event_mark
 
     def _prune(self, key: Hashable, versions: _Versions, horizon: float) -> None:
-        """Keep, of the versions at or before ``horizon``, only the newest, and no tombstone."""
+        """Drop the versions older than the newest at or before ``horizon``, then the tombstones
+        left oldest: before a key's first version there is no row either."""
         times = versions.times
-        newest = bisect_right(times, horizon) - 1
-        if newest >= 0 and versions.values[newest] is None:
-            newest += 1  # a tombstone is the same as no version for every join time to come
-        if newest > 0:
-            del times[:newest]
-            del versions.values[:newest]
-            self._version_count -= newest
+        values = versions.values
+        drop = max(bisect_right(times, horizon) - 1, 0)
+        while drop < len(values) and values[drop] is None:
+            drop += 1
+        if drop:
+            del times[:drop]
+            del values[:drop]
+            self._version_count -= drop
             if not times:
                 del self._versions[key]
 
