@@ -54,7 +54,7 @@ from typing import Any, Final, TypeAlias
 from sage_streams._codegen import Probe, compile_probe, lookup_error, none_key
 from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
-from sage_streams.operators.joins.state import JoinItemError
+from sage_streams.operators.joins.state import JoinItemError, read_key
 from sage_streams.operators.timestamps import TimestampSpec, timestamp_reader
 
 __all__ = ["EVENTS", "TABLE", "TableJoinState", "TableJoinStats"]
@@ -275,7 +275,7 @@ class TableJoinState:
         table = self._rows
         for index, item in enumerate(rows):
             try:
-                key = self._key_of(self._row_key, item)
+                key = read_key(self._row_key, item)
                 value = self._value_of(item)
             except ItemError as exc:
                 raise JoinItemError(exc.item, exc.error, index, []) from exc.error
@@ -289,7 +289,7 @@ class TableJoinState:
     def _arrive(self, event: Any, out: list[Pair]) -> None:
         assert self._read_time is not None
         ts = self._read_time(event)
-        key = self._key_of(self._event_key, event)
+        key = read_key(self._event_key, event)
         if ts < self._event_mark:
             self._late += 1
             ts = self._event_mark
@@ -302,7 +302,7 @@ class TableJoinState:
     def _add_version(self, item: Any, out: list[Pair]) -> None:
         assert self._read_time is not None
         ts = self._read_time(item)
-        key = self._key_of(self._row_key, item)
+        key = read_key(self._row_key, item)
         value = self._value_of(item)
         versions = self._versions.get(key)
         if versions is None:
@@ -375,19 +375,6 @@ class TableJoinState:
         self._sweep_at = max(_MIN_SWEEP, 2 * self._version_count)
 
     # -- both -----------------------------------------------------------------------------------
-
-    def _key_of(self, key_func: Callable[[Any], Hashable], item: Any) -> Hashable:
-        try:
-            key = key_func(item)
-        except Exception as exc:
-            raise ItemError(item, exc) from exc
-        if key is None:
-            raise ItemError(item, none_key(item))
-        try:
-            hash(key)
-        except Exception as exc:
-            raise ItemError(item, lookup_error(key, exc)) from exc
-        return key
 
     def _value_of(self, item: Any) -> Any:
         if self._value is None:
