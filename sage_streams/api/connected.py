@@ -127,6 +127,12 @@ class ConnectedStreams(ErrorHandling, Windowing):
         ``condition(left, right)`` is a theta condition, alone or with keys; ``within`` makes it
         an event-time interval join. ``join_type`` is ``"inner"``, ``"left"``, ``"right"`` or
         ``"outer"``; a missing side is ``None``. See ``sage_streams.operators.joins.state`` for the semantics.
+
+        The join buffers both sides: an item stays until the other input ends or ``within``
+        evicts it, so against a profile stream that never ends every event is kept, and a
+        profile update meets every past event of its key again. ``env.metrics()`` reports the
+        items held in ``details["buffered"]`` (``buffered_left + buffered_right``). To enrich
+        events with the current row of a changing table, use ``DataStream.join_table``.
         """
         if len(self.streams) != 2:
             raise StreamError(f"a join takes exactly two streams, these are {len(self.streams)}")
