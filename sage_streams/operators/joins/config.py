@@ -156,9 +156,11 @@ class TableJoinConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.join_type, TABLE_JOIN_TYPES, "join_type")
-        for name, value in (("event_key", self.event_key), ("row_key", self.row_key), ("value", self.value)):
-            if not callable(value) and (value is not None or name != "value"):  # value may be None
-                raise TypeError(f"{name} must be a function, got {value!r}")
+        for name in ("event_key", "row_key"):
+            if not callable(getattr(self, name)):
+                raise TypeError(f"{name} must be a function, got {getattr(self, name)!r}")
+        if self.value is not None and not callable(self.value):
+            raise TypeError(f"value must be a function or None, got {self.value!r}")
         timestamp = self.timestamp
         if timestamp is not None and not isinstance(timestamp, str) and not callable(timestamp):
             raise TypeError(f"timestamp must be a field name, a function or None, got {timestamp!r}")

@@ -36,9 +36,9 @@ no trace, and the items before it are done.
 
 Example::
 
-    state = TableJoinState(join_type="left", keys=(user, user), value=None, timestamp=None)
-    state.push(1, [{"user": 1, "name": "ann"}])
-    state.push(0, [{"user": 1, "page": "/"}, {"user": 2, "page": "/a"}])
+    state = table_join_config("left", key_func=lambda item: item["user"]).build()
+    state.push(TABLE, [{"user": 1, "name": "ann"}])                          # []
+    state.push(EVENTS, [{"user": 1, "page": "/"}, {"user": 2, "page": "/a"}])
     # [({"user": 1, "page": "/"}, {"user": 1, "name": "ann"}), ({"user": 2, "page": "/a"}, None)]
 """
 
@@ -249,19 +249,18 @@ class TableJoinState:
         for index, event in enumerate(events):
             try:
                 key = key_of(event)
-                if key is None:
-                    raise ItemError(event, none_key(event))
-                try:
-                    row = get(key)  # a row is never None: None deletes
-                except Exception as exc:
-                    raise ItemError(event, lookup_error(key, exc)) from exc
-            except ItemError as exc:
-                self._count_left(index, misses)
-                raise JoinItemError(event, exc.error, index, out) from exc.error.__cause__
             except Exception as exc:
                 self._count_left(index, misses)
                 raise JoinItemError(event, exc, index, out) from exc
+            try:
+                row = get(key)  # a row is never None: None deletes
+            except Exception as exc:
+                self._count_left(index, misses)
+                raise JoinItemError(event, lookup_error(key, exc), index, out) from exc
             if row is None:
+                if key is None:  # no row has a None key: this is the only test it costs
+                    self._count_left(index, misses)
+                    raise JoinItemError(event, none_key(event), index, out)
                 misses += 1
             emit((event, row))
         self._count_left(len(events), misses)

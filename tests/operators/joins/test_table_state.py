@@ -282,6 +282,21 @@ def test_keys_that_get_no_more_rows_are_swept_once_the_versions_double() -> None
     assert join.stats().table_rows == 2600
 
 
+def test_a_long_run_in_event_time_keeps_the_versions_bounded() -> None:
+    join = table(timed=True)
+    most = 0
+    for step in range(2_000):  # 10 keys, a row of each every step, 5 events a step
+        t = float(step)
+        join.push(TABLE, [row(f"v{step}", k, t) for k in range(10)])
+        join.push(EVENTS, [ev(f"e{step}.{i}", i, t - 0.5) for i in range(5)])
+        most = max(most, join.stats().versions)
+    # Per key: the version at the horizon (step - 2 while the last events were at step - 1.5),
+    # and the two newer ones the table is ahead with: 3 a key, however long it runs.
+    assert most == 30
+    assert join.stats().probes == 10_000
+    assert join.stats().held_events == 0
+
+
 def test_a_held_event_keeps_the_versions_it_will_see() -> None:
     join = table(timed=True)
     join.push(TABLE, [row("v1", 1, 1.0)])
