@@ -21,7 +21,8 @@ of ``W``; that is its own version when none of its key's versions lies between i
 ended); an event waits, held, until ``T > j``, so that every version at or before ``j`` is in
 (with the table in timestamp order, the output is then the same for every interleaving and
 batching of the two inputs). Join times never fall in arrival order, so events leave in arrival
-order, each when its ``j`` is passed: an event behind a held one is held too.
+order, each when its ``j`` is passed: an event behind a held one is held too. So a table that
+stays open and silent holds the events back, counted as ``held_events``.
 
 Versions stay bounded: the *horizon* ``H`` is the smallest join time still to come (the first
 held event's, else ``W``); of each key's versions at or before ``H`` only the newest is kept,
