@@ -237,6 +237,35 @@ async def test_bad_rows_and_events_are_dead_letters_and_nothing_else_is_lost() -
 
 
 @pytest.mark.parametrize("join_type", ["inner", "left"])
+async def test_in_processing_time_bad_rows_and_events_are_dead_letters_of_the_join(join_type: str) -> None:
+    env = LocalEnvironment()
+    events, profiles = env.create_stream("events"), env.create_stream("profiles")
+    joined = events.join_table(profiles, user, join_type, name="enrich").on_error(continue_all)
+    out: list[Any] = []
+    letters: list[Any] = []
+    joined.sink(out.append)
+    joined.errors().sink(letters.append)
+    async with env.running():
+        await profiles.emit({"user": 1, "name": "ann"})
+        await profiles.emit({"name": "nobody"})
+        await profiles.emit({"user": 2, "name": "bob"})
+        await settled(env, "enrich", "table_rows", 2)
+        for event in ({"user": 1, "seq": 0}, {"seq": 1}, {"user": {}, "seq": 2}, {"user": 3, "seq": 3}):
+            await events.emit(event)
+        await settled(env, "enrich", "probes", 2)
+    expected = [0] if join_type == "inner" else [0, 3]
+    assert [event["seq"] for event, _ in out] == expected
+    assert [(letter.stream_id, letter.item) for letter in letters] == [
+        ("profiles", {"name": "nobody"}),
+        ("events", {"seq": 1}),
+        ("events", {"user": {}, "seq": 2}),
+    ]
+    metrics = env.metrics().operators["enrich"]
+    assert (metrics.errors, metrics.dead_letters) == (3, 3)
+    assert (metrics.details["probes"], metrics.details["hits"], metrics.details["misses"]) == (2, 1, 1)
+
+
+@pytest.mark.parametrize("join_type", ["inner", "left"])
 async def test_a_key_that_fails_once_is_retried_on_either_side(join_type: str) -> None:
     tries: Counter[str] = Counter()
 
