@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, Never, Self, overload
+from typing import TYPE_CHECKING, Any, Generic, Never, Self, overload
 
 from sage_streams._graph.node import ErrorPolicy, Node, NodeKind
 from sage_streams._runtime import (
@@ -50,6 +50,7 @@ from sage_streams.functions import resolve_function
 if TYPE_CHECKING:
     from sage_streams.api.connected import ConnectedStreams
     from sage_streams.api.environment import LocalEnvironment
+    from sage_streams.operators.joins.config import TableJoinType
     from sage_streams.operators.timestamps import TimestampSpec
     from sage_streams.state import StreamState
 
@@ -185,7 +186,7 @@ class DataStream(ErrorHandling, Windowing, Generic[T]):
         self,
         table: DataStream[Any],
         key_func: UserFunction | tuple[UserFunction, UserFunction],
-        join_type: Literal["inner", "left"] = "inner",
+        join_type: TableJoinType = "inner",
         *,
         value_func: UserFunction | None = None,
         timestamp: TimestampSpec | None = None,
