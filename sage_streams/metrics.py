@@ -25,14 +25,19 @@ class OperatorMetrics:
         items_out: items it passed downstream (a sink passes none on).
         rate: ``items_in`` per second of the current or last run (0.0 before any run).
         details: operator-specific numbers: for a join ``probes``, ``matches``, ``misses``,
-            ``hit_rate``, ``buffered_left``... (an arrival is a probe once the other side has
-            had an item or has ended; see ``JoinStats``); for a window
+            ``hit_rate``, ``buffered_left``, ``buffered_right`` and their total ``buffered``
+            (an arrival is a probe once the other side has had an item or has ended; see
+            ``JoinStats``); for a table join ``table_rows``, ``probes``, ``hits``, ``misses``,
+            ``buffered`` (and in event time ``versions``, ``held_events``, ``late_events``; see
+            ``TableJoinStats``); for a window
             ``open_windows``, ``fired_windows``, ``late_items``, ``watermark`` and
             ``watermark_lag`` (how far the watermark trails the latest timestamp seen, never
             negative); for an operator with shared state ``state_bytes``.
         mode: how an operator runs, where it can run more than one way: a join ``"hash"``
             (it probes and buffers both inputs) or ``"lookup"`` (its other input ended with one
-            item per key, so it is a lookup fused into the steps after it); ``None`` otherwise.
+            item per key, so it is a lookup fused into the steps after it); a table join
+            ``"table"``, or ``"lookup"`` once its table has ended (inner, processing time);
+            ``None`` otherwise.
         errors: errors raised while processing its items (each failed try counts).
         retries: tries made again on a ``"retry"`` decision.
         dead_letters: items dropped on a ``"continue"`` decision (kept in ``errors()``).

@@ -32,8 +32,8 @@ from sage_streams.errors import StreamError
 from sage_streams.functions import emitted, is_async_callable, items_of, resolve_function
 from sage_streams.operators.base import Operator
 from sage_streams.operators.calls.config import call_config
-from sage_streams.operators.joins.config import JoinType, join_config
-from sage_streams.operators.joins.operator import JoinOperator
+from sage_streams.operators.joins.config import JoinType, TableJoinType, join_config, table_join_config
+from sage_streams.operators.joins.operator import JoinOperator, TableJoinOperator
 from sage_streams.operators.process import BatchProcessOperator, ProcessOperator, StreamReader
 from sage_streams.operators.sync.config import SyncType, sync_config
 from sage_streams.operators.sync.operator import SyncOperator
@@ -43,7 +43,7 @@ from sage_streams.state import StreamState
 if TYPE_CHECKING:
     from sage_streams.api.environment import LocalEnvironment
 
-__all__ = ["ConnectedStreams", "JoinedStream", "StreamReader", "SynchronizedStream"]
+__all__ = ["ConnectedStreams", "JoinedStream", "StreamReader", "SynchronizedStream", "join_table"]
 
 
 class ConnectedStreams(ErrorHandling, Windowing):
@@ -129,6 +129,12 @@ class ConnectedStreams(ErrorHandling, Windowing):
         ``condition(left, right)`` is a theta condition, alone or with keys; ``within`` makes it
         an event-time interval join. ``join_type`` is ``"inner"``, ``"left"``, ``"right"`` or
         ``"outer"``; a missing side is ``None``. See ``sage_streams.operators.joins.state`` for the semantics.
+
+        The join buffers both sides: an item stays until the other input ends or ``within``
+        evicts it, so against a profile stream that never ends every event is kept, and a
+        profile update meets every past event of its key again. ``env.metrics()`` reports the
+        items held in ``details["buffered"]`` (``buffered_left + buffered_right``). To enrich
+        events with the current row of a changing table, use ``DataStream.join_table``.
         """
         if len(self.streams) != 2:
             raise StreamError(f"a join takes exactly two streams, these are {len(self.streams)}")
@@ -293,6 +299,37 @@ def _resolve_keys(key_func: Any) -> Any:
             raise TypeError(f"key_func pair must be (left_key, right_key), got {len(key_func)} functions")
         return tuple(resolve_function(fn, "join key function") for fn in key_func)
     return resolve_function(key_func, "join key function")
+
+
+def join_table(
+    events: DataStream[Any],
+    table: DataStream[Any],
+    key_func: UserFunction | tuple[UserFunction, UserFunction],
+    join_type: TableJoinType = "inner",
+    *,
+    value_func: UserFunction | None = None,
+    timestamp: TimestampSpec | None = None,
+    name: str | None = None,
+) -> DataStream[tuple[Any, Any]]:
+    """The node of ``events.join_table(table, ...)`` (see ``DataStream.join_table``): the config
+    is checked now, and the join follows the error policy that governs the events."""
+    if not isinstance(table, DataStream):
+        raise TypeError(f"join_table takes the table as a DataStream, got {table!r}")
+    if table is events:
+        raise StreamError(f"a stream cannot be joined as a table with itself ({events.name!r})")
+    keys = _resolve_keys(key_func)
+    value = resolve_function(value_func, "table value function") if value_func is not None else None
+    config = table_join_config(join_type, keys, value_func=value, timestamp=timestamp)
+    _connect_environments([events, table])
+    env = events.env
+    label = name or f"join_table({join_type})"
+    node = env.add_node(Node("operator", label, (events._node, table._node)))
+    event_time = timestamp is not None
+    node.operator = lambda: TableJoinOperator(
+        config.build(inline=env.inlining(), codegen=env.codegen), event_time=event_time
+    )
+    node.policy = events._policy_in_effect()
+    return DataStream._of(env, node)
 
 
 def _connect_environments(streams: Sequence[DataStream[Any]]) -> None:

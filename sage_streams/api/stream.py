@@ -49,6 +49,8 @@ from sage_streams.operators.calls.config import call_config
 if TYPE_CHECKING:
     from sage_streams.api.connected import ConnectedStreams
     from sage_streams.api.environment import LocalEnvironment
+    from sage_streams.operators.joins.config import TableJoinType
+    from sage_streams.operators.timestamps import TimestampSpec
     from sage_streams.state import StreamState
 
 __all__ = ["DataStream"]
@@ -245,6 +247,51 @@ class DataStream(PushStream[T], ErrorHandling, Windowing, Generic[T]):
         from sage_streams.api.connected import ConnectedStreams
 
         return ConnectedStreams([self, *others], state=state)
+
+    def join_table(
+        self,
+        table: DataStream[Any],
+        key_func: UserFunction | tuple[UserFunction, UserFunction],
+        join_type: TableJoinType = "inner",
+        *,
+        value_func: UserFunction | None = None,
+        timestamp: TimestampSpec | None = None,
+        name: str | None = None,
+    ) -> DataStream[tuple[T, Any]]:
+        """Each event of this stream with the current row of ``table``: ``(event, row)`` pairs.
+
+        ``table`` is a stream of rows of which only the latest per key is kept; a row stands
+        for ``value_func(row)`` (the row itself by default), and a value of ``None`` deletes its
+        key. ``key_func`` is one function for events and rows, or a pair ``(event_key,
+        row_key)``; a registered name works as elsewhere. Events are never kept for later rows:
+        each one is joined once, with the row its key has when the event arrives (what the join
+        has read of the table by then), and an update never re-emits a past event. ``"inner"``
+        drops an event without a row (a miss); ``"left"`` emits ``(event, None)``. Events leave
+        in the order they came.
+
+        With ``timestamp`` (a field name or a function of an item, as for ``join``) the join is
+        in event time, Flink's temporal join: an event at ``t`` gets the row version of largest
+        timestamp at or before ``t``, once the table's timestamps have passed ``t`` (or the
+        table has ended), so the result does not depend on how the inputs interleave; only the
+        versions that events still to come can see are kept. A late event (behind an earlier
+        event's timestamp ``W``) sees the table as of ``W``. The details, with state bounds and
+        metrics, are in ``sage_streams.operators.joins.table``.
+
+        The join's errors (a key, a value or a timestamp that fails, on either side) are errors
+        of their item under the policy that governs this stream, or the one set on the result.
+        ``env.metrics()`` shows ``table_rows``, ``probes``, ``hits``, ``misses`` and
+        ``buffered`` (0 in processing time), with mode ``"table"``. The symmetric
+        ``ConnectedStreams.join`` instead buffers both sides until they end.
+
+        Example::
+
+            enriched = clicks.join_table(profiles, key_func=lambda item: item["user"], join_type="left")
+        """
+        from sage_streams.api.connected import join_table
+
+        return join_table(
+            self, table, key_func, join_type, value_func=value_func, timestamp=timestamp, name=name
+        )
 
     def _window_inputs(self) -> tuple[Sequence[DataStream[Any]], StreamState, UserFunction | None]:
         """This stream alone, a state of its own, and its key function (``key_by``) by default."""

@@ -84,7 +84,14 @@ def test_on_batch_is_required() -> None:
 
 def test_the_operators_are_found() -> None:
     names = sorted(cls.__name__ for cls in operator_classes())
-    expected = ["BatchProcessOperator", "JoinOperator", "ProcessOperator", "SyncOperator", "WindowOperator"]
+    expected = [
+        "BatchProcessOperator",
+        "JoinOperator",
+        "ProcessOperator",
+        "SyncOperator",
+        "TableJoinOperator",
+        "WindowOperator",
+    ]
     assert names == expected
 
 

@@ -42,7 +42,7 @@ from sage_streams.operators.base import ItemError
 from sage_streams.operators.timestamps import TimestampReader, TimestampSpec, timestamp_reader
 from sage_streams.time import EventTime
 
-__all__ = ["JoinItemError", "JoinState", "JoinStats"]
+__all__ = ["JoinItemError", "JoinState", "JoinStats", "read_key"]
 
 Pair: TypeAlias = tuple[Any, Any]
 KeyFunc: TypeAlias = Callable[[Any], Any]
@@ -62,6 +62,22 @@ class JoinItemError(ItemError):
     def __init__(self, item: object, error: BaseException, index: int, pairs: list[Pair]) -> None:
         super().__init__(item, error, index, pairs)
         self.pairs = pairs
+
+
+def read_key(key_func: Callable[[Any], Hashable], item: Any) -> Hashable:
+    """The key of ``item``; a key function that raises, a ``None`` key or an unhashable one is
+    an :class:`~sage_streams.operators.base.ItemError` of the item (``None`` keys never join)."""
+    try:
+        key = key_func(item)
+    except Exception as exc:
+        raise ItemError(item, exc) from exc
+    if key is None:
+        raise ItemError(item, none_key(item))
+    try:
+        hash(key)
+    except Exception as exc:
+        raise ItemError(item, lookup_error(key, exc)) from exc
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,19 +340,7 @@ class JoinState:
 
     def _key(self, side: int, item: Any) -> Hashable:
         key_of = self._keys[side]
-        if key_of is None:
-            return _ALL
-        try:
-            key = key_of(item)
-        except Exception as exc:
-            raise ItemError(item, exc) from exc
-        if key is None:
-            raise ItemError(item, none_key(item))
-        try:
-            hash(key)
-        except Exception as exc:
-            raise ItemError(item, lookup_error(key, exc)) from exc
-        return key
+        return _ALL if key_of is None else read_key(key_of, item)
 
     def _partners(self, side: int, item: Any, key: Hashable, ts: float) -> list[_Entry]:
         """The buffered entries of the other side that ``item`` matches, in arrival order."""

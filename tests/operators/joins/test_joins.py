@@ -143,6 +143,7 @@ async def test_join_metrics_report_matches_misses_hit_rate_and_buffers(lookups: 
         "hit_rate": 0.75,
         "buffered_left": 0,
         "buffered_right": 0,
+        "buffered": 0,
     }
 
 
@@ -201,6 +202,7 @@ async def test_one_event_against_100_profiles_is_one_probe_and_one_hit(
     assert one_probe(details) == (1, 1, 0, 1.0)
     # The profiles stay buffered; the event too while the profiles may still bring a partner.
     assert (details["buffered_left"], details["buffered_right"]) == (0 if profiles_end else 1, PROFILE_COUNT)
+    assert details["buffered"] == details["buffered_left"] + details["buffered_right"]
 
 
 JoinStep = tuple[int, list[int] | None]
