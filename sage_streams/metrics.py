@@ -32,11 +32,16 @@ class OperatorMetrics:
             ``TableJoinStats``); for a window
             ``open_windows``, ``fired_windows``, ``late_items``, ``watermark`` and
             ``watermark_lag`` (how far the watermark trails the latest timestamp seen, never
-            negative); for an operator with shared state ``state_bytes``.
+            negative); for an operator with shared state ``state_bytes``; for one whose calls
+            overlap (``concurrency``, ``timeout``, ``in_thread``) ``concurrency``,
+            ``in_flight``, ``held``, ``completed`` (items whose call is done, with a result or
+            a dead letter), ``timed_out``, ``latency_p50`` and ``latency_p99`` (seconds, over
+            the last 1,024 calls).
         mode: how an operator runs, where it can run more than one way: a join ``"hash"``
             (it probes and buffers both inputs) or ``"lookup"`` (its other input ended with one
             item per key, so it is a lookup fused into the steps after it); a table join
             ``"table"``, or ``"lookup"`` once its table has ended (inner, processing time);
+            an operator whose calls overlap ``"ordered"``, ``"unordered"`` or ``"key"``;
             ``None`` otherwise.
         errors: errors raised while processing its items (each failed try counts).
         retries: tries made again on a ``"retry"`` decision.

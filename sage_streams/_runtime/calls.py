@@ -270,7 +270,8 @@ class CallHead:
         self._bell.set()
 
     def details(self) -> dict[str, float]:
-        """Calls in flight, completed and timed out, and recent call latency (p50, p99, s)."""
+        """Calls in flight, items held, items whose call is done (with a result or a dead
+        letter), calls timed out, and recent call latency (p50, p99, seconds)."""
         latencies = sorted(self._latencies)
         return {
             "concurrency": float(self._limit),

@@ -53,7 +53,9 @@ class Head(Protocol):
         control message to pass on (a watermark), or ``None`` at the end of the stream."""
 
     async def close(self, completed: bool) -> None:
-        """Release the inputs; ``completed`` says whether the stream ended normally."""
+        """Release the inputs and end what the head still runs (a call head cancels and awaits
+        its calls); ``completed`` says whether the stream ended normally. Called by the chain's
+        task however it ends, cancelled included, so it awaits nothing else."""
 
 
 class IterableHead:

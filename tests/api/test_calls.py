@@ -567,3 +567,32 @@ def test_watermarks_wait_for_the_calls_before_them() -> None:
         sums, late_items = asyncio.run(run(concurrency, ordered))
         assert late_items == []
         assert sums == [(0.0, 20), (20.0, 20), (40.0, 20)]
+
+
+async def test_blocking_calls_follow_the_same_error_and_timeout_rules() -> None:
+    clock = ManualClock()
+    env = LocalEnvironment(clock=clock)
+    gate = threading.Event()
+
+    def blocking(x: int) -> int:
+        if x == 2:
+            gate.wait(60)  # past the timeout: abandoned, its thread finishes later
+        if x == 4:
+            raise ValueError("bad 4")
+        return x
+
+    source = env.from_collection([1, 2, 3, 4, 5])
+    source.on_error(lambda stream_id, error, context: "continue")
+    letters: list[DeadLetter] = []
+    source.errors().sink(letters.append)
+    out = source.map(blocking, in_thread=True, concurrency=2, timeout=1000, name="blocking")
+    try:
+        result = await until_done(clock, out.collect())
+    finally:
+        gate.set()
+    assert result == [1, 3, 5]
+    assert sorted((letter.item, type(letter.error).__name__) for letter in letters) == [
+        (2, "TimeoutError"),
+        (4, "ValueError"),
+    ]
+    assert env.metrics().operators["blocking"].details["timed_out"] == 1

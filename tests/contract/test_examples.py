@@ -11,6 +11,21 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 EXPECTED = {
+    "async_enrichment.py": """\
+  1 ana   Lisbon  free
+  2 bo    Oslo    gold
+  3 chen  Rome    free
+ 11 ana   Lisbon  gold
+ 12 bo    Oslo    gold
+ 13 chen  Rome    free
+ 14 dee   Lisbon  no profile
+ 21 ana   Lisbon  gold
+ 22 bo    Oslo    no profile
+ 23 chen  Rome    free
+ 24 dee   Lisbon  free
+dead letter: ana 10.0.0.9 (TimeoutError)
+geo calls: 12 completed, 1 timed out
+""",
     "threaded_producer.py": "fahrenheit: [70.7, 71.6, 67.6, 73.6]\n",
     "time_window_aggregation.py": """\
 [    0,    60) count=3 total=65.00 average=21.67

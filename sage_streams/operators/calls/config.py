@@ -12,8 +12,9 @@ in flight (``sage_streams._runtime.calls``), Flink's Async I/O operator:
   leave in that order; calls of different keys overlap. The key is ``key_func(item)``, or the
   input stream's ``key_by`` key.
 
-In every mode a control message (a watermark) is a fence: it leaves after the results of every
-item that came before it, and no result of an item after it leaves before it.
+In every mode a control message (a watermark; a checkpoint barrier once there are checkpoints)
+is a fence: it leaves after the results of every item that came before it, and no result of an
+item after it leaves before it, so nothing before a barrier is still in flight when it passes.
 """
 
 from __future__ import annotations
