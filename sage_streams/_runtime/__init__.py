@@ -12,6 +12,7 @@ A failure of any task cancels the task group; every task then closes its channel
 first error. No task outlives :meth:`Plan.run`, however it ends.
 """
 
+from sage_streams._runtime.checkpoints import Checkpointer
 from sage_streams._runtime.counters import Counters
 from sage_streams._runtime.event_loop import refuse_blocking_run, running_loop, wrong_loop
 from sage_streams._runtime.outlets import ChannelOutlet, ListOutlet, Outlet
@@ -21,6 +22,7 @@ from sage_streams._runtime.sources import is_sync_source
 
 __all__ = [
     "ChannelOutlet",
+    "Checkpointer",
     "Counters",
     "ListOutlet",
     "LiveCollect",

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sage_streams._codegen import Inline, Step, StepChain, compile_chain
 from sage_streams._graph.node import Node
 from sage_streams._runtime.calls import CallHead
 from sage_streams._runtime.counters import RunCounters
 from sage_streams._runtime.failures import OperatorFailure
-from sage_streams._runtime.heads import Head, Prefix, Prefixed
+from sage_streams._runtime.heads import ChannelHead, Head, IterableHead, Prefix, Prefixed
 from sage_streams._runtime.operator_head import OperatorHead
 from sage_streams._runtime.outlets import Outlet
 from sage_streams._runtime.policy import PolicyRun, stopping
-from sage_streams.channel import Control
+from sage_streams.channel import Barrier, Control
+
+if TYPE_CHECKING:
+    from sage_streams._runtime.checkpoints import Checkpointer
 
 __all__ = ["ChainTask", "Run"]
 
@@ -56,6 +59,9 @@ class ChainTask:
         self._fused: StepChain | None = None
         self._suffixes: dict[tuple[int, bool], StepChain] = {}
         self._totals: list[int] = [0, 0]
+        self.checkpointer: Checkpointer | None = None
+        """Set by the plan when the run takes checkpoints: the chain reports the barriers it
+        passes, and its end."""
 
     @property
     def members(self) -> list[Node]:
@@ -130,6 +136,8 @@ class ChainTask:
             while (batch := await self.head.next_batch()) is not None:
                 if isinstance(batch, Control):
                     self._pass_on(batch)
+                    if type(batch) is Barrier and self.checkpointer is not None:
+                        self.checkpointer.passed(batch.epoch, self)
                 elif isinstance(batch, Prefixed):
                     if batch.prefix is not self.prefix:
                         self._recompile()
@@ -140,6 +148,8 @@ class ChainTask:
                     assert self.prefix is None, "an operator emitted after handing over its input"
                     await self._process(batch)
             completed = True
+            if self.checkpointer is not None:
+                self._report_end(self.checkpointer)
         finally:
             self.finished = True
             await self.head.close(completed)  # first: no call of the head is left to count
@@ -149,6 +159,16 @@ class ChainTask:
             for outlets in self.outlets.values():
                 for outlet in outlets:
                     outlet.close() if completed else outlet.abort()
+
+    def _report_end(self, checkpointer: Checkpointer) -> None:
+        """This chain has ended: its operator's final state and its source's final position
+        stand for it in the epochs it will not pass."""
+        head = self.head
+        states = {head.node.name: head.snapshot()} if isinstance(head, OperatorHead) else {}
+        positions = {}
+        if isinstance(head, IterableHead | ChannelHead) and head.barriers is not None:
+            positions[head.barriers.name] = head.position if isinstance(head, IterableHead) else None
+        checkpointer.ended(self, states, positions)
 
     def _pass_on(self, message: Control) -> None:
         """A control message passes the stateless steps unchanged: to every outlet, in order

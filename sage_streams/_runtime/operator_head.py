@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 
@@ -19,17 +20,24 @@ from sage_streams._runtime.policy import PolicyRun
 from sage_streams.channel import (
     ABORTED,
     END,
+    Barrier,
     Control,
     Message,
     Receiver,
     Unreadable,
     Watermark,
 )
-from sage_streams.errors import SpillError, StreamError
+from sage_streams.errors import CheckpointError, SpillError, StreamError
 from sage_streams.operators.base import ItemError, SteppingOperator, TimedOperator, WatermarkOperator
 from sage_streams.time import Clock, TimerHandle
 
+if TYPE_CHECKING:
+    from sage_streams._runtime.checkpoints import Checkpointer
+
 __all__ = ["OperatorHead"]
+
+_HEAD: Final = ("head",)
+"""The entry of a checkpoint that holds the head's own state, beside the operator's."""
 
 
 class OperatorHead:
@@ -68,9 +76,23 @@ class OperatorHead:
         self._doorbell = asyncio.Event()
         for receiver in receivers:
             receiver.watch(self._doorbell.set)
+        self.checkpointer: Checkpointer | None = None
+        """Set by the plan when the run takes checkpoints."""
+        self._blocked = [False] * len(receivers)  # inputs whose barrier came, held for alignment
+        self._aligning = 0  # the epoch of those barriers
+        self._barrier_out: Barrier | None = None
+        # Messages read ahead of the operator, up to their input's barrier, from inputs it held
+        # back while the others waited at theirs (part of the snapshot: they came before it).
+        self._early: list[deque[Message]] = [deque() for _ in receivers]
 
     async def next_batch(self) -> Sequence[Any] | Prefixed | Control | None:
         while not self._finished:
+            if (barrier := self._barrier_out) is not None:
+                self._barrier_out = None
+                for outlets in self.side_outlets.values():
+                    for outlet in outlets:
+                        outlet.send_control(barrier)
+                return barrier
             if (watermark := self._risen_watermark()) is not None:
                 return watermark
             output = await self._step()
@@ -81,6 +103,42 @@ class OperatorHead:
                 self.counters.items_out += len(output)
                 return output
         return None
+
+    def _align(self) -> None:
+        """Once every open input's barrier has come: snapshot, release them, pass it on. An
+        input whose end was read ahead has no barrier to come."""
+        if not any(self._blocked):
+            return
+        for index, blocked in enumerate(self._blocked):
+            early = self._early[index]
+            if not (blocked or self._ended[index] or (early and early[-1] is END)):
+                return
+        assert self.checkpointer is not None
+        self.checkpointer.report_state(self._aligning, self.node.name, self.snapshot())
+        self._blocked = [False] * len(self._blocked)
+        self._barrier_out = Barrier(self._aligning)
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The operator's state entries, and the head's own (ended inputs, watermarks)."""
+        entries: dict[Hashable, Any] = dict(self.operator.snapshot())  # type: ignore[attr-defined]
+        entries[_HEAD] = {
+            "early": [[_early_entry(self.node.name, message) for message in early] for early in self._early],
+            "ended": list(self._ended),
+            "marks": list(self._marks),
+            "passed": self._passed_mark,
+            "finished": self._finished,
+        }
+        return entries
+
+    def restore(self, entries: dict[Hashable, Any]) -> None:
+        """Bring the operator and the head back to a checkpoint's ``entries``."""
+        head = entries.pop(_HEAD)
+        self.operator.restore(entries)  # type: ignore[attr-defined]
+        self._early = [deque(_early_message(entry) for entry in early) for early in head["early"]]
+        self._ended = list(head["ended"])
+        self._marks = list(head["marks"])
+        self._passed_mark = head["passed"]
+        self._finished = head["finished"]
 
     async def _step(self) -> Sequence[Any] | Prefixed:
         """Handle one message, or wait for one; returns what the operator emitted, or a batch
@@ -101,6 +159,11 @@ class OperatorHead:
             await self._wait()
             return ()
         index, message = ready
+        if type(message) is Barrier:
+            self._blocked[index] = True
+            self._aligning = message.epoch
+            self._align()
+            return ()
         if type(message) is list:
             if index == self._prefixed_input:
                 assert self._prefix is not None
@@ -111,6 +174,8 @@ class OperatorHead:
             self._ended[index] = True
             output = await self._call(self.operator.on_end, index)
             self._find_prefix()
+            if self.checkpointer is not None:
+                self._align()  # an ended input no longer holds an epoch back
             return output
         if type(message) is Watermark:
             self._marks[index] = max(self._marks[index], message.time)
@@ -174,6 +239,11 @@ class OperatorHead:
             index = (self._next_input + offset) % count
             if self._ended[index] or not self.operator.wants(index):
                 continue
+            if self._early[index]:
+                self._next_input = index + 1
+                return index, self._early[index].popleft()
+            if self._blocked[index]:
+                continue
             message = self.receivers[index].receive_nowait()
             if message is not None:
                 self._next_input = index + 1
@@ -183,7 +253,19 @@ class OperatorHead:
     async def _wait(self) -> None:
         """Wait for a message on a wanted input; an operator that wants none of its open
         inputs can never go on, which is an error rather than a hang."""
-        wanted = [i for i, ended in enumerate(self._ended) if not ended and self.operator.wants(i)]
+        wanted = [
+            i
+            for i, ended in enumerate(self._ended)
+            if not ended and not self._blocked[i] and self.operator.wants(i)
+        ]
+        if not wanted and any(self._blocked):
+            # Every input the operator wants waits at its barrier; the others are held back
+            # by the operator: read those up to their barriers, so that the epoch can align.
+            wanted = [i for i, ended in enumerate(self._ended) if not ended and not self._blocked[i]]
+            wanted = [i for i in wanted if not (self._early[i] and self._early[i][-1] is END)]
+            if self._read_ahead(wanted):
+                self._align()
+                return
         if not wanted:
             raise OperatorFailure(self.node.name, StreamError(self.operator.stalled()))
         # Cleared before looking, so a put between the look and the wait still wakes us. The
@@ -193,6 +275,21 @@ class OperatorHead:
             self._arm_timer()
         if not any(self.receivers[i].has_message() for i in wanted):
             await self._doorbell.wait()
+
+    def _read_ahead(self, inputs: list[int]) -> bool:
+        """Move what ``inputs`` hold, up to a barrier or their end, into their early buffers;
+        whether anything was read."""
+        moved = False
+        for index in inputs:
+            while (message := self.receivers[index].receive_nowait()) is not None:
+                moved = True
+                if type(message) is Barrier:
+                    self._blocked[index] = True
+                    break
+                self._early[index].append(message)
+                if message is END:
+                    break
+        return moved
 
     async def _on_time(self) -> Sequence[Any]:
         """Let a timed operator act when a timer is due: the one we armed (whose deadline the
@@ -274,3 +371,23 @@ class OperatorHead:
         for outlets in self.side_outlets.values():
             for outlet in outlets:
                 outlet.close() if completed else outlet.abort()
+
+
+def _early_entry(operator: str, message: Message) -> Any:
+    """A message read ahead, as plain data for a snapshot."""
+    if type(message) is list:
+        return ["items", list(message)]
+    if message is END:
+        return ["end"]
+    if type(message) is Watermark:
+        return ["watermark", message.time]
+    raise CheckpointError(  # an item a "buffer" channel could not read back: it has no value
+        f"operator {operator!r} cannot checkpoint an unreadable spilled item held ahead of a barrier"
+    )
+
+
+def _early_message(entry: Any) -> Message:
+    kind = entry[0]
+    if kind == "items":
+        return list(entry[1])
+    return END if kind == "end" else Watermark(entry[1])

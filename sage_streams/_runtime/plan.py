@@ -17,7 +17,8 @@ from sage_streams._runtime.calls import CallHead
 from sage_streams._runtime.chain import ChainTask
 from sage_streams._runtime.counters import Counters, RunCounters
 from sage_streams._runtime.failures import OperatorFailure
-from sage_streams._runtime.heads import ChannelHead, Head, IterableHead
+from sage_streams._runtime.checkpoints import Checkpointer
+from sage_streams._runtime.heads import ChannelHead, Head, IterableHead, SourceBarriers
 from sage_streams._runtime.operator_head import OperatorHead
 from sage_streams._runtime.outlets import ChannelOutlet, Outlet
 from sage_streams._runtime.policy import PolicyRun
@@ -29,7 +30,7 @@ from sage_streams.channel import (
     Sender,
     create_channel,
 )
-from sage_streams.errors import ErrorThresholdExceeded, PipelineError, StreamError
+from sage_streams.errors import CheckpointError, ErrorThresholdExceeded, PipelineError, StreamError
 from sage_streams.operators.base import SteppingOperator
 from sage_streams.time import Clock
 
@@ -52,6 +53,7 @@ class Plan:
         inline: Inline = False,
         codegen: bool = True,
         loop: asyncio.AbstractEventLoop,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self.env_name = env_name
         self.inboxes = inboxes
@@ -77,6 +79,8 @@ class Plan:
         self.ended_at: float | None = None
         self.counters: RunCounters = defaultdict(Counters)
         """What each node did in this run (``env.metrics()`` reads them)."""
+        self.checkpointer = checkpointer
+        """The run's checkpoints, if the environment takes them."""
         self.policy_runs: dict[ErrorPolicy, PolicyRun] = {}
         self.scopes = self._resolve_policies(nodes)
         self._build(nodes)
@@ -122,7 +126,7 @@ class Plan:
             elif node.kind == "push":
                 sender, receiver = self.inboxes[node]
                 self.channels.append(sender)
-                self._new_chain(node, ChannelHead(receiver), head_node=node)
+                self._new_chain(node, ChannelHead(receiver, self._barriers(node)), head_node=node)
             elif node.kind == "pull":
                 self._place_source(node)
             elif node.kind == "operator":
@@ -145,17 +149,25 @@ class Plan:
             codegen=self.codegen,
         )
         self.chains.append(chain)
+        if self.checkpointer is not None:
+            chain.checkpointer = self.checkpointer
+            self.checkpointer.join(chain)
         if head_node is not None:
             self.where[node] = (chain, 0)
         return chain
 
     def _place_source(self, node: Node) -> None:
         if is_sync_source(node.source):
-            self._new_chain(node, IterableHead(node, self.batch_size), head_node=node)
+            head = IterableHead(node, self.batch_size, self._barriers(node))
+            self._new_chain(node, head, head_node=node)
             return
         sender, receiver = self._channel(f"{node.name}.reader")
         self.feeders.append((f"{node.name}.reader", lambda: feed(node, sender)))
-        self._new_chain(node, ChannelHead(receiver), head_node=node)
+        self._new_chain(node, ChannelHead(receiver, self._barriers(node)), head_node=node)
+
+    def _barriers(self, node: Node) -> SourceBarriers | None:
+        """A source's barriers, when the run takes checkpoints."""
+        return None if self.checkpointer is None else SourceBarriers(node.name, self.checkpointer)
 
     def _place_operator(self, node: Node, consumers: dict[Node, int]) -> None:
         (producer,) = node.inputs
@@ -186,6 +198,7 @@ class Plan:
             self.attach(producer, ChannelOutlet(sender, (scope, node, producer.name)))
             receivers.append(receiver)
         head = OperatorHead(node, receivers, self.clock, scope, self.counters[node])
+        head.checkpointer = self.checkpointer
         self.operators[node] = head
         chain = self._new_chain(node, head, head_node=None)
         self.where[node] = (chain, 0)
@@ -205,7 +218,7 @@ class Plan:
             sender.close()
         else:
             scope.outlets.append(ChannelOutlet(sender))
-        self._new_chain(node, ChannelHead(receiver), head_node=node)
+        self._new_chain(node, ChannelHead(receiver, self._barriers(node)), head_node=node)
 
     def _channel(self, name: str, config: ChannelConfig | None = None) -> tuple[Sender, Receiver]:
         if config is None:
@@ -269,7 +282,11 @@ class Plan:
     async def run(self) -> None:
         """Run every task to completion; on failure raise :class:`PipelineError`."""
         try:
+            if self.checkpointer is not None:
+                await self._restore(self.checkpointer)
             async with anyio.create_task_group() as group:
+                if self.checkpointer is not None:
+                    group.start_soon(self._guard, "checkpoints", self.checkpointer.run, name="checkpoints")
                 for name, feeder in self.feeders:
                     group.start_soon(self._guard, name, feeder, name=name)
                 for chain in self.chains:
@@ -277,9 +294,32 @@ class Plan:
         except BaseExceptionGroup as group:
             self.error = self._pipeline_error(group)
             raise self.error from self.error.__cause__
+        except CheckpointError as error:  # the store could not be opened: nothing ran
+            self.failures.append(OperatorFailure("checkpoints", error))
+            self.error = self._pipeline_error(BaseExceptionGroup("restore", [error]))
+            raise self.error from error
         finally:
+            if self.checkpointer is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.checkpointer.store.close()
             self.ended_at = time.perf_counter()
             self.done.set()
+
+    async def _restore(self, checkpointer: Checkpointer) -> None:
+        """Open the store; bring the sources and operators back to its last epoch, if any."""
+        restored = await checkpointer.open()
+        if restored is None:
+            return
+        for chain in self.chains:
+            head = chain.head
+            if isinstance(head, IterableHead) and head.barriers is not None:
+                position = checkpointer.restored_position(head.barriers.name)
+                if isinstance(position, int):
+                    head.start_at(position)
+        for node, operator_head in self.operators.items():
+            entries = checkpointer.restored_entries(node.name)
+            if entries is not None:
+                operator_head.restore(entries)
 
     async def _guard(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run one task, recording its failure; an operator cancelled by anyone but us fails."""

@@ -30,9 +30,18 @@ import anyio
 
 from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node
-from sage_streams._runtime import Counters, Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
-from sage_streams._typing import T, check_positive_int
+from sage_streams._runtime import (
+    Checkpointer,
+    Counters,
+    Outlet,
+    Plan,
+    is_sync_source,
+    refuse_blocking_run,
+    running_loop,
+)
+from sage_streams._typing import T, check_positive_int, check_seconds
 from sage_streams.channel import Receiver, Sender, create_channel
+from sage_streams.checkpoint import CheckpointStore, SqliteStore, StateCodec, resolve_state_codec
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.time import Clock, SystemClock
@@ -92,6 +101,14 @@ class LocalEnvironment:
             and the tests hold the generated loops to them. ``None`` reads the environment
             variable ``SAGE_STREAMS_CODEGEN`` (``0`` for the plain path, ``1`` or unset for the
             generated one). Without code generation nothing is inlined.
+        checkpoints: where the graph's checkpoints go: a path (one SQLite file, written off the
+            event loop) or a :class:`~sage_streams.checkpoint.CheckpointStore`; ``None`` (the
+            default) takes none. A run on a store holding a committed epoch starts from it:
+            operator state restored, replayable sources (lists, tuples, ranges) from their
+            positions. ``name`` identifies the job in the store, operator names their state.
+        checkpoint_interval: seconds of ``clock`` between two checkpoints.
+        checkpoint_codec: how state is written: ``"sage"`` (JSON values and tagged tuples, sets,
+            bytes, datetimes, decimals), ``"pickle"`` (an explicit opt-in) or a codec object.
     """
 
     def __init__(
@@ -103,6 +120,9 @@ class LocalEnvironment:
         clock: Clock | None = None,
         inline: Inline = True,
         codegen: bool | None = None,
+        checkpoints: str | os.PathLike[str] | CheckpointStore | None = None,
+        checkpoint_interval: float = 1.0,
+        checkpoint_codec: str | StateCodec = "sage",
     ) -> None:
         _check_name("an environment", name)
         check_positive_int("buffer_size", buffer_size)
@@ -115,6 +135,11 @@ class LocalEnvironment:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.inline: Inline = inline
         self.codegen: bool = _codegen_default() if codegen is None else _checked_codegen(codegen)
+        self.checkpoint_interval = check_seconds("checkpoint_interval", checkpoint_interval, allow_zero=False)
+        self._codec = resolve_state_codec(checkpoint_codec)
+        self._store: CheckpointStore | None = (
+            SqliteStore(checkpoints) if isinstance(checkpoints, str | os.PathLike) else checkpoints
+        )
         self._nodes: list[Node] = []
         self._inboxes: dict[Node, tuple[Sender, Receiver]] = {}
         """The channel ``emit`` feeds, of each push stream: made with the stream, so that items
@@ -264,6 +289,26 @@ class LocalEnvironment:
         ``inline``)."""
         return self.codegen and self.inline is not False and not tracing()
 
+    def _checkpointer(self) -> Checkpointer | None:
+        """A run's checkpoints, if this environment takes them."""
+        if self._store is None:
+            return None
+        return Checkpointer(
+            self.name, self._store, self._codec, interval=self.checkpoint_interval, clock=self.clock
+        )
+
+    async def reset_checkpoints(self) -> None:
+        """Forget every checkpoint of this job, so that the next run starts from nothing."""
+        if self._store is None:
+            raise StreamError(f"environment {self.name!r} takes no checkpoints")
+        if self._lifecycle is Lifecycle.RUNNING:
+            raise StreamError(f"cannot reset the checkpoints of {self.name!r} while it runs")
+        await self._store.open(self.name, self._codec.name)
+        try:
+            await self._store.reset()
+        finally:
+            await self._store.close()
+
     def _start(self, taps: dict[Node, list[Outlet]], what: str) -> Plan:
         loop = running_loop(what)
         if self._lifecycle is Lifecycle.RUNNING:
@@ -281,6 +326,7 @@ class LocalEnvironment:
             inline=self.inline if self.inlining() else False,
             codegen=self.codegen,
             loop=loop,
+            checkpointer=self._checkpointer(),
         )
         self._lifecycle = Lifecycle.RUNNING
         return self._plan
@@ -357,7 +403,19 @@ class LocalEnvironment:
             for sender, _ in self._inboxes.values():
                 channels[sender.name] = sender.statistics()
         states = plan.state_sizes() if plan is not None else {}
-        return MetricsSnapshot(operators=operators, channels=channels, elapsed=elapsed, states=states)
+        checkpoints = {}
+        if plan is not None and plan.checkpointer is not None:
+            stats = plan.checkpointer.stats
+            checkpoints = {
+                "epoch": float(stats.epoch),
+                "committed": float(stats.committed),
+                "duration": stats.duration,
+                "bytes": float(stats.bytes_written),
+                "restore_duration": stats.restore_duration,
+            }
+        return MetricsSnapshot(
+            operators=operators, channels=channels, elapsed=elapsed, states=states, checkpoints=checkpoints
+        )
 
 
 def _check_name(what: str, name: object) -> None:

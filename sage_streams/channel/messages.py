@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 if TYPE_CHECKING:
     from sage_streams.errors import SpillError
 
-__all__ = ["ABORTED", "END", "Aborted", "Control", "EndOfStream", "Message", "Unreadable", "Watermark"]
+__all__ = [
+    "ABORTED",
+    "END",
+    "Aborted",
+    "Barrier",
+    "Control",
+    "EndOfStream",
+    "Message",
+    "Unreadable",
+    "Watermark",
+]
 
 
 class Control:
@@ -60,6 +70,27 @@ class Watermark(Control):
 
     def __hash__(self) -> int:
         return hash(("Watermark", self.time))
+
+
+class Barrier(Control):
+    """Checkpoint ``epoch`` has reached this point of the stream: what came before belongs to
+    it, what follows to the next (Flink's checkpoint barrier). Sources inject it in band; an
+    operator of several inputs holds each input whose barrier came until every open input's has,
+    then snapshots its state and passes it on."""
+
+    __slots__ = ("epoch",)
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __repr__(self) -> str:
+        return f"Barrier({self.epoch})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Barrier) and other.epoch == self.epoch
+
+    def __hash__(self) -> int:
+        return hash(("Barrier", self.epoch))
 
 
 class Unreadable(Control):

@@ -1,0 +1,256 @@
+"""One run's checkpoints: epochs triggered, barriers followed, snapshots gathered and committed.
+
+Every ``interval`` seconds of the environment's clock the :class:`Checkpointer` starts epoch
+``e``: it rings every source head, which puts ``Barrier(e)`` in band at its next batch boundary
+and reports its position (what it had given out before the barrier). The barrier travels with
+the data: a chain passes it on after the batches before it; an operator of several inputs holds
+each input whose barrier came until every open input's has, then snapshots its state, reports it
+and passes the barrier on (``OperatorHead``); an operator whose calls overlap lets it pass once
+every call before it has left (``CallHead``). When every chain has passed ``Barrier(e)`` (or
+ended), epoch ``e`` is complete; epochs commit in order, each in one store transaction holding
+the state entries that changed since the last commit, every source's position and (later) the
+sinks' records. An epoch in which nothing changed writes nothing.
+
+A chain that ends has nothing more to pass: it is no longer waited for, and an operator's state
+at its end (it ended because all its inputs did, so everything it read came before every later
+barrier) stands for it in the epochs after. Once every chain has ended, a last epoch commits
+what is left, so a finished run's store says so.
+
+Snapshots are encoded when they are taken (the operator goes on changing its state at once),
+and compared with what the store holds, so a commit writes only what changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import anyio
+
+from sage_streams.checkpoint import Checkpoint, CheckpointStore, StateCodec
+from sage_streams.errors import CheckpointError
+from sage_streams.time import Clock
+
+__all__ = ["CheckpointStats", "Checkpointer", "Participant"]
+
+
+class Participant(Protocol):
+    """A task the checkpoints wait for: one that passes every barrier or ends."""
+
+
+class _Ringable(Protocol):
+    def ring(self) -> None:
+        """A new epoch has started: put its barrier in band at the next batch boundary."""
+
+
+@dataclass(slots=True)
+class _Epoch:
+    """A triggered epoch: who it still waits for, and what has been reported for it."""
+
+    epoch: int
+    started: float
+    waiting: set[Participant]
+    states: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
+    positions: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class CheckpointStats:
+    """What the checkpoints of a run did, for ``env.metrics()``."""
+
+    epoch: int = 0
+    """The last committed epoch."""
+    committed: int = 0
+    """Epochs committed in this run."""
+    duration: float = 0.0
+    """Seconds from the trigger of the last committed epoch to its commit."""
+    bytes_written: int = 0
+    """Bytes of state entries written by the last commit."""
+    restore_duration: float = 0.0
+    """Seconds the restore at the start of this run took (0.0 for none)."""
+
+
+class Checkpointer:
+    """Triggers epochs, gathers their reports, and commits them to ``store`` in order."""
+
+    def __init__(
+        self, job: str, store: CheckpointStore, codec: StateCodec, *, interval: float, clock: Clock
+    ) -> None:
+        self.job = job
+        self.store = store
+        self.codec = codec
+        self.interval = interval
+        self.clock = clock
+        self.stats = CheckpointStats()
+        self.restored: Checkpoint | None = None
+        self.epoch = 0
+        """The last epoch triggered."""
+        self._participants: set[Participant] = set()
+        self._sources: list[_Ringable] = []
+        self._open: dict[int, _Epoch] = {}
+        self._held: dict[str, dict[bytes, bytes]] = {}
+        """The encoded entries the store holds, per state name (what a commit compares with)."""
+        self._held_positions: dict[str, bytes] = {}
+        self._final_states: dict[str, dict[bytes, bytes]] = {}
+        self._final_positions: dict[str, bytes] = {}
+        self._bell = anyio.Event()
+        self._ended = False
+        self._unsaved = False  # a participant ended since the last commit
+
+    # -- the run's shape ----------------------------------------------------------------
+
+    def join(self, participant: Participant) -> None:
+        """``participant`` takes part in every epoch until it ends."""
+        self._participants.add(participant)
+
+    def add_source(self, source: _Ringable) -> None:
+        self._sources.append(source)
+
+    async def open(self) -> Checkpoint | None:
+        """Open the store and read the last committed epoch, if any."""
+        start = time.perf_counter()
+        restored = await self.store.open(self.job, self.codec.name)
+        if restored is not None:
+            self.restored = restored
+            self.epoch = self.stats.epoch = restored.epoch
+            self._held = {name: dict(entries) for name, entries in restored.states.items()}
+            self._held_positions = dict(restored.positions)
+            self.stats.restore_duration = time.perf_counter() - start
+        return restored
+
+    def restored_entries(self, name: str) -> dict[Hashable, Any] | None:
+        """The decoded state entries of ``name`` in the restored epoch, or ``None``."""
+        if self.restored is None or name not in self.restored.states:
+            return None
+        loads = self.codec.loads
+        return {loads(key): loads(value) for key, value in self.restored.states[name].items()}
+
+    def restored_position(self, name: str) -> Any:
+        """The decoded position of source ``name`` in the restored epoch, or ``None``."""
+        if self.restored is None or name not in self.restored.positions:
+            return None
+        return self.codec.loads(self.restored.positions[name])
+
+    # -- reports --------------------------------------------------------------------------
+
+    def trigger(self) -> int:
+        """Start the next epoch: every source puts its barrier in band."""
+        self.epoch += 1
+        self._open[self.epoch] = _Epoch(self.epoch, self.clock.now(), set(self._participants))
+        for source in self._sources:
+            source.ring()
+        return self.epoch
+
+    def report_state(self, epoch: int, name: str, entries: Mapping[Hashable, Any]) -> None:
+        """The state of operator ``name`` as of ``Barrier(epoch)``, encoded now."""
+        self._open[epoch].states[name] = self._encode(name, entries)
+
+    def report_position(self, epoch: int, name: str, position: Any) -> None:
+        """Where source ``name`` stood when it put ``Barrier(epoch)`` in band."""
+        self._open[epoch].positions[name] = self._encode_value(name, "position", position)
+
+    def passed(self, epoch: int, participant: Participant) -> None:
+        """``participant`` has handed ``Barrier(epoch)`` on."""
+        state = self._open.get(epoch)
+        if state is not None:
+            state.waiting.discard(participant)
+            if not state.waiting:
+                self._bell.set()
+
+    def ended(
+        self,
+        participant: Participant,
+        states: Mapping[str, Mapping[Hashable, Any]] = {},
+        positions: Mapping[str, Any] = {},
+    ) -> None:
+        """``participant`` has ended, with its final ``states`` and sources' ``positions``: they
+        stand for it in every epoch it has not passed."""
+        for name, entries in states.items():
+            self._final_states[name] = self._encode(name, entries)
+        for name, position in positions.items():
+            self._final_positions[name] = self._encode_value(name, "position", position)
+        self._participants.discard(participant)
+        self._unsaved = True
+        for state in self._open.values():
+            state.waiting.discard(participant)
+        if not self._participants:
+            self._ended = True
+        self._bell.set()
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def _encode(self, name: str, entries: Mapping[Hashable, Any]) -> dict[bytes, bytes]:
+        return {
+            self._encode_value(name, f"the key {key!r}", key): self._encode_value(name, f"the entry {key!r}", value)
+            for key, value in entries.items()
+        }
+
+    def _encode_value(self, name: str, what: str, value: Any) -> bytes:
+        try:
+            return self.codec.dumps(value)
+        except CheckpointError as error:
+            error.add_note(f"sage_streams: in {what} of the checkpoint of {name!r}")
+            raise
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Trigger an epoch every ``interval`` and commit the complete ones, in order, until
+        every participant has ended; then commit a last epoch with what is left."""
+        due = self.clock.now() + self.interval
+        timer = self.clock.call_at(due, self._ring)
+        try:
+            while True:
+                await self._bell.wait()
+                self._bell = anyio.Event()
+                await self._commit_complete()
+                if self._ended:
+                    if self._unsaved:
+                        self.trigger()  # nobody is left to wait for: complete at once
+                        await self._commit_complete()
+                    return
+                if self.clock.now() >= due:
+                    self.trigger()
+                    due = self.clock.now() + self.interval
+                    timer.cancel()
+                    timer = self.clock.call_at(due, self._ring)
+        finally:
+            timer.cancel()
+
+    def _ring(self) -> None:
+        self._bell.set()  # the bell of now: the loop makes a new one each time it wakes
+
+    async def _commit_complete(self) -> None:
+        while self._open:
+            first = min(self._open)
+            state = self._open[first]
+            if state.waiting and self._participants:
+                return
+            del self._open[first]
+            await self._commit(state)
+
+    async def _commit(self, state: _Epoch) -> None:
+        states = {**self._final_states, **state.states}
+        positions = {**self._final_positions, **state.positions}
+        changes: dict[str, dict[bytes, bytes | None]] = {}
+        written = 0
+        for name, entries in states.items():
+            held = self._held.get(name, {})
+            changed: dict[bytes, bytes | None] = {k: v for k, v in entries.items() if held.get(k) != v}
+            changed.update((k, None) for k in held.keys() - entries.keys())
+            if changed:
+                changes[name] = changed
+                written += sum(len(k) + len(v) for k, v in changed.items() if v is not None)
+        self._unsaved = False
+        if not changes and positions == self._held_positions:
+            return  # nothing moved since the last commit: the store already says it all
+        await self.store.commit(state.epoch, changes, positions, {})
+        self._held_positions = positions
+        for name, entries in states.items():
+            self._held[name] = dict(entries)
+        self.stats.epoch = state.epoch
+        self.stats.committed += 1
+        self.stats.duration = self.clock.now() - state.started
+        self.stats.bytes_written = written

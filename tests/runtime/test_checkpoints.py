@@ -1,0 +1,215 @@
+"""Checkpoints through whole graphs: barriers in band, aligned at operators of several inputs,
+epochs committed in order, and a run restored from the last one.
+
+A crash is simulated by cancelling the run once some epochs have committed (what the store holds
+is then all that survives, as after a kill); the restored run must then finish with exactly the
+state an uninterrupted run has. The pipelines here emit their results when their inputs end
+(windows fire at the end), so the restored run's output is compared whole. The clock is manual:
+epochs start when the test moves it on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sage_streams import DataStream, LocalEnvironment, PipelineError
+from sage_streams.checkpoint import SqliteStore
+from sage_streams.errors import CheckpointError
+from sage_streams.testing import ManualClock, leftover_tasks
+
+Build = Callable[[LocalEnvironment], DataStream[Any]]
+
+
+def environment(path: Path, clock: ManualClock, name: str = "job") -> LocalEnvironment:
+    return LocalEnvironment(name, checkpoints=path, checkpoint_interval=1.0, clock=clock, batch_size=8)
+
+
+async def run_to_end(env: LocalEnvironment, clock: ManualClock, build: Build) -> list[Any]:
+    return await collect(build(env), clock)
+
+
+async def collect(stream: DataStream[Any], clock: ManualClock) -> list[Any]:
+    """``stream.collect()``, moving the clock on (one epoch a second) until it returns."""
+    task = asyncio.ensure_future(stream.collect())
+    while not task.done():
+        await clock.advance(1.0)
+    return task.result()
+
+
+async def crash_after(env: LocalEnvironment, clock: ManualClock, build: Build, commits: int) -> int:
+    """Run until ``commits`` epochs have committed, then cancel the run (the crash)."""
+    stream = build(env)
+    task = asyncio.ensure_future(stream.collect())
+    while not task.done() and env.metrics().checkpoints.get("committed", 0) < commits:
+        await clock.advance(1.0)
+    assert not task.done(), "the run ended before the crash: give it more input"
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    return int(env.metrics().checkpoints["epoch"])
+
+
+def keyed_sums(env: LocalEnvironment) -> DataStream[Any]:
+    events = env.from_collection([{"timestamp": 0, "user": i % 7, "n": i} for i in range(3000)], name="events")
+    windows = events.map(lambda e: {**e, "n": e["n"] * 2}, name="double").window(
+        "tumbling", size=10, key_func=lambda e: e["user"], name="sums"
+    )
+    return windows.aggregate(lambda total, e: total + e["n"], initial=0, name="aggregate").map(
+        lambda a: (a.key, a.value), name="pairs"
+    )
+
+
+def joined_counts(env: LocalEnvironment) -> DataStream[Any]:
+    left = env.from_collection([{"k": i % 5, "side": "l", "i": i} for i in range(800)], name="left")
+    right = env.from_collection([{"k": i % 5, "side": "r", "i": i} for i in range(600)], name="right")
+    pairs = left.connect(right).join(key_func=lambda e: e["k"], name="join")
+    stamped = pairs.map(lambda pair: {"timestamp": 0, "k": pair[0]["k"]}, name="stamp")
+    counts = stamped.window("tumbling", size=10, key_func=lambda e: e["k"], name="counts")
+    return counts.aggregate(lambda total, e: total + 1, initial=0, name="count").map(
+        lambda a: (a.key, a.value), name="pairs"
+    )
+
+
+def concurrent_sums(env: LocalEnvironment) -> DataStream[Any]:
+    async def slow_double(e: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(0)
+        return {**e, "n": e["n"] * 2}
+
+    events = env.from_collection([{"timestamp": 0, "user": i % 3, "n": i} for i in range(1500)], name="events")
+    doubled = events.map(slow_double, concurrency=4, ordered=False, name="double")
+    windows = doubled.window("tumbling", size=10, key_func=lambda e: e["user"], name="sums")
+    return windows.aggregate(lambda total, e: total + e["n"], initial=0, name="aggregate").map(
+        lambda a: (a.key, a.value), name="pairs"
+    )
+
+
+@pytest.mark.parametrize("build", [keyed_sums, joined_counts, concurrent_sums])
+async def test_a_run_restored_after_a_crash_ends_as_an_uninterrupted_one(tmp_path: Path, build: Build) -> None:
+    expected = await run_to_end(environment(tmp_path / "clean.db", ManualClock()), ManualClock(), build)
+    clock = ManualClock()
+    epoch = await crash_after(environment(tmp_path / "crash.db", clock), clock, build, commits=2)
+    assert epoch >= 2
+    restored_env = environment(tmp_path / "crash.db", clock)
+    restored = await run_to_end(restored_env, clock, build)
+    assert sorted(restored) == sorted(expected)
+    assert restored_env.metrics().checkpoints["restore_duration"] > 0
+    assert not leftover_tasks()
+
+
+async def test_epochs_commit_in_order_and_a_finished_run_commits_its_end(tmp_path: Path) -> None:
+    clock = ManualClock()
+    env = environment(tmp_path / "store.db", clock)
+    stream = keyed_sums(env)
+    out = await collect(stream, clock)
+    assert len(out) == 7
+    stats = env.metrics().checkpoints
+    assert stats["committed"] >= 3
+    assert stats["epoch"] == stats["committed"]
+    # A second run of the finished job restores its end: nothing is read or emitted again.
+    assert await collect(stream, clock) == []
+    assert env.metrics().checkpoints["epoch"] == stats["epoch"]
+
+
+async def test_a_store_of_another_job_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    clock = ManualClock()
+    await run_to_end(environment(tmp_path / "store.db", clock, "one"), clock, keyed_sums)
+    other = environment(tmp_path / "store.db", clock, "two")
+    with pytest.raises(PipelineError) as raised:
+        await run_to_end(other, clock, keyed_sums)
+    assert isinstance(raised.value.__cause__, CheckpointError)
+    assert "'one'" in str(raised.value.__cause__)
+    assert not leftover_tasks()
+
+
+async def test_reset_checkpoints_starts_the_job_over(tmp_path: Path) -> None:
+    clock = ManualClock()
+    env = environment(tmp_path / "store.db", clock)
+    first = await run_to_end(env, clock, keyed_sums)
+    await env.reset_checkpoints()
+    fresh = environment(tmp_path / "store.db", clock)
+    assert sorted(await run_to_end(fresh, clock, keyed_sums)) == sorted(first)
+
+
+async def test_a_state_value_the_codec_cannot_write_fails_the_graph_naming_the_operator(tmp_path: Path) -> None:
+    class Opaque:
+        pass
+
+    clock = ManualClock()
+    env = environment(tmp_path / "store.db", clock)
+
+    def build(env: LocalEnvironment) -> DataStream[Any]:
+        items = env.from_collection([{"timestamp": 0, "o": Opaque()} for _ in range(200)], name="items")
+        return items.window("tumbling", size=10, name="held").map(len, name="sizes")
+
+    with pytest.raises(PipelineError) as raised:
+        await run_to_end(env, clock, build)
+    error = raised.value.__cause__
+    assert isinstance(error, CheckpointError)
+    assert "Opaque" in str(error)
+    assert any("'held'" in note for note in getattr(error, "__notes__", []))
+    assert not leftover_tasks()
+
+
+async def test_a_push_stream_gets_barriers_while_nothing_is_emitted(tmp_path: Path) -> None:
+    clock = ManualClock()
+    env = environment(tmp_path / "store.db", clock)
+    events = env.create_stream("events")
+    out = events.map(lambda x: x + 1, name="inc")
+    got: list[int] = []
+    out.sink(got.append)
+    async with env.running():
+        await events.emit(1)
+        for _ in range(3):
+            await clock.advance(1.0)
+        assert env.metrics().checkpoints["committed"] >= 2
+        await events.emit(2)
+    assert got == [2, 3]
+
+
+async def test_an_operator_holding_an_input_back_reads_it_ahead_to_align(tmp_path: Path) -> None:
+    """An event synchronizer holds an input at its marker while a barrier waits on the other:
+    the head reads the held input up to its barrier, keeps what it read in the snapshot, and
+    the output is the same as without checkpoints."""
+
+    async def run(checkpoints: bool) -> tuple[list[Any], dict[str, float]]:
+        clock = ManualClock()
+        env = (
+            environment(tmp_path / "store.db", clock)
+            if checkpoints
+            else LocalEnvironment("job", clock=clock, batch_size=8)
+        )
+        first, second = env.create_stream("first"), env.create_stream("second")
+        synced = first.connect(second).synchronize("event", sync_event="MARK", name="sync")
+        got: list[Any] = []
+        synced.sink(got.append)
+        async with env.running():
+            for item in (1, "MARK", 2):
+                await first.emit(item)
+            await clock.advance(1.0)  # a barrier while first is held at its marker
+            await first.emit("MARK")
+            await clock.advance(1.0)
+            for item in (3, "MARK"):
+                await second.emit(item)
+            await clock.advance(1.0)
+            for item in (4, "MARK"):
+                await second.emit(item)
+            await clock.advance(1.0)
+        return got, env.metrics().checkpoints
+
+    plain, _ = await run(False)
+    checkpointed, stats = await run(True)
+    assert checkpointed == plain == [([1], [3]), ([2], [4])]
+    assert stats["committed"] >= 2
+    assert not leftover_tasks()
+
+
+def test_the_store_is_an_sqlite_store_for_a_path(tmp_path: Path) -> None:
+    env = LocalEnvironment("job", checkpoints=tmp_path / "store.db")
+    assert isinstance(env._store, SqliteStore)
+    with pytest.raises(ValueError, match="checkpoint_interval"):
+        LocalEnvironment("job", checkpoints=tmp_path / "store.db", checkpoint_interval=0)
