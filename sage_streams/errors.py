@@ -14,6 +14,8 @@ The tree, from the most general::
         ├── BackpressureTimeout       a blocked producer waited longer than its timeout
         ├── SpillError                an item the ``buffer`` strategy's codec cannot spill or read back
         ├── NoDataError               reader.read() with nothing to read (also an IndexError)
+        ├── CheckpointError           a checkpoint store refused, or failed, to open, commit or reset
+        │   └── UnwritableValueError  a state value the checkpoint codec cannot write
         └── PipelineError             a running graph stopped; ``__cause__`` is the first error
             └── ErrorThresholdExceeded  too many errors inside the configured time window
 
@@ -41,11 +43,13 @@ __all__ = [
     "SpillError",
     "BackpressureTimeout",
     "BrokenChannelError",
+    "CheckpointError",
     "ErrorThresholdExceeded",
     "NoDataError",
     "PipelineError",
     "StreamError",
     "UnknownNameError",
+    "UnwritableValueError",
 ]
 
 
@@ -248,3 +252,34 @@ class SpillError(StreamError):
     def __reduce__(self) -> tuple[type[SpillError], tuple[str, object, int | None], dict[str, Any]]:
         """Pickle with every argument ``__init__`` needs (``args`` holds only the message)."""
         return type(self), (str(self), self.item, self.index), self.__dict__
+
+
+class CheckpointError(StreamError):
+    """A checkpoint store could not be used: it belongs to another job, has a newer format or
+    another codec, a commit failed (a full or read-only disk) or its epoch did not increase.
+
+    The message says what to do (another path, or starting over with a reset); a failure of
+    the store itself is chained as ``__cause__``. A failed commit leaves the store at the last
+    epoch that committed.
+    """
+
+
+class UnwritableValueError(CheckpointError):
+    """A state value holds something the checkpoint codec cannot write.
+
+    The message names the place inside the value and its type (``value['a'][2]: Foo``); the
+    checkpoint adds the operator and the key as notes.
+
+    Attributes:
+        path: where the unwritable part is, written as Python would reach it from ``value``.
+        type: the qualified name of its type.
+    """
+
+    def __init__(self, message: str, path: str, type: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.type = type
+
+    def __reduce__(self) -> tuple[type[UnwritableValueError], tuple[str, str, str], dict[str, Any]]:
+        """Pickle with every argument ``__init__`` needs (``args`` holds only the message)."""
+        return type(self), (str(self), self.path, self.type), self.__dict__
