@@ -28,7 +28,7 @@ import copy
 import inspect
 import numbers
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from typing import Any, TypeVar, overload
 
 from sage_streams.errors import StreamError
@@ -214,6 +214,32 @@ class StreamState:
     def snapshot(self) -> dict[Any, Any]:
         """A deep copy of the whole state: changing it never changes the state, nor the reverse."""
         return copy.deepcopy(self._data)
+
+    def snapshot_entries(self) -> dict[Hashable, Any]:
+        """The state as checkpoint entries, one per key: ``("key", key)`` to its value.
+
+        Unlike :meth:`snapshot` it copies no value, as a checkpoint encodes them at once; only
+        lists, which :meth:`append` changes in place, are copied (one level deep), so that the
+        entries do not change when the state goes on. A StreamState is shared by the operators
+        of a graph, so the runtime stores it once, under its name, not as part of an operator.
+        """
+        return {
+            ("key", key): list(value) if type(value) is list else value for key, value in self._data.items()
+        }
+
+    def restore_entries(self, entries: Mapping[Hashable, Any]) -> None:
+        """Replace the state's data with that of ``entries``, made by :meth:`snapshot_entries`.
+
+        Raises:
+            StreamError: an async update is running; it would overwrite what is restored.
+        """
+        if self._guards:
+            raise StreamError("cannot restore a state while an async update of it is running")
+        self._data = {
+            name[1]: list(value) if type(value) is list else value
+            for name, value in entries.items()
+            if isinstance(name, tuple)
+        }
 
     def size_bytes(self) -> int:
         """An estimate of the memory the state holds, in bytes.

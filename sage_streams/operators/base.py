@@ -8,7 +8,7 @@ calls from one task.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -19,9 +19,11 @@ __all__ = [
     "ItemError",
     "Operator",
     "OperatorBase",
+    "Snapshotting",
     "SteppingOperator",
     "TimedOperator",
     "WatermarkOperator",
+    "snapshot_of",
 ]
 
 
@@ -194,3 +196,43 @@ class SteppingOperator(Protocol):
     def record_step(self, entered: int, emitted: int) -> None:
         """Count the items that entered the step and the items it emitted."""
         ...
+
+
+@runtime_checkable
+class Snapshotting(Protocol):
+    """An operator whose whole state can be taken as plain data and put back: a checkpoint.
+
+    The state comes as *entries*, entry key to value, so that the runtime can write only the
+    entries whose encoded bytes changed since the last epoch: a user key's state (a window key,
+    a join or table key) is its own entry, under a small tuple such as ``("key", user_key)``, and
+    the scalars (watermarks, counters, sequence numbers, ended flags) are one entry, ``"meta"``.
+    Entry keys and values hold only ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
+    lists, tuples, dicts, sets and frozensets, apart from the user's own items, keys and
+    accumulators, which are shared as they are (read-only by contract). A ``StreamState`` is
+    shared by several operators, so it is not part of theirs: it has its own pair of methods.
+    """
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The operator's whole state, as entries.
+
+        The containers are fresh: the snapshot does not change when the operator goes on, so
+        that the runtime may encode it later.
+        """
+        ...
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        """Bring an operator fresh from the same configuration to the state of ``entries``.
+
+        Counters and metrics come back too, so that the run goes on as if it never stopped.
+        """
+        ...
+
+
+def snapshot_of(operator: object) -> dict[Hashable, Any]:
+    """``operator.snapshot()``; an operator that cannot be snapshotted is a ``TypeError``."""
+    if not isinstance(operator, Snapshotting):
+        raise TypeError(
+            f"operator {type(operator).__name__} cannot be snapshotted: it has no snapshot() and"
+            " restore(), so a checkpoint could not bring its state back"
+        )
+    return operator.snapshot()

@@ -9,7 +9,7 @@ builds them into the graph.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sage_streams.errors import NoDataError, StreamError
@@ -81,6 +81,13 @@ class StreamReader:
         while self._count:
             yield self.read()
 
+    def _unread(self) -> list[Any]:
+        """The items not read yet, in order, left where they are: for a checkpoint."""
+        items = list(self._items)
+        for batch in self._batches:
+            items += batch
+        return items
+
     def _extend(self, items: Sequence[Any]) -> None:
         if items:
             self._batches.append(items)
@@ -143,6 +150,19 @@ class ProcessOperator(OperatorBase):
         for reader in self.readers:
             reader._put_back()
         self._arrived = True
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """``("unread", i)``: reader ``i``'s unread items; ``"meta"``: whether items arrived
+        since the last call. The ``StreamState`` is not included: it has its own entries."""
+        entries: dict[Hashable, Any] = {"meta": self._arrived}
+        for index, reader in enumerate(self.readers):
+            entries["unread", index] = reader._unread()
+        return entries
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        self._arrived = entries["meta"]
+        for index, reader in enumerate(self.readers):
+            reader._extend(list(entries["unread", index]))
 
     async def on_finish(self) -> Sequence[Any]:
         if not any(self.readers):
@@ -217,6 +237,15 @@ class BatchProcessOperator(OperatorBase):
             return await emitted(self.fn(list(batch), self.state, **self.kwargs))
         except Exception as exc:
             raise ItemError(list(batch), exc) from exc  # the whole slice is the failed item
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """``"meta"``: the input of the batch being sliced and its slices left, as lists. The
+        ``StreamState`` is not included: it has its own entries."""
+        return {"meta": (self._rest_index, [list(part) for part in self._rest])}
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        self._rest_index, rest = entries["meta"]
+        self._rest = deque(list(part) for part in rest)
 
     def details(self) -> dict[str, float]:
         return {"state_bytes": float(self.state.size_bytes())}

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from sage_streams._codegen import Lookup, Step
@@ -50,6 +50,14 @@ class JoinOperator(OperatorBase):
 
     def record_step(self, entered: int, emitted: int) -> None:
         self.join.record_lookups(entered, emitted)
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The join's entries, and under ``"operator"`` the mode, for the metrics."""
+        return {**self.join.snapshot(), "operator": self._mode}
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        self.join.restore(entries)
+        self._mode = entries["operator"]
 
     def details(self) -> dict[str, float]:
         stats = self.join.stats()
@@ -105,6 +113,14 @@ class TableJoinOperator(OperatorBase):
 
     def record_step(self, entered: int, emitted: int) -> None:
         self.table.record_lookups(entered, emitted)
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The table join's entries, and under ``"operator"`` the mode, for the metrics."""
+        return {**self.table.snapshot(), "operator": self._mode}
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        self.table.restore(entries)
+        self._mode = entries["operator"]
 
     def details(self) -> dict[str, float]:
         stats = self.table.stats()

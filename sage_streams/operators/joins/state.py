@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import astuple, dataclass
 from typing import Any, Final, TypeAlias
 
 from sage_streams._codegen import Lookup, Probe, compile_probe, lookup_error, none_key
+from sage_streams._codegen.lookups import Bucket
 from sage_streams.errors import StreamError
 from sage_streams.operators.base import ItemError
 from sage_streams.operators.timestamps import TimestampReader, TimestampSpec, timestamp_reader
@@ -240,6 +241,58 @@ class JoinState:
             buffered_left=self._buffered[0],
             buffered_right=self._buffered[1],
         )
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The join's state as entries (see :class:`~sage_streams.operators.base.Snapshotting`).
+
+        ``("key", side, key)`` holds a key's buffered items of one side, in arrival order (a join
+        without keys: ``("all", side)``): the items themselves on the fast path, else
+        ``(seq, ts, matched, item)`` tuples. ``"meta"`` holds the watermarks, ended flags,
+        counters and the sequence number.
+        """
+        entries: dict[Hashable, Any] = {
+            "meta": (
+                [astuple(time) for time in self._times],
+                list(self._ended),
+                list(self._buffered),
+                list(self._arrived),
+                self._seq,
+                (self._probes, self._hits, self._matches, self._unmatched),
+            )
+        }
+        for side in (0, 1):
+            if self._fast:
+                for key, held in self._items[side].items():
+                    entries["key", side, key] = list(held) if type(held) is Bucket else [held]
+            else:
+                for key, bucket in self._entries[side].items():
+                    name = ("all", side) if key is _ALL else ("key", side, key)
+                    entries[name] = [(e.seq, e.ts, e.matched, e.item) for e in bucket.values()]
+        return entries
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        """Bring this fresh join to the state of ``entries``, made by :meth:`snapshot`."""
+        times, ended, buffered, arrived, self._seq, counters = entries["meta"]
+        self._times = [EventTime(*time) for time in times]
+        self._ended, self._buffered, self._arrived = list(ended), list(buffered), list(arrived)
+        self._probes, self._hits, self._matches, self._unmatched = counters
+        for name, held in entries.items():
+            if not isinstance(name, tuple):
+                continue
+            side, key = name[1], (_ALL if name[0] == "all" else name[2])
+            if self._fast:
+                # In place: a probe loop holds the other side's dict.
+                self._items[side][key] = held[0] if len(held) == 1 else Bucket(held)
+                continue
+            bucket = self._entries[side][key] = {}
+            for seq, ts, matched, item in held:
+                bucket[seq] = entry = _Entry(item, key, ts, seq, matched)
+                if self._within is not None:
+                    self._heaps[side].append((ts, seq, entry))
+        for heap in self._heaps:
+            heapq.heapify(heap)
 
     # -- the fast path: keyed inner join, no condition, no within -------------------------------
 

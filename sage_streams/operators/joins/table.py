@@ -48,7 +48,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -224,6 +224,48 @@ class TableJoinState:
         """Count the events joined through :meth:`lookup` and those that found a row."""
         self._probes += probes
         self._hits += hits
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The join's state as entries (see :class:`~sage_streams.operators.base.Snapshotting`).
+
+        ``("row", key)`` holds a key's row (processing time), ``("versions", key)`` its
+        ``(times, values)`` (event time); ``"held"`` the held events, ``(join time, event,
+        key)`` in arrival order; ``"meta"`` the times, ended flags, counters and sweep point.
+        """
+        entries: dict[Hashable, Any] = {
+            "meta": (
+                self._table_time,
+                self._event_mark,
+                list(self._ended),
+                (self._probes, self._hits, self._late),
+                self._version_count,
+                self._sweep_at,
+            ),
+            "held": list(self._held),
+        }
+        for key, row in self._rows.items():
+            entries["row", key] = row
+        for key, versions in self._versions.items():
+            entries["versions", key] = (list(versions.times), list(versions.values))
+        return entries
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        """Bring this fresh join to the state of ``entries``, made by :meth:`snapshot`."""
+        meta = entries["meta"]
+        self._table_time, self._event_mark, ended, counters, self._version_count, self._sweep_at = meta
+        self._ended = list(ended)
+        self._probes, self._hits, self._late = counters
+        self._held = deque(tuple(held) for held in entries["held"])
+        for name, value in entries.items():
+            if not isinstance(name, tuple):
+                continue
+            if name[0] == "row":
+                self._rows[name[1]] = value  # in place: the probe loop holds the dict
+            elif name[0] == "versions":
+                versions = self._versions[name[1]] = _Versions(0.0, None)
+                versions.times, versions.values = list(value[0]), list(value[1])
 
     # -- processing time ------------------------------------------------------------------------
 

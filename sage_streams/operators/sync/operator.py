@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from sage_streams.operators.base import ItemError, OperatorBase
@@ -40,6 +40,14 @@ class SyncOperator(OperatorBase):
         self.side["unmatched"].extend(output.unmatched)
         self.emitted_tuples += len(output.tuples)
         return list(output.tuples)
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The synchronizer's entries, and under ``"operator"`` the count of tuples emitted."""
+        return {**self.sync.snapshot(), "operator": self.emitted_tuples}
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        self.sync.restore(entries)
+        self.emitted_tuples = entries["operator"]
 
     def stalled(self) -> str:
         return "synchronization holds back every open input (each has a full buffer or waits at a marker)"

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -84,6 +84,14 @@ class Synchronizer(Protocol):
 
     def finish(self) -> SyncOutput:
         """Every input has ended: emit and give up everything that is left."""
+        ...
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The state as entries (see :class:`~sage_streams.operators.base.Snapshotting`)."""
+        ...
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        """Bring a fresh synchronizer of the same configuration to the state of ``entries``."""
         ...
 
 
@@ -186,6 +194,19 @@ class TimestampSync(_Inputs):
         """
         self._check_open(index)
         return self._push(index, items, self._readers[index])
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """``("queue", i)``: input ``i``'s queued ``(timestamp, item)`` pairs, in order;
+        ``"meta"``: the ended flags, and whether an ended input has run dry."""
+        entries: dict[Hashable, Any] = {"meta": (list(self._ended), self._exhausted)}
+        for index, queue in enumerate(self._queues):
+            entries["queue", index] = list(queue)
+        return entries
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        ended, self._exhausted = entries["meta"]
+        self._ended = list(ended)
+        self._queues = [deque(tuple(pair) for pair in entries["queue", i]) for i in range(self.n_inputs)]
 
     def _settle(self, output: SyncOutput) -> None:
         # An ended input, once its queue runs dry, leaves everything else unmatched.
@@ -301,6 +322,21 @@ class EventSync(_Inputs):
         """
         self._check_open(index)
         return self._push(index, items, self._is_marker)
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """``("collected", i)``: input ``i``'s items of this round; ``("waiting", i)``: its
+        ``(is marker, item)`` pairs after its marker; ``"meta"``: the ended and held flags."""
+        entries: dict[Hashable, Any] = {"meta": (list(self._ended), list(self._held))}
+        for index in range(self.n_inputs):
+            entries["collected", index] = list(self._collected[index])
+            entries["waiting", index] = list(self._waiting[index])
+        return entries
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        ended, held = entries["meta"]
+        self._ended, self._held = list(ended), list(held)
+        self._collected = [list(entries["collected", i]) for i in range(self.n_inputs)]
+        self._waiting = [deque(tuple(pair) for pair in entries["waiting", i]) for i in range(self.n_inputs)]
 
     def _settle(self, output: SyncOutput) -> None:
         # An ended input counts as held with what it has, which may complete rounds.

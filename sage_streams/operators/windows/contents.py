@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import heapq
 from collections.abc import Callable, Sequence
 from functools import reduce
@@ -62,6 +63,10 @@ class ItemLists:
         if self.sequenced:
             return tuple(tuple(item for _, item in held) for held in contents)
         return tuple(tuple(held) for held in contents)
+
+    def copied(self, contents: Sequence[Any]) -> list[Any]:
+        """Contents with lists of their own, sharing the items: for a checkpoint, and back."""
+        return [list(held) for held in contents]
 
     def cell(self, contents: list[Any], index: int) -> Any:
         """What :attr:`run` puts input ``index``'s items in: that input's list."""
@@ -139,6 +144,13 @@ class Accumulators:
     def fired(self, contents: list[Any]) -> tuple[Any, ...]:
         """Per input, its accumulator."""
         return tuple(contents)
+
+    def copied(self, contents: Sequence[Any]) -> list[Any]:
+        """Contents of their own: for a checkpoint, and back. With a function for ``initial``
+        the accumulators may change in place, so each is copied too (one level deep)."""
+        if callable(self.initial):
+            return [copy.copy(accumulator) for accumulator in contents]
+        return list(contents)
 
     def cell(self, contents: list[Any], index: int) -> Any:
         """What :attr:`run` folds input ``index``'s items into: the list of accumulators."""

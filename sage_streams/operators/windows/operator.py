@@ -10,7 +10,7 @@ watermarks, feeds the pure logic of :mod:`sage_streams.operators.windows.state` 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -315,6 +315,25 @@ class WindowOperator(OperatorBase):
         if len(self.names) == 1:
             return [WindowAggregate(w.key, w.start, w.end, w.items[0], w.refire) for w in fired]
         return [WindowAggregate(w.key, w.start, w.end, w.items, w.refire) for w in fired]
+
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The windows' entries, and under ``"operator"`` the marks, watermark, ended inputs, the
+        late count and when each input last delivered (for idle timeouts).
+
+        Those arrival times are taken as wall-clock time: a restart reads another monotonic
+        clock. For the same reason the processing-time offset is not kept but read afresh.
+        """
+        wall = self.clock.time() - self.clock.now()
+        arrivals = [arrival + wall for arrival in self.last_arrival]
+        scalars = (list(self.marks), self.latest, list(self.ended), self.watermark, self.late_items, arrivals)
+        return {**self.windows.snapshot(), "operator": scalars}
+
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        self.windows.restore(entries)
+        marks, self.latest, ended, self.watermark, self.late_items, arrivals = entries["operator"]
+        self.marks, self.ended = list(marks), list(ended)
+        wall = self.clock.time() - self.clock.now()
+        self.last_arrival = [arrival - wall for arrival in arrivals]
 
     def details(self) -> dict[str, float]:
         return {

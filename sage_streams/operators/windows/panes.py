@@ -3,22 +3,29 @@ window's contents and bounds, a key's open windows, a fired window, and window n
 
 A timestamp ``t`` falls in window number ``floor(t / length)`` of a tumbling or sliding
 assignment; numbers stay exact for timestamps under :data:`MAX_WINDOW_NUMBER` window lengths.
+A checkpoint holds a window as a plain tuple, :data:`FrozenWindow`.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 __all__ = [
     "MAX_WINDOW_NUMBER",
     "FiredWindow",
+    "FrozenWindow",
     "KeyWindows",
     "Window",
+    "freeze",
     "in_range",
+    "requeued",
+    "spans",
     "start_of",
+    "thaw",
     "window_number",
 ]
 
@@ -86,6 +93,87 @@ class KeyWindows:
 
 def start_of(window: Window) -> float:
     return window.start
+
+
+FrozenWindow: TypeAlias = tuple[float, float, int, list[Any], bool, bool, bool]
+"""A window in a checkpoint: ``(start, end, number, contents, fired, due, kept)``, where
+``due`` says it waits to fire and ``kept`` that it waits in the heap of windows kept for late
+items; the key and its rank are the key's."""
+
+
+def freeze(state: KeyWindows, copied: Callable[[list[Any]], list[Any]]) -> tuple[int, list[FrozenWindow]]:
+    """A key's rank and windows as :data:`FrozenWindow` tuples, their contents ``copied``."""
+    return state.rank, [
+        (w.start, w.end, w.index, copied(w.contents), w.fired, w.token >= 0, w.in_purge)
+        for w in state.windows()
+    ]
+
+
+def thaw(
+    key: Hashable,
+    frozen: tuple[int, list[FrozenWindow]],
+    copied: Callable[[list[Any]], list[Any]],
+    sessions: bool,
+) -> KeyWindows:
+    """The windows of ``key`` that :func:`freeze` made ``frozen``, their contents ``copied``. A
+    due window gets token 0 for now: :func:`requeued` gives it its heap entry and a real token."""
+    rank, windows = frozen
+    state = KeyWindows(rank)
+    for start, end, number, contents, fired, due, kept in windows:
+        window = Window(key, rank, start, end, number, copied(contents))
+        window.fired, window.in_purge, window.token = fired, kept, 0 if due else -1
+        if sessions:
+            state.sessions.append(window)
+        else:
+            state.numbered[number] = window
+    return state
+
+
+def requeued(keys: Iterable[KeyWindows], lateness: float) -> tuple[list[Any], list[Any], int]:
+    """The heaps of windows due to fire and kept for late items, for thawed ``keys``, and the
+    last token given: only live entries, at the windows' current bounds (the stale entries a
+    run leaves behind would be skipped or requeued anyway)."""
+    due: list[Any] = []
+    kept: list[Any] = []
+    token = 0
+    for state in keys:
+        for window in state.windows():
+            if window.token >= 0:
+                token += 1
+                window.token = token
+                due.append((window.end, window.start, window.rank, token, window))
+            if window.in_purge:
+                token += 1
+                kept.append((window.end + lateness, token, window))
+    heapq.heapify(due)
+    heapq.heapify(kept)
+    return due, kept, token
+
+
+def spans(timestamp: float, size: float, slide: float, shape: str) -> list[tuple[int, float, float]]:
+    """``(k, start, end)`` of every window of ``size`` sliding by ``slide`` (tumbling when they
+    are equal) holding ``timestamp``, the latest first; ``shape`` names them in errors.
+
+    Raises:
+        ValueError: a timestamp out of range, or in no window (a slide within rounding of the size).
+    """
+    if slide == size:
+        k = window_number(timestamp, size)
+        return [(k, k * size, (k + 1) * size)]
+    # Window k is [k * slide, k * slide + size): the latest to start by the timestamp holds
+    # it (slide <= size), and earlier ones while they reach it; about size / slide in all.
+    k = window_number(timestamp, slide, size)
+    found = []
+    while (end := k * slide + size) > timestamp:
+        found.append((k, k * slide, end))
+        k -= 1
+    if not found:  # slide within rounding of size: the latest window may end by the timestamp
+        raise ValueError(
+            f"timestamp {timestamp!r} falls between the windows of {shape}: in float"
+            " arithmetic no window [k * slide, k * slide + size) holds it; use tumbling windows"
+            " for a slide this close to the size"
+        )
+    return found
 
 
 MAX_WINDOW_NUMBER: Final = 2**50

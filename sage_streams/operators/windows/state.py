@@ -36,11 +36,12 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from operator import length_hint
 from typing import Any
 
 from sage_streams._typing import check_positive_int, check_seconds
+from sage_streams.operators.windows import panes
 from sage_streams.operators.windows.contents import Accumulators, ItemLists, WindowContents
 from sage_streams.operators.windows.panes import (
     FiredWindow,
@@ -306,29 +307,24 @@ class WindowState:
         """How many windows have fired so far, refires included."""
         return self._fired
 
-    # -- tumbling and sliding -------------------------------------------------------------------
+    def snapshot(self) -> dict[Hashable, Any]:
+        """The windows as entries in one pass: ``("key", key)`` a key's rank and windows (see
+        ``panes.freeze``); ``"meta"`` the next rank, the session sequence number, the fired count."""
+        entries: dict[Hashable, Any] = {"meta": (self._next_rank, self._seq, self._fired)}
+        for key, state in self._keys.items():
+            entries["key", key] = panes.freeze(state, self._contents.copied)
+        return entries
 
-    def _spans(self, timestamp: float) -> list[tuple[int, float, float]]:
-        """``(k, start, end)`` of every window holding ``timestamp``, the latest first."""
-        if self._tumbling:
-            size = self._size
-            k = window_number(timestamp, size)
-            return [(k, k * size, (k + 1) * size)]
-        size, slide = self._size, self._slide
-        # Window k is [k * slide, k * slide + size): the latest to start by the timestamp holds
-        # it (slide <= size), and earlier ones while they reach it; about size / slide in all.
-        k = window_number(timestamp, slide, size)
-        spans = []
-        while (end := k * slide + size) > timestamp:
-            spans.append((k, k * slide, end))
-            k -= 1
-        if not spans:  # slide within rounding of size: the latest window may end by the timestamp
-            raise ValueError(
-                f"timestamp {timestamp!r} falls between the windows of {self.shape}: in float"
-                " arithmetic no window [k * slide, k * slide + size) holds it; use tumbling windows"
-                " for a slide this close to the size"
-            )
-        return spans
+    def restore(self, entries: Mapping[Hashable, Any]) -> None:
+        """Bring this fresh state to that of ``entries``, made by :meth:`snapshot`."""
+        self._next_rank, self._seq, self._fired = entries["meta"]
+        for name, frozen in entries.items():
+            if isinstance(name, tuple):
+                self._keys[name[1]] = panes.thaw(name[1], frozen, self._contents.copied, self._sessions)
+                self._open += len(frozen[1])
+        self._due, self._kept, self._next_token = panes.requeued(self._keys.values(), self.allowed_lateness)
+
+    # -- tumbling and sliding -------------------------------------------------------------------
 
     def _add_to_numbered(
         self, key: Hashable, timestamp: float, index: int, item: Any, watermark: float
@@ -336,7 +332,8 @@ class WindowState:
         lateness = self.allowed_lateness
         # Latest first: those within allowed lateness are a prefix (an item of several sliding
         # windows may land in the later ones only).
-        spans = [span for span in self._spans(timestamp) if span[2] + lateness > watermark]
+        found = panes.spans(timestamp, self._size, self._slide, self.shape)
+        spans = [span for span in found if span[2] + lateness > watermark]
         if not spans:
             return False
         # Every fold first, then every store: an add that raises for one window leaves no trace.
@@ -492,8 +489,7 @@ class WindowState:
         self._open -= 1
         state = self._keys[window.key]
         if self._sessions:
-            sessions = state.sessions
-            del sessions[bisect_left(sessions, window.start, key=start_of)]
+            del state.sessions[bisect_left(state.sessions, window.start, key=start_of)]
         else:
             del state.numbered[window.index]
         if not state.numbered and not state.sessions:
