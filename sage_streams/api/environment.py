@@ -137,9 +137,7 @@ class LocalEnvironment:
         self.codegen: bool = _codegen_default() if codegen is None else _checked_codegen(codegen)
         self.checkpoint_interval = check_seconds("checkpoint_interval", checkpoint_interval, allow_zero=False)
         self._codec = resolve_state_codec(checkpoint_codec)
-        self._store: CheckpointStore | None = (
-            SqliteStore(checkpoints) if isinstance(checkpoints, str | os.PathLike) else checkpoints
-        )
+        self._checkpoints = checkpoints
         self._nodes: list[Node] = []
         self._inboxes: dict[Node, tuple[Sender, Receiver]] = {}
         """The channel ``emit`` feeds, of each push stream: made with the stream, so that items
@@ -289,25 +287,32 @@ class LocalEnvironment:
         ``inline``)."""
         return self.codegen and self.inline is not False and not tracing()
 
+    def _store(self) -> CheckpointStore | None:
+        """The store of a run (a new :class:`SqliteStore` each run for a path: a store is
+        opened at the start of a run and closed at its end)."""
+        checkpoints = self._checkpoints
+        if isinstance(checkpoints, str | os.PathLike):
+            return SqliteStore(checkpoints)
+        return checkpoints
+
     def _checkpointer(self) -> Checkpointer | None:
         """A run's checkpoints, if this environment takes them."""
-        if self._store is None:
+        store = self._store()
+        if store is None:
             return None
-        return Checkpointer(
-            self.name, self._store, self._codec, interval=self.checkpoint_interval, clock=self.clock
-        )
+        return Checkpointer(self.name, store, self._codec, interval=self.checkpoint_interval, clock=self.clock)
 
     async def reset_checkpoints(self) -> None:
         """Forget every checkpoint of this job, so that the next run starts from nothing."""
-        if self._store is None:
+        store = self._store()
+        if store is None:
             raise StreamError(f"environment {self.name!r} takes no checkpoints")
         if self._lifecycle is Lifecycle.RUNNING:
             raise StreamError(f"cannot reset the checkpoints of {self.name!r} while it runs")
-        await self._store.open(self.name, self._codec.name)
         try:
-            await self._store.reset()
+            await store.reset()
         finally:
-            await self._store.close()
+            await store.close()
 
     def _start(self, taps: dict[Node, list[Outlet]], what: str) -> Plan:
         loop = running_loop(what)
