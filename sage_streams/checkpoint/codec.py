@@ -34,7 +34,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
@@ -92,41 +92,32 @@ _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, check_circular=False, sep
 
 
 def _is_plain(value: Any) -> bool:
-    """Whether ``value`` is made only of values ``json`` writes and reads back as they are.
-
-    Scalars inside a container are checked in the container's loop, not by a call each: this
-    walk is what every checkpointed value pays for the fast path.
-    """
-    kind = type(value)
-    if kind is dict:
-        for key, item in value.items():
-            kind = type(item)
+    """Whether ``value`` is made only of values ``json`` writes and reads back as they are."""
+    if type(value) is dict:
+        for key in value:
             if type(key) is not str:
                 return False
-            if kind is str or kind is float or kind is bool or item is None:
+        return _all_plain(value.values())
+    return _all_plain(value) if type(value) is list else _all_plain((value,))
+
+
+def _all_plain(items: Iterable[Any]) -> bool:
+    """Whether every one of ``items`` is plain (see :func:`_is_plain`).
+
+    Scalars are checked in this loop, not by a call each: this walk is what every
+    checkpointed value pays for the fast path.
+    """
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is float or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -_BIG < item < _BIG:
                 continue
-            if kind is int:
-                if -_BIG < item < _BIG:
-                    continue
-                return False
-            if not _is_plain(item):
-                return False
-        return True
-    if kind is list:
-        for item in value:
-            kind = type(item)
-            if kind is str or kind is float or kind is bool or item is None:
-                continue
-            if kind is int:
-                if -_BIG < item < _BIG:
-                    continue
-                return False
-            if not _is_plain(item):
-                return False
-        return True
-    if kind is int:
-        return bool(-_BIG < value < _BIG)
-    return kind is str or kind is float or kind is bool or value is None
+            return False
+        if (kind is not dict and kind is not list) or not _is_plain(item):
+            return False
+    return True
 
 
 class _Unwritable(Exception):
@@ -267,10 +258,11 @@ def _unwritable(value: Any) -> UnwritableValueError:
     kind = type(part)
     name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     bases = [base.__name__ for base in kind.__mro__[1:] if base in _WRITTEN]
-    if bases:
+    if kind is datetime or kind is time:
+        zone = type(part.tzinfo).__qualname__
+        why = f"its tzinfo is of type {zone}, neither a timezone nor a ZoneInfo with a key"
+    elif bases:
         why = f"a subclass of {bases[0]}, which would come back as a plain {bases[0]}"
-    elif isinstance(part, datetime | time):
-        why = f"its tzinfo is a {type(part.tzinfo).__qualname__}, not a timezone or a ZoneInfo with a key"
     else:
         why = "not a type the codec writes"
     return UnwritableValueError(

@@ -30,13 +30,20 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeAlias, TypeVar
 
 from sage_streams.errors import CheckpointError
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointStore", "SqliteStore"]
+__all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointStore", "Named", "SqliteStore", "StateChanges"]
 
 R = TypeVar("R")
+
+StateChanges: TypeAlias = Mapping[str, Mapping[bytes, bytes | None]]
+"""What one commit changes in the state: operator name -> entry key -> the new value, or
+``None`` for an entry deleted."""
+
+Named: TypeAlias = Mapping[str, bytes]
+"""Source positions or sink records, by source or sink name."""
 
 FORMAT_VERSION: Final = 1
 """The layout of a :class:`SqliteStore` file; a file of a newer one is refused, not guessed at."""
@@ -81,13 +88,7 @@ class CheckpointStore(Protocol):
         """
         ...
 
-    async def commit(
-        self,
-        epoch: int,
-        states: Mapping[str, Mapping[bytes, bytes | None]],
-        positions: Mapping[str, bytes],
-        sinks: Mapping[str, bytes],
-    ) -> None:
+    async def commit(self, epoch: int, states: StateChanges, positions: Named, sinks: Named) -> None:
         """Commit ``epoch`` in one transaction: all of it, or (on an error) none of it.
 
         ``states`` holds only the entries that changed since the last commit, by operator; a
@@ -169,13 +170,7 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise CheckpointError(f"cannot open the checkpoint store {self.path!r}: {exc}") from exc
 
-    async def commit(
-        self,
-        epoch: int,
-        states: Mapping[str, Mapping[bytes, bytes | None]],
-        positions: Mapping[str, bytes],
-        sinks: Mapping[str, bytes],
-    ) -> None:
+    async def commit(self, epoch: int, states: StateChanges, positions: Named, sinks: Named) -> None:
         """See :meth:`CheckpointStore.commit`."""
         if type(epoch) is not int:
             raise TypeError(f"an epoch is an int, got {epoch!r}")
@@ -302,13 +297,7 @@ class SqliteStore:
         sinks = dict(db.execute("SELECT sink, record FROM sinks").fetchall())
         return Checkpoint(self._committed, states, positions, sinks)
 
-    def _commit(
-        self,
-        epoch: int,
-        states: Mapping[str, Mapping[bytes, bytes | None]],
-        positions: Mapping[str, bytes],
-        sinks: Mapping[str, bytes],
-    ) -> None:
+    def _commit(self, epoch: int, states: StateChanges, positions: Named, sinks: Named) -> None:
         # Checked here, not on the loop: this thread runs the commits one after the other, so
         # it is the one that knows which epoch is the last.
         if self._committed is not None and epoch <= self._committed:
