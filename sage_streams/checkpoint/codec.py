@@ -242,8 +242,8 @@ def _parts(value: Any) -> Iterator[tuple[str, str, Any]]:
 
 
 def _locate(value: Any, path: str = "value") -> tuple[str, Any]:
-    """The path and the first part of ``value``, which :func:`_tag` cannot write, that it
-    cannot write: the innermost one, so the path ends at the part to change."""
+    """Where the part of ``value`` that :func:`_tag` cannot write is, and that part: the first
+    and innermost one, so that the path ends at what to change."""
     for before, after, part in _parts(value):
         try:
             _tag(part)
@@ -291,7 +291,7 @@ class SageCodec:
         try:
             if _is_plain(value):
                 return _ENCODER.encode(value).encode("utf-8", "surrogatepass")
-            tagged = _tag(value)
+            text = _ENCODER.encode(_tag(value))
         except _Unwritable:
             raise _unwritable(value) from None
         except RecursionError:
@@ -301,7 +301,7 @@ class SageCodec:
                 "value",
                 type(value).__qualname__,
             ) from None
-        return _TAGGED + _ENCODER.encode(tagged).encode("utf-8", "surrogatepass")
+        return _TAGGED + text.encode("utf-8", "surrogatepass")
 
     def loads(self, data: bytes) -> Any:
         if data[:1] == _TAGGED:

@@ -116,6 +116,10 @@ def test_nan_and_infinities_come_back() -> None:
     assert math.copysign(1.0, back[3]) == -1.0
 
 
+def test_strings_keep_lone_surrogates() -> None:
+    assert round_trip({"\ud800": ["\udfff", ("\ud83d",)]}) == {"\ud800": ["\udfff", ("\ud83d",)]}
+
+
 def test_ints_past_the_decimal_digit_limit_are_written_in_hex() -> None:
     huge = 7**10_000
     assert SAGE_CODEC.dumps(huge).startswith(b'~{"$int":"0x')

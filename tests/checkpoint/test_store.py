@@ -24,6 +24,14 @@ def open_files(path: Path) -> list[str]:
     return [link for link in links if link.startswith(str(path))]
 
 
+def execute(path: Path, statement: str) -> None:
+    """Run ``statement`` on the file with a connection of its own, as another program would."""
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(statement)
+    db.close()
+
+
 def files_beside(path: Path) -> list[str]:
     """The names of the files in ``path``'s folder."""
     return sorted(p.name for p in path.parent.iterdir())
@@ -161,9 +169,7 @@ async def test_a_store_of_another_job_or_codec_is_refused_until_reset(path: Path
 
 async def test_a_store_of_a_newer_format_is_refused(path: Path) -> None:
     await (await opened(path)).close()
-    with sqlite3.connect(path) as db:
-        db.execute("UPDATE meta SET format = 2")
-    db.close()
+    execute(path, "UPDATE meta SET format = 2")
     store = SqliteStore(path)
     with pytest.raises(CheckpointError) as caught:
         await store.open("orders", "sage/1")
@@ -178,9 +184,7 @@ async def test_a_store_of_a_newer_format_is_refused(path: Path) -> None:
 
 
 async def test_a_file_that_is_not_a_store_is_neither_used_nor_reset(path: Path) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE users (name TEXT)")
-    db.close()
+    execute(path, "CREATE TABLE users (name TEXT)")
     store = SqliteStore(path)
     with pytest.raises(CheckpointError) as caught:
         await store.open("orders", "sage/1")
