@@ -4,6 +4,7 @@ SQLite call on the store's own thread."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import sys
@@ -271,3 +272,23 @@ async def test_every_sqlite_call_runs_on_the_stores_thread(path: Path) -> None:
     assert [statement.split()[0] for _, statement in calls][:3] == ["BEGIN", "INSERT", "DELETE"]
     assert {thread for thread, _ in calls} == {worker.ident}
     assert worker.ident != threading.get_ident()
+
+
+async def test_a_cancelled_commit_commits_all_or_nothing_and_says_which(path: Path) -> None:
+    store = await opened(path)
+    await store.commit(1, {"sum": {b"a": b"1"}}, {}, {})
+    task = asyncio.create_task(store.commit(2, {"sum": {b"a": b"2", b"b": b"3"}}, {}, {}))
+    await asyncio.sleep(0)  # the commit is handed to the store's thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await store.close()  # waits for the store's thread to finish whatever it was doing
+    assert store_threads() == []
+    expected = {
+        1: Checkpoint(1, {"sum": {b"a": b"1"}}, {}, {}),
+        2: Checkpoint(2, {"sum": {b"a": b"2", b"b": b"3"}}, {}, {}),
+    }
+    assert store.committed_epoch in expected
+    again = SqliteStore(path)
+    assert await again.open("orders", "sage/1") == expected[store.committed_epoch]
+    await again.close()
