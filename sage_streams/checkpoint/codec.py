@@ -34,7 +34,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, time, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
@@ -92,41 +92,32 @@ _ENCODER: Final = json.JSONEncoder(ensure_ascii=False, check_circular=False, sep
 
 
 def _is_plain(value: Any) -> bool:
-    """Whether ``value`` is made only of values ``json`` writes and reads back as they are.
-
-    Scalars inside a container are checked in the container's loop, not by a call each: this
-    walk is what every checkpointed value pays for the fast path.
-    """
-    kind = type(value)
-    if kind is dict:
-        for key, item in value.items():
-            kind = type(item)
+    """Whether ``value`` is made only of values ``json`` writes and reads back as they are."""
+    if type(value) is dict:
+        for key in value:
             if type(key) is not str:
                 return False
-            if kind is str or kind is float or kind is bool or item is None:
+        return _all_plain(value.values())
+    return _all_plain(value) if type(value) is list else _all_plain((value,))
+
+
+def _all_plain(items: Iterable[Any]) -> bool:
+    """Whether every one of ``items`` is plain (see :func:`_is_plain`).
+
+    Scalars are checked in this loop, not by a call each: this walk is what every
+    checkpointed value pays for the fast path.
+    """
+    for item in items:
+        kind = type(item)
+        if kind is str or kind is float or kind is bool or item is None:
+            continue
+        if kind is int:
+            if -_BIG < item < _BIG:
                 continue
-            if kind is int:
-                if -_BIG < item < _BIG:
-                    continue
-                return False
-            if not _is_plain(item):
-                return False
-        return True
-    if kind is list:
-        for item in value:
-            kind = type(item)
-            if kind is str or kind is float or kind is bool or item is None:
-                continue
-            if kind is int:
-                if -_BIG < item < _BIG:
-                    continue
-                return False
-            if not _is_plain(item):
-                return False
-        return True
-    if kind is int:
-        return bool(-_BIG < value < _BIG)
-    return kind is str or kind is float or kind is bool or value is None
+            return False
+        if (kind is not dict and kind is not list) or not _is_plain(item):
+            return False
+    return True
 
 
 class _Unwritable(Exception):
@@ -251,8 +242,8 @@ def _parts(value: Any) -> Iterator[tuple[str, str, Any]]:
 
 
 def _locate(value: Any, path: str = "value") -> tuple[str, Any]:
-    """The path and the first part of ``value``, which :func:`_tag` cannot write, that it
-    cannot write: the innermost one, so the path ends at the part to change."""
+    """Where the part of ``value`` that :func:`_tag` cannot write is, and that part: the first
+    and innermost one, so that the path ends at what to change."""
     for before, after, part in _parts(value):
         try:
             _tag(part)
@@ -267,10 +258,11 @@ def _unwritable(value: Any) -> UnwritableValueError:
     kind = type(part)
     name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
     bases = [base.__name__ for base in kind.__mro__[1:] if base in _WRITTEN]
-    if bases:
+    if kind is datetime or kind is time:
+        zone = type(part.tzinfo).__qualname__
+        why = f"its tzinfo is of type {zone}, neither a timezone nor a ZoneInfo with a key"
+    elif bases:
         why = f"a subclass of {bases[0]}, which would come back as a plain {bases[0]}"
-    elif isinstance(part, datetime | time):
-        why = f"its tzinfo is a {type(part.tzinfo).__qualname__}, not a timezone or a ZoneInfo with a key"
     else:
         why = "not a type the codec writes"
     return UnwritableValueError(
@@ -299,7 +291,7 @@ class SageCodec:
         try:
             if _is_plain(value):
                 return _ENCODER.encode(value).encode("utf-8", "surrogatepass")
-            tagged = _tag(value)
+            text = _ENCODER.encode(_tag(value))
         except _Unwritable:
             raise _unwritable(value) from None
         except RecursionError:
@@ -309,7 +301,7 @@ class SageCodec:
                 "value",
                 type(value).__qualname__,
             ) from None
-        return _TAGGED + _ENCODER.encode(tagged).encode("utf-8", "surrogatepass")
+        return _TAGGED + text.encode("utf-8", "surrogatepass")
 
     def loads(self, data: bytes) -> Any:
         if data[:1] == _TAGGED:
