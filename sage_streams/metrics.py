@@ -72,7 +72,8 @@ class MetricsSnapshot:
     """Estimated size in bytes of every ``StreamState`` handed to an operator, by state name
     (``name#2``... when two states share a name)."""
     checkpoints: dict[str, float] = field(default_factory=dict)
-    """With checkpoints on: ``epoch`` (the last committed), ``committed`` (epochs committed in
+    """With checkpoints on: ``epoch`` (the last committed), ``completed`` (the last epoch every
+    task passed: one in which nothing changed writes nothing), ``committed`` (epochs committed in
     this run), ``duration`` (seconds from the last committed epoch's start to its commit),
     ``bytes`` (state bytes its commit wrote: only what changed) and ``restore_duration``
     (seconds the restore at the start took); empty without checkpoints."""

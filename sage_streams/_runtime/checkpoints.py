@@ -29,9 +29,9 @@ from typing import Any, Protocol
 
 import anyio
 
-from sage_streams.checkpoint import Checkpoint, CheckpointStore, StateCodec
+from sage_streams.checkpoint import Checkpoint, CheckpointStore, StateCodec, codec_label
 from sage_streams.errors import CheckpointError
-from sage_streams.time import Clock
+from sage_streams.time import Clock, TimerHandle
 
 __all__ = ["CheckpointStats", "Checkpointer", "Participant"]
 
@@ -62,6 +62,8 @@ class CheckpointStats:
 
     epoch: int = 0
     """The last committed epoch."""
+    completed: int = 0
+    """The last epoch every task passed (one in which nothing changed is not written)."""
     committed: int = 0
     """Epochs committed in this run."""
     duration: float = 0.0
@@ -97,7 +99,7 @@ class Checkpointer:
         self._final_positions: dict[str, bytes] = {}
         self._bell = anyio.Event()
         self._ended = False
-        self._unsaved = False  # a participant ended since the last commit
+        self._timer: TimerHandle | None = None
 
     # -- the run's shape ----------------------------------------------------------------
 
@@ -111,7 +113,7 @@ class Checkpointer:
     async def open(self) -> Checkpoint | None:
         """Open the store and read the last committed epoch, if any."""
         start = time.perf_counter()
-        restored = await self.store.open(self.job, self.codec.name)
+        restored = await self.store.open(self.job, codec_label(self.codec))
         if restored is not None:
             self.restored = restored
             self.epoch = self.stats.epoch = restored.epoch
@@ -172,7 +174,6 @@ class Checkpointer:
         for name, position in positions.items():
             self._final_positions[name] = self._encode_value(name, "position", position)
         self._participants.discard(participant)
-        self._unsaved = True
         for state in self._open.values():
             state.waiting.discard(participant)
         if not self._participants:
@@ -183,7 +184,9 @@ class Checkpointer:
 
     def _encode(self, name: str, entries: Mapping[Hashable, Any]) -> dict[bytes, bytes]:
         return {
-            self._encode_value(name, f"the key {key!r}", key): self._encode_value(name, f"the entry {key!r}", value)
+            self._encode_value(name, f"the key {key!r}", key): self._encode_value(
+                name, f"the entry {key!r}", value
+            )
             for key, value in entries.items()
         }
 
@@ -197,30 +200,39 @@ class Checkpointer:
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Trigger an epoch every ``interval`` and commit the complete ones, in order, until
-        every participant has ended; then commit a last epoch with what is left."""
-        due = self.clock.now() + self.interval
-        timer = self.clock.call_at(due, self._ring)
+        """Commit the complete epochs, in order, until every participant has ended; then
+        commit a last epoch with what is left. Epochs start on the clock's timer, not here, so
+        a slow commit never holds the next barrier back (:meth:`start` sets the first)."""
         try:
             while True:
                 await self._bell.wait()
                 self._bell = anyio.Event()
                 await self._commit_complete()
                 if self._ended:
-                    if self._unsaved:
-                        self.trigger()  # nobody is left to wait for: complete at once
-                        await self._commit_complete()
-                    return
-                if self.clock.now() >= due:
+                    # Nobody is left to wait for: a last epoch of the final states completes at
+                    # once (and writes nothing if they are what the store holds).
                     self.trigger()
-                    due = self.clock.now() + self.interval
-                    timer.cancel()
-                    timer = self.clock.call_at(due, self._ring)
+                    await self._commit_complete()
+                    return
         finally:
-            timer.cancel()
+            self.stop()
 
-    def _ring(self) -> None:
-        self._bell.set()  # the bell of now: the loop makes a new one each time it wakes
+    def start(self) -> None:
+        """The run starts: the first epoch is due an interval from now."""
+        self._timer = self.clock.call_at(self.clock.now() + self.interval, self._tick)
+
+    def stop(self) -> None:
+        """The run has ended, however: no epoch starts any more."""
+        self._ended = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _tick(self) -> None:
+        """The interval has passed: start an epoch, and time the next."""
+        if self._ended:
+            return
+        self.trigger()
+        self._timer = self.clock.call_at(self.clock.now() + self.interval, self._tick)
 
     async def _commit_complete(self) -> None:
         while self._open:
@@ -243,7 +255,7 @@ class Checkpointer:
             if changed:
                 changes[name] = changed
                 written += sum(len(k) + len(v) for k, v in changed.items() if v is not None)
-        self._unsaved = False
+        self.stats.completed = state.epoch
         if not changes and positions == self._held_positions:
             return  # nothing moved since the last commit: the store already says it all
         await self.store.commit(state.epoch, changes, positions, {})

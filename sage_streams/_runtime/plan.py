@@ -15,9 +15,9 @@ from sage_streams._codegen import Inline
 from sage_streams._graph.node import FUSABLE, ErrorPolicy, Node
 from sage_streams._runtime.calls import CallHead
 from sage_streams._runtime.chain import ChainTask
+from sage_streams._runtime.checkpoints import Checkpointer
 from sage_streams._runtime.counters import Counters, RunCounters
 from sage_streams._runtime.failures import OperatorFailure
-from sage_streams._runtime.checkpoints import Checkpointer
 from sage_streams._runtime.heads import ChannelHead, Head, IterableHead, SourceBarriers
 from sage_streams._runtime.operator_head import OperatorHead
 from sage_streams._runtime.outlets import ChannelOutlet, Outlet
@@ -75,6 +75,8 @@ class Plan:
         self.failures: list[OperatorFailure] = []
         self.error: PipelineError | None = None
         self.done = asyncio.Event()
+        self.started = asyncio.Event()
+        """Set once the run's tasks start (after a restore from checkpoints), or it has ended."""
         self.started_at = time.perf_counter()
         self.ended_at: float | None = None
         self.counters: RunCounters = defaultdict(Counters)
@@ -284,6 +286,9 @@ class Plan:
         try:
             if self.checkpointer is not None:
                 await self._restore(self.checkpointer)
+            if self.checkpointer is not None:
+                self.checkpointer.start()
+            self.started.set()
             async with anyio.create_task_group() as group:
                 if self.checkpointer is not None:
                     group.start_soon(self._guard, "checkpoints", self.checkpointer.run, name="checkpoints")
@@ -300,9 +305,11 @@ class Plan:
             raise self.error from error
         finally:
             if self.checkpointer is not None:
+                self.checkpointer.stop()
                 with anyio.CancelScope(shield=True):
                     await self.checkpointer.store.close()
             self.ended_at = time.perf_counter()
+            self.started.set()
             self.done.set()
 
     async def _restore(self, checkpointer: Checkpointer) -> None:

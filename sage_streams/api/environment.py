@@ -300,7 +300,9 @@ class LocalEnvironment:
         store = self._store()
         if store is None:
             return None
-        return Checkpointer(self.name, store, self._codec, interval=self.checkpoint_interval, clock=self.clock)
+        return Checkpointer(
+            self.name, store, self._codec, interval=self.checkpoint_interval, clock=self.clock
+        )
 
     async def reset_checkpoints(self) -> None:
         """Forget every checkpoint of this job, so that the next run starts from nothing."""
@@ -340,6 +342,8 @@ class LocalEnvironment:
     async def running(self) -> AsyncIterator[LocalEnvironment]:
         """Run the graph in the background while the block runs.
 
+        The block starts once the graph does: with checkpoints, after its restore.
+
         Leaving the block normally closes every push stream, lets the graph drain and waits for
         it. An error in the block cancels the graph. A failure of the graph cancels the block and
         raises one :class:`PipelineError` from the ``async with``; what the block raised because
@@ -351,6 +355,7 @@ class LocalEnvironment:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._run, plan, name=f"{self.name}.run")
                 try:
+                    await plan.started.wait()  # restored from its checkpoints, if it takes them
                     yield self
                 except BaseException:
                     group.cancel_scope.cancel()
@@ -413,6 +418,7 @@ class LocalEnvironment:
             stats = plan.checkpointer.stats
             checkpoints = {
                 "epoch": float(stats.epoch),
+                "completed": float(stats.completed),
                 "committed": float(stats.committed),
                 "duration": stats.duration,
                 "bytes": float(stats.bytes_written),

@@ -31,11 +31,13 @@ class Stall:
     barrier passes and the epochs it holds up cannot complete)."""
 
     on = False
-    at = 1000
+    at = 600
+    reached = asyncio.Event()
 
     @classmethod
     async def gate(cls, event: dict[str, Any]) -> dict[str, Any]:
         if cls.on and event["n"] == cls.at:
+            cls.reached.set()
             await asyncio.Event().wait()  # until the crash cancels the run
         return event
 
@@ -56,18 +58,21 @@ async def collect(stream: DataStream[Any], clock: ManualClock) -> list[Any]:
     return task.result()
 
 
-async def crash_after(env: LocalEnvironment, clock: ManualClock, build: Build, commits: int) -> list[Any]:
-    """Run until ``commits`` epochs have committed, then cancel the run (the crash); returns
-    what its sink had been given."""
+async def crash_after(env: LocalEnvironment, clock: ManualClock, build: Build) -> list[Any]:
+    """Run until the stall, let the epochs before it commit, then cancel the run (the crash);
+    returns what its sink had been given."""
     delivered: list[Any] = []
     build(env).sink(delivered.append)
-    Stall.on = True
+    Stall.on, Stall.reached = True, asyncio.Event()
     try:
         task = asyncio.ensure_future(env.execute())
-        while not task.done() and env.metrics().checkpoints.get("committed", 0) < commits:
+        while not Stall.reached.is_set():
             await clock.advance(1.0)
-            await asyncio.sleep(0.001)  # the store commits on its own thread
-        assert not task.done(), "the run ended before the crash: give it more input"
+        for _ in range(1000):  # the store commits on its own thread: wait for it, not for the clock
+            if env.metrics().checkpoints.get("committed", 0) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert env.metrics().checkpoints["committed"] >= 2
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -128,7 +133,7 @@ async def test_a_run_restored_after_a_crash_ends_as_an_uninterrupted_one(
     counts nothing twice and misses nothing."""
     expected = dict(await run_to_end(environment(tmp_path / "clean.db", ManualClock()), ManualClock(), build))
     clock = ManualClock()
-    before = await crash_after(environment(tmp_path / "crash.db", clock), clock, build, commits=2)
+    before = await crash_after(environment(tmp_path / "crash.db", clock), clock, build)
     restored_env = environment(tmp_path / "crash.db", clock)
     after = await run_to_end(restored_env, clock, build)
     assert before == []  # the crash came mid-way: the restored run did the rest
@@ -205,7 +210,11 @@ async def test_a_push_stream_gets_barriers_while_nothing_is_emitted(tmp_path: Pa
         await events.emit(1)
         for _ in range(3):
             await clock.advance(1.0)
-        assert env.metrics().checkpoints["committed"] >= 2
+        for _ in range(1000):  # the store commits on its own thread
+            if env.metrics().checkpoints["completed"] >= 3:
+                break
+            await asyncio.sleep(0.01)
+        assert env.metrics().checkpoints["completed"] >= 3  # three barriers passed, no data
         await events.emit(2)
     assert got == [2, 3]
 
@@ -223,7 +232,9 @@ async def test_an_operator_holding_an_input_back_reads_it_ahead_to_align(tmp_pat
             else LocalEnvironment("job", clock=clock, batch_size=8)
         )
         first, second = env.create_stream("first"), env.create_stream("second")
-        synced = first.connect(second).synchronize("event", sync_event="MARK", name="sync")
+        synced = first.connect(second).synchronize(
+            "event", sync_event=lambda item: item == "MARK", name="sync"
+        )
         got: list[Any] = []
         synced.sink(got.append)
         async with env.running():
@@ -243,7 +254,7 @@ async def test_an_operator_holding_an_input_back_reads_it_ahead_to_align(tmp_pat
     plain, _ = await run(False)
     checkpointed, stats = await run(True)
     assert checkpointed == plain == [([1], [3]), ([2], [4])]
-    assert stats["committed"] >= 2
+    assert stats["completed"] >= 2
     assert not leftover_tasks()
 
 
