@@ -103,9 +103,9 @@ items; the key and its rank are the key's."""
 
 def freeze(state: KeyWindows, copied: Callable[[list[Any]], list[Any]]) -> tuple[int, list[FrozenWindow]]:
     """A key's rank and windows as :data:`FrozenWindow` tuples, their contents ``copied``."""
+    windows = state.sessions or state.numbered.values()  # a key has windows of one kind
     return state.rank, [
-        (w.start, w.end, w.index, copied(w.contents), w.fired, w.token >= 0, w.in_purge)
-        for w in state.windows()
+        (w.start, w.end, w.index, copied(w.contents), w.fired, w.token >= 0, w.in_purge) for w in windows
     ]
 
 

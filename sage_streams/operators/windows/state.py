@@ -310,9 +310,11 @@ class WindowState:
     def snapshot(self) -> dict[Hashable, Any]:
         """The windows as entries in one pass: ``("key", key)`` a key's rank and windows (see
         ``panes.freeze``); ``"meta"`` the next rank, the session sequence number, the fired count."""
-        entries: dict[Hashable, Any] = {"meta": (self._next_rank, self._seq, self._fired)}
-        for key, state in self._keys.items():
-            entries["key", key] = panes.freeze(state, self._contents.copied)
+        copied, freeze = self._contents.copied, panes.freeze
+        entries: dict[Hashable, Any] = {
+            ("key", key): freeze(state, copied) for key, state in self._keys.items()
+        }
+        entries["meta"] = (self._next_rank, self._seq, self._fired)
         return entries
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
