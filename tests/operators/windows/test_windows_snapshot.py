@@ -106,12 +106,12 @@ def actions(inputs: int) -> st.SearchStrategy[tuple[Any, ...]]:
 
 
 @pytest.mark.slow
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
     shape=st.sampled_from(sorted(CONFIGS)),
     contents=st.sampled_from(sorted(ACCUMULATORS)),
     inputs=st.integers(1, 2),
-    lateness=st.sampled_from([0.0, 3.0]),
+    lateness=st.sampled_from([0.0, 3.0, 8.0]),
     delay=st.sampled_from([0.0, 1.0]),
     time=st.sampled_from(["event", "processing", "idle"]),
     keyed=st.booleans(),
@@ -176,7 +176,7 @@ def test_a_snapshot_holds_windows_as_tuples_and_keys_as_entries() -> None:
     a, b, c = Ev(1, 1.0, 5), Ev(2, 2.0, 6), Ev(1, 5.0, 7)
     now(op.on_batch(0, [a, b, c]))  # [0, 4) fires at 5 and is kept until 6
     assert op.snapshot() == {
-        "meta": (2, 0, 2),
+        "meta": (2, 0, 2, ([], [])),
         ("key", 1): (0, [(0.0, 4.0, 0, [[a]], True, False, True), (4.0, 8.0, 1, [[c]], False, True, False)]),
         ("key", 2): (1, [(0.0, 4.0, 0, [[b]], True, False, True)]),
         "operator": ([5.0], 5.0, [False], 5.0, 0, []),
@@ -193,3 +193,27 @@ def test_a_restored_operator_refires_a_kept_window_and_drops_it_on_time() -> Non
     assert seen(now(second.on_watermark(0, 6.0))) == []
     assert second.details()["open_windows"] == 1.0
     assert seen(now(second.on_finish())) == [(1, 4.0, 8.0, False, [[Ev(1, 5.0, 7)]])]
+
+
+def test_a_restored_session_keeps_the_stale_deadline_of_its_growth() -> None:
+    def build(clock: StepClock) -> WindowOperator:
+        return WindowOperator(
+            ["input0"],
+            SessionWindows(3.0).build(),
+            key_func=None,
+            timestamp=ts_of,
+            out_of_orderness=0.0,
+            clock=clock,
+            processing_time=True,
+        )
+
+    first = build(StepClock())
+    now(first.on_batch(0, [Ev(0, 0.0, 1)]))
+    assert isinstance(first.clock, StepClock)
+    first.clock.reading = 0.5
+    now(first.on_batch(0, [Ev(0, 0.0, 2)]))  # the session grows to [1000, 1003.5)
+    second = build(first.clock.restarted())
+    second.restore(first.snapshot())
+    # Both wake at wall time 1003.0, where the session was first due, and find nothing to fire.
+    assert first.next_timer() == 3.0  # the first clock's wall time is its reading + 1000
+    assert second.next_timer() == 503.0  # the restarted one's is its reading + 500
