@@ -19,11 +19,13 @@ __all__ = [
     "FiredWindow",
     "FrozenWindow",
     "KeyWindows",
+    "Stale",
     "Window",
     "freeze",
     "in_range",
     "requeued",
     "spans",
+    "stale",
     "start_of",
     "thaw",
     "window_number",
@@ -103,9 +105,9 @@ items; the key and its rank are the key's."""
 
 def freeze(state: KeyWindows, copied: Callable[[list[Any]], list[Any]]) -> tuple[int, list[FrozenWindow]]:
     """A key's rank and windows as :data:`FrozenWindow` tuples, their contents ``copied``."""
+    windows = state.sessions or state.numbered.values()  # a key has windows of one kind
     return state.rank, [
-        (w.start, w.end, w.index, copied(w.contents), w.fired, w.token >= 0, w.in_purge)
-        for w in state.windows()
+        (w.start, w.end, w.index, copied(w.contents), w.fired, w.token >= 0, w.in_purge) for w in windows
     ]
 
 
@@ -129,10 +131,36 @@ def thaw(
     return state
 
 
-def requeued(keys: Iterable[KeyWindows], lateness: float) -> tuple[list[Any], list[Any], int]:
-    """The heaps of windows due to fire and kept for late items, for thawed ``keys``, and the
-    last token given: only live entries, at the windows' current bounds (the stale entries a
-    run leaves behind would be skipped or requeued anyway)."""
+Stale: TypeAlias = tuple[list[tuple[float, float, int]], list[float]]
+"""The stale entries of the heaps, in a checkpoint: ``(end, start, rank)`` of those of windows
+due to fire, and the deadlines of those of windows kept for late items."""
+
+
+def stale(
+    due: Iterable[tuple[float, float, int, int, Window]],
+    kept: Iterable[tuple[float, int, Window]],
+    lateness: float,
+) -> Stale:
+    """The entries of the heaps that are not a live window's own at its current bounds: those
+    of windows merged away, fired or dropped since, and of sessions grown since. They fire or
+    drop nothing, but they set :meth:`WindowState.next_deadline` earlier (a processing-time
+    timer, a no-op ``advance``), so a restored state keeps them to go on exactly."""
+    return (
+        [
+            (end, start, rank)
+            for end, start, rank, token, w in due
+            if token != w.token or (end, start) != (w.end, w.start)
+        ],
+        [deadline for deadline, _, w in kept if not w.alive or deadline != w.end + lateness],
+    )
+
+
+def requeued(keys: Iterable[KeyWindows], lateness: float, stale: Stale) -> tuple[list[Any], list[Any], int]:
+    """The heaps of windows due to fire and kept for late items, for thawed ``keys`` and the
+    ``stale`` entries, and the last token given. A live window has its entry at its current
+    bounds; a stale entry points to a dead window, which every heap pop skips."""
+    dead = Window(None, 0, 0.0, 0.0, 0, [])
+    dead.alive = False
     due: list[Any] = []
     kept: list[Any] = []
     token = 0
@@ -145,6 +173,13 @@ def requeued(keys: Iterable[KeyWindows], lateness: float) -> tuple[list[Any], li
             if window.in_purge:
                 token += 1
                 kept.append((window.end + lateness, token, window))
+    stale_due, stale_kept = stale
+    for end, start, rank in stale_due:
+        token += 1
+        due.append((end, start, rank, token, dead))
+    for deadline in stale_kept:
+        token += 1
+        kept.append((deadline, token, dead))
     heapq.heapify(due)
     heapq.heapify(kept)
     return due, kept, token

@@ -309,20 +309,22 @@ class WindowState:
 
     def snapshot(self) -> dict[Hashable, Any]:
         """The windows as entries in one pass: ``("key", key)`` a key's rank and windows (see
-        ``panes.freeze``); ``"meta"`` the next rank, the session sequence number, the fired count."""
-        entries: dict[Hashable, Any] = {"meta": (self._next_rank, self._seq, self._fired)}
-        for key, state in self._keys.items():
-            entries["key", key] = panes.freeze(state, self._contents.copied)
+        ``panes.freeze``); ``"meta"`` the next rank, session sequence, fired count, ``panes.stale``."""
+        copied, freeze = self._contents.copied, panes.freeze
+        entries: dict[Hashable, Any] = {("key", k): freeze(state, copied) for k, state in self._keys.items()}
+        stale = panes.stale(self._due, self._kept, self.allowed_lateness)
+        entries["meta"] = (self._next_rank, self._seq, self._fired, stale)
         return entries
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         """Bring this fresh state to that of ``entries``, made by :meth:`snapshot`."""
-        self._next_rank, self._seq, self._fired = entries["meta"]
+        self._next_rank, self._seq, self._fired, stale = entries["meta"]
         for name, frozen in entries.items():
             if isinstance(name, tuple):
                 self._keys[name[1]] = panes.thaw(name[1], frozen, self._contents.copied, self._sessions)
                 self._open += len(frozen[1])
-        self._due, self._kept, self._next_token = panes.requeued(self._keys.values(), self.allowed_lateness)
+        heaps = panes.requeued(self._keys.values(), self.allowed_lateness, stale)
+        self._due, self._kept, self._next_token = heaps
 
     # -- tumbling and sliding -------------------------------------------------------------------
 
