@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     "sage_streams.state": 2,
     "sage_streams.metrics": 2,
     "sage_streams.checkpoint": 2,
+    "sage_streams.connectors": 2,
     "sage_streams._codegen": 3,
     "sage_streams.operators": 4,
     "sage_streams._graph": 5,

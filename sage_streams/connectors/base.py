@@ -1,0 +1,82 @@
+"""What the runtime asks of a connector at checkpoints: positions for sources, epochs for sinks.
+
+Items between ``Barrier(e - 1)`` and ``Barrier(e)`` belong to epoch ``e``. A
+:class:`ReplayableSource` gives its batches with the position after each, and starts again from
+any position it gave: the runtime stores the position at each barrier, and a restored run reads
+from the last committed one. A :class:`TransactionalSink` writes each batch with its epoch; at
+``Barrier(e)`` it makes epoch ``e``'s writes durable and returns a small plain-data record
+(``pre_commit``), which the runtime commits in the store's transaction for epoch ``e``; once that
+transaction has committed, ``commit(e)`` makes them final. A restored run first calls
+``recover(E, record)`` with the last committed epoch ``E`` and its record: the sink drops
+whatever it wrote after epoch ``E`` (a file truncated to the length in the record, rows of a later
+epoch deleted), and the replay writes it again, once. So output is exactly once.
+
+A part declares what it gives (:data:`Guarantee`); a graph gives the weakest of its parts
+(``env.guarantee``): a source that cannot be read again, or a plain function sink, makes a
+restored run repeat or lose what was in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
+
+__all__ = ["GUARANTEES", "Guarantee", "ReplayableSource", "TransactionalSink", "weakest"]
+
+Guarantee: TypeAlias = Literal["exactly_once", "at_least_once", "at_most_once"]
+
+GUARANTEES: Final[tuple[Guarantee, ...]] = ("exactly_once", "at_least_once", "at_most_once")
+"""The guarantees, strongest first."""
+
+
+def weakest(guarantees: list[Guarantee]) -> Guarantee:
+    """The weakest of ``guarantees`` (``"exactly_once"`` for none)."""
+    return max(guarantees, key=GUARANTEES.index, default="exactly_once")
+
+
+@runtime_checkable
+class ReplayableSource(Protocol):
+    """A source read in batches, each with the position after it, from any position it gave.
+
+    Used as ``env.create_stream(name, source=...)``. Positions are plain data (the checkpoint
+    codec writes them): a byte offset, a (file index, offset) pair, an entry id.
+    """
+
+    guarantee: Guarantee
+
+    def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
+        """Batches of at most ``size`` items from ``position`` on (``None``: the start), each
+        with the position just after it; an async generator, closed when the run ends."""
+        ...
+
+
+@runtime_checkable
+class TransactionalSink(Protocol):
+    """A sink that takes part in checkpoints (see the module docstring). Used as
+    ``stream.sink(sink)``; its methods are called from one task, in this order per run:
+    ``recover`` once, then ``write``\\* and ``pre_commit`` per epoch, ``commit`` after each
+    epoch the store committed, ``close`` at the end however the run ended."""
+
+    guarantee: Guarantee
+
+    async def recover(self, epoch: int | None, record: Any) -> None:
+        """Before the first write of a run: drop what was written after ``epoch`` (the last
+        committed, with its ``record``), or everything if ``epoch`` is ``None``."""
+        ...
+
+    async def write(self, batch: list[Any], epoch: int) -> None:
+        """Write ``batch``, which belongs to ``epoch``."""
+        ...
+
+    async def pre_commit(self, epoch: int) -> Any:
+        """Make every write of epochs up to ``epoch`` durable; return the plain-data record
+        ``recover`` will be given if ``epoch`` is the last one committed."""
+        ...
+
+    async def commit(self, epoch: int) -> None:
+        """The store has committed ``epoch``: make its writes final (visible, if they are not)."""
+        ...
+
+    async def close(self) -> None:
+        """Release files and connections."""
+        ...
