@@ -15,6 +15,7 @@ from sage_streams.functions import resolve_function
 
 if TYPE_CHECKING:
     from sage_streams._typing import Source, UserFunction
+    from sage_streams.connectors import ReplayableSource, TransactionalSink
     from sage_streams.operators.base import Operator
     from sage_streams.operators.calls.config import CallConfig
 
@@ -50,6 +51,7 @@ class Node:
         "policy",
         "port",
         "reported_kind",
+        "sink",
         "source",
     )
 
@@ -60,7 +62,7 @@ class Node:
         inputs: tuple[Node, ...] = (),
         *,
         fn: Callable[..., Any] | None = None,
-        source: Source | None = None,
+        source: Source | ReplayableSource | None = None,
     ) -> None:
         self.kind = kind
         self.reported_kind: str = kind
@@ -73,6 +75,9 @@ class Node:
         self.key_func: Callable[..., Any] | None = None
         self.operator: Callable[[], Operator] | None = None
         self.port: str | None = None
+        self.sink: TransactionalSink | None = None
+        """A sink node's :class:`~sage_streams.connectors.TransactionalSink`, when it writes to
+        one instead of calling a function."""
         self.calls: CallConfig | None = None
         """How a map, filter, flat_map or sink calls its function when calls overlap; ``None``
         for one call at a time on the loop (a step of its producer's chain)."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sage_streams._codegen import Inline, Step, StepChain, compile_chain
 from sage_streams._graph.node import Node
 from sage_streams._runtime.calls import CallHead
+from sage_streams._runtime.connectors import ReplayHead, SinkHead
 from sage_streams._runtime.counters import RunCounters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import ChannelHead, Head, IterableHead, Prefix, Prefixed
@@ -166,9 +167,10 @@ class ChainTask:
         head = self.head
         states = {head.node.name: head.snapshot()} if isinstance(head, OperatorHead) else {}
         positions = {}
-        if isinstance(head, IterableHead | ChannelHead) and head.barriers is not None:
-            positions[head.barriers.name] = head.position if isinstance(head, IterableHead) else None
-        checkpointer.ended(self, states, positions)
+        if isinstance(head, IterableHead | ReplayHead | ChannelHead) and head.barriers is not None:
+            positions[head.barriers.name] = None if isinstance(head, ChannelHead) else head.position
+        sinks = {head.node.name: head.record} if isinstance(head, SinkHead) else {}
+        checkpointer.ended(self, states, positions, sinks)
 
     def _pass_on(self, message: Control) -> None:
         """A control message passes the stateless steps unchanged: to every outlet, in order

@@ -29,11 +29,13 @@ from typing import Any, Protocol
 
 import anyio
 
+from sage_streams._runtime.failures import OperatorFailure
 from sage_streams.checkpoint import Checkpoint, CheckpointStore, StateCodec, codec_label
+from sage_streams.connectors import TransactionalSink
 from sage_streams.errors import CheckpointError
 from sage_streams.time import Clock, TimerHandle
 
-__all__ = ["CheckpointStats", "Checkpointer", "Participant"]
+__all__ = ["CheckpointStats", "Checkpointer", "Participant", "close_sink"]
 
 
 class Participant(Protocol):
@@ -54,6 +56,7 @@ class _Epoch:
     waiting: set[Participant]
     states: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
     positions: dict[str, bytes] = field(default_factory=dict)
+    sinks: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -95,6 +98,9 @@ class Checkpointer:
         self._held: dict[str, dict[bytes, bytes]] = {}
         """The encoded entries the store holds, per state name (what a commit compares with)."""
         self._held_positions: dict[str, bytes] = {}
+        self._held_sinks: dict[str, bytes] = {}
+        self._sinks: dict[str, TransactionalSink] = {}
+        self._final_sinks: dict[str, bytes] = {}
         self._final_states: dict[str, dict[bytes, bytes]] = {}
         self._final_positions: dict[str, bytes] = {}
         self._bell = anyio.Event()
@@ -119,6 +125,7 @@ class Checkpointer:
             self.epoch = self.stats.epoch = restored.epoch
             self._held = {name: dict(entries) for name, entries in restored.states.items()}
             self._held_positions = dict(restored.positions)
+            self._held_sinks = dict(restored.sinks)
             self.stats.restore_duration = time.perf_counter() - start
         return restored
 
@@ -128,6 +135,22 @@ class Checkpointer:
             return None
         loads = self.codec.loads
         return {loads(key): loads(value) for key, value in self.restored.states[name].items()}
+
+    def restored_sink(self, name: str) -> tuple[int | None, Any]:
+        """The restored epoch and sink ``name``'s record in it; ``(None, None)`` if none."""
+        if self.restored is None or name not in self.restored.sinks:
+            return None, None
+        return self.restored.epoch, self.codec.loads(self.restored.sinks[name])
+
+    def add_sink(self, name: str, sink: TransactionalSink) -> None:
+        """``sink`` is committed after every epoch the store commits, and closed at the end."""
+        self._sinks[name] = sink
+
+    async def close_sinks(self, completed: bool) -> None:
+        """Close every sink (the run has ended, however)."""
+        sinks, self._sinks = self._sinks, {}
+        for name, sink in sinks.items():
+            await close_sink(name, sink, completed)
 
     def restored_position(self, name: str) -> Any:
         """The decoded position of source ``name`` in the restored epoch, or ``None``."""
@@ -153,6 +176,10 @@ class Checkpointer:
         """Where source ``name`` stood when it put ``Barrier(epoch)`` in band."""
         self._open[epoch].positions[name] = self._encode_value(name, "position", position)
 
+    def report_sink(self, epoch: int, name: str, record: Any) -> None:
+        """Sink ``name``'s pre-commit record for ``epoch``."""
+        self._open[epoch].sinks[name] = self._encode_value(name, "the pre-commit record", record)
+
     def passed(self, epoch: int, participant: Participant) -> None:
         """``participant`` has handed ``Barrier(epoch)`` on."""
         state = self._open.get(epoch)
@@ -166,9 +193,12 @@ class Checkpointer:
         participant: Participant,
         states: Mapping[str, Mapping[Hashable, Any]] = {},
         positions: Mapping[str, Any] = {},
+        sinks: Mapping[str, Any] = {},
     ) -> None:
-        """``participant`` has ended, with its final ``states`` and sources' ``positions``: they
-        stand for it in every epoch it has not passed."""
+        """``participant`` has ended, with its final ``states``, sources' ``positions`` and
+        sinks' records: they stand for it in every epoch it has not passed."""
+        for name, record in sinks.items():
+            self._final_sinks[name] = self._encode_value(name, "the pre-commit record", record)
         for name, entries in states.items():
             self._final_states[name] = self._encode(name, entries)
         for name, position in positions.items():
@@ -246,6 +276,7 @@ class Checkpointer:
     async def _commit(self, state: _Epoch) -> None:
         states = {**self._final_states, **state.states}
         positions = {**self._final_positions, **state.positions}
+        sinks = {**self._final_sinks, **state.sinks}
         changes: dict[str, dict[bytes, bytes | None]] = {}
         written = 0
         for name, entries in states.items():
@@ -256,13 +287,31 @@ class Checkpointer:
                 changes[name] = changed
                 written += sum(len(k) + len(v) for k, v in changed.items() if v is not None)
         self.stats.completed = state.epoch
-        if not changes and positions == self._held_positions:
+        if not changes and positions == self._held_positions and sinks == self._held_sinks:
             return  # nothing moved since the last commit: the store already says it all
-        await self.store.commit(state.epoch, changes, positions, {})
-        self._held_positions = positions
+        await self.store.commit(state.epoch, changes, positions, sinks)
+        self._held_positions, self._held_sinks = positions, sinks
+        for name, sink in self._sinks.items():
+            try:
+                await sink.commit(state.epoch)
+            except Exception as exc:
+                exc.add_note(f"sage_streams: raised by the commit of sink {name!r}, epoch {state.epoch}")
+                raise OperatorFailure(name, exc) from exc
         for name, entries in states.items():
             self._held[name] = dict(entries)
         self.stats.epoch = state.epoch
         self.stats.committed += 1
         self.stats.duration = self.clock.now() - state.started
         self.stats.bytes_written = written
+
+
+async def close_sink(name: str, sink: TransactionalSink, completed: bool) -> None:
+    """Close ``sink``, shielded (the run may be cancelled); a failing close fails a run that
+    had completed, and is only noted after a failure it must not hide."""
+    with anyio.CancelScope(shield=True):
+        try:
+            await sink.close()
+        except Exception as exc:
+            exc.add_note(f"sage_streams: raised by the close of sink {name!r}")
+            if completed:
+                raise OperatorFailure(name, exc) from exc

@@ -16,6 +16,7 @@ from sage_streams._graph.node import FUSABLE, ErrorPolicy, Node
 from sage_streams._runtime.calls import CallHead
 from sage_streams._runtime.chain import ChainTask
 from sage_streams._runtime.checkpoints import Checkpointer
+from sage_streams._runtime.connectors import ReplayHead, SinkHead
 from sage_streams._runtime.counters import Counters, RunCounters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import ChannelHead, Head, IterableHead, SourceBarriers
@@ -30,6 +31,7 @@ from sage_streams.channel import (
     Sender,
     create_channel,
 )
+from sage_streams.connectors import ReplayableSource
 from sage_streams.errors import CheckpointError, ErrorThresholdExceeded, PipelineError, StreamError
 from sage_streams.operators.base import SteppingOperator
 from sage_streams.time import Clock
@@ -121,7 +123,9 @@ class Plan:
             for producer in node.inputs:
                 consumers[producer] += 1
         for node in nodes:
-            if node.kind in FUSABLE and node.calls is not None:
+            if node.kind == "sink" and node.sink is not None:
+                self._place_sink(node)
+            elif node.kind in FUSABLE and node.calls is not None:
                 self._place_calls(node)
             elif node.kind in FUSABLE:
                 self._place_operator(node, consumers)
@@ -159,6 +163,9 @@ class Plan:
         return chain
 
     def _place_source(self, node: Node) -> None:
+        if isinstance(node.source, ReplayableSource):
+            self._new_chain(node, ReplayHead(node, self.batch_size, self._barriers(node)), head_node=node)
+            return
         if is_sync_source(node.source):
             head = IterableHead(node, self.batch_size, self._barriers(node))
             self._new_chain(node, head, head_node=node)
@@ -188,6 +195,15 @@ class Plan:
         self.attach(producer, ChannelOutlet(sender))
         head = CallHead(node, receiver, self.clock, self.scopes[node], self.counters[node])
         self.call_heads[node] = head
+        chain = self._new_chain(node, head, head_node=None)
+        self.where[node] = (chain, 0)
+
+    def _place_sink(self, node: Node) -> None:
+        """A transactional sink heads a chain of its own, fed by a channel."""
+        (producer,) = node.inputs
+        sender, receiver = self._channel(f"{producer.name}->{node.name}")
+        self.attach(producer, ChannelOutlet(sender))
+        head = SinkHead(node, receiver, self.counters[node], self.checkpointer)
         chain = self._new_chain(node, head, head_node=None)
         self.where[node] = (chain, 0)
 
@@ -306,6 +322,7 @@ class Plan:
         finally:
             if self.checkpointer is not None:
                 self.checkpointer.stop()
+                await self.checkpointer.close_sinks(self.error is None)
                 with anyio.CancelScope(shield=True):
                     await self.checkpointer.store.close()
             self.ended_at = time.perf_counter()
@@ -323,6 +340,8 @@ class Plan:
                 position = checkpointer.restored_position(head.barriers.name)
                 if isinstance(position, int):
                     head.start_at(position)
+            elif isinstance(head, ReplayHead) and head.barriers is not None:
+                head.start_at(checkpointer.restored_position(head.barriers.name))
         for node, operator_head in self.operators.items():
             entries = checkpointer.restored_entries(node.name)
             if entries is not None:

@@ -31,7 +31,6 @@ import anyio
 from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node
 from sage_streams._runtime import (
-    Checkpointer,
     Counters,
     Outlet,
     Plan,
@@ -40,8 +39,10 @@ from sage_streams._runtime import (
     running_loop,
 )
 from sage_streams._typing import T, check_positive_int, check_seconds
+from sage_streams.api.checkpointing import Checkpointing
 from sage_streams.channel import Receiver, Sender, create_channel
-from sage_streams.checkpoint import CheckpointStore, SqliteStore, StateCodec, resolve_state_codec
+from sage_streams.checkpoint import CheckpointStore, StateCodec, resolve_state_codec
+from sage_streams.connectors import ReplayableSource
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.time import Clock, SystemClock
@@ -80,7 +81,7 @@ class Lifecycle(enum.Enum):
     awaiting it was cancelled, or the ``env.running()`` block raised."""
 
 
-class LocalEnvironment:
+class LocalEnvironment(Checkpointing):
     """One dataflow graph and its runtime.
 
     Args:
@@ -179,17 +180,21 @@ class LocalEnvironment:
     def create_stream(
         self, name: str, source: Iterable[T] | AsyncIterable[T] | Callable[[], AsyncIterable[T]]
     ) -> DataStream[T]: ...
-    def create_stream(self, name: str, source: Source | None = None) -> DataStream[Any]:
+    def create_stream(self, name: str, source: Source | ReplayableSource | None = None) -> DataStream[Any]:
         """A push stream fed with ``await s.emit(item)``, or with ``source``, a pull stream.
 
-        ``source`` may be an iterable, an async iterable (aiostream streams included) or an
-        async generator function, called afresh for each run.
+        ``source`` may be an iterable, an async iterable (aiostream streams included), an
+        async generator function, called afresh for each run, or a
+        :class:`~sage_streams.connectors.ReplayableSource` (a file source, say), which a run
+        restored from checkpoints reads again from its committed position.
         """
         from sage_streams.api.stream import DataStream
 
         if source is None:
             node = self.add_node(Node("push", name))
             self._open_inbox(node)
+        elif isinstance(source, ReplayableSource):
+            node = self.add_node(Node("pull", name, source=source))
         else:
             if not (callable(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
                 raise TypeError(
@@ -286,35 +291,6 @@ class LocalEnvironment:
         """Whether one-expression user functions are inlined in the run starting now (see
         ``inline``)."""
         return self.codegen and self.inline is not False and not tracing()
-
-    def _store(self) -> CheckpointStore | None:
-        """The store of a run (a new :class:`SqliteStore` each run for a path: a store is
-        opened at the start of a run and closed at its end)."""
-        checkpoints = self._checkpoints
-        if isinstance(checkpoints, str | os.PathLike):
-            return SqliteStore(checkpoints)
-        return checkpoints
-
-    def _checkpointer(self) -> Checkpointer | None:
-        """A run's checkpoints, if this environment takes them."""
-        store = self._store()
-        if store is None:
-            return None
-        return Checkpointer(
-            self.name, store, self._codec, interval=self.checkpoint_interval, clock=self.clock
-        )
-
-    async def reset_checkpoints(self) -> None:
-        """Forget every checkpoint of this job, so that the next run starts from nothing."""
-        store = self._store()
-        if store is None:
-            raise StreamError(f"environment {self.name!r} takes no checkpoints")
-        if self._lifecycle is Lifecycle.RUNNING:
-            raise StreamError(f"cannot reset the checkpoints of {self.name!r} while it runs")
-        try:
-            await store.reset()
-        finally:
-            await store.close()
 
     def _start(self, taps: dict[Node, list[Outlet]], what: str) -> Plan:
         loop = running_loop(what)

@@ -42,6 +42,7 @@ from sage_streams.api.handling import ErrorHandling
 from sage_streams.api.push import PushStream
 from sage_streams.api.windowing import Windowing
 from sage_streams.channel import Receiver, create_channel
+from sage_streams.connectors import TransactionalSink
 from sage_streams.errors import PipelineError
 from sage_streams.functions import resolve_function
 from sage_streams.operators.calls.config import call_config
@@ -301,19 +302,28 @@ class DataStream(PushStream[T], ErrorHandling, Windowing, Generic[T]):
 
     def sink(
         self,
-        fn: Callable[[T], object] | str,
+        fn: Callable[[T], object] | str | TransactionalSink,
         *,
         name: str | None = None,
         **calls: Unpack[CallOptions],
     ) -> DataStream[Never]:
-        """Call ``fn(item)`` for every item, for its effect.
+        """Call ``fn(item)`` for every item, for its effect, or write every item to ``fn``, a
+        :class:`~sage_streams.connectors.TransactionalSink` (``JsonLinesSink(path)``, ...).
 
         Returns the sink's own stream, which carries no items: it ends once the sink has been
         called for everything, so ``await sink.collect()`` waits for the whole graph.
         ``concurrency``, ``timeout``, ``in_thread`` and ``key_func`` are those of :meth:`map`
         (``ordered="key"`` writes one key at a time, in order; ``True`` and ``False`` are alike,
-        a sink emitting nothing).
+        a sink emitting nothing). A function sink is at-least-once under checkpoints (a restored
+        run calls it again for what came after the last committed epoch); a transactional sink
+        writes each epoch once (see :mod:`sage_streams.connectors.base`).
         """
+        if isinstance(fn, TransactionalSink):
+            if calls:
+                raise TypeError("a transactional sink takes no call options: it writes batches itself")
+            node = Node("sink", name or f"sink({type(fn).__name__})", (self._node,))
+            node.sink = fn
+            return DataStream._of(self._env, self._env.add_node(node))
         return self._then("sink", fn, name, "sink function", calls)
 
     def _side_output(self, port: str) -> DataStream[Any]:
