@@ -139,6 +139,7 @@ class OperatorHead:
         self._marks = list(head["marks"])
         self._passed_mark = head["passed"]
         self._finished = head["finished"]
+        self._find_prefix()  # an input that had ended may leave a lookup, as when it ended
 
     async def _step(self) -> Sequence[Any] | Prefixed:
         """Handle one message, or wait for one; returns what the operator emitted, or a batch
