@@ -53,7 +53,9 @@ class JoinOperator(OperatorBase):
 
     def snapshot(self) -> dict[Hashable, Any]:
         """The join's entries, and under ``"operator"`` the mode, for the metrics."""
-        return {**self.join.snapshot(), "operator": self._mode}
+        entries = self.join.snapshot()
+        entries["operator"] = self._mode
+        return entries
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         self.join.restore(entries)
@@ -116,7 +118,9 @@ class TableJoinOperator(OperatorBase):
 
     def snapshot(self) -> dict[Hashable, Any]:
         """The table join's entries, and under ``"operator"`` the mode, for the metrics."""
-        return {**self.table.snapshot(), "operator": self._mode}
+        entries = self.table.snapshot()
+        entries["operator"] = self._mode
+        return entries
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         self.table.restore(entries)

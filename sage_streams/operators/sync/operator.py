@@ -43,7 +43,9 @@ class SyncOperator(OperatorBase):
 
     def snapshot(self) -> dict[Hashable, Any]:
         """The synchronizer's entries, and under ``"operator"`` the count of tuples emitted."""
-        return {**self.sync.snapshot(), "operator": self.emitted_tuples}
+        entries = self.sync.snapshot()
+        entries["operator"] = self.emitted_tuples
+        return entries
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         self.sync.restore(entries)

@@ -326,7 +326,9 @@ class WindowOperator(OperatorBase):
         wall = self.clock.time() - self.clock.now()
         arrivals = [arrival + wall for arrival in self.last_arrival]
         scalars = (list(self.marks), self.latest, list(self.ended), self.watermark, self.late_items, arrivals)
-        return {**self.windows.snapshot(), "operator": scalars}
+        entries = self.windows.snapshot()
+        entries["operator"] = scalars
+        return entries
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         self.windows.restore(entries)
