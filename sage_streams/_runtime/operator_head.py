@@ -120,6 +120,13 @@ class OperatorHead:
 
     def snapshot(self) -> dict[Hashable, Any]:
         """The operator's state entries, and the head's own (ended inputs, watermarks)."""
+        state = getattr(self.operator, "state", None)
+        if state is not None and state.snapshot_entries():
+            raise CheckpointError(
+                f"operator {self.node.name!r} keeps data in StreamState {state.name!r}, which "
+                "checkpoints do not cover yet: a restore would lose it; keep that state in a "
+                "window or join, or run without checkpoints"
+            )
         entries: dict[Hashable, Any] = dict(self.operator.snapshot())  # type: ignore[attr-defined]
         entries[_HEAD] = {
             "early": [[_early_entry(self.node.name, message) for message in early] for early in self._early],

@@ -263,3 +263,22 @@ def test_the_store_is_an_sqlite_store_for_a_path(tmp_path: Path) -> None:
     assert isinstance(env._store(), SqliteStore)
     with pytest.raises(ValueError, match="checkpoint_interval"):
         LocalEnvironment("job", checkpoints=tmp_path / "store.db", checkpoint_interval=0)
+
+
+async def test_data_in_a_stream_state_is_refused_at_a_checkpoint_not_lost(tmp_path: Path) -> None:
+    clock = ManualClock()
+    env = environment(tmp_path / "store.db", clock)
+
+    def count(readers: Any, state: Any) -> None:
+        for reader in readers:
+            for _ in reader.read_all():
+                state.increment("seen")
+
+    left = env.from_collection(list(range(2000)), name="left")
+    right = env.from_collection(list(range(2000)), name="right")
+    counted = left.connect(right).process(count, name="count")
+    with pytest.raises(PipelineError) as raised:
+        await collect(counted, clock)
+    assert isinstance(raised.value.__cause__, CheckpointError)
+    assert "StreamState" in str(raised.value.__cause__)
+    assert not leftover_tasks()

@@ -1,0 +1,72 @@
+"""``python -m benchmarks.checkpoints``: what checkpoints cost on W4, side by side in one run.
+
+W4 (1,000,000 events, 100 keys, 60 s tumbling sums with ``aggregate``) runs without
+checkpoints and with them every second (one SQLite file in a temporary folder), repetitions
+round-robin, on uvloop; the table gives the medians and their ratio, and the checkpoints' own
+metrics of the last run (epochs committed, the last commit's duration and bytes). Each run's
+result is checked against the plain loop's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.workloads import WINDOW, _w4_result, key_of, w4_data, w4_plain_loop
+from sage_streams import LocalEnvironment
+
+Run = tuple[float, tuple[int, int, int], dict[str, float]]
+
+INTERVALS: dict[str, float | None] = {"off": None, "every 1 s": 1.0, "every 50 ms": 0.05}
+"""W4 takes about a quarter of a second here: at 1 s only its last epoch commits, so a short
+interval is measured too, to see what each epoch costs."""
+
+
+def run(events: list[dict[str, Any]], folder: Path, interval: float | None) -> Run:
+    checkpoints = None if interval is None else folder / f"w4-{time.perf_counter_ns()}.db"
+    env = LocalEnvironment("W4", checkpoints=checkpoints, checkpoint_interval=interval or 1.0)
+    windowed = env.from_collection(events, name="events").window("tumbling", size=WINDOW, key_func=key_of)
+    sums = windowed.aggregate(lambda total, event: total + event["value"], initial=0, name="sums")
+    out: list[Any] = []
+    sums.sink(out.append)
+    start = time.perf_counter()
+    env.run()
+    elapsed = time.perf_counter() - start
+    result = _w4_result({(window.key, window.start_time): window.value for window in out})
+    return elapsed, result, env.metrics().checkpoints
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    events = w4_data(args.events)
+    expected = w4_plain_loop(events)
+    times: dict[str, list[float]] = {label: [] for label in INTERVALS}
+    stats: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(args.reps):
+            for label, interval in INTERVALS.items():
+                elapsed, result, metrics = run(events, Path(folder), interval)
+                if result != expected:
+                    raise AssertionError(f"W4 with checkpoints {label} gave a wrong result")
+                times[label].append(elapsed)
+                stats[label] = metrics
+    off = statistics.median(times["off"])
+    print(f"W4, {args.events:,} events, median of {args.reps} runs each, round-robin")
+    print()
+    print("| checkpoints | events/s | ratio to off | epochs committed (last run) |")
+    print("|---|---:|---:|---:|")
+    for label, runs in times.items():
+        median = statistics.median(runs)
+        committed = stats[label].get("committed", 0)
+        print(f"| {label} | {args.events / median:,.0f} | {off / median:.2f}x | {committed:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
