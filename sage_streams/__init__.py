@@ -39,12 +39,14 @@ from sage_streams.api.windowed import WindowedStream
 from sage_streams.channel import ChannelStatistics
 from sage_streams.errors import (
     BackpressureTimeout,
+    CheckpointError,
     ErrorThresholdExceeded,
     NoDataError,
     PipelineError,
     SpillError,
     StreamError,
     UnknownNameError,
+    UnwritableValueError,
 )
 from sage_streams.functions import get_function, register_function
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
@@ -55,6 +57,7 @@ from sage_streams.state import StreamState
 __all__ = [
     "BackpressureTimeout",
     "ChannelStatistics",
+    "CheckpointError",
     "ConnectedStreams",
     "DataStream",
     "DeadLetter",
@@ -73,6 +76,7 @@ __all__ = [
     "StreamState",
     "SynchronizedStream",
     "UnknownNameError",
+    "UnwritableValueError",
     "WindowAggregate",
     "WindowData",
     "WindowedStream",

@@ -98,6 +98,8 @@ EXCEPTIONS: list[BaseException] = [
     sage_streams.SpillError("cannot spill", item={"a": 1}, index=3),
     sage_streams.PipelineError("graph failed", [ValueError("bad")], operator="parse", item=7),
     sage_streams.ErrorThresholdExceeded("too many", [KeyError("k")], operator="enrich", item=None),
+    sage_streams.CheckpointError("the store belongs to job 'a'"),
+    sage_streams.UnwritableValueError("cannot write value[0]: Foo", "value[0]", "Foo"),
 ]
 
 
