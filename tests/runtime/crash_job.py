@@ -17,7 +17,9 @@ from sage_streams.connectors import JsonLinesSink, JsonLinesSource, SqliteSink
 
 
 def build(folder: Path) -> LocalEnvironment:
-    env = LocalEnvironment("crash-job", checkpoints=folder / "store.db", checkpoint_interval=0.02, batch_size=64)
+    env = LocalEnvironment(
+        "crash-job", checkpoints=folder / "store.db", checkpoint_interval=0.02, batch_size=64
+    )
     events = env.create_stream("events", source=JsonLinesSource(folder / "events.jsonl"))
     doubled = events.map(lambda e: {**e, "amount": e["amount"] * 2}, name="double")
     windows = doubled.window("tumbling", size=10, key_func=lambda e: e["user"], name="window")

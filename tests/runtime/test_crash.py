@@ -46,7 +46,8 @@ def outputs(folder: Path) -> tuple[list[Any], list[Any]]:
     with sqlite3.connect(folder / "out.db") as db:
         sums = sorted(db.execute("SELECT user, start, total FROM sums").fetchall())
     joined = sorted(
-        json.dumps(json.loads(line), sort_keys=True) for line in (folder / "joined.jsonl").read_text().splitlines()
+        json.dumps(json.loads(line), sort_keys=True)
+        for line in (folder / "joined.jsonl").read_text().splitlines()
     )
     return sums, joined
 
