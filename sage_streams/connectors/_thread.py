@@ -1,0 +1,58 @@
+"""One worker thread per sink: its blocking file or SQLite calls run there, in order, off the loop.
+
+A sink's file or connection is made, used and closed on its worker (a
+:class:`~concurrent.futures.ThreadPoolExecutor` of one), so the event loop only waits for
+results, and calls run in the order they were made, as a sink's methods must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from sage_streams.errors import StreamError
+
+__all__ = ["Worker"]
+
+R = TypeVar("R")
+
+
+class Worker:
+    """A thread started at the first :meth:`call` and joined by :meth:`close`.
+
+    Args:
+        name: the thread's name prefix (``"sage-sink"``), which tests look threads up by.
+        owner: what the worker runs for, named in the error of a call after :meth:`close`.
+    """
+
+    def __init__(self, name: str, owner: str) -> None:
+        self._name = name
+        self._owner = owner
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    async def call(self, function: Callable[..., R], *args: object) -> R:
+        """``function(*args)`` on the worker; :class:`StreamError` once the worker is closed."""
+        if self._closed:
+            raise StreamError(f"{self._owner} is closed")
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def close(self, last: Callable[[], None]) -> None:
+        """Run ``last`` (releasing the files) on the worker if it was started, then join it;
+        calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(executor, last)
+        finally:
+            # The worker is idle now (or, if this task was cancelled, finishing ``last``):
+            # joining it takes no time, and leaves no thread behind.
+            executor.shutdown(wait=True)

@@ -1,0 +1,174 @@
+"""A SQLite sink whose rows carry their epoch, so a restored run deletes what a crash left after
+the last committed one.
+
+Example::
+
+    stream.sink(SqliteSink("out.db", "totals"))  # {"key": "a", "sum": 3} -> a row (key, sum, _epoch)
+"""
+
+from __future__ import annotations
+
+import os
+import reprlib
+import sqlite3
+from collections.abc import Mapping
+from typing import Any, Final
+
+from sage_streams.connectors._thread import Worker
+from sage_streams.connectors.base import Guarantee
+from sage_streams.errors import CheckpointError, StreamError
+
+__all__ = ["SqliteSink"]
+
+EPOCH_COLUMN: Final = "_epoch"
+"""The column each row's epoch is written in; an item cannot have a key of this name."""
+
+
+def _quoted(name: str) -> str:
+    """``name`` as an SQL identifier: any name can be a table or a column."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqliteSink:
+    """Writes dict items as rows of one table of a SQLite file, each tagged with its epoch.
+
+    A dict's keys are the row's columns. The table is created at the first write, with the
+    first row's keys as columns (no declared type: SQLite keeps each value's own) and an
+    ``_epoch INTEGER`` column; a later row with a key the table lacks adds it (``ALTER TABLE
+    ADD COLUMN``: the rows before hold ``NULL`` there), and a row without a column holds
+    ``NULL`` in it. Values are those :mod:`sqlite3` binds: ``None``, ``int``, ``float``,
+    ``str``, ``bytes``.
+
+    An epoch's rows are inserted in one open transaction, which ``pre_commit`` commits (WAL,
+    ``synchronous = FULL``: durable when it returns); ``recover(E, ...)`` deletes the rows of
+    epochs after ``E``, which a crash left committed here but not in the checkpoint store, and
+    ``recover(None, None)`` deletes every row of the table, as no epoch of the job committed.
+    A table that exists without an ``_epoch`` column is refused, not emptied. ``commit`` has
+    nothing to do. A batch with an item that is not a dict, or that SQLite cannot bind, is a
+    :class:`TypeError` naming the item, and none of the batch is written. The connection is
+    made, used and closed on a thread of the sink's own (``sage-sink``), joined by :meth:`close`.
+
+    Args:
+        path: the SQLite file; created at :meth:`recover` if it does not exist.
+        table: the table's name.
+    """
+
+    guarantee: Guarantee = "exactly_once"
+
+    def __init__(self, path: str | os.PathLike[str], table: str) -> None:
+        if not isinstance(table, str) or not table:
+            raise ValueError(f"table must be a non-empty string, got {table!r}")
+        self.path = os.fspath(path)
+        self.table = table
+        self._db: sqlite3.Connection | None = None
+        self._columns: list[str] | None = None  # None: no table yet
+        self._worker = Worker("sage-sink", repr(self))
+
+    def __repr__(self) -> str:
+        return f"SqliteSink({self.path!r}, {self.table!r})"
+
+    async def recover(self, epoch: int | None, record: Any) -> None:
+        """See :meth:`~sage_streams.connectors.base.TransactionalSink.recover`; ``record`` is
+        the one ``pre_commit`` gave, ``{"epoch": epoch}``."""
+        if epoch is not None and record != {"epoch": epoch}:
+            raise ValueError(
+                f"{self!r}: the record of epoch {epoch} must be {{'epoch': {epoch}}}, got {record!r}"
+            )
+        await self._worker.call(self._recover, epoch)
+
+    async def write(self, batch: list[Any], epoch: int) -> None:
+        """See :meth:`~sage_streams.connectors.base.TransactionalSink.write`."""
+        await self._worker.call(self._insert, batch, epoch)
+
+    async def pre_commit(self, epoch: int) -> dict[str, int]:
+        """Commit the open transaction; the record is ``{"epoch": epoch}``."""
+        await self._worker.call(self._commit)
+        return {"epoch": epoch}
+
+    async def commit(self, epoch: int) -> None:
+        """Nothing: the epoch's rows committed at ``pre_commit``."""
+
+    async def close(self) -> None:
+        """Close the connection (rows not yet pre-committed are rolled back, as a crash would
+        lose them) and join the sink's thread; calling it again does nothing."""
+        await self._worker.close(self._close)
+
+    def _recover(self, epoch: int | None) -> None:
+        if self._db is None:
+            # Transactions are begun and ended here, not by the sqlite3 module.
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+        columns = [row[1] for row in self._db.execute(f"PRAGMA table_info({_quoted(self.table)})")]
+        if not columns:
+            return
+        if EPOCH_COLUMN not in columns:
+            raise CheckpointError(
+                f"{self!r}: the table exists without an {EPOCH_COLUMN} column, so it was not written"
+                " by a SqliteSink; name another table"
+            )
+        self._columns = [column for column in columns if column != EPOCH_COLUMN]
+        where = "" if epoch is None else f" WHERE {EPOCH_COLUMN} > ?"
+        self._db.execute(f"DELETE FROM {_quoted(self.table)}{where}", () if epoch is None else (epoch,))
+
+    def _insert(self, batch: list[Any], epoch: int) -> None:
+        if self._db is None:
+            raise StreamError(f"{self!r}: recover must be called before the first write")
+        for index, item in enumerate(batch):
+            self._check(index, item)
+        if not self._db.in_transaction:
+            self._db.execute("BEGIN IMMEDIATE")  # the write lock now: a busy file fails here
+        columns = None if self._columns is None else list(self._columns)
+        # A savepoint per batch: a row SQLite refuses undoes the batch, not the epoch's others.
+        self._db.execute("SAVEPOINT batch")
+        try:
+            for index, item in enumerate(batch):
+                self._insert_row(self._db, index, item, epoch)
+        except BaseException:
+            if self._db.in_transaction:  # unless SQLite rolled it all back, as on a full disk
+                self._db.execute("ROLLBACK TO batch")
+                self._db.execute("RELEASE batch")
+            self._columns = columns  # the batch's CREATE and ALTER are undone too
+            raise
+        self._db.execute("RELEASE batch")
+
+    def _check(self, index: int, item: Any) -> None:
+        if not isinstance(item, Mapping):
+            raise TypeError(f"{self!r} writes dicts, item {index} of its batch is {reprlib.repr(item)}")
+        for key in item:
+            if not isinstance(key, str):
+                raise TypeError(f"{self!r}: item {index} of its batch has a key {key!r} that is not a str")
+            if key == EPOCH_COLUMN:
+                raise ValueError(
+                    f"{self!r}: item {index} of its batch has the key {EPOCH_COLUMN}, the sink's own"
+                )
+
+    def _insert_row(self, db: sqlite3.Connection, index: int, item: Mapping[str, Any], epoch: int) -> None:
+        table = _quoted(self.table)
+        if self._columns is None:
+            self._columns = list(item)
+            declared = [*map(_quoted, self._columns), f"{EPOCH_COLUMN} INTEGER"]
+            db.execute(f"CREATE TABLE {table} ({', '.join(declared)})")
+        for key in item:
+            if key not in self._columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {_quoted(key)}")
+                self._columns.append(key)
+        names = ", ".join([*map(_quoted, item), EPOCH_COLUMN])
+        marks = ", ".join("?" * (len(item) + 1))
+        try:
+            db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", (*item.values(), epoch))
+        except (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError) as exc:
+            raise TypeError(
+                f"{self!r} cannot write item {index} of its batch, {reprlib.repr(item)}: {exc}"
+            ) from exc
+
+    def _commit(self) -> None:
+        if self._db is None:
+            raise StreamError(f"{self!r}: recover must be called before pre_commit")
+        if self._db.in_transaction:
+            self._db.execute("COMMIT")
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
