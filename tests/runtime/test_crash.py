@@ -2,8 +2,10 @@
 finishes, leaves in its sinks exactly what an uninterrupted run leaves: nothing lost, nothing twice.
 
 The job (``crash_job.py``) runs in a subprocess this test starts, and only that process is killed,
-by its PID. The moments are uniform over the job's running time, so they fall mid-batch,
-mid-checkpoint and mid-commit alike; at least ten kills land before it is let finish.
+by its PID: each run once it has committed an epoch of its own, at a seeded random moment of
+the next two epochs (checkpoints every 20 ms), so kills fall mid-batch, mid-checkpoint and
+mid-commit alike, and each next run has a checkpoint to restore. Ten kills land before it is
+let finish.
 """
 
 from __future__ import annotations
@@ -54,36 +56,48 @@ def outputs(folder: Path) -> tuple[list[Any], list[Any]]:
     return sums, joined
 
 
+def committed_epoch(folder: Path) -> int:
+    """The last epoch the job's store committed (0 for none), read beside the job."""
+    if not (folder / "store.db").exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{folder / 'store.db'}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT max(epoch) FROM epochs").fetchone()
+    except sqlite3.Error:  # killed before the store had its tables
+        return 0
+    return int(row[0] or 0)
+
+
 @pytest.mark.slow
 def test_a_job_killed_ten_times_writes_its_output_exactly_once(tmp_path: Path) -> None:
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
     for folder in (clean, crashed):
         folder.mkdir()
-        write_inputs(folder, 20_000)
-    started = time.perf_counter()
+        write_inputs(folder, 40_000)
     job = start(clean)
     assert job.wait(timeout=120) == 0, (clean / "stderr").read_text()
-    duration = time.perf_counter() - started
     expected = outputs(clean)
     assert len(expected[0]) > 100
     assert len(expected[1]) > 1000
 
     rng = random.Random(2026)
     kills = 0
-    for _ in range(200):
+    while kills < KILLS:
+        before = committed_epoch(crashed)
         job = start(crashed)
-        if kills < KILLS:
-            try:
-                job.wait(timeout=rng.uniform(0.05, duration))
-            except subprocess.TimeoutExpired:
-                os.kill(job.pid, signal.SIGKILL)  # only the process this test started
-                job.wait()
-                kills += 1
-                continue
-        else:
-            job.wait(timeout=120)
-        assert job.returncode == 0, (crashed / "stderr").read_text()
-        if kills >= KILLS:
-            break
-    assert kills >= KILLS
+        # Once the run has committed an epoch of its own (so each kill comes after progress,
+        # and the next run restores it), kill it at a random moment of the next two epochs:
+        # mid-batch, mid-checkpoint or mid-commit.
+        deadline = time.monotonic() + 60
+        while job.poll() is None and committed_epoch(crashed) <= before and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.04))
+        if job.poll() is not None:
+            break  # it finished between two kills
+        os.kill(job.pid, signal.SIGKILL)  # only the process this test started
+        job.wait()
+        kills += 1
+    assert kills == KILLS
+    job = start(crashed)  # the run that finishes (or, if one did already, restores its end)
+    assert job.wait(timeout=120) == 0, (crashed / "stderr").read_text()
     assert outputs(crashed) == expected
