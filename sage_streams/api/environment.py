@@ -180,6 +180,8 @@ class LocalEnvironment(Checkpointing):
     def create_stream(
         self, name: str, source: Iterable[T] | AsyncIterable[T] | Callable[[], AsyncIterable[T]]
     ) -> DataStream[T]: ...
+    @overload
+    def create_stream(self, name: str, source: ReplayableSource) -> DataStream[Any]: ...
     def create_stream(self, name: str, source: Source | ReplayableSource | None = None) -> DataStream[Any]:
         """A push stream fed with ``await s.emit(item)``, or with ``source``, a pull stream.
 

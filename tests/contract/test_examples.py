@@ -11,6 +11,7 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 EXPECTED = {
+    "recovery.py": "50 totals, 4,900,000 in all; the job's guarantee: exactly_once\n",
     "async_enrichment.py": """\
   1 ana   Lisbon  free
   2 bo    Oslo    gold
