@@ -19,6 +19,7 @@ import pytest
 
 from sage_streams import DataStream, LocalEnvironment, PipelineError
 from sage_streams.checkpoint import SqliteStore
+from sage_streams.connectors import JsonLinesSink
 from sage_streams.errors import CheckpointError
 from sage_streams.testing import ManualClock, leftover_tasks
 
@@ -282,3 +283,45 @@ async def test_data_in_a_stream_state_is_refused_at_a_checkpoint_not_lost(tmp_pa
     assert isinstance(raised.value.__cause__, CheckpointError)
     assert "StreamState" in str(raised.value.__cause__)
     assert not leftover_tasks()
+
+
+class FailingStore(SqliteStore):
+    """A real SQLite store whose third commit fails, as a full disk would make it."""
+
+    commits = 0
+
+    async def commit(self, epoch: int, states: Any, positions: Any, sinks: Any) -> None:
+        FailingStore.commits += 1
+        if FailingStore.commits == 3:
+            raise CheckpointError(f"cannot commit epoch {epoch}: disk full (simulated)")
+        await super().commit(epoch, states, positions, sinks)
+
+
+async def test_a_failing_commit_fails_the_graph_and_keeps_the_last_epoch(tmp_path: Path) -> None:
+    clock = ManualClock()
+    FailingStore.commits = 0
+    env = LocalEnvironment("job", checkpoints=FailingStore(tmp_path / "store.db"), clock=clock, batch_size=8)
+    with pytest.raises(PipelineError) as raised:
+        await collect(keyed_sums(env), clock)
+    assert raised.value.operator == "checkpoints"
+    assert "disk full" in str(raised.value.__cause__)
+    assert not leftover_tasks()
+    store = SqliteStore(tmp_path / "store.db")
+    kept = await store.open("job", "sage/1")
+    await store.close()
+    assert kept is not None
+    assert kept.epoch == env.metrics().checkpoints["epoch"]
+
+
+def test_the_guarantee_is_the_weakest_part(tmp_path: Path) -> None:
+    plain = LocalEnvironment("job")
+    plain.from_collection([1]).sink(print)
+    assert plain.guarantee == "at_most_once"
+    env = LocalEnvironment("job", checkpoints=tmp_path / "store.db")
+    numbers = env.from_collection([1, 2, 3])
+    numbers.sink(JsonLinesSink(tmp_path / "out.jsonl"))
+    assert env.guarantee == "exactly_once"
+    numbers.sink(print)
+    assert env.guarantee == "at_least_once"
+    env.create_stream("pushed").sink(JsonLinesSink(tmp_path / "more.jsonl"))
+    assert env.guarantee == "at_most_once"
