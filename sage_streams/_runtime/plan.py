@@ -334,6 +334,21 @@ class Plan:
         restored = await checkpointer.open()
         if restored is None:
             return
+        names = {node.name for node in self.operators}
+        for chain in self.chains:
+            head = chain.head
+            if isinstance(head, IterableHead | ReplayHead | ChannelHead) and head.barriers is not None:
+                names.add(head.barriers.name)
+            elif isinstance(head, SinkHead):
+                names.add(head.node.name)
+        unknown = sorted({*restored.states, *restored.positions, *restored.sinks} - names)
+        if unknown:
+            raise CheckpointError(
+                f"the checkpoint of job {self.env_name!r} (epoch {restored.epoch}) holds the state of "
+                f"{', '.join(map(repr, unknown))}, which this graph does not have: a renamed or removed "
+                "operator, source or sink would lose it. Give it its old name (name=...), or start "
+                "over with env.reset_checkpoints()"
+            )
         for chain in self.chains:
             head = chain.head
             if isinstance(head, IterableHead) and head.barriers is not None:

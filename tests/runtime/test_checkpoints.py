@@ -325,3 +325,21 @@ def test_the_guarantee_is_the_weakest_part(tmp_path: Path) -> None:
     assert env.guarantee == "at_least_once"
     env.create_stream("pushed").sink(JsonLinesSink(tmp_path / "more.jsonl"))
     assert env.guarantee == "at_most_once"
+
+
+async def test_a_renamed_operator_is_refused_at_the_start_not_lost(tmp_path: Path) -> None:
+    clock = ManualClock()
+    await crash_after(environment(tmp_path / "store.db", clock), clock, keyed_sums)
+
+    def renamed(env: LocalEnvironment) -> DataStream[Any]:
+        events = env.from_collection([{"timestamp": 0, "user": 1, "n": 1}], name="events")
+        windows = events.window("tumbling", size=10, key_func=lambda e: e["user"], name="sums_v2")
+        return windows.aggregate(lambda total, e: total + e["n"], initial=0, name="aggregate")
+
+    with pytest.raises(PipelineError) as raised:
+        await run_to_end(environment(tmp_path / "store.db", clock), clock, renamed)
+    error = raised.value.__cause__
+    assert isinstance(error, CheckpointError)
+    assert "'sums'" in str(error)
+    assert "reset_checkpoints" in str(error)
+    assert not leftover_tasks()
