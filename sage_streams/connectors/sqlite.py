@@ -48,6 +48,9 @@ class SqliteSink:
     :class:`TypeError` naming the item, and none of the batch is written. The connection is
     made, used and closed on a thread of the sink's own (``sage-sink``), joined by :meth:`close`.
 
+    The open transaction holds the file's write lock from an epoch's first write to its
+    ``pre_commit``: give the sink a file no other writer uses, not the checkpoint store's.
+
     Args:
         path: the SQLite file; created at :meth:`recover` if it does not exist.
         table: the table's name.
