@@ -92,7 +92,7 @@ async def _batches(
     on a thread, until one reads nothing."""
     check_positive_int("size", size)
     paths = await asyncio.to_thread(_paths, source.path)
-    index, offset = _start(position, paths, repr(source))
+    index, offset = await asyncio.to_thread(_start, position, paths, repr(source))  # a stat
     while True:
         items, index, offset = await asyncio.to_thread(read, paths, index, offset, size)
         if not items:
