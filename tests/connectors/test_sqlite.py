@@ -120,6 +120,8 @@ async def test_a_bad_item_is_named_and_none_of_its_batch_is_written(tmp_path: Pa
             [{"a": 3, "c": 3}, {"a": 3, "b": {}}], 1
         )  # refused by SQLite, after a row and a column
     assert isinstance(caught.value.__cause__, sqlite3.Error)
+    with pytest.raises(TypeError, match=r"cannot write item 2 of its batch, \{'a': \[\]\}: .*"):
+        await sink.write([{"a": 5}, {"a": 6}, {"a": []}, {"a": 7}], 1)  # one statement for the four
     await sink.write([{"a": 4, "d": 4}], 1)
     await sink.pre_commit(1)
     await sink.close()
