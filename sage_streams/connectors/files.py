@@ -29,8 +29,9 @@ import glob
 import json
 import os
 import reprlib
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, BinaryIO
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
+from typing import Any, BinaryIO, TypeAlias
 
 from sage_streams._typing import check_positive_int
 from sage_streams.connectors._thread import Worker
@@ -38,6 +39,10 @@ from sage_streams.connectors.base import Guarantee
 from sage_streams.errors import CheckpointError, StreamError
 
 __all__ = ["CsvSource", "JsonLinesSink", "JsonLinesSource"]
+
+
+_Read: TypeAlias = tuple[list[Any], int, int]
+"""What one read of a batch gives: its items, and the file index and offset after the last."""
 
 
 def _paths(pattern: str) -> list[str]:
@@ -77,6 +82,24 @@ def _bad(path: str, offset: int, what: str, exc: Exception) -> ValueError:
     return ValueError(f"{path!r}, line {_line_number(path, offset)}: {what}: {exc}")
 
 
+async def _batches(
+    source: JsonLinesSource | CsvSource,
+    position: Any,
+    size: int,
+    read: Callable[[list[str], int, int, int], _Read],
+) -> AsyncIterator[tuple[list[Any], Any]]:
+    """The batches of ``source`` from ``position`` on, each ``read(paths, index, offset, size)``
+    on a thread, until one reads nothing."""
+    check_positive_int("size", size)
+    paths = await asyncio.to_thread(_paths, source.path)
+    index, offset = await asyncio.to_thread(_start, position, paths, repr(source))  # a stat
+    while True:
+        items, index, offset = await asyncio.to_thread(read, paths, index, offset, size)
+        if not items:
+            return
+        yield items, [index, offset]
+
+
 class JsonLinesSource:
     """Reads one JSON value per line (:func:`json.loads`) from a file or a glob of files.
 
@@ -96,19 +119,12 @@ class JsonLinesSource:
     def __repr__(self) -> str:
         return f"JsonLinesSource({self.path!r})"
 
-    async def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
+    def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
         """See :meth:`~sage_streams.connectors.base.ReplayableSource.batches`."""
-        check_positive_int("size", size)
-        paths = await asyncio.to_thread(_paths, self.path)
-        index, offset = _start(position, paths, repr(self))
-        while True:
-            items, index, offset = await asyncio.to_thread(self._read, paths, index, offset, size)
-            if not items:
-                return
-            yield items, [index, offset]
+        return _batches(self, position, size, self._read)
 
     @staticmethod
-    def _read(paths: list[str], index: int, offset: int, size: int) -> tuple[list[Any], int, int]:
+    def _read(paths: list[str], index: int, offset: int, size: int) -> _Read:
         """Up to ``size`` values from ``(index, offset)`` on, and the position after the last
         (in its file, even at the file's end: the next file is opened by the next read)."""
         items: list[Any] = []
@@ -161,17 +177,10 @@ class CsvSource:
     def __repr__(self) -> str:
         return f"CsvSource({self.path!r})"
 
-    async def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
+    def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
         """See :meth:`~sage_streams.connectors.base.ReplayableSource.batches`."""
-        check_positive_int("size", size)
-        paths = await asyncio.to_thread(_paths, self.path)
-        index, offset = _start(position, paths, repr(self))
         headers: dict[int, tuple[list[str] | None, int]] = {}  # read once per file and run
-        while True:
-            items, index, offset = await asyncio.to_thread(self._read, paths, index, offset, size, headers)
-            if not items:
-                return
-            yield items, [index, offset]
+        return _batches(self, position, size, partial(self._read, headers=headers))
 
     def _read(
         self,
@@ -179,8 +188,9 @@ class CsvSource:
         index: int,
         offset: int,
         size: int,
+        *,
         headers: dict[int, tuple[list[str] | None, int]],
-    ) -> tuple[list[Any], int, int]:
+    ) -> _Read:
         """Up to ``size`` rows from ``(index, offset)`` on, and the position after the last."""
         items: list[Any] = []
         last = index, offset

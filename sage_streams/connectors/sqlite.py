@@ -12,6 +12,7 @@ import os
 import reprlib
 import sqlite3
 from collections.abc import Mapping
+from itertools import groupby
 from typing import Any, Final
 
 from sage_streams.connectors._thread import Worker
@@ -19,6 +20,9 @@ from sage_streams.connectors.base import Guarantee
 from sage_streams.errors import CheckpointError, StreamError
 
 __all__ = ["SqliteSink"]
+
+_UNBINDABLE: Final = (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError)
+"""What :mod:`sqlite3` raises for a value it cannot bind."""
 
 EPOCH_COLUMN: Final = "_epoch"
 """The column each row's epoch is written in; an item cannot have a key of this name."""
@@ -47,6 +51,9 @@ class SqliteSink:
     nothing to do. A batch with an item that is not a dict, or that SQLite cannot bind, is a
     :class:`TypeError` naming the item, and none of the batch is written. The connection is
     made, used and closed on a thread of the sink's own (``sage-sink``), joined by :meth:`close`.
+
+    The open transaction holds the file's write lock from an epoch's first write to its
+    ``pre_commit``: give the sink a file no other writer uses, not the checkpoint store's.
 
     Args:
         path: the SQLite file; created at :meth:`recover` if it does not exist.
@@ -122,8 +129,9 @@ class SqliteSink:
         # A savepoint per batch: a row SQLite refuses undoes the batch, not the epoch's others.
         self._db.execute("SAVEPOINT batch")
         try:
-            for index, item in enumerate(batch):
-                self._insert_row(self._db, index, item, epoch)
+            # Consecutive rows of the same keys share one statement and one executemany.
+            for keys, run in groupby(enumerate(batch), key=lambda pair: tuple(pair[1])):
+                self._insert_run(self._db, keys, list(run), epoch)
         except BaseException:
             if self._db.in_transaction:  # unless SQLite rolled it all back, as on a full disk
                 self._db.execute("ROLLBACK TO batch")
@@ -143,24 +151,37 @@ class SqliteSink:
                     f"{self!r}: item {index} of its batch has the key {EPOCH_COLUMN}, the sink's own"
                 )
 
-    def _insert_row(self, db: sqlite3.Connection, index: int, item: Mapping[str, Any], epoch: int) -> None:
+    def _insert_run(
+        self,
+        db: sqlite3.Connection,
+        keys: tuple[str, ...],
+        run: list[tuple[int, Mapping[str, Any]]],
+        epoch: int,
+    ) -> None:
+        """Insert the rows of ``run`` (each with its index in the batch), which all have ``keys``."""
         table = _quoted(self.table)
         if self._columns is None:
-            self._columns = list(item)
+            self._columns = list(keys)
             declared = [*map(_quoted, self._columns), f"{EPOCH_COLUMN} INTEGER"]
             db.execute(f"CREATE TABLE {table} ({', '.join(declared)})")
-        for key in item:
+        for key in keys:
             if key not in self._columns:
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {_quoted(key)}")
                 self._columns.append(key)
-        names = ", ".join([*map(_quoted, item), EPOCH_COLUMN])
-        marks = ", ".join("?" * (len(item) + 1))
+        names = ", ".join([*map(_quoted, keys), EPOCH_COLUMN])
+        statement = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * (len(keys) + 1))})"
         try:
-            db.execute(f"INSERT INTO {table} ({names}) VALUES ({marks})", (*item.values(), epoch))
-        except (sqlite3.ProgrammingError, sqlite3.InterfaceError, OverflowError) as exc:
-            raise TypeError(
-                f"{self!r} cannot write item {index} of its batch, {reprlib.repr(item)}: {exc}"
-            ) from exc
+            db.executemany(statement, [(*item.values(), epoch) for _, item in run])
+        except _UNBINDABLE:
+            # Which item it was: the batch is rolled back, whatever these inserts leave.
+            for index, item in run:
+                try:
+                    db.execute(statement, (*item.values(), epoch))
+                except _UNBINDABLE as exc:
+                    raise TypeError(
+                        f"{self!r} cannot write item {index} of its batch, {reprlib.repr(item)}: {exc}"
+                    ) from exc
+            raise
 
     def _commit(self) -> None:
         if self._db is None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hypothesis import strategies as st
+
 from sage_streams.connectors import TransactionalSink
 
 
@@ -61,3 +63,12 @@ async def run(
                 await sink.commit(epoch)
         await sink.close()
     return starts
+
+
+CRASHES = st.lists(st.builds(Crash, st.integers(0, 3), st.booleans(), st.integers(0, 3)), max_size=4)
+"""Up to four crashed runs before the last."""
+
+
+def epochs_of(items: st.SearchStrategy[Any]) -> st.SearchStrategy[list[list[list[Any]]]]:
+    """One to five epochs of up to three batches of up to three ``items``."""
+    return st.lists(st.lists(st.lists(items, max_size=3), max_size=3), min_size=1, max_size=5)

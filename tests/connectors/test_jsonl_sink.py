@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sage_streams.connectors import JsonLinesSink, TransactionalSink
 from sage_streams.errors import CheckpointError, StreamError
-from tests.connectors.sinks import Crash, open_files, run, sink_threads
+from tests.connectors.sinks import CRASHES, Crash, epochs_of, open_files, run, sink_threads
 
 
 def lines(path: Path) -> list[Any]:
@@ -124,14 +124,11 @@ async def test_a_run_that_crashed_after_a_pre_commit_the_store_lost_is_replayed_
     assert lines(path) == [1, 2, 3, 4, 5, 6, 7]
 
 
-BATCH = st.lists(st.integers() | st.text(), max_size=3)
-
-
 @pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(
-    epochs=st.lists(st.lists(BATCH, max_size=3), min_size=1, max_size=5),
-    crashes=st.lists(st.builds(Crash, st.integers(0, 3), st.booleans(), st.integers(0, 3)), max_size=4),
+    epochs=epochs_of(st.integers() | st.text()),
+    crashes=CRASHES,
 )
 def test_crashes_at_any_point_leave_each_epochs_lines_once(
     epochs: list[list[list[Any]]], crashes: list[Crash]

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sage_streams.connectors import SqliteSink, TransactionalSink
 from sage_streams.errors import CheckpointError, StreamError
-from tests.connectors.sinks import Crash, open_files, run, sink_threads
+from tests.connectors.sinks import CRASHES, Crash, epochs_of, open_files, run, sink_threads
 
 
 def rows(path: Path, table: str = "out") -> list[tuple[Any, ...]]:
@@ -120,6 +120,8 @@ async def test_a_bad_item_is_named_and_none_of_its_batch_is_written(tmp_path: Pa
             [{"a": 3, "c": 3}, {"a": 3, "b": {}}], 1
         )  # refused by SQLite, after a row and a column
     assert isinstance(caught.value.__cause__, sqlite3.Error)
+    with pytest.raises(TypeError, match=r"cannot write item 2 of its batch, \{'a': \[\]\}: .*"):
+        await sink.write([{"a": 5}, {"a": 6}, {"a": []}, {"a": 7}], 1)  # one statement for the four
     await sink.write([{"a": 4, "d": 4}], 1)
     await sink.pre_commit(1)
     await sink.close()
@@ -159,14 +161,11 @@ async def test_a_run_that_crashed_after_a_pre_commit_the_store_lost_is_replayed_
     assert rows(path) == [(1, 1), (2, 1), (3, 2), (4, 3)]
 
 
-BATCH = st.lists(st.builds(dict, v=st.integers(-(2**63), 2**63 - 1), w=st.text(max_size=2)), max_size=3)
-
-
 @pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
-    epochs=st.lists(st.lists(BATCH, max_size=3), min_size=1, max_size=5),
-    crashes=st.lists(st.builds(Crash, st.integers(0, 3), st.booleans(), st.integers(0, 3)), max_size=4),
+    epochs=epochs_of(st.builds(dict, v=st.integers(-(2**63), 2**63 - 1), w=st.text(max_size=2))),
+    crashes=CRASHES,
 )
 def test_crashes_at_any_point_leave_each_epochs_rows_once(
     epochs: list[list[list[Any]]], crashes: list[Crash]
