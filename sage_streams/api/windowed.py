@@ -84,12 +84,15 @@ class WindowedStream(DataStream[WindowData]):
             async def apply_async(window: WindowData) -> Sequence[Any]:
                 return window_results(await function(window, state, **kwargs))
 
-            return self.flat_map(apply_async, name=label, **options)
+            processed = self.flat_map(apply_async, name=label, **options)
+        else:
 
-        def apply(window: WindowData) -> Sequence[Any]:
-            return window_results(function(window, state, **kwargs))
+            def apply(window: WindowData) -> Sequence[Any]:
+                return window_results(function(window, state, **kwargs))
 
-        return self.flat_map(apply, name=label, **options)
+            processed = self.flat_map(apply, name=label, **options)
+        processed._node.state = state
+        return processed
 
     def aggregate(
         self,

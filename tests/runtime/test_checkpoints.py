@@ -266,7 +266,33 @@ def test_the_store_is_an_sqlite_store_for_a_path(tmp_path: Path) -> None:
         LocalEnvironment("job", checkpoints=tmp_path / "store.db", checkpoint_interval=0)
 
 
-async def test_data_in_a_stream_state_is_refused_at_a_checkpoint_not_lost(tmp_path: Path) -> None:
+async def test_a_stream_state_one_operator_holds_is_restored_with_it(tmp_path: Path) -> None:
+    states: list[Any] = []
+
+    def counting(env: LocalEnvironment) -> DataStream[Any]:
+        def count(readers: Any, state: Any) -> None:
+            for reader in readers:
+                for event in reader.read_all():
+                    state.increment("seen")
+                    state.increment(("user", event["user"]), event["n"])
+
+        events = env.from_collection([{"user": i % 3, "n": i} for i in range(3000)], name="events")
+        connected = events.map(Stall.gate, name="gate").connect(env.from_collection([], name="none"))
+        states.append(connected.state)
+        return connected.process(count, name="count")
+
+    clock = ManualClock()
+    await crash_after(environment(tmp_path / "store.db", clock), clock, counting)
+    assert 0 < states[-1].get("seen") < 3000  # the crash came mid-way
+    await run_to_end(environment(tmp_path / "store.db", clock), clock, counting)
+    restored = states[-1]
+    assert restored.get("seen") == 3000
+    assert [restored.get(("user", user)) for user in range(3)] == [
+        sum(n for n in range(3000) if n % 3 == user) for user in range(3)
+    ]
+
+
+async def test_a_stream_state_two_operators_share_is_refused_once_it_holds_data(tmp_path: Path) -> None:
     clock = ManualClock()
     env = environment(tmp_path / "store.db", clock)
 
@@ -275,14 +301,23 @@ async def test_data_in_a_stream_state_is_refused_at_a_checkpoint_not_lost(tmp_pa
             for _ in reader.read_all():
                 state.increment("seen")
 
-    left = env.from_collection(list(range(2000)), name="left")
-    right = env.from_collection(list(range(2000)), name="right")
-    counted = left.connect(right).process(count, name="count")
+    connected = env.from_collection(list(range(2000)), name="left").connect(
+        env.from_collection([], name="right")
+    )
+    connected.process(count, name="first").sink(print)
+    connected.process(count, name="second").sink(print)
     with pytest.raises(PipelineError) as raised:
-        await collect(counted, clock)
+        await env_run(env, clock)
     assert isinstance(raised.value.__cause__, CheckpointError)
-    assert "StreamState" in str(raised.value.__cause__)
+    assert "'first', 'second'" in str(raised.value.__cause__)
     assert not leftover_tasks()
+
+
+async def env_run(env: LocalEnvironment, clock: ManualClock) -> None:
+    task = asyncio.ensure_future(env.execute())
+    while not task.done():
+        await clock.advance(1.0)
+    task.result()
 
 
 class FailingStore(SqliteStore):
