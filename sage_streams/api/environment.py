@@ -43,6 +43,7 @@ from sage_streams.api.checkpointing import Checkpointing
 from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.checkpoint import CheckpointStore, StateCodec, resolve_state_codec
 from sage_streams.connectors import ReplayableSource
+from sage_streams.connectors.ingest import IngestLog
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
 from sage_streams.time import Clock, SystemClock
@@ -175,24 +176,43 @@ class LocalEnvironment(Checkpointing):
     # -- building -------------------------------------------------------------------------
 
     @overload
-    def create_stream(self, name: str, source: None = None) -> DataStream[Any]: ...
+    def create_stream(self, name: str, source: None = None, *, durable: bool = False) -> DataStream[Any]: ...
     @overload
     def create_stream(
         self, name: str, source: Iterable[T] | AsyncIterable[T] | Callable[[], AsyncIterable[T]]
     ) -> DataStream[T]: ...
     @overload
     def create_stream(self, name: str, source: ReplayableSource) -> DataStream[Any]: ...
-    def create_stream(self, name: str, source: Source | ReplayableSource | None = None) -> DataStream[Any]:
+    def create_stream(
+        self, name: str, source: Source | ReplayableSource | None = None, *, durable: bool = False
+    ) -> DataStream[Any]:
         """A push stream fed with ``await s.emit(item)``, or with ``source``, a pull stream.
 
         ``source`` may be an iterable, an async iterable (aiostream streams included), an
         async generator function, called afresh for each run, or a
         :class:`~sage_streams.connectors.ReplayableSource` (a file source, say), which a run
         restored from checkpoints reads again from its committed position.
+
+        ``durable=True`` makes a push stream whose ``await emit(item)`` returns once the item
+        is committed to a log on disk (``<checkpoints>.<name>.log``, group-committed, see
+        :mod:`sage_streams.connectors.ingest`): after a crash, the restored run reads on from
+        its checkpoint's position in the log, so no emitted item is lost or read twice. It
+        needs ``checkpoints=`` a path.
         """
         from sage_streams.api.stream import DataStream
 
-        if source is None:
+        if durable:
+            if source is not None:
+                raise TypeError(f"stream {name!r}: a durable stream is a push stream, it takes no source")
+            checkpoints = self._checkpoints
+            if not isinstance(checkpoints, str | os.PathLike):
+                raise StreamError(
+                    f"stream {name!r}: a durable push stream keeps its log beside the checkpoint "
+                    "file; give the environment checkpoints=<a path>"
+                )
+            node = self.add_node(Node("pull", name))
+            node.source = IngestLog(f"{os.fspath(checkpoints)}.{node.name}.log", self._codec)
+        elif source is None:
             node = self.add_node(Node("push", name))
             self._open_inbox(node)
         elif isinstance(source, ReplayableSource):
@@ -348,6 +368,9 @@ class LocalEnvironment(Checkpointing):
     def _close_push_streams(self) -> None:
         for sender, _ in self._inboxes.values():
             sender.close()
+        for node in self._nodes:
+            if isinstance(node.source, IngestLog):
+                node.source.drain()  # this run ends; the log goes on in the next
 
     def run(self) -> None:
         """Run the graph to completion from synchronous code, on uvloop when it is installed.

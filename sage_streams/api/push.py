@@ -16,6 +16,7 @@ from sage_streams._graph.node import Node
 from sage_streams._runtime import Plan, running_loop, wrong_loop
 from sage_streams._typing import T
 from sage_streams.channel import Sender
+from sage_streams.connectors.ingest import IngestLog
 from sage_streams.errors import BrokenChannelError, StreamError
 
 if TYPE_CHECKING:
@@ -72,6 +73,9 @@ class PushStream(Generic[T]):
         plan = env.running_plan()
         inbox = env._inboxes.get(node)
         if inbox is None or plan is None or plan.loop is not _current_loop():
+            if isinstance(node.source, IngestLog):
+                await node.source.append(item)  # durable once it returns
+                return
             sender = await self._before_a_run()  # the per-item path is the lines above only
         else:
             sender = inbox[0]
@@ -102,6 +106,9 @@ class PushStream(Generic[T]):
 
     async def close(self) -> None:
         """End this push stream: what was emitted is processed, then the stream ends."""
+        if isinstance(self._node.source, IngestLog):
+            await self._node.source.end()
+            return
         sender = self._inbox()
         self._on_graph_loop("close()")
         sender.close()
@@ -144,4 +151,6 @@ class PushStream(Generic[T]):
     @property
     def closed(self) -> bool:
         """Whether this push stream has been closed."""
+        if isinstance(self._node.source, IngestLog):
+            return self._node.source.closed
         return bool(self._inbox().closed)
