@@ -75,5 +75,6 @@ class MetricsSnapshot:
     """With checkpoints on: ``epoch`` (the last committed), ``completed`` (the last epoch every
     task passed: one in which nothing changed writes nothing), ``committed`` (epochs committed in
     this run), ``duration`` (seconds from the last committed epoch's start to its commit),
-    ``bytes`` (state bytes its commit wrote: only what changed) and ``restore_duration``
+    ``bytes`` (state bytes its commit wrote: only what changed), ``alignment`` (the longest an
+    operator held inputs back to align an epoch of this run) and ``restore_duration``
     (seconds the restore at the start took); empty without checkpoints."""

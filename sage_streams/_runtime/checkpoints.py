@@ -70,6 +70,8 @@ class _Epoch:
     states: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
     positions: dict[str, bytes] = field(default_factory=dict)
     sinks: dict[str, bytes] = field(default_factory=dict)
+    alignment: float = 0.0
+    """The longest an operator held an input back for this epoch's barriers, in seconds."""
 
 
 @dataclass(slots=True)
@@ -86,6 +88,8 @@ class CheckpointStats:
     """Seconds from the trigger of the last committed epoch to its commit."""
     bytes_written: int = 0
     """Bytes of state entries written by the last commit."""
+    alignment: float = 0.0
+    """The longest an operator held inputs back to align an epoch of this run (seconds)."""
     restore_duration: float = 0.0
     """Seconds the restore at the start of this run took (0.0 for none)."""
 
@@ -188,6 +192,11 @@ class Checkpointer:
     def report_position(self, epoch: int, name: str, position: Any) -> None:
         """Where source ``name`` stood when it put ``Barrier(epoch)`` in band."""
         self._open[epoch].positions[name] = self._encode_value(name, "position", position)
+
+    def report_alignment(self, epoch: int, seconds: float) -> None:
+        """An operator held inputs back ``seconds`` to align ``epoch``."""
+        state = self._open[epoch]
+        state.alignment = max(state.alignment, seconds)
 
     def report_sink(self, epoch: int, name: str, record: Any) -> None:
         """Sink ``name``'s pre-commit record for ``epoch``."""
@@ -300,6 +309,7 @@ class Checkpointer:
                 changes[name] = changed
                 written += sum(len(k) + len(v) for k, v in changed.items() if v is not None)
         self.stats.completed = state.epoch
+        self.stats.alignment = max(self.stats.alignment, state.alignment)
         if not changes and positions == self._held_positions and sinks == self._held_sinks:
             return  # nothing moved since the last commit: the store already says it all
         await self.store.commit(state.epoch, changes, positions, sinks)

@@ -83,6 +83,7 @@ class OperatorHead:
         """The nodes that share this node's StreamState (set by the plan)."""
         self._blocked = [False] * len(receivers)  # inputs whose barrier came, held for alignment
         self._aligning = 0  # the epoch of those barriers
+        self._align_started = 0.0  # when the first of them came
         self._barrier_out: Barrier | None = None
         # Messages read ahead of the operator, up to their input's barrier, from inputs it held
         # back while the others waited at theirs (part of the snapshot: they came before it).
@@ -117,6 +118,7 @@ class OperatorHead:
             if not (blocked or self._ended[index] or (early and early[-1] is END)):
                 return
         assert self.checkpointer is not None
+        self.checkpointer.report_alignment(self._aligning, self.clock.now() - self._align_started)
         with paused_gc():
             self.checkpointer.report_state(self._aligning, self.node.name, self.snapshot())
         self._blocked = [False] * len(self._blocked)
@@ -171,6 +173,8 @@ class OperatorHead:
             return ()
         index, message = ready
         if type(message) is Barrier:
+            if not any(self._blocked):
+                self._align_started = self.clock.now()
             self._blocked[index] = True
             self._aligning = message.epoch
             self._align()

@@ -423,6 +423,7 @@ class LocalEnvironment(Checkpointing):
                 "committed": float(stats.committed),
                 "duration": stats.duration,
                 "bytes": float(stats.bytes_written),
+                "alignment": stats.alignment,
                 "restore_duration": stats.restore_duration,
             }
         return MetricsSnapshot(

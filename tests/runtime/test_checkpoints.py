@@ -378,3 +378,27 @@ async def test_a_renamed_operator_is_refused_at_the_start_not_lost(tmp_path: Pat
     assert "'sums'" in str(error)
     assert "reset_checkpoints" in str(error)
     assert not leftover_tasks()
+
+
+async def test_alignment_time_is_how_long_an_input_was_held_for_the_slower_barrier(tmp_path: Path) -> None:
+    clock = ManualClock()
+    env = environment(tmp_path / "store.db", clock)
+    left, right = env.create_stream("left"), env.create_stream("right")
+
+    async def slow(item: int) -> int:
+        await clock.sleep(3)  # right's barrier waits behind this item, in right's own chain
+        return item
+
+    joined = left.connect(right.map(slow, name="slow")).join(condition=lambda a, b: True, name="join")
+    joined.sink(print)
+    async with env.running():
+        await right.emit(1)
+        # The item reaches the slow map at 1 s, just after epoch 1's barriers (no wait); epoch
+        # 2's come at 2 s, left's at once, right's behind the item, once the map returns at 4 s.
+        for _ in range(4):
+            await clock.advance(1.0)
+        for _ in range(1000):  # the store commits on its own thread
+            if env.metrics().checkpoints["completed"] >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert env.metrics().checkpoints["alignment"] == 2.0
