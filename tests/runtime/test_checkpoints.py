@@ -82,6 +82,19 @@ async def crash_after(env: LocalEnvironment, clock: ManualClock, build: Build) -
     return delivered
 
 
+async def advance_then_complete(
+    env: LocalEnvironment, clock: ManualClock, *, seconds: int, epochs: int
+) -> None:
+    """Move the clock on ``seconds``, a second at a time, then wait (really: the store commits
+    on its own thread) until ``epochs`` epochs have completed, or ten seconds have passed."""
+    for _ in range(seconds):
+        await clock.advance(1.0)
+    for _ in range(1000):
+        if env.metrics().checkpoints["completed"] >= epochs:
+            return
+        await asyncio.sleep(0.01)
+
+
 def keyed_sums(env: LocalEnvironment) -> DataStream[Any]:
     events = env.from_collection(
         [{"timestamp": 0, "user": i % 7, "n": i} for i in range(3000)], name="events"
@@ -209,12 +222,7 @@ async def test_a_push_stream_gets_barriers_while_nothing_is_emitted(tmp_path: Pa
     out.sink(got.append)
     async with env.running():
         await events.emit(1)
-        for _ in range(3):
-            await clock.advance(1.0)
-        for _ in range(1000):  # the store commits on its own thread
-            if env.metrics().checkpoints["completed"] >= 3:
-                break
-            await asyncio.sleep(0.01)
+        await advance_then_complete(env, clock, seconds=3, epochs=3)
         assert env.metrics().checkpoints["completed"] >= 3  # three barriers passed, no data
         await events.emit(2)
     assert got == [2, 3]
@@ -395,10 +403,5 @@ async def test_alignment_time_is_how_long_an_input_was_held_for_the_slower_barri
         await right.emit(1)
         # The item reaches the slow map at 1 s, just after epoch 1's barriers (no wait); epoch
         # 2's come at 2 s, left's at once, right's behind the item, once the map returns at 4 s.
-        for _ in range(4):
-            await clock.advance(1.0)
-        for _ in range(1000):  # the store commits on its own thread
-            if env.metrics().checkpoints["completed"] >= 2:
-                break
-            await asyncio.sleep(0.01)
+        await advance_then_complete(env, clock, seconds=4, epochs=2)
         assert env.metrics().checkpoints["alignment"] == 2.0
