@@ -34,6 +34,7 @@ import anyio
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams.checkpoint import Checkpoint, CheckpointStore, StateCodec, codec_label
 from sage_streams.connectors import TransactionalSink
+from sage_streams.connectors.ingest import IngestLog
 from sage_streams.errors import CheckpointError
 from sage_streams.time import Clock, TimerHandle
 
@@ -117,6 +118,7 @@ class Checkpointer:
         self._held_positions: dict[str, bytes] = {}
         self._held_sinks: dict[str, bytes] = {}
         self._sinks: dict[str, TransactionalSink] = {}
+        self._logs: dict[str, IngestLog] = {}
         self._final_sinks: dict[str, bytes] = {}
         self._final_states: dict[str, dict[bytes, bytes]] = {}
         self._final_positions: dict[str, bytes] = {}
@@ -158,6 +160,10 @@ class Checkpointer:
         if self.restored is None or name not in self.restored.sinks:
             return None, None
         return self.restored.epoch, self.codec.loads(self.restored.sinks[name])
+
+    def add_log(self, name: str, log: IngestLog) -> None:
+        """``log``, the source ``name``, is trimmed to each position an epoch commits."""
+        self._logs[name] = log
 
     def add_sink(self, name: str, sink: TransactionalSink) -> None:
         """``sink`` is committed after every epoch the store commits, and closed at the end."""
@@ -314,6 +320,9 @@ class Checkpointer:
             return  # nothing moved since the last commit: the store already says it all
         await self.store.commit(state.epoch, changes, positions, sinks)
         self._held_positions, self._held_sinks = positions, sinks
+        for name, log in self._logs.items():
+            if name in positions:
+                await log.trim(self.codec.loads(positions[name]))
         for name, sink in self._sinks.items():
             try:
                 await sink.commit(state.epoch)

@@ -32,6 +32,7 @@ from sage_streams.channel import (
     create_channel,
 )
 from sage_streams.connectors import ReplayableSource
+from sage_streams.connectors.ingest import IngestLog
 from sage_streams.errors import CheckpointError, ErrorThresholdExceeded, PipelineError, StreamError
 from sage_streams.operators.base import SteppingOperator
 from sage_streams.time import Clock
@@ -182,6 +183,8 @@ class Plan:
     def _place_source(self, node: Node) -> None:
         if isinstance(node.source, ReplayableSource):
             self._new_chain(node, ReplayHead(node, self.batch_size, self._barriers(node)), head_node=node)
+            if isinstance(node.source, IngestLog) and self.checkpointer is not None:
+                self.checkpointer.add_log(node.name, node.source)
             return
         if is_sync_source(node.source):
             head = IterableHead(node, self.batch_size, self._barriers(node))

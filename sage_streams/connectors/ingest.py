@@ -15,7 +15,8 @@ commit runs may still have written its item. ``close()`` writes an end mark afte
 emitted before it; a log that has one ends its stream, in this run and in every later one.
 Leaving ``env.running()`` only drains it: the run ends once it has read what was committed, and
 the next run reads on.
-The log keeps every item (it is not trimmed after checkpoints yet).
+Once a checkpoint has committed a position in the log, the items before it are never read
+again, and are deleted (:meth:`IngestLog.trim`, called after each commit).
 """
 
 from __future__ import annotations
@@ -38,10 +39,11 @@ _END: Final = object()
 
 _SCHEMA = (
     "PRAGMA journal_mode = WAL",
-    "PRAGMA synchronous = FULL",
     "CREATE TABLE IF NOT EXISTS items (seq INTEGER PRIMARY KEY, item BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ended (flag INTEGER NOT NULL)",
 )
+"""Made once per log object (WAL mode stays with the file); each connection then only sets
+``synchronous = FULL``."""
 
 
 class IngestLog:
@@ -57,6 +59,7 @@ class IngestLog:
         self._ended = False
         self._draining = False
         self._bell: asyncio.Event | None = None
+        self._made = False
 
     def __repr__(self) -> str:
         return f"IngestLog({self.path!r})"
@@ -132,12 +135,29 @@ class IngestLog:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None)
         try:
-            for statement in _SCHEMA:
-                db.execute(statement)
+            db.execute("PRAGMA synchronous = FULL")
+            if not self._made:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                self._made = True
         except BaseException:
             db.close()
             raise
         return db
+
+    async def trim(self, position: Any) -> None:
+        """Delete the items before ``position``, which a checkpoint has committed. The item at
+        it stays, so that the largest sequence number never falls and none is given twice
+        (SQLite numbers a new row after the largest one there)."""
+        if position is not None:
+            await asyncio.to_thread(self._delete, int(position))
+
+    def _delete(self, upto: int) -> None:
+        db = self._connect()
+        try:
+            db.execute("DELETE FROM items WHERE seq < ?", (upto,))
+        finally:
+            db.close()
 
     def _read(self, after: int, size: int) -> tuple[list[tuple[int, bytes]], bool]:
         db = self._connect()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,17 @@ def test_a_durable_stream_needs_a_checkpoint_path(tmp_path: Path) -> None:
         LocalEnvironment("job").create_stream("orders", durable=True)
     with pytest.raises(TypeError, match="takes no source"):
         LocalEnvironment("job", checkpoints=tmp_path / "s.db").create_stream("o", [1], durable=True)  # type: ignore[call-overload]
+
+
+async def test_the_log_keeps_only_what_no_checkpoint_has_committed(tmp_path: Path) -> None:
+    env, orders = job(tmp_path)
+    async with env.running():
+        await asyncio.gather(*(orders.emit({"id": i}) for i in range(100)))
+    # Leaving the block drained the stream; the last epoch committed the log's end position,
+    # and only the item at it is left (it keeps the next sequence number after it).
+    with sqlite3.connect(tmp_path / "store.db.orders.log") as db:
+        assert db.execute("SELECT count(*), max(seq) FROM items").fetchone() == (1, 100)
+    env, orders = job(tmp_path)
+    async with env.running():
+        await orders.emit({"id": 100})
+    assert sorted(written(tmp_path)) == list(range(101))
