@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sage_streams.errors import CheckpointError
 from sage_streams.operators.windows.config import (
     SessionWindows,
     SlidingWindows,
@@ -152,6 +153,12 @@ def test_a_window_operator_resumes_from_its_snapshot(
             inline=codegen,
         )
 
+    if shape == "session" and time == "processing":
+        # Refused, not restored wrong: a restored session could end earlier than the one it
+        # stands for (found here; see WindowOperator.snapshot).
+        with pytest.raises(CheckpointError, match="session windows in processing time"):
+            WindowOperator.snapshot(build(None))
+        return
     plan = data.draw(st.lists(actions(inputs), max_size=14), label="plan")
     steps = plan_steps(plan, observed, {"tick": tick})
     cut = data.draw(st.integers(0, len(steps)), label="cut")
@@ -195,25 +202,21 @@ def test_a_restored_operator_refires_a_kept_window_and_drops_it_on_time() -> Non
     assert seen(now(second.on_finish())) == [(1, 4.0, 8.0, False, [[Ev(1, 5.0, 7)]])]
 
 
-def test_a_restored_session_keeps_the_stale_deadline_of_its_growth() -> None:
-    def build(clock: StepClock) -> WindowOperator:
-        return WindowOperator(
-            ["input0"],
-            SessionWindows(3.0).build(),
-            key_func=None,
-            timestamp=ts_of,
-            out_of_orderness=0.0,
-            clock=clock,
-            processing_time=True,
-        )
-
-    first = build(StepClock())
-    now(first.on_batch(0, [Ev(0, 0.0, 1)]))
-    assert isinstance(first.clock, StepClock)
-    first.clock.reading = 0.5
-    now(first.on_batch(0, [Ev(0, 0.0, 2)]))  # the session grows to [1000, 1003.5)
-    second = build(first.clock.restarted())
-    second.restore(first.snapshot())
-    # Both wake at wall time 1003.0, where the session was first due, and find nothing to fire.
-    assert first.next_timer() == 3.0  # the first clock's wall time is its reading + 1000
-    assert second.next_timer() == 503.0  # the restarted one's is its reading + 500
+def test_session_windows_in_processing_time_are_refused_by_a_checkpoint() -> None:
+    """Not restored wrong: a restored session could end earlier than the one it stands for
+    (the property above found: items at 0, 0.5 and, after the restore, 1.0 s ended the
+    session at 1003.5 instead of 1004.0 with a gap of 3)."""
+    operator = WindowOperator(
+        ["input0"],
+        SessionWindows(3.0).build(),
+        key_func=None,
+        timestamp=ts_of,
+        out_of_orderness=0.0,
+        clock=StepClock(),
+        processing_time=True,
+    )
+    now(operator.on_batch(0, [Ev(0, 0.0, 1)]))
+    with pytest.raises(
+        CheckpointError, match="session windows in processing time cannot be checkpointed yet"
+    ):
+        operator.snapshot()
