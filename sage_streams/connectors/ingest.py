@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import Any, Final
@@ -38,12 +39,11 @@ _END: Final = object()
 """The entry of the pending list that asks for the end mark."""
 
 _SCHEMA = (
-    "PRAGMA journal_mode = WAL",
     "CREATE TABLE IF NOT EXISTS items (seq INTEGER PRIMARY KEY, item BLOB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ended (flag INTEGER NOT NULL)",
 )
-"""Made once per log object (WAL mode stays with the file); each connection then only sets
-``synchronous = FULL``."""
+"""Made once per log object, by one thread (a commit and a read may open it at once); WAL mode
+stays with the file. Each connection then only sets ``synchronous = FULL``."""
 
 
 class IngestLog:
@@ -60,6 +60,7 @@ class IngestLog:
         self._draining = False
         self._bell: asyncio.Event | None = None
         self._made = False
+        self._making = threading.Lock()
 
     def __repr__(self) -> str:
         return f"IngestLog({self.path!r})"
@@ -137,9 +138,14 @@ class IngestLog:
         try:
             db.execute("PRAGMA synchronous = FULL")
             if not self._made:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                self._made = True
+                with self._making:
+                    if not self._made:
+                        # Switching a file to WAL needs it to itself: only when it is not WAL yet.
+                        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                            db.execute("PRAGMA journal_mode = WAL")
+                        for statement in _SCHEMA:
+                            db.execute(statement)
+                        self._made = True
         except BaseException:
             db.close()
             raise
