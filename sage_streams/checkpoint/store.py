@@ -22,16 +22,15 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final, Protocol, TypeAlias, TypeVar
 
+from sage_streams.checkpoint._worker import Worker
 from sage_streams.errors import CheckpointError
 
 __all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointStore", "Named", "SqliteStore", "StateChanges"]
@@ -147,8 +146,7 @@ class SqliteStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
-        self._executor: ThreadPoolExecutor | None = None
-        self._closed = False
+        self._worker = Worker("sage-checkpoint", repr(self), CheckpointError)
         # Used on the worker thread only, after the loop hands the calls over in order.
         self._db: sqlite3.Connection | None = None
         self._meta: tuple[str, str] | None = None  # (job, codec) once open
@@ -197,26 +195,11 @@ class SqliteStore:
 
     async def close(self) -> None:
         """See :meth:`CheckpointStore.close`."""
-        if self._closed:
-            return
-        self._closed = True
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._disconnect)
-        finally:
-            # The worker is idle now (or, if this task was cancelled, finishing the close):
-            # joining it takes no time, and leaves no thread behind.
-            executor.shutdown(wait=True)
+        await self._worker.close(self._disconnect)
 
     async def _call(self, function: Callable[..., R], *args: object) -> R:
         """``function(*args)`` on the store's thread, started on the first call."""
-        if self._closed:
-            raise CheckpointError(f"{self!r} is closed")
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sage-checkpoint")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        return await self._worker.call(function, *args)
 
     # What follows runs on the store's thread.
 

@@ -34,7 +34,7 @@ from functools import partial
 from typing import Any, BinaryIO, TypeAlias
 
 from sage_streams._typing import check_positive_int
-from sage_streams.connectors._thread import Worker
+from sage_streams.checkpoint._worker import Worker
 from sage_streams.connectors.base import Guarantee
 from sage_streams.errors import CheckpointError, StreamError
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from itertools import groupby
 from typing import Any, Final
 
-from sage_streams.connectors._thread import Worker
+from sage_streams.checkpoint._worker import Worker
 from sage_streams.connectors.base import Guarantee
 from sage_streams.errors import CheckpointError, StreamError
 

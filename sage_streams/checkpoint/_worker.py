@@ -1,8 +1,8 @@
-"""One worker thread per sink: its blocking file or SQLite calls run there, in order, off the loop.
+"""One worker thread per file: its blocking file or SQLite calls run there, in order, off the loop.
 
-A sink's file or connection is made, used and closed on its worker (a
+A checkpoint store's or a sink's file or connection is made, used and closed on its worker (a
 :class:`~concurrent.futures.ThreadPoolExecutor` of one), so the event loop only waits for
-results, and calls run in the order they were made, as a sink's methods must.
+results, and calls run in the order they were made, as a store's and a sink's methods must.
 """
 
 from __future__ import annotations
@@ -25,18 +25,21 @@ class Worker:
     Args:
         name: the thread's name prefix (``"sage-sink"``), which tests look threads up by.
         owner: what the worker runs for, named in the error of a call after :meth:`close`.
+        closed: the type of that error.
     """
 
-    def __init__(self, name: str, owner: str) -> None:
+    def __init__(self, name: str, owner: str, closed: type[StreamError] = StreamError) -> None:
         self._name = name
         self._owner = owner
+        self._closed_error = closed
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
 
     async def call(self, function: Callable[..., R], *args: object) -> R:
-        """``function(*args)`` on the worker; :class:`StreamError` once the worker is closed."""
+        """``function(*args)`` on the worker; ``closed`` (a :class:`StreamError`) once the
+        worker is closed."""
         if self._closed:
-            raise StreamError(f"{self._owner} is closed")
+            raise self._closed_error(f"{self._owner} is closed")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
