@@ -329,6 +329,18 @@ class WindowOperator(OperatorBase):
                 yet always match (a property test found a session restored with an earlier end);
                 refused rather than restored wrong.
         """
+        entries = self.windows.snapshot()
+        entries["operator"] = self._scalars()
+        return entries
+
+    def snapshot_changes(self) -> tuple[dict[Hashable, Any], list[Hashable]]:
+        """The entries of the windows' keys that changed since the last call and of those gone
+        (see ``WindowState.snapshot_changes``), and the ``"operator"`` entry, as :meth:`snapshot`."""
+        entries, gone = self.windows.snapshot_changes()
+        entries["operator"] = self._scalars()
+        return entries, gone
+
+    def _scalars(self) -> tuple[Any, ...]:
         if self.processing_time and self.windows._sessions:
             raise CheckpointError(
                 "session windows in processing time cannot be checkpointed yet: give the items "
@@ -336,10 +348,7 @@ class WindowOperator(OperatorBase):
             )
         wall = self.clock.time() - self.clock.now()
         arrivals = [arrival + wall for arrival in self.last_arrival]
-        scalars = (list(self.marks), self.latest, list(self.ended), self.watermark, self.late_items, arrivals)
-        entries = self.windows.snapshot()
-        entries["operator"] = scalars
-        return entries
+        return (list(self.marks), self.latest, list(self.ended), self.watermark, self.late_items, arrivals)
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         self.windows.restore(entries)

@@ -178,14 +178,14 @@ def kept_tumbling() -> WindowOperator:
     )
 
 
-def test_a_snapshot_holds_windows_as_tuples_and_keys_as_entries() -> None:
+def test_a_snapshot_holds_windows_as_lists_and_keys_as_entries() -> None:
     op = kept_tumbling()
     a, b, c = Ev(1, 1.0, 5), Ev(2, 2.0, 6), Ev(1, 5.0, 7)
     now(op.on_batch(0, [a, b, c]))  # [0, 4) fires at 5 and is kept until 6
     assert op.snapshot() == {
         "meta": (2, 0, 2, ([], [])),
-        ("key", 1): (0, [(0.0, 4.0, 0, [[a]], True, False, True), (4.0, 8.0, 1, [[c]], False, True, False)]),
-        ("key", 2): (1, [(0.0, 4.0, 0, [[b]], True, False, True)]),
+        ("key", 1): [0, [[0.0, 4.0, 0, [[a]], True, False, True], [4.0, 8.0, 1, [[c]], False, True, False]]],
+        ("key", 2): [1, [[0.0, 4.0, 0, [[b]], True, False, True]]],
         "operator": ([5.0], 5.0, [False], 5.0, 0, []),
     }
 

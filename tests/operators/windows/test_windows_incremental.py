@@ -1,0 +1,101 @@
+"""Incremental snapshots of window operators: the changes since the last snapshot, applied to
+what a store held, give exactly the whole snapshot, however the operator went on in between."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from sage_streams.operators.windows.operator import WindowOperator
+from tests.operators.snapshot_support import Ev, StepClock, key_of, now, plan_steps, round_trip, ts_of
+from tests.operators.windows.test_windows_snapshot import (
+    ACCUMULATORS,
+    CONFIGS,
+    actions,
+    kept_tumbling,
+    observed,
+    tick,
+)
+
+
+def applied(store: dict[Hashable, Any], op: WindowOperator) -> None:
+    """The operator's changes written into ``store``, as the checkpoints write them."""
+    entries, gone = op.snapshot_changes()
+    for key in gone:
+        store.pop(key, None)
+    store.update(round_trip(entries))
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None)
+@given(
+    shape=st.sampled_from(sorted(CONFIGS)),
+    contents=st.sampled_from(sorted(ACCUMULATORS)),
+    inputs=st.integers(1, 2),
+    lateness=st.sampled_from([0.0, 3.0]),
+    time=st.sampled_from(["event", "processing"]),
+    codegen=st.booleans(),
+    data=st.data(),
+)
+def test_changes_applied_in_turn_equal_the_whole_snapshot(
+    shape: str, contents: str, inputs: int, lateness: float, time: str, codegen: bool, data: st.DataObject
+) -> None:
+    assume(not (shape == "session" and time == "processing"))  # refused by a checkpoint for now
+    accumulators = ACCUMULATORS[contents]
+    compiled = accumulators.compiled(True, codegen) if accumulators is not None else None
+
+    def build() -> WindowOperator:
+        return WindowOperator(
+            [f"input{i}" for i in range(inputs)],
+            CONFIGS[shape].build(
+                inputs=inputs, allowed_lateness=lateness, accumulators=compiled, codegen=codegen
+            ),
+            key_func=key_of,
+            timestamp=ts_of,
+            out_of_orderness=0.0,
+            clock=StepClock(),
+            processing_time=time == "processing",
+            aggregated=compiled is not None,
+            inline=codegen,
+        )
+
+    plan = data.draw(st.lists(actions(inputs), max_size=16), label="plan")
+    steps = plan_steps(plan, observed, {"tick": tick})
+    taken = data.draw(st.sets(st.integers(0, len(steps))), label="snapshots after")
+    restart = data.draw(st.none() | st.integers(0, len(steps)), label="restart after")
+    op = build()
+    store: dict[Hashable, Any] = {}
+    for done in range(len(steps) + 1):
+        if done in taken:
+            applied(store, op)
+            assert store == round_trip(op.snapshot())
+        if done == restart:
+            applied(store, op)
+            restored = build()
+            restored.clock = op.clock
+            restored.restore(round_trip(store))
+            op = restored  # its changes from now on are since this restore
+        if done < len(steps):
+            steps[done](op)
+    applied(store, op)
+    assert store == round_trip(op.snapshot())
+
+
+def test_the_changes_of_a_batch_are_the_keys_it_reached() -> None:
+    op = kept_tumbling()
+    now(op.on_batch(0, [Ev(k, 1.0, k) for k in range(1000)]))
+    first, gone = op.snapshot_changes()
+    assert (len(first), gone) == (1002, [])  # every key, "meta" and "operator"
+    now(op.on_batch(0, [Ev(3, 2.0, 1), Ev(998, 3.0, 1), Ev(3, 3.5, 1)]))
+    changed, gone = op.snapshot_changes()
+    assert sorted(name for name in changed if isinstance(name, tuple)) == [("key", 3), ("key", 998)]
+    assert (changed[("key", 3)][1][0][3], gone) == ([[Ev(3, 1.0, 3), Ev(3, 2.0, 1), Ev(3, 3.5, 1)]], [])
+    assert op.snapshot_changes()[0].keys() == {"meta", "operator"}  # nothing since
+    now(op.on_batch(0, [Ev(5, 12.0, 1)]))  # the watermark passes 4 + 2: every window fires and goes
+    changed, gone = op.snapshot_changes()
+    assert sorted(name for name in changed if isinstance(name, tuple)) == [("key", 5)]
+    assert sorted(gone) == sorted(("key", k) for k in range(1000) if k != 5)
