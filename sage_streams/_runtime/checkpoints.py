@@ -157,8 +157,12 @@ class Checkpointer:
         """The decoded state entries of ``name`` in the restored epoch, or ``None``."""
         if self.restored is None or name not in self.restored.states:
             return None
-        loads = self.codec.loads
-        return {loads(key): loads(value) for key, value in self.restored.states[name].items()}
+        entries = self.restored.states[name]
+        many = getattr(self.codec, "loads_many", None)
+        if many is None:
+            loads = self.codec.loads
+            return {loads(key): loads(value) for key, value in entries.items()}
+        return dict(zip(many(list(entries)), many(list(entries.values())), strict=True))
 
     def restored_sink(self, name: str) -> tuple[int | None, Any]:
         """The restored epoch and sink ``name``'s record in it; ``(None, None)`` if none."""
