@@ -292,6 +292,10 @@ class SageCodec:
         try:
             if _is_plain(value):
                 return _ENCODER.encode(value).encode("utf-8", "surrogatepass")
+            if type(value) is tuple and _all_plain(value):
+                # What _tag makes of it, without its walk: entry keys such as ("key", 7).
+                text = '{"$tuple":' + _ENCODER.encode(list(value)) + "}"
+                return _TAGGED + text.encode("utf-8", "surrogatepass")
             text = _ENCODER.encode(_tag(value))
         except _Unwritable:
             raise _unwritable(value) from None

@@ -97,6 +97,17 @@ def test_many_values_read_at_once_come_back_as_each_read_alone(values: list[Any]
     assert all(same(value, read) for value, read in zip(values, many, strict=True))
 
 
+JSON_LEAVES = st.none() | st.booleans() | st.integers(-(2**100), 2**100) | st.floats() | st.text()
+
+
+@pytest.mark.slow
+@given(st.lists(JSON_LEAVES, max_size=4).map(tuple))
+def test_a_tuple_of_json_values_is_written_as_its_tag(value: tuple[Any, ...]) -> None:
+    tagged = json.dumps({"$tuple": list(value)}, ensure_ascii=False, separators=(",", ":"))
+    assert SAGE_CODEC.dumps(value) == b"~" + tagged.encode("utf-8", "surrogatepass")
+    assert same(value, round_trip(value))
+
+
 def test_many_values_of_both_kinds_keep_their_places() -> None:
     written = [SAGE_CODEC.dumps(value) for value in ([1, "a"], ("key", 2), None, {3: 4}, "\ud800")]
     assert SAGE_CODEC.loads_many(written) == [[1, "a"], ("key", 2), None, {3: 4}, "\ud800"]
