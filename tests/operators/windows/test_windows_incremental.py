@@ -3,15 +3,21 @@ what a store held, give exactly the whole snapshot, however the operator went on
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any
-
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from sage_streams.operators.windows.operator import WindowOperator
-from tests.operators.snapshot_support import Ev, StepClock, key_of, now, plan_steps, round_trip, ts_of
+from tests.operators.snapshot_support import (
+    Ev,
+    Resumable,
+    StepClock,
+    check_changes,
+    key_of,
+    now,
+    plan_steps,
+    ts_of,
+)
 from tests.operators.windows.test_windows_snapshot import (
     ACCUMULATORS,
     CONFIGS,
@@ -20,14 +26,6 @@ from tests.operators.windows.test_windows_snapshot import (
     observed,
     tick,
 )
-
-
-def applied(store: dict[Hashable, Any], op: WindowOperator) -> None:
-    """The operator's changes written into ``store``, as the checkpoints write them."""
-    entries, gone = op.snapshot_changes()
-    for key in gone:
-        store.pop(key, None)
-    store.update(round_trip(entries))
 
 
 @pytest.mark.slow
@@ -48,7 +46,7 @@ def test_changes_applied_in_turn_equal_the_whole_snapshot(
     accumulators = ACCUMULATORS[contents]
     compiled = accumulators.compiled(True, codegen) if accumulators is not None else None
 
-    def build() -> WindowOperator:
+    def build(previous: WindowOperator | None) -> WindowOperator:
         return WindowOperator(
             [f"input{i}" for i in range(inputs)],
             CONFIGS[shape].build(
@@ -57,7 +55,7 @@ def test_changes_applied_in_turn_equal_the_whole_snapshot(
             key_func=key_of,
             timestamp=ts_of,
             out_of_orderness=0.0,
-            clock=StepClock(),
+            clock=StepClock() if previous is None else previous.clock,
             processing_time=time == "processing",
             aggregated=compiled is not None,
             inline=codegen,
@@ -65,24 +63,10 @@ def test_changes_applied_in_turn_equal_the_whole_snapshot(
 
     plan = data.draw(st.lists(actions(inputs), max_size=16), label="plan")
     steps = plan_steps(plan, observed, {"tick": tick})
-    taken = data.draw(st.sets(st.integers(0, len(steps))), label="snapshots after")
+    taken = data.draw(st.sets(st.integers(0, len(steps))), label="changes taken after")
     restart = data.draw(st.none() | st.integers(0, len(steps)), label="restart after")
-    op = build()
-    store: dict[Hashable, Any] = {}
-    for done in range(len(steps) + 1):
-        if done in taken:
-            applied(store, op)
-            assert store == round_trip(op.snapshot())
-        if done == restart:
-            applied(store, op)
-            restored = build()
-            restored.clock = op.clock
-            restored.restore(round_trip(store))
-            op = restored  # its changes from now on are since this restore
-        if done < len(steps):
-            steps[done](op)
-    applied(store, op)
-    assert store == round_trip(op.snapshot())
+    resumable = Resumable(build, WindowOperator.snapshot, WindowOperator.restore)
+    check_changes(resumable, WindowOperator.snapshot_changes, steps, taken, restart)
 
 
 def test_the_changes_of_a_batch_are_the_keys_it_reached() -> None:
