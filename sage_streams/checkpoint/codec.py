@@ -121,6 +121,21 @@ def _all_plain(items: Iterable[Any]) -> bool:
     return True
 
 
+def _all_scalars(items: Iterable[Any]) -> bool:
+    """Whether every one of ``items`` is a JSON scalar that ``json`` reads back as it is."""
+    for item in items:
+        kind = type(item)
+        if not (
+            kind is str
+            or kind is float
+            or kind is bool
+            or item is None
+            or (kind is int and -_BIG < item < _BIG)
+        ):
+            return False
+    return True
+
+
 class _Unwritable(Exception):
     """Raised by :func:`_tag` at a part it cannot write; :func:`_locate` then finds where."""
 
@@ -292,8 +307,9 @@ class SageCodec:
         try:
             if _is_plain(value):
                 return _ENCODER.encode(value).encode("utf-8", "surrogatepass")
-            if type(value) is tuple and _all_plain(value):
-                # What _tag makes of it, without its walk: entry keys such as ("key", 7).
+            if type(value) is tuple and _all_scalars(value):
+                # What _tag makes of it, without its walk: entry keys such as ("key", 7). Not
+                # with a dict inside: one that looks like a tag must be tagged itself.
                 text = '{"$tuple":' + _ENCODER.encode(list(value)) + "}"
                 return _TAGGED + text.encode("utf-8", "surrogatepass")
             text = _ENCODER.encode(_tag(value))

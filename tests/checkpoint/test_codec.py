@@ -108,6 +108,12 @@ def test_a_tuple_of_json_values_is_written_as_its_tag(value: tuple[Any, ...]) ->
     assert same(value, round_trip(value))
 
 
+def test_a_tuple_holding_a_dict_that_looks_like_a_tag_comes_back() -> None:
+    for value in [({"$tuple": None},), ({"$tuple": []}, 1), ("key", {"$set": [1]})]:
+        assert SAGE_CODEC.loads(SAGE_CODEC.dumps(value)) == value
+        assert SAGE_CODEC.loads_many([SAGE_CODEC.dumps(value)]) == [value]
+
+
 def test_many_values_of_both_kinds_keep_their_places() -> None:
     written = [SAGE_CODEC.dumps(value) for value in ([1, "a"], ("key", 2), None, {3: 4}, "\ud800")]
     assert SAGE_CODEC.loads_many(written) == [[1, "a"], ("key", 2), None, {3: 4}, "\ud800"]
