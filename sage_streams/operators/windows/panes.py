@@ -19,6 +19,7 @@ __all__ = [
     "FiredWindow",
     "FrozenWindow",
     "KeyWindows",
+    "Lagging",
     "Stale",
     "Window",
     "freeze",
@@ -132,11 +133,14 @@ def thaw(
 
 
 Lagging: TypeAlias = list[tuple[int, float, float]]
+"""Live heap entries behind their windows' bounds, in a checkpoint: ``(rank, start, at)``, the
+window named by its key's rank and its start, and the end or deadline its entry is at."""
+
 Stale: TypeAlias = tuple[list[tuple[float, float, int]], list[float], Lagging, Lagging]
 """The heap entries a checkpoint cannot make from the windows alone: ``(end, start, rank)`` of
 the dead entries of the heap of windows due to fire, the deadlines of the dead entries of the heap
-of windows kept for late items, and ``(rank, start, end)`` and ``(rank, start, deadline)`` of the
-live entries, one per window at most, that lag behind their windows' bounds (sessions only)."""
+of windows kept for late items, and the live entries of either heap, one per window at most, that
+lag behind their windows' bounds (sessions only)."""
 
 
 def stale(
