@@ -191,14 +191,18 @@ def requeued(keys: Iterable[KeyWindows], lateness: float, stale: Stale) -> tuple
     token = 0
     for state in keys:
         for window in state.windows():
-            name = (window.rank, window.start)
+            # Only sessions lag: windows by number skip the look-ups (a restore of a million).
             if window.token >= 0:
                 token += 1
                 window.token = token
-                due.append((due_at.get(name, window.end), window.start, window.rank, token, window))
+                end = due_at.get((window.rank, window.start), window.end) if due_at else window.end
+                due.append((end, window.start, window.rank, token, window))
             if window.in_purge:
                 token += 1
-                kept.append((kept_at.get(name, window.end + lateness), token, window))
+                deadline = window.end + lateness
+                if kept_at:
+                    deadline = kept_at.get((window.rank, window.start), deadline)
+                kept.append((deadline, token, window))
     for end, start, rank in stale_due:
         token += 1
         due.append((end, start, rank, token, dead))
