@@ -191,7 +191,7 @@ def requeued(keys: Iterable[KeyWindows], lateness: float, stale: Stale) -> tuple
     token = 0
     for state in keys:
         for window in state.windows():
-            # Only sessions lag: windows by number skip the look-ups (a restore of a million).
+            # Only sessions lag: windows by number, a million at a restore, skip the look-ups.
             if window.token >= 0:
                 token += 1
                 window.token = token
