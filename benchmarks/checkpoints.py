@@ -5,6 +5,10 @@ checkpoints and with them every second (one SQLite file in a temporary folder), 
 round-robin, on uvloop; the table gives the medians and their ratio, and the checkpoints' own
 metrics of the last run (epochs committed, the last commit's duration and bytes). Each run's
 result is checked against the plain loop's.
+
+The second table is W4's shape with 1,000,000 live keys (``--live-keys``): every key has a
+window open for the whole run, and each event goes to another key, so every epoch has as many
+changed keys as it had events: the case where an incremental checkpoint costs the most.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ INTERVALS: dict[str, float | None] = {"off": None, "every 1 s": 1.0, "every 50 m
 interval is measured too, to see what each epoch costs."""
 
 
+def live_keys_data(n: int, keys: int) -> list[dict[str, Any]]:
+    """``n`` events over ``keys`` keys in turn, all inside the first window of each key."""
+    return [{"key": i % keys, "timestamp": i * (WINDOW / 2) / n, "value": i % 7} for i in range(n)]
+
+
 def run(events: list[dict[str, Any]], folder: Path, interval: float | None) -> Run:
     checkpoints = None if interval is None else folder / f"w4-{time.perf_counter_ns()}.db"
     env = LocalEnvironment("W4", checkpoints=checkpoints, checkpoint_interval=interval or 1.0)
@@ -40,32 +49,43 @@ def run(events: list[dict[str, Any]], folder: Path, interval: float | None) -> R
     return elapsed, result, env.metrics().checkpoints
 
 
+def measure(events: list[dict[str, Any]], reps: int, title: str, intervals: dict[str, float | None]) -> None:
+    """Run ``events`` at each of ``intervals``, ``reps`` times round-robin; print the table."""
+    expected = w4_plain_loop(events)
+    times: dict[str, list[float]] = {label: [] for label in intervals}
+    stats: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(reps):
+            for label, interval in intervals.items():
+                elapsed, result, metrics = run(events, Path(folder), interval)
+                if result != expected:
+                    raise AssertionError(f"{title} with checkpoints {label} gave a wrong result")
+                times[label].append(elapsed)
+                stats[label] = metrics
+    off = statistics.median(times["off"])
+    print(f"{title}, {len(events):,} events, median of {reps} runs each, round-robin")
+    print()
+    print("| checkpoints | events/s | ratio to off | epochs committed (last run) | bytes of the last |")
+    print("|---|---:|---:|---:|---:|")
+    for label, runs in times.items():
+        median = statistics.median(runs)
+        committed, written = stats[label].get("committed", 0), stats[label].get("bytes", 0)
+        speed, ratio = len(events) / median, off / median
+        print(f"| {label} | {speed:,.0f} | {ratio:.2f}x | {committed:.0f} | {written:,.0f} |")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--live-keys", type=int, default=1_000_000, help="0: skip the second table")
     args = parser.parse_args()
-    events = w4_data(args.events)
-    expected = w4_plain_loop(events)
-    times: dict[str, list[float]] = {label: [] for label in INTERVALS}
-    stats: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        for _ in range(args.reps):
-            for label, interval in INTERVALS.items():
-                elapsed, result, metrics = run(events, Path(folder), interval)
-                if result != expected:
-                    raise AssertionError(f"W4 with checkpoints {label} gave a wrong result")
-                times[label].append(elapsed)
-                stats[label] = metrics
-    off = statistics.median(times["off"])
-    print(f"W4, {args.events:,} events, median of {args.reps} runs each, round-robin")
-    print()
-    print("| checkpoints | events/s | ratio to off | epochs committed (last run) |")
-    print("|---|---:|---:|---:|")
-    for label, runs in times.items():
-        median = statistics.median(runs)
-        committed = stats[label].get("committed", 0)
-        print(f"| {label} | {args.events / median:,.0f} | {off / median:.2f}x | {committed:.0f} |")
+    measure(w4_data(args.events), args.reps, "W4", INTERVALS)
+    if args.live_keys:
+        events = live_keys_data(2 * args.live_keys, args.live_keys)
+        intervals = {label: INTERVALS[label] for label in ("off", "every 1 s")}
+        measure(events, args.reps, f"W4 with {args.live_keys:,} live keys", intervals)
 
 
 if __name__ == "__main__":

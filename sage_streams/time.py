@@ -15,7 +15,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = ["Clock", "EventTime", "SystemClock", "TimerHandle"]
@@ -84,10 +84,13 @@ class EventTime:
     latest: float = -math.inf
 
     def after(self, stamp: float) -> float:
-        """The watermark once an item at ``stamp`` has passed (nothing is changed)."""
-        probe = replace(self)
-        probe.pass_item(stamp)
-        return probe.watermark
+        """The watermark once an item at ``stamp`` has passed (nothing is changed): what
+        :meth:`pass_item` would make it, computed without a copy (a run of items with new keys
+        asks once per item)."""
+        mark = stamp - self.delay
+        if mark <= self.mark:
+            return self.watermark
+        return max(self.watermark, min(mark, self.cap))
 
     def reaches(self, stamp: float, deadline: float) -> bool:
         """Whether an item at ``stamp`` moves the watermark, up to ``deadline`` or past it."""

@@ -1,7 +1,8 @@
 """One run's checkpoints: epochs triggered, barriers followed, snapshots gathered and committed.
 
 Every ``interval`` seconds of the environment's clock the :class:`Checkpointer` starts epoch
-``e``: it rings every source head, which puts ``Barrier(e)`` in band at its next batch boundary
+``e`` (or, if epoch ``e - 1`` is still on its way then, an interval after it is through): it
+rings every source head, which puts ``Barrier(e)`` in band at its next batch boundary
 and reports its position (what it had given out before the barrier). The barrier travels with
 the data: a chain passes it on after the batches before it; an operator of several inputs holds
 each input whose barrier came until every open input's has, then snapshots its state, reports it
@@ -25,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -69,6 +70,8 @@ class _Epoch:
     started: float
     waiting: set[Participant]
     states: dict[str, dict[bytes, bytes]] = field(default_factory=dict)
+    gone: dict[str, list[bytes]] = field(default_factory=dict)
+    """Of a state reported as its changes: the keys of the entries gone since its last report."""
     positions: dict[str, bytes] = field(default_factory=dict)
     sinks: dict[str, bytes] = field(default_factory=dict)
     alignment: float = 0.0
@@ -125,6 +128,8 @@ class Checkpointer:
         self._bell = anyio.Event()
         self._ended = False
         self._timer: TimerHandle | None = None
+        self._overdue = False
+        """An epoch was due while the last was still on its way."""
 
     # -- the run's shape ----------------------------------------------------------------
 
@@ -152,8 +157,12 @@ class Checkpointer:
         """The decoded state entries of ``name`` in the restored epoch, or ``None``."""
         if self.restored is None or name not in self.restored.states:
             return None
-        loads = self.codec.loads
-        return {loads(key): loads(value) for key, value in self.restored.states[name].items()}
+        entries = self.restored.states[name]
+        many = getattr(self.codec, "loads_many", None)
+        if many is None:
+            loads = self.codec.loads
+            return {loads(key): loads(value) for key, value in entries.items()}
+        return dict(zip(many(list(entries)), many(list(entries.values())), strict=True))
 
     def restored_sink(self, name: str) -> tuple[int | None, Any]:
         """The restored epoch and sink ``name``'s record in it; ``(None, None)`` if none."""
@@ -191,9 +200,16 @@ class Checkpointer:
             source.ring()
         return self.epoch
 
-    def report_state(self, epoch: int, name: str, entries: Mapping[Hashable, Any]) -> None:
-        """The state of operator ``name`` as of ``Barrier(epoch)``, encoded now."""
-        self._open[epoch].states[name] = self._encode(name, entries)
+    def report_state(
+        self, epoch: int, name: str, entries: Mapping[Hashable, Any], gone: Sequence[Hashable] | None = None
+    ) -> None:
+        """The state of operator ``name`` as of ``Barrier(epoch)``, encoded now: all its
+        entries, or with ``gone``, those that changed since its last report and the keys of
+        those gone since (the others are as that report left them)."""
+        state = self._open[epoch]
+        state.states[name] = self._encode(name, entries)
+        if gone is not None:
+            state.gone[name] = [self._encode_value(name, f"the key {key!r}", key) for key in gone]
 
     def report_position(self, epoch: int, name: str, position: Any) -> None:
         """Where source ``name`` stood when it put ``Barrier(epoch)`` in band."""
@@ -215,6 +231,7 @@ class Checkpointer:
             state.waiting.discard(participant)
             if not state.waiting:
                 self._bell.set()
+                self._through()
 
     def ended(
         self,
@@ -237,6 +254,7 @@ class Checkpointer:
         if not self._participants:
             self._ended = True
         self._bell.set()
+        self._through()
 
     # -- encoding -------------------------------------------------------------------------
 
@@ -286,11 +304,24 @@ class Checkpointer:
             self._timer.cancel()
 
     def _tick(self) -> None:
-        """The interval has passed: start an epoch, and time the next."""
+        """The interval has passed: start an epoch and time the next; or, while the last one
+        is still on its way (some task has not passed its barrier), wait for it to be through."""
+        self._timer = None
         if self._ended:
+            return
+        if any(state.waiting for state in self._open.values()):
+            self._overdue = True
             return
         self.trigger()
         self._timer = self.clock.call_at(self.clock.now() + self.interval, self._tick)
+
+    def _through(self) -> None:
+        """Every task has passed the last epoch's barrier: the next one, overdue, starts an
+        interval from now, so that however long snapshots take, the pipeline gets a whole
+        interval of work between two of them (Flink's minimum pause between checkpoints)."""
+        if self._overdue and not self._ended and not any(state.waiting for state in self._open.values()):
+            self._overdue = False
+            self._timer = self.clock.call_at(self.clock.now() + self.interval, self._tick)
 
     async def _commit_complete(self) -> None:
         while self._open:
@@ -310,7 +341,8 @@ class Checkpointer:
         for name, entries in states.items():
             held = self._held.get(name, {})
             changed: dict[bytes, bytes | None] = {k: v for k, v in entries.items() if held.get(k) != v}
-            changed.update((k, None) for k in held.keys() - entries.keys())
+            gone = state.gone[name] if name in state.gone else held.keys() - entries.keys()
+            changed.update((k, None) for k in gone if k in held)
             if changed:
                 changes[name] = changed
                 written += sum(len(k) + len(v) for k, v in changed.items() if v is not None)
@@ -330,7 +362,13 @@ class Checkpointer:
                 exc.add_note(f"sage_streams: raised by the commit of sink {name!r}, epoch {state.epoch}")
                 raise OperatorFailure(name, exc) from exc
         for name, entries in states.items():
-            self._held[name] = dict(entries)
+            if name in state.gone:
+                held = self._held.setdefault(name, {})
+                held.update(entries)
+                for key in state.gone[name]:
+                    held.pop(key, None)
+            else:
+                self._held[name] = dict(entries)
         self.stats.epoch = state.epoch
         self.stats.committed += 1
         self.stats.duration = self.clock.now() - state.started

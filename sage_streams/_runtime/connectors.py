@@ -22,7 +22,7 @@ from sage_streams._runtime.counters import Counters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import SourceBarriers
 from sage_streams.channel import ABORTED, END, Barrier, Control, Receiver
-from sage_streams.connectors import ReplayableSource, TransactionalSink
+from sage_streams.connectors import ReplayableSource, StoreSharing, TransactionalSink
 
 __all__ = ["ReplayHead", "SinkHead"]
 
@@ -115,6 +115,8 @@ class SinkHead:
         if self.checkpointer is not None:
             epoch, record = self.checkpointer.restored_sink(self.node.name)
             self.checkpointer.add_sink(self.node.name, self.sink)
+            if isinstance(self.sink, StoreSharing):
+                self.sink.share_store(self.checkpointer.store)
         if epoch is not None:
             self._epoch = epoch + 1
         await self._do(self.sink.recover(epoch, record), "recovery")

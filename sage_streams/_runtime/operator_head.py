@@ -29,7 +29,14 @@ from sage_streams.channel import (
     Watermark,
 )
 from sage_streams.errors import CheckpointError, SpillError, StreamError
-from sage_streams.operators.base import ItemError, SteppingOperator, TimedOperator, WatermarkOperator
+from sage_streams.operators.base import (
+    IncrementalSnapshotting,
+    ItemError,
+    SteppingOperator,
+    TimedOperator,
+    WatermarkOperator,
+    snapshot_of,
+)
 from sage_streams.time import Clock, TimerHandle
 
 if TYPE_CHECKING:
@@ -120,13 +127,26 @@ class OperatorHead:
         assert self.checkpointer is not None
         self.checkpointer.report_alignment(self._aligning, self.clock.now() - self._align_started)
         with paused_gc():
-            self.checkpointer.report_state(self._aligning, self.node.name, self.snapshot())
+            entries, gone = self.snapshot_changes()
+            self.checkpointer.report_state(self._aligning, self.node.name, entries, gone)
         self._blocked = [False] * len(self._blocked)
         self._barrier_out = Barrier(self._aligning)
 
     def snapshot(self) -> dict[Hashable, Any]:
         """The operator's state entries, and the head's own (ended inputs, watermarks)."""
-        entries: dict[Hashable, Any] = dict(self.operator.snapshot())  # type: ignore[attr-defined]
+        return self._with_head(dict(snapshot_of(self.operator)))
+
+    def snapshot_changes(self) -> tuple[dict[Hashable, Any], list[Hashable] | None]:
+        """What :meth:`snapshot` gives, but of an operator that tells its changes only the
+        entries that changed since its last snapshot and the keys of those gone; ``None`` for
+        the keys gone of one that does not (its entries are then all of them)."""
+        if isinstance(self.operator, IncrementalSnapshotting):
+            entries, gone = self.operator.snapshot_changes()
+            return self._with_head(entries), gone
+        return self.snapshot(), None
+
+    def _with_head(self, entries: dict[Hashable, Any]) -> dict[Hashable, Any]:
+        """``entries`` with the StreamState's and the head's own added."""
         state = state_entries(self.node, self.state_holders)
         if state is not None:
             entries[STATE_ENTRY] = state

@@ -33,7 +33,15 @@ from typing import Final, Protocol, TypeAlias, TypeVar
 from sage_streams.checkpoint._worker import Worker
 from sage_streams.errors import CheckpointError
 
-__all__ = ["FORMAT_VERSION", "Checkpoint", "CheckpointStore", "Named", "SqliteStore", "StateChanges"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Checkpoint",
+    "CheckpointStore",
+    "Named",
+    "SqliteStore",
+    "StateChanges",
+    "TransactionWriter",
+]
 
 R = TypeVar("R")
 
@@ -43,6 +51,9 @@ StateChanges: TypeAlias = Mapping[str, Mapping[bytes, bytes | None]]
 
 Named: TypeAlias = Mapping[str, bytes]
 """Source positions or sink records, by source or sink name."""
+
+TransactionWriter: TypeAlias = Callable[[sqlite3.Connection, int], None]
+"""Work done in each commit's transaction, on the store's thread: ``writer(connection, epoch)``."""
 
 FORMAT_VERSION: Final = 1
 """The layout of a :class:`SqliteStore` file; a file of a newer one is refused, not guessed at."""
@@ -151,6 +162,7 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self._meta: tuple[str, str] | None = None  # (job, codec) once open
         self._committed: int | None = None
+        self._writers: list[TransactionWriter] = []
 
     def __repr__(self) -> str:
         return f"SqliteStore({self.path!r})"
@@ -168,6 +180,13 @@ class SqliteStore:
             return await self._call(self._open, job, codec)
         except sqlite3.Error as exc:
             raise CheckpointError(f"cannot open the checkpoint store {self.path!r}: {exc}") from exc
+
+    def add_writer(self, writer: TransactionWriter) -> None:
+        """Run ``writer(connection, epoch)`` in every later commit's transaction, after the
+        state is written: what it writes commits with the epoch, or not at all (a sink's rows
+        in the store's own file, see :class:`~sage_streams.connectors.sqlite.SqliteSink`). An
+        error it raises fails the commit, as the store's own would."""
+        self._writers.append(writer)
 
     async def commit(self, epoch: int, states: StateChanges, positions: Named, sinks: Named) -> None:
         """See :meth:`CheckpointStore.commit`."""
@@ -308,6 +327,8 @@ class SqliteStore:
             db.executemany("INSERT OR REPLACE INTO sinks VALUES (?, ?)", sinks.items())
             db.execute("DELETE FROM epochs")
             db.execute("INSERT INTO epochs VALUES (?, ?)", (epoch, time.time()))
+            for writer in self._writers:
+                writer(db, epoch)
         self._committed = epoch
 
     def _reset(self) -> None:

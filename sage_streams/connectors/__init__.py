@@ -5,7 +5,14 @@
 CSV sources and the JSON Lines sink; :mod:`.sqlite` the SQLite sink.
 """
 
-from sage_streams.connectors.base import GUARANTEES, Guarantee, ReplayableSource, TransactionalSink, weakest
+from sage_streams.connectors.base import (
+    GUARANTEES,
+    Guarantee,
+    ReplayableSource,
+    StoreSharing,
+    TransactionalSink,
+    weakest,
+)
 from sage_streams.connectors.files import CsvSource, JsonLinesSink, JsonLinesSource
 from sage_streams.connectors.sqlite import SqliteSink
 
@@ -17,6 +24,7 @@ __all__ = [
     "JsonLinesSource",
     "ReplayableSource",
     "SqliteSink",
+    "StoreSharing",
     "TransactionalSink",
     "weakest",
 ]

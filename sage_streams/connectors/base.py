@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["GUARANTEES", "Guarantee", "ReplayableSource", "TransactionalSink", "weakest"]
+__all__ = ["GUARANTEES", "Guarantee", "ReplayableSource", "StoreSharing", "TransactionalSink", "weakest"]
 
 Guarantee: TypeAlias = Literal["exactly_once", "at_least_once", "at_most_once"]
 
@@ -79,4 +79,16 @@ class TransactionalSink(Protocol):
 
     async def close(self) -> None:
         """Release files and connections."""
+        ...
+
+
+@runtime_checkable
+class StoreSharing(Protocol):
+    """A transactional sink that can write in the checkpoint store's own transactions, so that
+    an epoch's output and its checkpoint commit as one (a SQLite sink into the store's file)."""
+
+    def share_store(self, store: object) -> bool:
+        """Called once per run before ``recover``, with the run's checkpoint store: write each
+        epoch's output in the store's commit of that epoch from now on, if this sink can with
+        this store; whether it does."""
         ...

@@ -1,9 +1,11 @@
 """A SQLite sink whose rows carry their epoch, so a restored run deletes what a crash left after
-the last committed one.
+the last committed one; or, in the checkpoint store's own file, whose rows commit in the same
+transaction as their epoch.
 
 Example::
 
     stream.sink(SqliteSink("out.db", "totals"))  # {"key": "a", "sum": 3} -> a row (key, sum, _epoch)
+    stream.sink(SqliteSink("job.checkpoints", "totals"))  # the store's file: one transaction
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import os
 import reprlib
 import sqlite3
+import threading
 from collections.abc import Mapping
 from itertools import groupby
 from typing import Any, Final
 
+from sage_streams.checkpoint import SqliteStore
 from sage_streams.checkpoint._worker import Worker
 from sage_streams.connectors.base import Guarantee
 from sage_streams.errors import CheckpointError, StreamError
@@ -53,7 +57,13 @@ class SqliteSink:
     made, used and closed on a thread of the sink's own (``sage-sink``), joined by :meth:`close`.
 
     The open transaction holds the file's write lock from an epoch's first write to its
-    ``pre_commit``: give the sink a file no other writer uses, not the checkpoint store's.
+    ``pre_commit``: give the sink a file no other writer uses, or the checkpoint store's own.
+    In the store's file (a :class:`~sage_streams.checkpoint.SqliteStore` of the same path), the
+    sink holds an epoch's rows in memory and the store writes them in its commit of that epoch:
+    output and checkpoint commit as one, with one ``fsync``, and a crash leaves no row of an
+    epoch that did not commit. There a value must be ``None``, an ``int`` of 64 bits, a
+    ``float``, a ``str`` or ``bytes`` (checked at the write, so that a bad item is an error of
+    its batch, not of the commit), and ``env.reset_checkpoints()`` drops the table with the rest.
 
     Args:
         path: the SQLite file; created at :meth:`recover` if it does not exist.
@@ -70,9 +80,22 @@ class SqliteSink:
         self._db: sqlite3.Connection | None = None
         self._columns: list[str] | None = None  # None: no table yet
         self._worker = Worker("sage-sink", repr(self))
+        self._shared = False
+        self._pending: list[tuple[list[Any], int]] = []  # shared: this epoch's batches
+        self._sealed: list[tuple[list[Any], int]] = []  # shared: batches pre-committed, for the store
+        self._sealed_lock = threading.Lock()  # the loop seals, the store's thread takes
 
     def __repr__(self) -> str:
         return f"SqliteSink({self.path!r}, {self.table!r})"
+
+    def share_store(self, store: object) -> bool:
+        """See :class:`~sage_streams.connectors.base.StoreSharing`: yes, with a
+        :class:`~sage_streams.checkpoint.SqliteStore` of this sink's file."""
+        if not isinstance(store, SqliteStore) or os.path.realpath(store.path) != os.path.realpath(self.path):
+            return False
+        store.add_writer(self._write_sealed)
+        self._shared = True
+        return True
 
     async def recover(self, epoch: int | None, record: Any) -> None:
         """See :meth:`~sage_streams.connectors.base.TransactionalSink.recover`; ``record`` is
@@ -82,14 +105,28 @@ class SqliteSink:
                 f"{self!r}: the record of epoch {epoch} must be {{'epoch': {epoch}}}, got {record!r}"
             )
         await self._worker.call(self._recover, epoch)
+        if self._shared:
+            await self._worker.close(self._close)  # the store's connection writes from now on
 
     async def write(self, batch: list[Any], epoch: int) -> None:
         """See :meth:`~sage_streams.connectors.base.TransactionalSink.write`."""
-        await self._worker.call(self._insert, batch, epoch)
+        if not self._shared:
+            await self._worker.call(self._insert, batch, epoch)
+            return
+        for index, item in enumerate(batch):
+            self._check(index, item)
+            self._check_values(index, item)
+        self._pending.append((list(batch), epoch))
 
     async def pre_commit(self, epoch: int) -> dict[str, int]:
-        """Commit the open transaction; the record is ``{"epoch": epoch}``."""
-        await self._worker.call(self._commit)
+        """Commit the open transaction (in the store's file: hand the epoch's rows to the
+        store's next commit); the record is ``{"epoch": epoch}``."""
+        if self._shared:
+            with self._sealed_lock:
+                self._sealed += self._pending
+            self._pending = []
+        else:
+            await self._worker.call(self._commit)
         return {"epoch": epoch}
 
     async def commit(self, epoch: int) -> None:
@@ -125,20 +162,32 @@ class SqliteSink:
             self._check(index, item)
         if not self._db.in_transaction:
             self._db.execute("BEGIN IMMEDIATE")  # the write lock now: a busy file fails here
+        self._insert_batch(self._db, batch, epoch)
+
+    def _write_sealed(self, db: sqlite3.Connection, epoch: int) -> None:
+        """In the store's commit of ``epoch``, on its thread: the rows sealed for it and before."""
+        with self._sealed_lock:
+            taken = [(batch, of) for batch, of in self._sealed if of <= epoch]
+            self._sealed = [(batch, of) for batch, of in self._sealed if of > epoch]
+        for batch, of in taken:
+            self._insert_batch(db, batch, of)
+
+    def _insert_batch(self, db: sqlite3.Connection, batch: list[Any], epoch: int) -> None:
+        """Insert ``batch``'s rows in ``db``'s open transaction: all of them, or none."""
         columns = None if self._columns is None else list(self._columns)
         # A savepoint per batch: a row SQLite refuses undoes the batch, not the epoch's others.
-        self._db.execute("SAVEPOINT batch")
+        db.execute("SAVEPOINT batch")
         try:
             # Consecutive rows of the same keys share one statement and one executemany.
             for keys, run in groupby(enumerate(batch), key=lambda pair: tuple(pair[1])):
-                self._insert_run(self._db, keys, list(run), epoch)
+                self._insert_run(db, keys, list(run), epoch)
         except BaseException:
-            if self._db.in_transaction:  # unless SQLite rolled it all back, as on a full disk
-                self._db.execute("ROLLBACK TO batch")
-                self._db.execute("RELEASE batch")
+            if db.in_transaction:  # unless SQLite rolled it all back, as on a full disk
+                db.execute("ROLLBACK TO batch")
+                db.execute("RELEASE batch")
             self._columns = columns  # the batch's CREATE and ALTER are undone too
             raise
-        self._db.execute("RELEASE batch")
+        db.execute("RELEASE batch")
 
     def _check(self, index: int, item: Any) -> None:
         if not isinstance(item, Mapping):
@@ -150,6 +199,20 @@ class SqliteSink:
                 raise ValueError(
                     f"{self!r}: item {index} of its batch has the key {EPOCH_COLUMN}, the sink's own"
                 )
+
+    def _check_values(self, index: int, item: Mapping[str, Any]) -> None:
+        """Refuse a value the store's commit could not bind, before it gets there."""
+        for key, value in item.items():
+            kind = type(value)
+            if value is None or kind is float or kind is str or kind is bytes or kind is bool:
+                continue
+            if kind is int and -(2**63) <= value < 2**63:
+                continue
+            raise TypeError(
+                f"{self!r} cannot write item {index} of its batch, {reprlib.repr(item)}: the value of "
+                f"{key!r} is {reprlib.repr(value)}; in the checkpoint store's file a value is None, "
+                "an int of 64 bits, a float, a str or bytes"
+            )
 
     def _insert_run(
         self,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "IncrementalSnapshotting",
     "ItemError",
     "Operator",
     "OperatorBase",
@@ -224,6 +225,25 @@ class Snapshotting(Protocol):
         """Bring an operator fresh from the same configuration to the state of ``entries``.
 
         Counters and metrics come back too, so that the run goes on as if it never stopped.
+        """
+        ...
+
+
+@runtime_checkable
+class IncrementalSnapshotting(Snapshotting, Protocol):
+    """An operator that also tells which of its entries changed since its last snapshot, so
+    that an epoch costs what changed, not the size of the state (a window operator of a
+    million keys of which a thousand took items)."""
+
+    def snapshot_changes(self) -> tuple[dict[Hashable, Any], list[Hashable]]:
+        """The entries that may have changed since the last call (or since :meth:`restore`, or
+        since the operator was made), and the entry keys that may have gone since.
+
+        Either may hold more than changed (an entry written again with the same value, a key
+        that was never snapshotted): the runtime compares with what the store holds. Nothing
+        that changed may be missing. The entries are fresh containers, as
+        :meth:`~Snapshotting.snapshot`'s are. :meth:`~Snapshotting.snapshot` takes the whole
+        state without changing what the next call of this method gives.
         """
         ...
 

@@ -89,6 +89,32 @@ def test_every_value_it_writes_comes_back_exactly(value: Any) -> None:
 
 
 @pytest.mark.slow
+@given(st.lists(VALUES, max_size=8))
+def test_many_values_read_at_once_come_back_as_each_read_alone(values: list[Any]) -> None:
+    written = [SAGE_CODEC.dumps(value) for value in values]
+    many = SAGE_CODEC.loads_many(written)
+    assert len(many) == len(values)
+    assert all(same(value, read) for value, read in zip(values, many, strict=True))
+
+
+JSON_LEAVES = st.none() | st.booleans() | st.integers(-(2**100), 2**100) | st.floats() | st.text()
+
+
+@pytest.mark.slow
+@given(st.lists(JSON_LEAVES, max_size=4).map(tuple))
+def test_a_tuple_of_json_values_is_written_as_its_tag(value: tuple[Any, ...]) -> None:
+    tagged = json.dumps({"$tuple": list(value)}, ensure_ascii=False, separators=(",", ":"))
+    assert SAGE_CODEC.dumps(value) == b"~" + tagged.encode("utf-8", "surrogatepass")
+    assert same(value, round_trip(value))
+
+
+def test_many_values_of_both_kinds_keep_their_places() -> None:
+    written = [SAGE_CODEC.dumps(value) for value in ([1, "a"], ("key", 2), None, {3: 4}, "\ud800")]
+    assert SAGE_CODEC.loads_many(written) == [[1, "a"], ("key", 2), None, {3: 4}, "\ud800"]
+    assert SAGE_CODEC.loads_many([]) == []
+
+
+@pytest.mark.slow
 @given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(), st.lists))
 def test_a_value_of_json_values_is_written_as_json_writes_it(value: Any) -> None:
     assert SAGE_CODEC.dumps(value) == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()

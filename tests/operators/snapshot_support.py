@@ -158,3 +158,37 @@ def check_resumes(resumable: Resumable[Op], steps: Sequence[Callable[[Op], Any]]
     assert observed == expected
     assert [step(first) for step in steps[cut:]] == expected[cut:]
     assert snapshot == kept
+
+
+def check_changes(
+    resumable: Resumable[Op],
+    changes: Callable[[Op], tuple[dict[Any, Any], list[Any]]],
+    steps: Sequence[Callable[[Op], Any]],
+    taken: set[int],
+    restart: int | None,
+) -> None:
+    """An incremental snapshot's changes, applied in turn to what a store held, give exactly
+    the whole snapshot: after each step in ``taken`` and at the end; and after a restart at
+    ``restart`` (restored from that store), the changes are those since the restore."""
+    op = resumable.build(None)
+    store: dict[Any, Any] = {}
+
+    def apply() -> None:
+        entries, gone = changes(op)
+        for key in gone:
+            store.pop(key, None)
+        store.update(round_trip(entries, resumable.user))
+
+    for done in range(len(steps) + 1):
+        if done in taken:
+            apply()
+            assert store == round_trip(resumable.snapshot(op), resumable.user)
+        if done == restart:
+            apply()
+            restored = resumable.build(op)
+            resumable.restore(restored, round_trip(store, resumable.user))
+            op = restored
+        if done < len(steps):
+            steps[done](op)
+    apply()
+    assert store == round_trip(resumable.snapshot(op), resumable.user)

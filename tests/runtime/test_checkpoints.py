@@ -19,6 +19,7 @@ import pytest
 
 from sage_streams import DataStream, LocalEnvironment, PipelineError
 from sage_streams.checkpoint import SqliteStore
+from sage_streams.checkpoint.codec import SAGE_CODEC
 from sage_streams.connectors import JsonLinesSink
 from sage_streams.errors import CheckpointError
 from sage_streams.testing import ManualClock, leftover_tasks
@@ -405,3 +406,93 @@ async def test_alignment_time_is_how_long_an_input_was_held_for_the_slower_barri
         # 2's come at 2 s, left's at once, right's behind the item, once the map returns at 4 s.
         await advance_then_complete(env, clock, seconds=4, epochs=2)
         assert env.metrics().checkpoints["alignment"] == 2.0
+
+
+class RecordingStore(SqliteStore):
+    """The SQLite store, recording the state entries each commit was given, decoded."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.commits: list[dict[str, dict[Any, bool]]] = []
+
+    async def commit(self, epoch: int, states: Any, positions: Any, sinks: Any) -> None:
+        loads = SAGE_CODEC.loads
+        self.commits.append(
+            {
+                name: {loads(key): value is not None for key, value in entries.items()}
+                for name, entries in states.items()
+            }
+        )
+        await super().commit(epoch, states, positions, sinks)
+
+
+async def taken_in(env: LocalEnvironment, name: str, items: int) -> None:
+    """Wait (really: the graph runs on) until operator ``name`` has taken ``items`` items in."""
+    for _ in range(1000):
+        if env.metrics().operators[name].items_in >= items:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{name} took {env.metrics().operators[name].items_in} items, not {items}")
+
+
+async def test_an_epoch_writes_the_window_keys_that_changed_not_all_of_them(tmp_path: Path) -> None:
+    clock = ManualClock()
+    store = RecordingStore(tmp_path / "store.db")
+    env = LocalEnvironment("job", checkpoints=store, checkpoint_interval=1.0, clock=clock, batch_size=64)
+    events = env.create_stream("events")
+    windows = events.window("tumbling", size=100, key_func=lambda e: e["k"], name="sums")
+    windows.aggregate(lambda total, e: total + e["n"], initial=0, name="total").sink(lambda _: None)
+    async with env.running():
+        for k in range(500):
+            await events.emit({"timestamp": 1.0, "k": k, "n": 1})
+        await taken_in(env, "sums", 500)
+        await advance_then_complete(env, clock, seconds=1, epochs=1)
+        await events.emit({"timestamp": 2.0, "k": 7, "n": 5})
+        await events.emit({"timestamp": 3.0, "k": 499, "n": 5})
+        await taken_in(env, "sums", 502)
+        await advance_then_complete(env, clock, seconds=1, epochs=2)
+        await advance_then_complete(env, clock, seconds=1, epochs=3)  # nothing moved: nothing written
+        await events.close()
+    first, second, last = store.commits
+    assert {key for key in first["sums"] if isinstance(key, tuple) and key[0] == "key"} == {
+        ("key", k) for k in range(500)
+    }
+    changed = {key for key in second["sums"] if isinstance(key, tuple) and key[0] == "key"}
+    assert changed == {("key", 7), ("key", 499)}
+    assert all(second["sums"].values())  # written, none deleted
+    # The end: every window fired, so every key goes; the run's last epoch says so.
+    assert {key for key, written in last["sums"].items() if not written} >= {("key", k) for k in range(500)}
+    assert env.metrics().checkpoints["committed"] == 3
+
+
+async def test_no_epoch_starts_while_the_last_is_on_its_way_and_the_next_waits_an_interval(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock()
+    env = environment(tmp_path / "store.db", clock)
+    reached, release = asyncio.Event(), asyncio.Event()
+
+    async def held(x: int) -> int:
+        if x == 1:
+            reached.set()
+            await release.wait()
+        return x
+
+    events = env.create_stream("events")
+    got: list[int] = []
+    events.map(held, name="held").sink(got.append)
+    async with env.running():
+        await advance_then_complete(env, clock, seconds=1, epochs=1)
+        await events.emit(1)
+        await reached.wait()
+        for _ in range(4):  # epoch 2 starts, its barrier waits behind item 1: no epoch 3, 4 or 5
+            await clock.advance(1.0)
+        release.set()
+        await advance_then_complete(env, clock, seconds=0, epochs=2)
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert env.metrics().checkpoints["completed"] == 2  # the due epochs were not queued up
+        await advance_then_complete(env, clock, seconds=1, epochs=3)  # an interval after it
+        assert env.metrics().checkpoints["completed"] == 3
+        await events.close()
+    assert got == [1]

@@ -122,6 +122,12 @@ class TableJoinOperator(OperatorBase):
         entries["operator"] = self._mode
         return entries
 
+    def snapshot_changes(self) -> tuple[dict[Hashable, Any], list[Hashable]]:
+        """The table join's changed entries (see ``TableJoinState.snapshot_changes``) and the mode."""
+        entries, gone = self.table.snapshot_changes()
+        entries["operator"] = self._mode
+        return entries, gone
+
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         self.table.restore(entries)
         self._mode = entries["operator"]

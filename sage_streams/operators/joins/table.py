@@ -127,6 +127,7 @@ class TableJoinState:
         self._keep_unmatched = join_type == "left"
         self._read_time = None if timestamp is None else timestamp_reader(timestamp)
         self._rows: dict[Hashable, Any] = {}  # processing time: key -> value
+        self._dirty: set[Hashable] = set()  # keys whose row or versions changed since a snapshot
         self._probe: Probe | None = None
         if not self._keep_unmatched and timestamp is None:
             # One value per key, never a Bucket: the join's probe for a unique table fits.
@@ -234,22 +235,41 @@ class TableJoinState:
         ``(times, values)`` (event time); ``"held"`` the held events, ``(join time, event,
         key)`` in arrival order; ``"meta"`` the times, ended flags, counters and sweep point.
         """
-        entries: dict[Hashable, Any] = {
-            "meta": (
-                self._table_time,
-                self._event_mark,
-                list(self._ended),
-                (self._probes, self._hits, self._late),
-                self._version_count,
-                self._sweep_at,
-            ),
-            "held": list(self._held),
-        }
+        entries = self._scalars()
         for key, row in self._rows.items():
             entries["row", key] = row
         for key, versions in self._versions.items():
             entries["versions", key] = (list(versions.times), list(versions.values))
         return entries
+
+    def snapshot_changes(self) -> tuple[dict[Hashable, Any], list[Hashable]]:
+        """The entries of the keys whose row or versions changed since the last call, and those
+        of the keys gone since (see ``IncrementalSnapshotting``), with ``"meta"`` and ``"held"``."""
+        dirty, self._dirty = self._dirty, set()
+        entries, gone = self._scalars(), list[Hashable]()
+        rows, every = self._rows, self._versions
+        for key in dirty:
+            if key in rows:
+                entries["row", key] = rows[key]
+            else:
+                gone.append(("row", key))
+            versions = every.get(key)
+            if versions is not None:
+                entries["versions", key] = (list(versions.times), list(versions.values))
+            else:
+                gone.append(("versions", key))
+        return entries, gone
+
+    def _scalars(self) -> dict[Hashable, Any]:
+        meta = (
+            self._table_time,
+            self._event_mark,
+            list(self._ended),
+            (self._probes, self._hits, self._late),
+            self._version_count,
+            self._sweep_at,
+        )
+        return {"meta": meta, "held": list(self._held)}
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         """Bring this fresh join to the state of ``entries``, made by :meth:`snapshot`."""
@@ -266,6 +286,7 @@ class TableJoinState:
             elif name[0] == "versions":
                 versions = self._versions[name[1]] = _Versions(0.0, None)
                 versions.times, versions.values = list(value[0]), list(value[1])
+        self._dirty = set()
 
     # -- processing time ------------------------------------------------------------------------
 
@@ -314,13 +335,14 @@ class TableJoinState:
         self._hits += probes - misses
 
     def _update_rows(self, rows: Sequence[Any]) -> None:
-        table = self._rows
+        table, dirty = self._rows, self._dirty
         for index, item in enumerate(rows):
             try:
                 key = read_key(self._row_key, item)
                 value = self._value_of(item)
             except ItemError as exc:
                 raise JoinItemError(exc.item, exc.error, index, []) from exc.error
+            dirty.add(key)
             if value is None:
                 table.pop(key, None)
             else:
@@ -346,6 +368,7 @@ class TableJoinState:
         ts = self._read_time(item)
         key = read_key(self._row_key, item)
         value = self._value_of(item)
+        self._dirty.add(key)
         versions = self._versions.get(key)
         if versions is None:
             if value is not None:  # a tombstone of a key without versions changes nothing
@@ -403,6 +426,7 @@ class TableJoinState:
         while drop < len(values) and values[drop] is None:
             drop += 1
         if drop:
+            self._dirty.add(key)
             del times[:drop]
             del values[:drop]
             self._version_count -= drop

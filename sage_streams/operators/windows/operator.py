@@ -323,12 +323,21 @@ class WindowOperator(OperatorBase):
         Those arrival times are taken as wall-clock time: a restart reads another monotonic
         clock. For the same reason the processing-time offset is not kept but read afresh.
         """
+        entries = self.windows.snapshot()
+        entries["operator"] = self._scalars()
+        return entries
+
+    def snapshot_changes(self) -> tuple[dict[Hashable, Any], list[Hashable]]:
+        """The entries of the windows' keys that changed since the last call and of those gone
+        (see ``WindowState.snapshot_changes``), and the ``"operator"`` entry, as :meth:`snapshot`."""
+        entries, gone = self.windows.snapshot_changes()
+        entries["operator"] = self._scalars()
+        return entries, gone
+
+    def _scalars(self) -> tuple[Any, ...]:
         wall = self.clock.time() - self.clock.now()
         arrivals = [arrival + wall for arrival in self.last_arrival]
-        scalars = (list(self.marks), self.latest, list(self.ended), self.watermark, self.late_items, arrivals)
-        entries = self.windows.snapshot()
-        entries["operator"] = scalars
-        return entries
+        return (list(self.marks), self.latest, list(self.ended), self.watermark, self.late_items, arrivals)
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         self.windows.restore(entries)

@@ -1,25 +1,12 @@
 """Windows over event time: the pure, keyed logic behind the window configs.
 
-This is the synchronous state behind ``DataStream.window`` and ``ConnectedStreams.window``. The
-configs (``TumblingWindows``, ``SlidingWindows``, ``SessionWindows``, made by ``window_config``)
-live in :mod:`sage_streams.operators.windows.config`, and each one's ``build()`` makes a
-:class:`WindowState`, the logic: the runtime feeds it one
-timestamped item at a time with :meth:`~WindowState.add` (or, for tumbling windows, a run of
-items at a time with :meth:`~WindowState.add_run`), moves event time on with
-:meth:`~WindowState.advance` and ends the input with :meth:`~WindowState.flush`. Nothing here
-waits, reads a clock or knows about channels: time is only what the caller says the watermark is.
-
-Windows are half-open, ``[start, end)``, and kept per key. A window fires when the watermark
-reaches its end; it is kept ``allowed_lateness`` seconds of watermark longer, so that a late item
-for it makes it fire again, with every item it holds. An item all of whose windows are past that
-point is late: ``add`` refuses it and returns ``False``, and the caller routes it elsewhere.
-A timestamp 2**50 window lengths or more from 0 (:data:`MAX_WINDOW_NUMBER`) is out of range:
-``add`` raises ``ValueError``, an error of that item. Assigning an item costs O(1) per window.
-Fired windows come out ordered by ``(end, start)``, then by key in first-seen order.
-
-A window holds, per input, its items; or, given ``Accumulators``,
-an accumulator that each item is folded into as it arrives (``aggregate``): then nothing is
-stored, and a fired window carries the accumulators instead of the items.
+This is the synchronous state behind ``DataStream.window`` and ``ConnectedStreams.window``: each
+config of :mod:`sage_streams.operators.windows.config` builds a :class:`WindowState`, which the
+runtime feeds with :meth:`~WindowState.add` (or, for tumbling windows, a run of items at a time
+with :meth:`~WindowState.add_run`), moves on with :meth:`~WindowState.advance` and ends with
+:meth:`~WindowState.flush`. Nothing here waits, reads a clock or knows about channels: time is
+only what the caller says the watermark is. Windows are half-open, ``[start, end)``, kept per
+key; a timestamp 2**50 window lengths or more from 0 (:data:`MAX_WINDOW_NUMBER`) is out of range.
 
 Example::
 
@@ -29,6 +16,10 @@ Example::
     state.advance(12.0)  # [FiredWindow(key="a", start=0.0, end=10.0, items=(("x",),))]
     state.add("a", 4.0, 0, "z", watermark=12.0)  # False: [0, 10) fired and is gone
     state.flush()  # [FiredWindow(key="a", start=10.0, end=20.0, items=(("y",),))]
+    sessions = SessionWindows(5.0).build(inputs=2)
+    sessions.add("k", 0.0, 0, "a", watermark=-math.inf)
+    sessions.add("k", 5.0, 1, "b", watermark=0.0)  # exactly the gap away: joins
+    sessions.advance(10.0)  # [FiredWindow("k", 0.0, 10.0, items=(("a",), ("b",)))]
 """
 
 from __future__ import annotations
@@ -77,22 +68,11 @@ class WindowState:
     item, which leaves no trace: every fold is computed before anything is stored. Sessions
     merge, so they need ``accumulators.merge``.
 
-    Costs: ``add`` is O(1) amortized for tumbling windows, O(size / slide) for sliding ones, and
-    a binary search among the key's held sessions for sessions; ``add_run`` is a look-up and an
-    append (or a fold) per item, while its items stay in windows their keys already have;
-    ``advance`` is proportional to the windows it fires or drops (times a log for the heaps).
-    One instance per operator, driven from one task.
-
-    A window config's ``build()`` makes it, passing the numbers it has validated: ``size`` (and
-    ``slide``, for sliding windows) or the session ``gap``, and as ``shape`` its own repr, which
-    names the windows in error messages.
-
-    Example::
-
-        state = SessionWindows(5.0).build(inputs=2)
-        state.add("k", 0.0, 0, "a", watermark=-math.inf)
-        state.add("k", 5.0, 1, "b", watermark=0.0)  # exactly the gap away: joins
-        state.advance(10.0)  # [FiredWindow("k", 0.0, 10.0, items=(("a",), ("b",)))]
+    Costs: ``add`` is O(1) amortized for tumbling windows, O(size / slide) for sliding ones, a
+    binary search among the key's sessions for sessions; ``add_run`` a look-up and a fold per
+    item; ``advance`` follows the windows it fires or drops; a snapshot of changes, the keys that
+    changed. One instance per operator, driven from one task, made by a window config's ``build()``
+    with the numbers it validated (``size``, ``slide`` or ``gap``; ``shape``, its repr, for errors).
     """
 
     def __init__(
@@ -122,8 +102,7 @@ class WindowState:
                 "aggregating session windows needs merge: an item that bridges two sessions"
                 " merges them, and their accumulators with them"
             )
-        self.shape = shape
-        self.inputs = inputs
+        self.shape, self.inputs = shape, inputs
         self.allowed_lateness = float(allowed_lateness)
         self._sessions = sessions
         self._contents: WindowContents = accumulators or ItemLists(sequenced=sessions, codegen=codegen)
@@ -138,11 +117,10 @@ class WindowState:
         self._keys: dict[Hashable, KeyWindows] = {}
         self._due: list[tuple[float, float, int, int, Window]] = []  # (end, start, rank, token, w)
         self._kept: list[tuple[float, int, Window]] = []  # (end + allowed_lateness, token, w)
-        self._next_rank = 0
-        self._next_token = 0
+        self._next_rank = self._next_token = 0
         self._seq = 0  # arrival order of session items, across merges (item lists)
-        self._open = 0
-        self._fired = 0
+        self._open = self._fired = 0
+        self._dirty: set[Hashable] = set()  # keys whose windows changed since the last snapshot
 
     # -- the calls of the runtime ---------------------------------------------------------------
 
@@ -278,6 +256,7 @@ class WindowState:
         pending.sort(key=lambda window: (window.end, window.start, window.rank))
         fired = [self._fire(window) for window in pending]
         self._forget_due_cells()
+        self._dirty.update(self._keys)
         self._keys.clear()
         self._due.clear()
         self._kept.clear()
@@ -312,9 +291,25 @@ class WindowState:
         ``panes.freeze``); ``"meta"`` the next rank, session sequence, fired count, ``panes.stale``."""
         copied, freeze = self._contents.copied, panes.freeze
         entries: dict[Hashable, Any] = {("key", k): freeze(state, copied) for k, state in self._keys.items()}
-        stale = panes.stale(self._due, self._kept, self.allowed_lateness)
-        entries["meta"] = (self._next_rank, self._seq, self._fired, stale)
+        entries["meta"] = self._meta()
         return entries
+
+    def snapshot_changes(self) -> tuple[dict[Hashable, Any], list[Hashable]]:
+        """The entries of the keys whose windows changed (were made, folded into, fired, kept,
+        dropped) since the last call, and those of the keys gone since. ``add_run``'s loop folds
+        into the cells it looked up with no mark, so they are forgotten: the next fold marks."""
+        dirty, self._dirty = self._dirty, set()
+        self._forget_due_cells()
+        keys, copied, freeze = self._keys, self._contents.copied, panes.freeze
+        entries: dict[Hashable, Any] = {("key", k): freeze(keys[k], copied) for k in dirty if k in keys}
+        entries["meta"] = self._meta()
+        return entries, [("key", k) for k in dirty if k not in keys]
+
+    def _meta(self) -> tuple[int, int, int, panes.Stale]:
+        """Numbered windows are queued only when not due and leave the due heap as they fire, so
+        none of its entries is stale: only sessions need it scanned for ``panes.stale``."""
+        due = self._due if self._sessions else ()
+        return self._next_rank, self._seq, self._fired, panes.stale(due, self._kept, self.allowed_lateness)
 
     def restore(self, entries: Mapping[Hashable, Any]) -> None:
         """Bring this fresh state to that of ``entries``, made by :meth:`snapshot`."""
@@ -325,6 +320,7 @@ class WindowState:
                 self._open += len(frozen[1])
         heaps = panes.requeued(self._keys.values(), self.allowed_lateness, stale)
         self._due, self._kept, self._next_token = heaps
+        self._dirty = set()
 
     # -- tumbling and sliding -------------------------------------------------------------------
 
@@ -363,6 +359,7 @@ class WindowState:
         self, key: Hashable, k: int, start: float, end: float, window: Window | None, contents: list[Any]
     ) -> Window:
         """Hold ``window`` (made with ``contents`` if ``None``) as number ``k`` of ``key``, due to fire."""
+        self._dirty.add(key)
         if window is None:
             state = self._key(key)
             window = state.numbered[k] = self._new_window(key, state.rank, start, end, k, contents)
@@ -396,6 +393,7 @@ class WindowState:
             contents = reached[0].contents if reached else self._contents.empty(self.inputs)
         contents[index] = self._contents.folded(contents[index], item, self._seq)
         self._seq += 1
+        self._dirty.add(key)
         if not reached:
             state = self._key(key)
             window = self._new_window(key, state.rank, timestamp, timestamp + gap, 0, contents)
@@ -457,10 +455,12 @@ class WindowState:
 
     def _keep(self, window: Window) -> None:
         """Keep a fired window until the watermark passes its end plus the allowed lateness."""
+        self._dirty.add(window.key)
         window.in_purge = True
         heapq.heappush(self._kept, (window.end + self.allowed_lateness, self._token(), window))
 
     def _fire(self, window: Window) -> FiredWindow:
+        self._dirty.add(window.key)
         window.token = -1
         refire = window.fired
         window.fired = True
@@ -476,6 +476,7 @@ class WindowState:
         while kept and kept[0][0] <= watermark:
             _, _, window = heapq.heappop(kept)
             window.in_purge = False
+            self._dirty.add(window.key)
             if not window.alive:
                 continue
             if window.token < 0 and window.end + lateness <= watermark:
@@ -486,6 +487,7 @@ class WindowState:
             self._keep(window)
 
     def _drop(self, window: Window) -> None:
+        self._dirty.add(window.key)
         window.alive = False
         window.token = -1
         self._open -= 1

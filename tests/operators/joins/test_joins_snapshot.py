@@ -88,9 +88,11 @@ def test_a_table_join_resumes_from_its_snapshot(
 
     steps = support.plan_steps(data.draw(st.lists(actions, max_size=12), label="plan"), observed)
     cut = data.draw(st.integers(0, len(steps)), label="cut")
-    support.check_resumes(
-        support.Resumable(build, TableJoinOperator.snapshot, TableJoinOperator.restore), steps, cut
-    )
+    resumable = support.Resumable(build, TableJoinOperator.snapshot, TableJoinOperator.restore)
+    support.check_resumes(resumable, steps, cut)
+    taken = data.draw(st.sets(st.integers(0, len(steps))), label="changes taken after")
+    restart = data.draw(st.none() | st.integers(0, len(steps)), label="restart after")
+    support.check_changes(resumable, TableJoinOperator.snapshot_changes, steps, taken, restart)
 
 
 def test_a_keyed_join_snapshot_holds_each_key_and_side_as_an_entry() -> None:

@@ -282,6 +282,19 @@ def test_keys_that_get_no_more_rows_are_swept_once_the_versions_double() -> None
     assert join.stats().table_rows == 2600
 
 
+def test_a_sweep_is_a_change_of_every_key_it_pruned() -> None:
+    join = table(timed=True)
+    join.push(TABLE, [row("old", k, 0.0) for k in range(600)] + [row("new", k, 1.0) for k in range(600)])
+    join.push(EVENTS, [ev("a", 0, 2.0)])
+    join.snapshot_changes()
+    join.push(TABLE, [row("r", 1000 + k, 3.0) for k in range(2000)])  # sweeps the 600 old keys
+    changed, gone = join.snapshot_changes()
+    versions = {name[1]: value for name, value in changed.items() if name[0] == "versions"}
+    assert sorted(versions) == [*range(600), *range(1000, 3000)]
+    assert versions[5] == ([1.0], ["new"])  # the old version pruned
+    assert sorted(gone) == sorted(("row", k) for k in [*range(600), *range(1000, 3000)])
+
+
 def test_a_long_run_in_event_time_keeps_the_versions_bounded() -> None:
     join = table(timed=True)
     most = 0

@@ -64,6 +64,45 @@ CONFIGS: dict[str, WindowConfig] = {
 }
 
 
+def builder(
+    shape: str,
+    contents: str,
+    *,
+    inputs: int = 1,
+    lateness: float,
+    delay: float = 0.0,
+    time: str = "processing",
+    keyed: bool = True,
+    codegen: bool = True,
+) -> Callable[[WindowOperator | None], WindowOperator]:
+    """How a run of the property tests makes its operator: ``build(None)`` the first, and
+    ``build(previous)`` the one restarted after it, on a clock at the same wall time."""
+    accumulators = ACCUMULATORS[contents]
+
+    def build(previous: WindowOperator | None) -> WindowOperator:
+        clock = StepClock()
+        if previous is not None:
+            assert isinstance(previous.clock, StepClock)
+            clock = previous.clock.restarted()
+        compiled = accumulators.compiled(True, codegen) if accumulators is not None else None
+        return WindowOperator(
+            [f"input{i}" for i in range(inputs)],
+            CONFIGS[shape].build(
+                inputs=inputs, allowed_lateness=lateness, accumulators=compiled, codegen=codegen
+            ),
+            key_func=key_of if keyed else None,
+            timestamp=ts_of,
+            out_of_orderness=delay,
+            clock=clock,
+            processing_time=time == "processing",
+            idle_timeout=5.0 if time == "idle" else None,
+            aggregated=compiled is not None,
+            inline=codegen,
+        )
+
+    return build
+
+
 def seen(windows: Any) -> list[Any]:
     """Fired windows as values, copied as they are now (an accumulator may change later)."""
     rows = []
@@ -131,45 +170,6 @@ def actions(inputs: int) -> st.SearchStrategy[tuple[Any, ...]]:
         st.tuples(st.just("tick"), st.none(), st.sampled_from([0.5, 1.0, 3.0, None])),
         st.tuples(st.just("timers"), st.none(), st.sampled_from([1.0, 4.0])),
     )
-
-
-def builder(
-    shape: str,
-    contents: str,
-    *,
-    inputs: int = 1,
-    lateness: float,
-    delay: float = 0.0,
-    time: str = "processing",
-    keyed: bool = True,
-    codegen: bool = True,
-) -> Callable[[WindowOperator | None], WindowOperator]:
-    """How a run of the property tests makes its operator: ``build(None)`` the first, and
-    ``build(previous)`` the one restarted after it, on a clock at the same wall time."""
-    accumulators = ACCUMULATORS[contents]
-
-    def build(previous: WindowOperator | None) -> WindowOperator:
-        clock = StepClock()
-        if previous is not None:
-            assert isinstance(previous.clock, StepClock)
-            clock = previous.clock.restarted()
-        compiled = accumulators.compiled(True, codegen) if accumulators is not None else None
-        return WindowOperator(
-            [f"input{i}" for i in range(inputs)],
-            CONFIGS[shape].build(
-                inputs=inputs, allowed_lateness=lateness, accumulators=compiled, codegen=codegen
-            ),
-            key_func=key_of if keyed else None,
-            timestamp=ts_of,
-            out_of_orderness=delay,
-            clock=clock,
-            processing_time=time == "processing",
-            idle_timeout=5.0 if time == "idle" else None,
-            aggregated=compiled is not None,
-            inline=codegen,
-        )
-
-    return build
 
 
 @pytest.mark.slow
@@ -251,14 +251,14 @@ def kept_tumbling() -> WindowOperator:
     )
 
 
-def test_a_snapshot_holds_windows_as_tuples_and_keys_as_entries() -> None:
+def test_a_snapshot_holds_windows_as_lists_and_keys_as_entries() -> None:
     op = kept_tumbling()
     a, b, c = Ev(1, 1.0, 5), Ev(2, 2.0, 6), Ev(1, 5.0, 7)
     now(op.on_batch(0, [a, b, c]))  # [0, 4) fires at 5 and is kept until 6
     assert op.snapshot() == {
         "meta": (2, 0, 2, ([], [], [], [])),
-        ("key", 1): (0, [(0.0, 4.0, 0, [[a]], True, False, True), (4.0, 8.0, 1, [[c]], False, True, False)]),
-        ("key", 2): (1, [(0.0, 4.0, 0, [[b]], True, False, True)]),
+        ("key", 1): [0, [[0.0, 4.0, 0, [[a]], True, False, True], [4.0, 8.0, 1, [[c]], False, True, False]]],
+        ("key", 2): [1, [[0.0, 4.0, 0, [[b]], True, False, True]]],
         "operator": ([5.0], 5.0, [False], 5.0, 0, []),
     }
 
