@@ -19,6 +19,7 @@ __all__ = [
     "FiredWindow",
     "FrozenWindow",
     "KeyWindows",
+    "Lagging",
     "Stale",
     "Window",
     "freeze",
@@ -133,9 +134,15 @@ def thaw(
     return state
 
 
-Stale: TypeAlias = tuple[list[tuple[float, float, int]], list[float]]
-"""The stale entries of the heaps, in a checkpoint: ``(end, start, rank)`` of those of windows
-due to fire, and the deadlines of those of windows kept for late items."""
+Lagging: TypeAlias = list[tuple[int, float, float]]
+"""Live heap entries behind their windows' bounds, in a checkpoint: ``(rank, start, at)``, the
+window named by its key's rank and its start, and the end or deadline its entry is at."""
+
+Stale: TypeAlias = tuple[list[tuple[float, float, int]], list[float], Lagging, Lagging]
+"""The heap entries a checkpoint cannot make from the windows alone: ``(end, start, rank)`` of
+the dead entries of the heap of windows due to fire, the deadlines of the dead entries of the heap
+of windows kept for late items, and the live entries of either heap, one per window at most, that
+lag behind their windows' bounds (sessions only)."""
 
 
 def stale(
@@ -143,24 +150,42 @@ def stale(
     kept: Iterable[tuple[float, int, Window]],
     lateness: float,
 ) -> Stale:
-    """The entries of the heaps that are not a live window's own at its current bounds: those
-    of windows merged away, fired or dropped since, and of sessions grown since. They fire or
-    drop nothing, but they set :meth:`WindowState.next_deadline` earlier (a processing-time
-    timer, a no-op ``advance``), so a restored state keeps them to go on exactly."""
-    return (
-        [
-            (end, start, rank)
-            for end, start, rank, token, w in due
-            if token != w.token or (end, start) != (w.end, w.start)
-        ],
-        [deadline for deadline, _, w in kept if not w.alive or deadline != w.end + lateness],
-    )
+    """The entries of the heaps that are not at a live window's current bounds.
+
+    Dead entries are those of windows merged away, fired or dropped since, or requeued since
+    (a session that starts earlier). Lagging entries are the live ones of sessions that grew
+    since they were queued: a later end is requeued only when the entry comes up, and a kept
+    session is kept again at its new end only when its deadline comes. Neither fires or drops
+    anything, but each sets :meth:`WindowState.next_deadline` earlier (a processing-time timer, a
+    no-op ``advance``), and a lagging entry moves when it comes up, so a restored state keeps them
+    as they are to go on exactly. A window is named by its key's rank and its start (a session's
+    entry has its start: a session that starts earlier is requeued at once).
+    """
+    stale_due: list[tuple[float, float, int]] = []
+    stale_kept: list[float] = []
+    lagging_due: Lagging = []
+    lagging_kept: Lagging = []
+    for end, start, rank, token, w in due:
+        if token != w.token:
+            stale_due.append((end, start, rank))
+        elif end != w.end:
+            lagging_due.append((rank, start, end))
+    for deadline, _, w in kept:
+        if not w.alive:
+            stale_kept.append(deadline)
+        elif deadline != w.end + lateness:
+            lagging_kept.append((w.rank, w.start, deadline))
+    return stale_due, stale_kept, lagging_due, lagging_kept
 
 
 def requeued(keys: Iterable[KeyWindows], lateness: float, stale: Stale) -> tuple[list[Any], list[Any], int]:
     """The heaps of windows due to fire and kept for late items, for thawed ``keys`` and the
-    ``stale`` entries, and the last token given. A live window has its entry at its current
-    bounds; a stale entry points to a dead window, which every heap pop skips."""
+    ``stale`` entries, and the last token given. A live window has its entry where ``stale``
+    says it lags, else at its current bounds; a dead entry points to a dead window, which every
+    heap pop skips."""
+    stale_due, stale_kept, lagging_due, lagging_kept = stale
+    due_at = {(rank, start): end for rank, start, end in lagging_due}
+    kept_at = {(rank, start): deadline for rank, start, deadline in lagging_kept}
     dead = Window(None, 0, 0.0, 0.0, 0, [])
     dead.alive = False
     due: list[Any] = []
@@ -168,14 +193,18 @@ def requeued(keys: Iterable[KeyWindows], lateness: float, stale: Stale) -> tuple
     token = 0
     for state in keys:
         for window in state.windows():
+            # Only sessions lag: windows by number, a million at a restore, skip the look-ups.
             if window.token >= 0:
                 token += 1
                 window.token = token
-                due.append((window.end, window.start, window.rank, token, window))
+                end = due_at.get((window.rank, window.start), window.end) if due_at else window.end
+                due.append((end, window.start, window.rank, token, window))
             if window.in_purge:
                 token += 1
-                kept.append((window.end + lateness, token, window))
-    stale_due, stale_kept = stale
+                deadline = window.end + lateness
+                if kept_at:
+                    deadline = kept_at.get((window.rank, window.start), deadline)
+                kept.append((deadline, token, window))
     for end, start, rank in stale_due:
         token += 1
         due.append((end, start, rank, token, dead))

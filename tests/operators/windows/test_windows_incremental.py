@@ -4,27 +4,26 @@ what a store held, give exactly the whole snapshot, however the operator went on
 from __future__ import annotations
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sage_streams.operators.windows.operator import WindowOperator
 from tests.operators.snapshot_support import (
     Ev,
     Resumable,
-    StepClock,
     check_changes,
-    key_of,
     now,
     plan_steps,
-    ts_of,
 )
 from tests.operators.windows.test_windows_snapshot import (
     ACCUMULATORS,
     CONFIGS,
     actions,
+    builder,
     kept_tumbling,
     observed,
     tick,
+    timers,
 )
 
 
@@ -42,27 +41,9 @@ from tests.operators.windows.test_windows_snapshot import (
 def test_changes_applied_in_turn_equal_the_whole_snapshot(
     shape: str, contents: str, inputs: int, lateness: float, time: str, codegen: bool, data: st.DataObject
 ) -> None:
-    assume(not (shape == "session" and time == "processing"))  # refused by a checkpoint for now
-    accumulators = ACCUMULATORS[contents]
-    compiled = accumulators.compiled(True, codegen) if accumulators is not None else None
-
-    def build(previous: WindowOperator | None) -> WindowOperator:
-        return WindowOperator(
-            [f"input{i}" for i in range(inputs)],
-            CONFIGS[shape].build(
-                inputs=inputs, allowed_lateness=lateness, accumulators=compiled, codegen=codegen
-            ),
-            key_func=key_of,
-            timestamp=ts_of,
-            out_of_orderness=0.0,
-            clock=StepClock() if previous is None else previous.clock,
-            processing_time=time == "processing",
-            aggregated=compiled is not None,
-            inline=codegen,
-        )
-
+    build = builder(shape, contents, inputs=inputs, lateness=lateness, time=time, codegen=codegen)
     plan = data.draw(st.lists(actions(inputs), max_size=16), label="plan")
-    steps = plan_steps(plan, observed, {"tick": tick})
+    steps = plan_steps(plan, observed, {"tick": tick, "timers": timers})
     taken = data.draw(st.sets(st.integers(0, len(steps))), label="changes taken after")
     restart = data.draw(st.none() | st.integers(0, len(steps)), label="restart after")
     resumable = Resumable(build, WindowOperator.snapshot, WindowOperator.restore)
