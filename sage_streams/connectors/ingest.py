@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any, Final, TypeVar
@@ -50,6 +51,12 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS ended (flag INTEGER NOT NULL)",
 )
 
+_ROWS: Final = 500
+"""The most items one ``INSERT`` writes."""
+
+_FRESH: Final = 10_000
+"""The most committed items kept in memory for a reader that has not taken them yet."""
+
 
 class IngestLog:
     """The durable log of one push stream (see the module docstring)."""
@@ -68,6 +75,13 @@ class IngestLog:
         self._reading = False
         self._trims = 0
         self._bell: asyncio.Event | None = None
+        self._fresh: deque[tuple[int, list[bytes]]] = deque()
+        """``(first sequence number, items)`` of each commit made while a run reads the log,
+        which it takes from here instead of reading them back from the file."""
+        self._fresh_items = 0
+        self._known_end: int | None = None
+        """The largest sequence number in the file, as this log knows it (``None``: unknown)."""
+        self._end_known = False
         self._thread: _Thread | None = None
         self._stopping: list[_Thread] = []
         """Threads told to end from a loop callback, which a task joins later."""
@@ -130,10 +144,11 @@ class IngestLog:
         done = self._use().submit(_write, [entry for entry, _ in batch])
         done.add_done_callback(partial(self._written, batch))
 
-    def _written(self, batch: list[tuple[Any, asyncio.Future[None]]], done: asyncio.Future[None]) -> None:
+    def _written(self, batch: list[tuple[Any, asyncio.Future[None]]], done: asyncio.Future[int]) -> None:
         error = done.exception()
         if error is None:
             self._commits += 1
+            self._keep([entry for entry, _ in batch], done.result())
         for _, future in batch:
             if future.done():
                 continue  # its emit was cancelled
@@ -149,6 +164,36 @@ class IngestLog:
         else:
             self._committing = False
             loop.call_soon(self._rest)
+
+    def _keep(self, entries: list[Any], last: int) -> None:
+        """Note what a commit wrote: its items for the reader, the file's end, the end mark."""
+        items = [entry for entry in entries if entry is not _END]
+        if items:
+            self._known_end = last
+            if self._reading:
+                self._fresh.append((last - len(items) + 1, items))
+                self._fresh_items += len(items)
+                if self._fresh_items > _FRESH:  # the reader lags: it reads them from the file
+                    self._fresh.clear()
+                    self._fresh_items = 0
+        if len(items) < len(entries):
+            self._end_known = True
+
+    def _take(self, after: int, size: int) -> list[bytes]:
+        """Up to ``size`` items following sequence number ``after`` from the commits kept for
+        the reader, stopping at a gap (items only the file holds)."""
+        taken: list[bytes] = []
+        while self._fresh and len(taken) < size:
+            first, items = self._fresh[0]
+            start = after + len(taken) + 1 - first
+            if start < 0:
+                break
+            part = items[start : start + size - len(taken)]
+            taken += part
+            if start + len(part) >= len(items):
+                self._fresh.popleft()
+                self._fresh_items -= len(items)
+        return taken
 
     def _rest(self) -> None:
         """End the log's thread if, a loop turn after the last commit, nothing uses it: the
@@ -173,7 +218,11 @@ class IngestLog:
 
     async def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
         """The items after sequence number ``position`` (``None``: all), as they are committed,
-        until the end mark."""
+        until the end mark.
+
+        What this log commits while it is read comes from memory; the file is read for the
+        rest (what earlier runs or emits wrote, what a lagging reader let go) until the reader
+        reaches its end."""
         after = 0 if position is None else int(position)
         self._bell = bell = asyncio.Event()
         loads = self.codec.loads
@@ -181,14 +230,14 @@ class IngestLog:
         try:
             while True:
                 bell.clear()  # before looking: a commit meanwhile rings again
-                try:
-                    rows, ended = await self._use().call(_read, after, size)
-                except sqlite3.Error as exc:
-                    raise _failed("read", self.path, exc) from exc
-                if rows:
-                    after = rows[-1][0]
-                    yield [loads(data) for _, data in rows], after
-                elif ended:
+                items = self._take(after, size)
+                last = after + len(items)
+                if not items and (self._known_end is None or after < self._known_end):
+                    items, last = await self._read(after, size)
+                if items:
+                    after = last
+                    yield [loads(data) for data in items], after
+                elif self._end_known:
                     self._ended = True
                     return
                 elif self._draining and not self._committing:
@@ -198,7 +247,22 @@ class IngestLog:
                     await bell.wait()
         finally:
             self._reading = False
+            self._fresh.clear()
+            self._fresh_items = 0
             await self._release()
+
+    async def _read(self, after: int, size: int) -> tuple[list[bytes], int]:
+        """Up to ``size`` items after sequence number ``after`` from the file, and the sequence
+        number of the last; what it finds of the file's end and the end mark is noted."""
+        try:
+            rows, ended = await self._use().call(_read, after, size)
+        except sqlite3.Error as exc:
+            raise _failed("read", self.path, exc) from exc
+        last = rows[-1][0] if rows else after
+        if len(rows) < size:  # the file's end, unless a commit meanwhile moved it on
+            self._known_end = max(last, self._known_end or 0)
+        self._end_known = self._end_known or ended
+        return [data for _, data in rows], last
 
     def _use(self) -> _Thread:
         """The log's thread, started again if it had ended."""
@@ -279,17 +343,28 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def _write(db: sqlite3.Connection, entries: list[Any]) -> None:
+def _write(db: sqlite3.Connection, entries: list[Any]) -> int:
+    """Commit ``entries``; return the sequence number of the last item. The items are numbered
+    one after the other: each row is numbered after the largest one there, and the
+    transaction holds the file's write lock."""
+    items = [entry for entry in entries if entry is not _END]
+    last = 0
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.executemany("INSERT INTO items (item) VALUES (?)", [(e,) for e in entries if e is not _END])
-        if any(entry is _END for entry in entries):
+        # Many rows per statement, so that the thread takes the GIL back once per statement,
+        # not once per row (``executemany``); and ``lastrowid`` is set, which it is not.
+        for start in range(0, len(items), _ROWS):
+            rows = items[start : start + _ROWS]
+            values = ", ".join(["(?)"] * len(rows))
+            last = db.execute(f"INSERT INTO items (item) VALUES {values}", rows).lastrowid or 0
+        if len(items) < len(entries):
             db.execute("INSERT INTO ended (flag) VALUES (1)")
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    return last
 
 
 def _delete(db: sqlite3.Connection, upto: int) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from sage_streams import CheckpointError, LocalEnvironment, StreamError, UnwritableValueError
 from sage_streams.checkpoint import SageCodec
-from sage_streams.connectors import JsonLinesSink
+from sage_streams.connectors import JsonLinesSink, ingest
 from sage_streams.connectors.ingest import IngestLog
 from sage_streams.testing import leftover_tasks
 
@@ -170,4 +170,34 @@ async def test_a_failing_commit_fails_every_emit_waiting_for_it_and_the_next_wor
     await log.end()
     assert logged(tmp_path / "orders.log") == [(1, "first"), (2, "after")]
     assert log.commits == 3
+    assert not log_threads()
+
+
+async def test_a_reader_takes_what_is_committed_from_memory_and_what_it_lags_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[int] = []  # the sequence number after which each read of the file starts
+    read = ingest._read
+
+    def counted(db: sqlite3.Connection, after: int, size: int) -> tuple[list[tuple[int, bytes]], bool]:
+        reads.append(after)
+        return read(db, after, size)
+
+    monkeypatch.setattr(ingest, "_read", counted)
+    log = IngestLog(tmp_path / "orders.log", SageCodec())
+    await log.append(0)  # before the reader: in the file only
+    reader = log.batches(None, 1000)
+    assert await anext(reader) == ([0], 1)
+    for start in range(1, 101, 10):  # read as they come: from memory
+        await asyncio.gather(*(log.append(i) for i in range(start, start + 10)))
+        assert await anext(reader) == (list(range(start, start + 10)), start + 10)
+    assert reads == [0]  # the first item (and the file's end) only
+    for start in range(101, 15101, 1000):  # a lagging reader: more than memory keeps
+        await asyncio.gather(*(log.append(i) for i in range(start, start + 1000)))
+    await log.end()
+    items = [item async for batch, _ in reader for item in batch]
+    assert items == list(range(101, 15101))
+    # Memory let go of the first 11 commits (11,000 items): the reader read them from the
+    # file, 1,000 at a time, then took the last 4 from memory.
+    assert reads == [0, *range(101, 11101, 1000)]
     assert not log_threads()
