@@ -34,6 +34,8 @@ from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any, Final, TypeVar
 
+import anyio
+
 from sage_streams.checkpoint import StateCodec
 from sage_streams.checkpoint._worker import Worker
 from sage_streams.connectors.base import Guarantee
@@ -69,6 +71,8 @@ class IngestLog:
         self._pending: list[tuple[Any, asyncio.Future[None]]] = []
         self._committing = False
         """A commit is due (it starts in the next loop turn) or on its way."""
+        self._pending_end: asyncio.Future[None] | None = None
+        """Done when the commit of what is pending now has ended, written or not."""
         self._commits = 0
         self._ended = False
         self._draining = False
@@ -126,12 +130,25 @@ class IngestLog:
             self._bell.set()
 
     async def _commit(self, entry: Any) -> None:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if self._pending_end is None:
+            self._pending_end = loop.create_future()
+        end = self._pending_end
         self._pending.append((entry, future))
         if not self._committing:
             self._committing = True
-            asyncio.get_running_loop().call_soon(self._next)
-        await future
+            loop.call_soon(self._next)
+        try:
+            await future
+        except asyncio.CancelledError:
+            # A failing run cancels the emits it stops (and goes on cancelling each await in
+            # its cancel scope). The commit goes on; waiting for its end lets the last emit
+            # join the thread, which nothing else might do.
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait({end})
+            await self._release()
+            raise
 
     def _next(self) -> None:
         """Commit everything pending, on the log's thread.
@@ -140,11 +157,18 @@ class IngestLog:
         the emitters that commit woke have run by then, each emitting its next item, so this
         commit takes them all instead of the first alone (the others then waiting for one
         more)."""
-        batch, self._pending = self._pending, []
+        batch, end = self._pending, self._pending_end
+        self._pending, self._pending_end = [], None
+        assert end is not None
         done = self._use().submit(_write, [entry for entry, _ in batch])
-        done.add_done_callback(partial(self._written, batch))
+        done.add_done_callback(partial(self._written, batch, end))
 
-    def _written(self, batch: list[tuple[Any, asyncio.Future[None]]], done: asyncio.Future[int]) -> None:
+    def _written(
+        self,
+        batch: list[tuple[Any, asyncio.Future[None]]],
+        end: asyncio.Future[None],
+        done: asyncio.Future[int],
+    ) -> None:
         error = done.exception()
         if error is None:
             self._commits += 1
@@ -164,6 +188,7 @@ class IngestLog:
         else:
             self._committing = False
             loop.call_soon(self._rest)
+        end.set_result(None)
 
     def _keep(self, entries: list[Any], last: int) -> None:
         """Note what a commit wrote: its items for the reader, the file's end, the end mark."""
@@ -283,8 +308,9 @@ class IngestLog:
             return
         self._stop()
         stopping, self._stopping = self._stopping, []
-        for thread in stopping:
-            await thread.close()
+        with anyio.CancelScope(shield=True):  # a cancelled task still joins what it ends
+            for thread in stopping:
+                await thread.close()
 
 
 class _Thread:

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from sage_streams import CheckpointError, LocalEnvironment, StreamError, UnwritableValueError
+from sage_streams import CheckpointError, LocalEnvironment, PipelineError, StreamError, UnwritableValueError
 from sage_streams.checkpoint import SageCodec
 from sage_streams.connectors import JsonLinesSink, ingest
 from sage_streams.connectors.ingest import IngestLog
 from sage_streams.testing import leftover_tasks
+from tests.connectors.sinks import open_files
 
 
 def job(path: Path) -> tuple[LocalEnvironment, Any]:
@@ -201,3 +202,23 @@ async def test_a_reader_takes_what_is_committed_from_memory_and_what_it_lags_fro
     # file, 1,000 at a time, then took the last 4 from memory.
     assert reads == [0, *range(101, 11101, 1000)]
     assert not log_threads()
+
+
+async def test_a_failing_run_leaves_no_thread_and_no_open_log_file(tmp_path: Path) -> None:
+    env = LocalEnvironment("durable", checkpoints=tmp_path / "store.db", checkpoint_interval=0.01)
+    orders = env.create_stream("orders", durable=True)
+
+    def check(order: dict[str, int]) -> dict[str, int]:
+        if order["id"] == 7:
+            raise ValueError("a bad order")
+        return order
+
+    orders.map(check, name="check").sink(JsonLinesSink(tmp_path / "out.jsonl"), name="out")
+    with pytest.raises(PipelineError) as failed:
+        async with env.running():
+            await asyncio.gather(*(orders.emit({"id": i}) for i in range(10)))
+            await orders.close()
+    assert isinstance(failed.value.__cause__, ValueError)
+    assert not log_threads()
+    assert not open_files(tmp_path / "store.db.orders.log")
+    assert not leftover_tasks()
