@@ -10,12 +10,13 @@ before a crash is lost or read twice.
 Writes are group-committed: one commit at a time is on its way, and every item emitted
 meanwhile waits for the next, which takes them all, so many concurrent emitters share one
 ``fsync``. The log's commits, reads and trims run in order on one thread of its own
-(``sage-log``), over one connection, never on the loop. The thread lives while the log is in
+(``sage-log``), over one connection, never on the loop; a run reading the log takes what is
+committed meanwhile from memory, not back from the file. The thread lives while the log is in
 use (read by a run, or written) and ends when it is not: when the run stops reading, or after
 the last commit of emits made outside a run. Nothing here is an asyncio task: a commit is a
-future whose callback wakes its emitters and starts the next commit. An ``emit`` cancelled while
-its commit runs may still have written its item; a commit that fails fails every emit waiting
-for it with a :class:`~sage_streams.CheckpointError`.
+future whose callback wakes its emitters and starts the next commit. A cancelled ``emit``
+waits for the commit its item is in, which may have written it; a commit that fails fails
+every emit waiting for it with a :class:`~sage_streams.CheckpointError`.
 
 ``close()`` writes an end mark after every item emitted before it; a log that has one ends its
 stream, in this run and in every later one. Leaving ``env.running()`` only drains it: the run
