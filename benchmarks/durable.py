@@ -3,8 +3,9 @@
 100 concurrent emitters each ``await stream.emit(item)`` 300 times into
 ``env.create_stream(name, durable=True)`` while the graph runs (a map into a JSON Lines sink,
 checkpoints every second); every ``emit`` returns only once its item is committed to the log
-(WAL, ``synchronous = FULL``), many emits sharing one commit. Beside it, in the same run, a plain
-push stream (nothing on disk) as the baseline. Medians of the repetitions, on uvloop.
+(WAL, ``synchronous = FULL``, on the log's own thread), the 100 emits of a round sharing one
+commit. Beside it, in the same run, a plain push stream (nothing on disk) as the baseline.
+Medians of the repetitions, on uvloop.
 """
 
 from __future__ import annotations
