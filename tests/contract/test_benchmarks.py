@@ -180,3 +180,24 @@ def test_the_seed_shapes_return_the_baselines_results(n: int) -> None:
         assert impls["generator_chain"](data) == expected
         assert impls["sage_streams_process"] is process[name]
         assert asyncio.run(process[name](data)) == expected, (name, n)
+
+
+@pytest.mark.slow
+def test_the_checkpoint_benchmark_runs_small_and_checks_its_restore() -> None:
+    sizes = ["--events", "3000", "--reps", "1", "--live-keys", "500", "--restore-keys", "800"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.checkpoints", *sizes],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line and not line.startswith("|")] == [
+        "W4, 3,000 events, median of 1 runs each, round-robin",
+        "W4 with 500 live keys, 1,000 events, median of 1 runs each, round-robin",
+        "Restart with 800 keys of window state",
+    ]
+    assert sum(line.startswith(("| off ", "| every ")) for line in lines) == 5
