@@ -22,6 +22,10 @@ def rows(path: Path, table: str = "out") -> list[tuple[Any, ...]]:
         return db.execute(f"SELECT id, value, _epoch FROM {table} ORDER BY id").fetchall()
 
 
+def named(folder: Path, prefix: str) -> list[str]:
+    return sorted(path.name for path in folder.iterdir() if path.name.startswith(prefix))
+
+
 async def shared(path: Path) -> tuple[SqliteStore, SqliteSink]:
     store = SqliteStore(path)
     await store.open("job", "sage/1")
@@ -116,3 +120,20 @@ def test_a_run_into_the_stores_file_writes_every_row_once_with_a_committed_epoch
     assert sink_threads() == []
     run(2000)  # a finished run restores its end: nothing is written again
     assert len(rows(path)) == 2000
+
+
+async def test_a_link_to_the_stores_file_is_shared_and_opened_by_the_stores_path(tmp_path: Path) -> None:
+    path, link = tmp_path / "job.db", tmp_path / "out.db"
+    link.symlink_to(path)
+    store = SqliteStore(path)
+    await store.open("job", "sage/1")
+    sink = SqliteSink(link, "out")
+    assert sink.share_store(store)
+    await sink.recover(None, None)
+    await sink.write([{"id": 1, "value": "a"}], 1)
+    await sink.pre_commit(1)
+    await store.commit(1, {}, {}, {})
+    await store.close()
+    await sink.close()
+    assert rows(path) == [(1, "a", 1)]
+    assert named(tmp_path, "out.db") == ["out.db"]  # no WAL of its own

@@ -5,7 +5,8 @@ The job (``benchmarks/crash_job.py``, also the crash benchmark's) runs in a subp
 starts, and only that process is killed, by its PID: each run once it has committed an epoch of
 its own, at a seeded random moment of the next epoch or two (checkpoints every 20 ms), so kills
 fall mid-batch, mid-checkpoint and mid-commit alike, and each next run has a checkpoint to
-restore. Ten kills land before it is let finish.
+restore. Ten kills land before it is let finish. It runs twice: with the SQLite sink in a file
+of its own (rows carry their epoch) and in the checkpoint store's file (rows commit with it).
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ KILLS = 10
 
 
 @pytest.mark.slow
-def test_a_job_killed_ten_times_writes_its_output_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sums_file", ["own", "store"])
+def test_a_job_killed_ten_times_writes_its_output_exactly_once(tmp_path: Path, sums_file: str) -> None:
+    """``store``: the SQLite sink's file is a link to the checkpoint store's, so its rows are
+    written in the store's commits (the sink resolves the link and shares the store)."""
     clean, crashed = tmp_path / "clean", tmp_path / "crashed"
     for folder in (clean, crashed):
         folder.mkdir()
         write_inputs(folder, 100_000)
+        if sums_file == "store":
+            (folder / "out.db").symlink_to(folder / "store.db")
     job = start(clean)
     assert job.wait(timeout=120) == 0, (clean / "stderr").read_text()
     expected = outputs(clean)
