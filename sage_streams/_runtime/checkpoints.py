@@ -309,7 +309,7 @@ class Checkpointer:
         self._timer = None
         if self._ended:
             return
-        if any(state.waiting for state in self._open.values()):
+        if self._on_its_way():
             self._overdue = True
             return
         self.trigger()
@@ -319,9 +319,13 @@ class Checkpointer:
         """Every task has passed the last epoch's barrier: the next one, overdue, starts an
         interval from now, so that however long snapshots take, the pipeline gets a whole
         interval of work between two of them (Flink's minimum pause between checkpoints)."""
-        if self._overdue and not self._ended and not any(state.waiting for state in self._open.values()):
+        if self._overdue and not self._ended and not self._on_its_way():
             self._overdue = False
             self._timer = self.clock.call_at(self.clock.now() + self.interval, self._tick)
+
+    def _on_its_way(self) -> bool:
+        """Whether some task has not yet passed the barrier of an epoch started."""
+        return any(state.waiting for state in self._open.values())
 
     async def _commit_complete(self) -> None:
         while self._open:
