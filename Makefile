@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PACKAGE := $(VENV)/.package
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint servers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,12 +25,16 @@ demo: $(PACKAGE)
 	$(BIN)/python examples/quickstart.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check sage_streams tests examples benchmarks
-	$(BIN)/ruff format --check sage_streams tests examples benchmarks
-	$(BIN)/mypy sage_streams examples
+	$(BIN)/ruff check sage_streams tests examples benchmarks servers
+	$(BIN)/ruff format --check sage_streams tests examples benchmarks servers
+	$(BIN)/mypy sage_streams examples servers
+
+# The connectors' tests run against real servers: install the missing ones (apt-get, as root).
+servers: $(STAMP)
+	$(BIN)/python -m servers install
 
 # The suite runs twice: on the generated loops, then on their plain twins (the oracle).
-test: lint
+test: lint servers
 	$(BIN)/python -m pytest
 	SAGE_STREAMS_CODEGEN=0 $(BIN)/python -m pytest
 

@@ -40,6 +40,7 @@ from sage_streams.channel import ChannelStatistics
 from sage_streams.errors import (
     BackpressureTimeout,
     CheckpointError,
+    ConnectorError,
     ErrorThresholdExceeded,
     NoDataError,
     PipelineError,
@@ -59,6 +60,7 @@ __all__ = [
     "ChannelStatistics",
     "CheckpointError",
     "ConnectedStreams",
+    "ConnectorError",
     "DataStream",
     "DeadLetter",
     "ErrorContext",

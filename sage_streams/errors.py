@@ -16,6 +16,8 @@ The tree, from the most general::
         ├── NoDataError               reader.read() with nothing to read (also an IndexError)
         ├── CheckpointError           a checkpoint store refused, or failed, to open, commit or reset
         │   └── UnwritableValueError  a state value the checkpoint codec cannot write
+        ├── ConnectorError            a connector cannot reach or use its system: a wrong URL or
+        │                             credentials at start, a server gone past its retries
         └── PipelineError             a running graph stopped; ``__cause__`` is the first error
             └── ErrorThresholdExceeded  too many errors inside the configured time window
 
@@ -44,6 +46,7 @@ __all__ = [
     "BackpressureTimeout",
     "BrokenChannelError",
     "CheckpointError",
+    "ConnectorError",
     "ErrorThresholdExceeded",
     "NoDataError",
     "PipelineError",
@@ -261,6 +264,17 @@ class CheckpointError(StreamError):
     The message says what to do (another path, or starting over with a reset); a failure of
     the store itself is chained as ``__cause__``. A failed commit leaves the store at the last
     epoch that committed.
+    """
+
+
+class ConnectorError(StreamError):
+    """A connector could not reach or use the system it reads or writes.
+
+    Raised at the start of a run for a wrong URL, refused credentials or a missing stream or
+    table, and mid-run when a server stays away past the connector's retries (see
+    :class:`~sage_streams.connectors.Backoff`). The message names the connector and what it
+    tried; the client library's error is chained as ``__cause__``. Inside a run it stops the
+    graph as the cause of a :class:`PipelineError` naming the source or sink.
     """
 
 

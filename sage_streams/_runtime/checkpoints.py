@@ -34,7 +34,7 @@ import anyio
 
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams.checkpoint import Checkpoint, CheckpointStore, StateCodec, codec_label
-from sage_streams.connectors import TransactionalSink
+from sage_streams.connectors import AcknowledgingSource, TransactionalSink
 from sage_streams.connectors.ingest import IngestLog
 from sage_streams.errors import CheckpointError
 from sage_streams.time import Clock, TimerHandle
@@ -122,6 +122,9 @@ class Checkpointer:
         self._held_sinks: dict[str, bytes] = {}
         self._sinks: dict[str, TransactionalSink] = {}
         self._logs: dict[str, IngestLog] = {}
+        self._acknowledgers: dict[str, AcknowledgingSource] = {}
+        self._acked: dict[str, bytes] = {}
+        """The encoded position each acknowledging source was last told of."""
         self._final_sinks: dict[str, bytes] = {}
         self._final_states: dict[str, dict[bytes, bytes]] = {}
         self._final_positions: dict[str, bytes] = {}
@@ -173,6 +176,10 @@ class Checkpointer:
     def add_log(self, name: str, log: IngestLog) -> None:
         """``log``, the source ``name``, is trimmed to each position an epoch commits."""
         self._logs[name] = log
+
+    def add_acknowledger(self, name: str, source: AcknowledgingSource) -> None:
+        """``source`` (named ``name``) acknowledges each position an epoch commits for it."""
+        self._acknowledgers[name] = source
 
     def add_sink(self, name: str, sink: TransactionalSink) -> None:
         """``sink`` is committed after every epoch the store commits, and closed at the end."""
@@ -359,6 +366,14 @@ class Checkpointer:
         for name, log in self._logs.items():
             if name in positions:
                 await log.trim(self.codec.loads(positions[name]))
+        for name, source in self._acknowledgers.items():
+            if name in positions and self._acked.get(name) != positions[name]:
+                self._acked[name] = positions[name]
+                try:
+                    await source.acknowledge(self.codec.loads(positions[name]))
+                except Exception as exc:
+                    exc.add_note(f"sage_streams: raised by source {name!r} acknowledging epoch {state.epoch}")
+                    raise OperatorFailure(name, exc) from exc
         for name, sink in self._sinks.items():
             try:
                 await sink.commit(state.epoch)

@@ -2,7 +2,10 @@
 
 A :class:`ReplayHead` reads a :class:`~sage_streams.connectors.ReplayableSource` batch by
 batch, keeping the position after each, so that a barrier reports where the source stands and a
-restored run starts there. A :class:`SinkHead` heads the chain of a sink node that writes to a
+restored run starts there; without checkpoints, an
+:class:`~sage_streams.connectors.AcknowledgingSource` acknowledges each batch as it is handed
+on (with them, the checkpointer acknowledges committed positions). A :class:`SinkHead` heads
+the chain of a sink node that writes to a
 :class:`~sage_streams.connectors.TransactionalSink`: it recovers the sink when the run starts
 (dropping what was written after the last committed epoch), writes each batch with the epoch it
 belongs to, pre-commits at each barrier (the record goes into the epoch's store transaction),
@@ -22,7 +25,7 @@ from sage_streams._runtime.counters import Counters
 from sage_streams._runtime.failures import OperatorFailure
 from sage_streams._runtime.heads import SourceBarriers
 from sage_streams.channel import ABORTED, END, Barrier, Control, Receiver
-from sage_streams.connectors import ReplayableSource, StoreSharing, TransactionalSink
+from sage_streams.connectors import AcknowledgingSource, ReplayableSource, StoreSharing, TransactionalSink
 
 __all__ = ["ReplayHead", "SinkHead"]
 
@@ -40,6 +43,10 @@ class ReplayHead:
         """Where the source stands: the position after the last batch given out (``None``:
         the start)."""
         self._batches: AsyncIterator[tuple[list[Any], Any]] | None = None
+        self._acknowledger = (
+            self.source if barriers is None and isinstance(self.source, AcknowledgingSource) else None
+        )
+        """The source, when it acknowledges each batch as it is handed on (no checkpoints)."""
 
     def start_at(self, position: Any) -> None:
         """Start from ``position`` (a restored checkpoint's)."""
@@ -52,6 +59,8 @@ class ReplayHead:
             if self._batches is None:
                 self._batches = self.source.batches(self.position, self.batch_size)
             batch, position = await anext(self._batches)
+            if self._acknowledger is not None:
+                await self._acknowledger.acknowledge(position)
         except StopAsyncIteration:
             return None
         except Exception as exc:

@@ -31,7 +31,7 @@ from sage_streams.channel import (
     Sender,
     create_channel,
 )
-from sage_streams.connectors import ReplayableSource
+from sage_streams.connectors import AcknowledgingSource, ReplayableSource
 from sage_streams.connectors.ingest import IngestLog
 from sage_streams.errors import CheckpointError, ErrorThresholdExceeded, PipelineError, StreamError
 from sage_streams.operators.base import SteppingOperator
@@ -185,6 +185,8 @@ class Plan:
             self._new_chain(node, ReplayHead(node, self.batch_size, self._barriers(node)), head_node=node)
             if isinstance(node.source, IngestLog) and self.checkpointer is not None:
                 self.checkpointer.add_log(node.name, node.source)
+            if isinstance(node.source, AcknowledgingSource) and self.checkpointer is not None:
+                self.checkpointer.add_acknowledger(node.name, node.source)
             return
         if is_sync_source(node.source):
             head = IterableHead(node, self.batch_size, self._barriers(node))

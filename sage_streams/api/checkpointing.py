@@ -15,11 +15,18 @@ from typing import TYPE_CHECKING
 from sage_streams._graph.node import Node
 from sage_streams._runtime import Checkpointer
 from sage_streams.checkpoint import CheckpointStore, SqliteStore, StateCodec
-from sage_streams.connectors import Guarantee, ReplayableSource, weakest
+from sage_streams.connectors import GUARANTEES, Guarantee, ReplayableSource, weakest
 from sage_streams.errors import StreamError
 from sage_streams.time import Clock
 
-__all__ = ["Checkpointing"]
+__all__ = ["Checkpointing", "checked_guarantee"]
+
+
+def checked_guarantee(required: object) -> Guarantee | None:
+    """An environment's ``required_guarantee``, checked."""
+    if required is None or required in GUARANTEES:
+        return required
+    raise ValueError(f"required_guarantee must be one of {GUARANTEES} or None, got {required!r}")
 
 
 class Checkpointing:
@@ -28,6 +35,7 @@ class Checkpointing:
     name: str
     clock: Clock
     checkpoint_interval: float
+    required_guarantee: Guarantee | None
     _checkpoints: str | os.PathLike[str] | CheckpointStore | None
     _codec: StateCodec
     _nodes: list[Node]
@@ -48,22 +56,51 @@ class Checkpointing:
         reader) is called again for what came after the last committed epoch:
         ``"at_least_once"``; a source that cannot be read again (a push stream, an iterator, an
         async source) loses what it had given after that epoch: ``"at_most_once"``.
+
+        An environment made with ``required_guarantee=`` refuses to start a run whose graph
+        gives less, naming each part that falls short.
         """
+        return weakest([given for _, given in self._guarantee_parts()])
+
+    def _guarantee_parts(self) -> list[tuple[str, Guarantee]]:
+        """Each part of the graph that bounds the guarantee, described, with what it gives."""
         if self._checkpoints is None:
-            return "at_most_once"
-        parts: list[Guarantee] = []
+            return [(f"environment {self.name!r} (it takes no checkpoints)", "at_most_once")]
+        parts: list[tuple[str, Guarantee]] = []
         for node in self._nodes:
             if node.kind == "push":
-                parts.append("at_most_once")
+                parts.append((f"push stream {node.name!r}", "at_most_once"))
             elif node.kind == "pull":
                 source = node.source
                 if isinstance(source, ReplayableSource):
-                    parts.append(source.guarantee)
+                    parts.append((f"source {node.name!r} ({type(source).__name__})", source.guarantee))
                 else:
-                    parts.append("exactly_once" if type(source) in (list, tuple, range) else "at_most_once")
+                    replayable = type(source) in (list, tuple, range)
+                    given: Guarantee = "exactly_once" if replayable else "at_most_once"
+                    parts.append((f"source {node.name!r} ({type(source).__name__})", given))
             elif node.kind == "sink":
-                parts.append("at_least_once" if node.sink is None else node.sink.guarantee)
-        return weakest(parts)
+                if node.sink is None:
+                    parts.append((f"sink {node.name!r} (a function)", "at_least_once"))
+                else:
+                    parts.append((f"sink {node.name!r} ({type(node.sink).__name__})", node.sink.guarantee))
+        return parts
+
+    def _check_guarantee(self) -> None:
+        """Refuse to run a graph that gives less than the environment's ``required_guarantee``."""
+        required = self.required_guarantee
+        if required is None:
+            return
+        short = [
+            f"{part} gives {given}"
+            for part, given in self._guarantee_parts()
+            if GUARANTEES.index(given) > GUARANTEES.index(required)
+        ]
+        if short:
+            raise StreamError(
+                f"environment {self.name!r} requires {required}, but "
+                + "; ".join(short)
+                + f" (env.guarantee is {self.guarantee})"
+            )
 
     def _store(self) -> CheckpointStore | None:
         """The store of a run (a new :class:`SqliteStore` each run for a path: a store is

@@ -39,10 +39,10 @@ from sage_streams._runtime import (
     running_loop,
 )
 from sage_streams._typing import T, check_positive_int, check_seconds
-from sage_streams.api.checkpointing import Checkpointing
+from sage_streams.api.checkpointing import Checkpointing, checked_guarantee
 from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.checkpoint import CheckpointStore, StateCodec, resolve_state_codec
-from sage_streams.connectors import ReplayableSource
+from sage_streams.connectors import DecodingSource, Guarantee, ReplayableSource
 from sage_streams.connectors.ingest import IngestLog
 from sage_streams.errors import StreamError
 from sage_streams.metrics import MetricsSnapshot, OperatorMetrics
@@ -111,6 +111,8 @@ class LocalEnvironment(Checkpointing):
         checkpoint_interval: seconds of ``clock`` between two checkpoints.
         checkpoint_codec: how state is written: ``"sage"`` (JSON values and tagged tuples, sets,
             bytes, datetimes, decimals), ``"pickle"`` (an explicit opt-in) or a codec object.
+        required_guarantee: ``"exactly_once"`` (or ``"at_least_once"``) to refuse, at the start
+            of a run, a graph whose parts give less (see ``guarantee``); ``None``: no check.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class LocalEnvironment(Checkpointing):
         checkpoints: str | os.PathLike[str] | CheckpointStore | None = None,
         checkpoint_interval: float = 1.0,
         checkpoint_codec: str | StateCodec = "sage",
+        required_guarantee: Guarantee | None = None,
     ) -> None:
         _check_name("an environment", name)
         check_positive_int("buffer_size", buffer_size)
@@ -140,6 +143,7 @@ class LocalEnvironment(Checkpointing):
         self.checkpoint_interval = check_seconds("checkpoint_interval", checkpoint_interval, allow_zero=False)
         self._codec = resolve_state_codec(checkpoint_codec)
         self._checkpoints = checkpoints
+        self.required_guarantee = checked_guarantee(required_guarantee)
         self._nodes: list[Node] = []
         self._inboxes: dict[Node, tuple[Sender, Receiver]] = {}
         """The channel ``emit`` feeds, of each push stream: made with the stream, so that items
@@ -191,7 +195,10 @@ class LocalEnvironment(Checkpointing):
         ``source`` may be an iterable, an async iterable (aiostream streams included), an
         async generator function, called afresh for each run, or a
         :class:`~sage_streams.connectors.ReplayableSource` (a file source, say), which a run
-        restored from checkpoints reads again from its committed position.
+        restored from checkpoints reads again from its committed position. A source that
+        decodes its entries (a :class:`~sage_streams.connectors.DecodingSource`: the Redis,
+        NATS and PostgreSQL sources) gives the stream of an operator ``NAME.decode`` after it,
+        so an entry that cannot be decoded goes through that stream's ``on_error`` policy.
 
         ``durable=True`` makes a push stream whose ``await emit(item)`` returns once the item
         is committed to a log on disk (``<checkpoints>.<name>.log``, group-committed, see
@@ -217,6 +224,8 @@ class LocalEnvironment(Checkpointing):
             self._open_inbox(node)
         elif isinstance(source, ReplayableSource):
             node = self.add_node(Node("pull", name, source=source))
+            if isinstance(source, DecodingSource):
+                return DataStream._of(self, node).map(source.decode, name=f"{node.name}.decode")
         else:
             if not (callable(source) or hasattr(source, "__iter__") or hasattr(source, "__aiter__")):
                 raise TypeError(
@@ -320,6 +329,7 @@ class LocalEnvironment(Checkpointing):
             raise StreamError(f"the graph of environment {self.name!r} is already running")
         if not self._nodes:
             raise StreamError(f"environment {self.name!r} has no streams to run")
+        self._check_guarantee()
         self._plan = Plan(
             self.name,
             self._nodes,

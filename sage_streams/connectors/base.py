@@ -11,6 +11,17 @@ transaction has committed, ``commit(e)`` makes them final. A restored run first 
 whatever it wrote after epoch ``E`` (a file truncated to the length in the record, rows of a later
 epoch deleted), and the replay writes it again, once. So output is exactly once.
 
+A source that must be told when what it gave is safe (a consumer group acknowledging entries,
+a JetStream consumer acking messages) is also an :class:`AcknowledgingSource`: the runtime calls
+``acknowledge(position)`` with the source's position once the epoch holding it has committed,
+so nothing is acknowledged that a crash could still lose. Without checkpoints it is called as
+each batch is handed on (the run gives at most once anyway).
+
+A source whose entries arrive as bytes or raw fields and are decoded per entry is a
+:class:`DecodingSource`: ``create_stream`` runs ``decode`` as the first operator (``NAME.decode``),
+so an entry that cannot be decoded is an error of that entry, through the stream's error
+policy (``on_error``, dead letters), and the source's position still moves past it.
+
 A part declares what it gives (:data:`Guarantee`); a graph gives the weakest of its parts
 (``env.guarantee``): a source that cannot be read again, or a plain function sink, makes a
 restored run repeat or lose what was in flight.
@@ -21,7 +32,16 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, Final, Literal, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["GUARANTEES", "Guarantee", "ReplayableSource", "StoreSharing", "TransactionalSink", "weakest"]
+__all__ = [
+    "GUARANTEES",
+    "AcknowledgingSource",
+    "DecodingSource",
+    "Guarantee",
+    "ReplayableSource",
+    "StoreSharing",
+    "TransactionalSink",
+    "weakest",
+]
 
 Guarantee: TypeAlias = Literal["exactly_once", "at_least_once", "at_most_once"]
 
@@ -47,6 +67,25 @@ class ReplayableSource(Protocol):
     def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
         """Batches of at most ``size`` items from ``position`` on (``None``: the start), each
         with the position just after it; an async generator, closed when the run ends."""
+        ...
+
+
+@runtime_checkable
+class AcknowledgingSource(Protocol):
+    """A replayable source told when a position of its own is safe to acknowledge."""
+
+    async def acknowledge(self, position: Any) -> None:
+        """Everything up to ``position`` (one a batch gave) is committed: acknowledge it to the
+        server. Called from the checkpoints' task, in the order the positions were given."""
+        ...
+
+
+@runtime_checkable
+class DecodingSource(Protocol):
+    """A source whose raw entries are decoded by an operator of their own (see above)."""
+
+    def decode(self, entry: Any) -> Any:
+        """The item of one raw ``entry``; raises for an entry that cannot be decoded."""
         ...
 
 

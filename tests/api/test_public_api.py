@@ -99,6 +99,7 @@ EXCEPTIONS: list[BaseException] = [
     sage_streams.PipelineError("graph failed", [ValueError("bad")], operator="parse", item=7),
     sage_streams.ErrorThresholdExceeded("too many", [KeyError("k")], operator="enrich", item=None),
     sage_streams.CheckpointError("the store belongs to job 'a'"),
+    sage_streams.ConnectorError("redis source 'clicks': XREAD failed 5 times in a row"),
     sage_streams.UnwritableValueError("cannot write value[0]: Foo", "value[0]", "Foo"),
 ]
 
