@@ -22,13 +22,13 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import anyio
 
 from sage_streams.errors import ConnectorError
 
-__all__ = ["Backoff"]
+__all__ = ["DEFAULT_BACKOFF", "Backoff"]
 
 T = TypeVar("T")
 
@@ -81,3 +81,7 @@ class Backoff:
                     with contextlib.suppress(*transient):  # the next try finds it away, and counts
                         await reset()
         raise AssertionError("unreachable: the last try returns or raises")
+
+
+DEFAULT_BACKOFF: Final = Backoff()
+"""The backoff a connector retries with unless given one."""
