@@ -12,6 +12,10 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 EXPECTED = {
+    "custom_connector.py": """\
+first run: a crash, on purpose
+second run: restored a checkpoint: True; 600 lines out of 600, once each: True
+""",
     "recovery.py": "50 totals, 4,900,000 in all; the job's guarantee: exactly_once\n",
     "async_enrichment.py": """\
   1 ana   Lisbon  free
