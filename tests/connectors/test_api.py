@@ -5,6 +5,8 @@ backoff, and a graph refused when it gives less than its environment requires.""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -337,3 +339,14 @@ def test_any_position_given_resumes_every_split_with_exactly_its_rest(
             assert [i for batch, _ in rest for i in batch if i[0] == split] == expected[split]
 
     asyncio.run(check())
+
+
+def test_the_package_imports_without_any_connector_library() -> None:
+    """The client libraries are extras: importing sage_streams (and its connectors package)
+    must not need them; each connector module imports its own."""
+    code = (
+        "import sys, sage_streams, sage_streams.connectors\n"
+        "print(sorted(m for m in ('redis', 'nats', 'asyncpg', 'websockets', 'httpx') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout == "[]\n"

@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
+CONNECTORS = ROOT / "docs" / "connectors.md"
 README = ROOT / "README.md"
 
 # A path into the repository: a top-level folder, then name characters and slashes; a sentence's
@@ -53,7 +54,7 @@ def test_the_changes_section_is_left_out() -> None:
 
 
 @pytest.mark.parametrize(
-    "document", [ARCHITECTURE, README], ids=lambda path: path.relative_to(ROOT).as_posix()
+    "document", [ARCHITECTURE, CONNECTORS, README], ids=lambda path: path.relative_to(ROOT).as_posix()
 )
 def test_every_path_named_exists(document: Path) -> None:
     text = document.read_text(encoding="utf-8")
