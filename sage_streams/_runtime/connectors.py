@@ -14,7 +14,9 @@ and the checkpointer commits the sink once the store has (``Checkpointer.commit_
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Any
 
 import anyio
@@ -47,6 +49,10 @@ class ReplayHead:
             self.source if barriers is None and isinstance(self.source, AcknowledgingSource) else None
         )
         """The source, when it acknowledges each batch as it is handed on (no checkpoints)."""
+        self._live = barriers is not None and getattr(self.source, "live", False) is True
+        """Whether barriers must pass while a read waits (a live source, with checkpoints)."""
+        self._read: asyncio.Future[tuple[list[Any], Any]] | None = None
+        """The read of the next batch in flight, for a live source (see ``_read_or_ring``)."""
 
     def start_at(self, position: Any) -> None:
         """Start from ``position`` (a restored checkpoint's)."""
@@ -58,7 +64,15 @@ class ReplayHead:
         try:
             if self._batches is None:
                 self._batches = self.source.batches(self.position, self.batch_size)
-            batch, position = await anext(self._batches)
+            if not self._live:
+                batch, position = await anext(self._batches)
+            else:
+                while (read := await self._read_or_ring()) is None:
+                    # a barrier came while the source waited for data
+                    assert self.barriers is not None
+                    if (barrier := self.barriers.take(self.position)) is not None:
+                        return barrier
+                batch, position = read
             if self._acknowledger is not None:
                 await self._acknowledger.acknowledge(position)
         except StopAsyncIteration:
@@ -69,12 +83,46 @@ class ReplayHead:
         self.position = position
         return batch
 
+    async def _read_or_ring(self) -> tuple[list[Any], Any] | None:
+        """The next batch, or ``None`` once a barrier is owed first.
+
+        A live source (``source.live``: a socket, a followed stream) may wait a long time for
+        its next entry; its barriers must not wait with it, or no epoch could commit while it is
+        idle. The read runs as a task that outlives a barrier: the next call waits for the same
+        read. (A task per batch costs a few microseconds, so sources that never wait long, files
+        and bounded reads, are read in place.)
+        """
+        assert self._batches is not None
+        assert self.barriers is not None
+        if self._read is None:
+            self._read = asyncio.ensure_future(anext(self._batches))
+        if not self._read.done():
+            rung = asyncio.get_running_loop().create_future()
+            self.barriers.bell = partial(_ring, rung)
+            try:
+                await asyncio.wait((self._read, rung), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                self.barriers.bell = None
+            if not self._read.done():
+                return None
+        read, self._read = self._read, None
+        return read.result()
+
     async def close(self, completed: bool) -> None:
+        read, self._read = self._read, None
         batches, self._batches = self._batches, None
-        aclose = getattr(batches, "aclose", None)
-        if aclose is not None:
-            with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True):
+            if read is not None:
+                read.cancel()  # the generator sees the cancellation at its await and closes
+                await asyncio.gather(read, return_exceptions=True)
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
                 await aclose()
+
+
+def _ring(rung: asyncio.Future[None]) -> None:
+    if not rung.done():
+        rung.set_result(None)
 
 
 class SinkHead:

@@ -17,6 +17,10 @@ a JetStream consumer acking messages) is also an :class:`AcknowledgingSource`: t
 so nothing is acknowledged that a crash could still lose. Without checkpoints it is called as
 each batch is handed on (the run gives at most once anyway).
 
+A source that may wait long for its next entry (a socket, a stream it follows) says so with an
+attribute ``live = True``: the runtime then reads it in a task of its own, so that barriers pass
+while it waits and epochs commit while it is idle.
+
 A source whose entries arrive as bytes or raw fields and are decoded per entry is a
 :class:`DecodingSource`: ``create_stream`` runs ``decode`` as the first operator (``NAME.decode``),
 so an entry that cannot be decoded is an error of that entry, through the stream's error

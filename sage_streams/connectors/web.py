@@ -59,6 +59,8 @@ class _Reconnecting(ABC):
     """The loop both sources share: open, read until the connection ends, open again."""
 
     guarantee: Guarantee = "at_most_once"
+    live = True
+    """A service's messages are waited for: barriers pass while the source waits."""
 
     def __init__(self, url: str, backoff: Backoff, reconnect: bool) -> None:
         self.url = url

@@ -350,3 +350,73 @@ def test_the_package_imports_without_any_connector_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout == "[]\n"
+
+
+class Idle:
+    """Gives [1, 2], then waits for ``release`` before [3]: a live source, idle in between."""
+
+    guarantee = "exactly_once"
+    live = True
+
+    def __init__(self, release: asyncio.Event, fail: bool = False) -> None:
+        self.release = release
+        self.fail = fail
+
+    async def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
+        if position is None:
+            yield [1, 2], 2
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("the feed broke")
+        yield [3], 3
+
+
+async def test_a_live_source_waiting_for_data_lets_its_barriers_pass(tmp_path: Path) -> None:
+    log: list[tuple[str, Any]] = []
+    clock = ManualClock()
+    env = LocalEnvironment("live", checkpoints=Recording(tmp_path / "l.db", log), clock=clock)
+    release = asyncio.Event()
+    out: list[int] = []
+    env.create_stream("in", source=Idle(release)).sink(out.append)
+    task = asyncio.ensure_future(env.execute())
+    for _ in range(200):
+        if env.metrics().checkpoints.get("committed", 0) >= 1:
+            break
+        await clock.advance(1.0)
+    assert env.metrics().checkpoints["committed"] >= 1  # committed while the source waited
+    assert log[0] == ("commit", 2)
+    assert out == [1, 2]
+    release.set()
+    while not task.done():
+        await clock.advance(1.0)
+    await task
+    assert out == [1, 2, 3]
+    assert log[-1] == ("commit", 3)
+
+
+async def test_a_live_source_failing_while_it_waits_fails_the_run_and_leaves_no_task(tmp_path: Path) -> None:
+    clock = ManualClock()
+    env = LocalEnvironment("live", checkpoints=tmp_path / "f.db", clock=clock)
+    release = asyncio.Event()
+    env.create_stream("in", source=Idle(release, fail=True)).sink(lambda x: None)
+    task = asyncio.ensure_future(env.execute())
+    for _ in range(5):
+        await clock.advance(1.0)
+    release.set()
+    while not task.done():
+        await clock.advance(1.0)
+    with pytest.raises(PipelineError) as raised:
+        await task
+    assert isinstance(raised.value.__cause__, ConnectionError)
+    assert raised.value.operator == "in"
+    # and one cancelled while it waits (another part fails): its read is cancelled and awaited
+    env = LocalEnvironment("live", checkpoints=tmp_path / "g.db", clock=clock)
+    env.create_stream("in", source=Idle(asyncio.Event())).sink(lambda x: None)
+    env.from_collection([1], name="bad").map(lambda x: 1 / 0, name="divide").sink(lambda x: None)
+    task = asyncio.ensure_future(env.execute())
+    while not task.done():
+        await clock.advance(1.0)
+    with pytest.raises(PipelineError) as raised:
+        await task
+    assert raised.value.operator == "divide"
+    assert not leftover_tasks()
