@@ -5,10 +5,14 @@ replay's messages duplicates the stream drops; a lost server is retried, then a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import subprocess
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from nats.aio.client import Client
 from sage_streams import ConnectorError, LocalEnvironment, PipelineError
 from sage_streams.connectors import Backoff
 from sage_streams.connectors.nats_jetstream import JetStreamSink, JetStreamSource
-from servers import Server, start
+from servers import Server, binary, free_port, start
 
 QUICK = Backoff(attempts=3, first=0.01, limit=0.05)
 """A backoff that gives up in well under a second."""
@@ -184,6 +188,37 @@ async def test_a_wrong_url_or_a_missing_stream_fails_at_the_start(
         await JetStreamSink(nats_server.url, "nowhere.x").recover(None, None)
 
 
+@pytest.fixture
+def guarded(tmp_path: Path) -> Iterator[str]:
+    """A nats-server of its own that wants a user and a password: the URL of it, without them."""
+    port = free_port()
+    command = [binary("nats"), "-a", "127.0.0.1", "-p", str(port), "--user", "app", "--pass", "s3cret"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.02)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        server.kill()  # the process this fixture started, by its PID
+        server.wait()
+
+
+async def test_refused_credentials_fail_at_the_start_without_showing_the_password(guarded: str) -> None:
+    wrong = guarded.replace("://", "://app:wrong@")
+    source = JetStreamSource(wrong, "ORDERS")
+    assert repr(source) == f"JetStreamSource({guarded.replace('://', '://app:***@')!r}, 'ORDERS')"
+    with pytest.raises(ConnectorError) as raised:
+        await read(source)
+    assert str(raised.value) == (
+        f"{source!r}: the server at {guarded.replace('://', '://app:***@')} refused the connection:"
+        " nats: 'Authorization Violation'"
+    )
+    with pytest.raises(ConnectorError, match=r"JetStreamSink\('nats://\*\*\*@.* refused the connection"):
+        await JetStreamSink(guarded.replace("://", "://token@"), "orders").recover(None, None)
+
+
 async def server_stream(server: Server) -> str:
     nc = await nats.connect(server.url)
     try:
@@ -209,7 +244,7 @@ async def test_a_server_gone_mid_run_is_retried_then_a_pipeline_error_naming_the
         await nc.close()
         with pytest.raises(PipelineError) as raised:
             await env.execute()
-    assert seen == [1]
+    assert seen == [1], repr(raised.value.__cause__)
     assert raised.value.operator == "orders"
     assert isinstance(raised.value.__cause__, ConnectorError)
     assert str(raised.value.__cause__).startswith(f"{source!r}: fetch failed 3 times in a row")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import urllib.parse
 from typing import Final, cast
 
 import nats.errors
@@ -14,7 +15,7 @@ from nats.aio.client import Client
 from sage_streams.connectors.retry import Backoff
 from sage_streams.errors import ConnectorError
 
-__all__ = ["DEFAULT_BACKOFF", "TRANSIENT", "Connection", "close", "connect"]
+__all__ = ["DEFAULT_BACKOFF", "TRANSIENT", "Connection", "close", "connect", "shown"]
 
 TRANSIENT: Final[tuple[type[BaseException], ...]] = (
     OSError,
@@ -72,8 +73,19 @@ class Connection(Client):
         self.finished.set()
 
 
+def shown(url: str) -> str:
+    """``url`` as messages and reprs show it: a password or a token in it is ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0] + ":***" if ":" in userinfo else "***"  # no password: a token
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
 async def connect(url: str, owner: str) -> Connection:
-    """A :class:`Connection` to ``url``; a :class:`ConnectorError` for refused credentials."""
+    """A :class:`Connection` to ``url``; a :class:`ConnectorError` if the server refuses it
+    (wrong credentials, TLS required): a refusal is not worth a retry."""
     client = Connection()
     try:
         await client.connect(
@@ -86,8 +98,11 @@ async def connect(url: str, owner: str) -> Connection:
             error_cb=_ignore,
             closed_cb=client._finish,
         )
-    except nats.errors.AuthorizationError as exc:
-        raise ConnectorError(f"{owner}: the server at {url} refused the credentials: {exc}") from exc
+    except Exception as exc:
+        await client.close_fully()  # the socket of a refused connection is left open
+        if isinstance(exc, TRANSIENT) or not isinstance(exc, nats.errors.Error):
+            raise
+        raise ConnectorError(f"{owner}: the server at {shown(url)} refused the connection: {exc}") from exc
     return client
 
 

@@ -21,6 +21,7 @@ from sage_streams.connectors.nats_jetstream._connection import (
     Connection,
     close,
     connect,
+    shown,
 )
 from sage_streams.connectors.retry import Backoff
 from sage_streams.errors import ConnectorError, StreamError
@@ -83,6 +84,7 @@ class JetStreamSink:
         if not ack_timeout > 0:
             raise ValueError(f"ack_timeout must be > 0 seconds, got {ack_timeout!r}")
         self.url = url
+        self._shown = shown(url)
         self.subject = subject
         self.id_prefix = subject if id_prefix is None else id_prefix
         self.in_flight = in_flight
@@ -104,7 +106,7 @@ class JetStreamSink:
         """Whether the connection was lost since the last pre-commit: publish them all again."""
 
     def __repr__(self) -> str:
-        return f"JetStreamSink({self.url!r}, {self.subject!r})"
+        return f"JetStreamSink({self._shown!r}, {self.subject!r})"
 
     async def recover(self, epoch: int | None, record: Any) -> None:
         """Connect, check that a stream takes the subject, and number the items from the
@@ -115,7 +117,7 @@ class JetStreamSink:
             self._count = record["count"]
         else:
             raise ValueError(f"{self!r}: the record of epoch {epoch} must be {{'count': n}}, got {record!r}")
-        await self.backoff.call(repr(self), f"connect to {self.url}", self._connect, transient=TRANSIENT)
+        await self.backoff.call(repr(self), f"connect to {self._shown}", self._connect, transient=TRANSIENT)
         self._recovered = True
 
     async def write(self, batch: list[Any], epoch: int) -> None:
@@ -164,7 +166,7 @@ class JetStreamSink:
         except nats.js.errors.NotFoundError as exc:
             await self.close()
             raise ConnectorError(
-                f"{self!r}: no stream on the server at {self.url} takes the subject {self.subject!r}"
+                f"{self!r}: no stream on the server at {self._shown} takes the subject {self.subject!r}"
             ) from exc
 
     async def _publish(self, messages: list[tuple[str, bytes]]) -> None:

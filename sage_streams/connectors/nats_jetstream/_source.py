@@ -20,6 +20,7 @@ from sage_streams.connectors.nats_jetstream._connection import (
     Connection,
     close,
     connect,
+    shown,
 )
 from sage_streams.connectors.retry import Backoff
 from sage_streams.errors import ConnectorError
@@ -77,6 +78,7 @@ class JetStreamSource:
         if not fetch_timeout > 0:
             raise ValueError(f"fetch_timeout must be > 0 seconds, got {fetch_timeout!r}")
         self.url = url
+        self._shown = shown(url)
         self.stream = stream
         self.subject = subject
         self.durable = durable
@@ -96,7 +98,7 @@ class JetStreamSource:
         self._pending = 0
 
     def __repr__(self) -> str:
-        return f"JetStreamSource({self.url!r}, {self.stream!r})"
+        return f"JetStreamSource({self._shown!r}, {self.stream!r})"
 
     def decode(self, entry: Msg) -> Any:
         """The item of one message (see :class:`~sage_streams.connectors.DecodingSource`)."""
@@ -111,7 +113,7 @@ class JetStreamSource:
         self._replies = {}
         try:
             await self.backoff.call(
-                repr(self), f"connect to {self.url}", lambda: self._open(position), transient=TRANSIENT
+                repr(self), f"connect to {self._shown}", lambda: self._open(position), transient=TRANSIENT
             )
             self._last = self._acked
             while self.follow or (self._pending > 0 and self._last < self._end):
@@ -151,7 +153,9 @@ class JetStreamSource:
         try:
             info = await js.stream_info(self.stream)
         except nats.js.errors.NotFoundError as exc:
-            raise ConnectorError(f"{self!r}: the server at {self.url} has no stream {self.stream!r}") from exc
+            raise ConnectorError(
+                f"{self!r}: the server at {self._shown} has no stream {self.stream!r}"
+            ) from exc
         config = ConsumerConfig(
             durable_name=self.durable,
             ack_policy=AckPolicy.ALL,
