@@ -333,6 +333,42 @@ async def test_the_sink_publishes_an_epoch_again_after_the_server_restarts() -> 
         await nc.close()
 
 
+async def test_a_sink_server_gone_mid_run_stops_the_run_naming_the_sink_and_the_next_run_completes(
+    client: Client, nats_server: Server, tmp_path: Path
+) -> None:
+    stream = await new_stream(client)
+    await publish(client, f"{stream}.in", [{"n": i} for i in range(400)])
+    with start("nats") as target:
+        out = await server_stream(target)
+
+        def job(stop_at: int | None) -> LocalEnvironment:
+            env = LocalEnvironment(
+                "job", checkpoints=tmp_path / "store.db", checkpoint_interval=0.002, batch_size=20
+            )
+
+            def step(item: dict[str, int]) -> dict[str, int]:
+                if item["n"] == stop_at:
+                    target.stop()
+                return item
+
+            source = JetStreamSource(nats_server.url, stream, durable="sinking")
+            sink = JetStreamSink(target.url, f"{out}.x", backoff=QUICK, ack_timeout=0.5)
+            env.create_stream("orders", source=source).map(step, name="step").sink(sink, name="out")
+            return env
+
+        first = job(stop_at=250)
+        with pytest.raises(PipelineError) as raised:
+            await first.execute()
+        assert raised.value.operator == "out"
+        assert isinstance(raised.value.__cause__, ConnectorError)
+        assert str(raised.value.__cause__).startswith(f"JetStreamSink({target.url!r}, '{out}.x'): ")
+        target.restart()
+        await job(stop_at=None).execute()
+        nc = await nats.connect(target.url)
+        assert [item for _, item in await stored(nc, out)] == [{"n": i} for i in range(400)]
+        await nc.close()
+
+
 class FailOnce:
     """A map that raises at ``item == at`` the first time it sees it: a run stopped mid-epoch."""
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import reprlib
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
@@ -27,6 +28,9 @@ from sage_streams.connectors.retry import Backoff
 from sage_streams.errors import ConnectorError, StreamError
 
 __all__ = ["JetStreamSink"]
+
+_LOOK_EVERY: Final = 0.05
+"""Seconds between two looks at the connection while acks are awaited."""
 
 
 def _encode_json(item: Any) -> bytes:
@@ -183,13 +187,22 @@ class JetStreamSink:
             self._acks.append(await js.publish_async(self.subject, payload, headers={"Nats-Msg-Id": msg_id}))
 
     async def _wait(self, upto: int) -> None:
-        """Wait until the acks of the first ``upto`` messages have come (or failed); a timeout
-        after ``ack_timeout`` seconds (the connection is lost, or the server is stuck)."""
+        """Wait until the acks of the first ``upto`` messages have come (or failed).
+
+        A lost connection's acks never come: it is looked at every few milliseconds, so that
+        the retry starts at once, and a server that takes more than ``ack_timeout`` seconds
+        is a timeout (both are retried).
+        """
         waiting = [ack for ack in self._acks[self._settled : upto] if not ack.done()]
-        if waiting:
-            done, _ = await asyncio.wait(waiting, timeout=self.ack_timeout)
-            if len(done) < len(waiting):
-                raise TimeoutError(f"{len(waiting) - len(done)} publishes unacknowledged")
+        deadline = time.monotonic() + self.ack_timeout
+        while waiting:
+            if self._client is None or self._client.is_closed:
+                raise nats.errors.ConnectionClosedError
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{len(waiting)} publishes unacknowledged after {self.ack_timeout} s")
+            _, pending = await asyncio.wait(waiting, timeout=min(left, _LOOK_EVERY))
+            waiting = list(pending)
         self._settled = upto
 
     async def _settle(self) -> None:
