@@ -19,6 +19,7 @@ from typing import Any
 import nats
 import pytest
 from nats.aio.client import Client
+from nats.js.api import AckPolicy, ConsumerConfig
 
 from sage_streams import ConnectorError, LocalEnvironment, PipelineError
 from sage_streams.connectors import Backoff
@@ -142,6 +143,16 @@ async def test_acks_move_the_durable_consumer_and_a_run_without_a_position_resum
     info = await client.jetstream().consumer_info(stream, "acked")
     assert info.ack_floor.stream_seq == 8
     assert await read(source) == [([9, 10], 10)]  # nothing given before is read again
+
+
+async def test_a_durable_name_another_program_uses_otherwise_is_a_clear_error(
+    client: Client, nats_server: Server
+) -> None:
+    stream = await new_stream(client)
+    config = ConsumerConfig(durable_name="theirs", ack_policy=AckPolicy.EXPLICIT)
+    await client.jetstream().add_consumer(stream, config)
+    with pytest.raises(ConnectorError, match="cannot make the durable consumer 'theirs' an ack-all pull"):
+        await read(JetStreamSource(nats_server.url, stream, durable="theirs"))
 
 
 async def test_a_malformed_message_goes_to_the_error_path_and_the_rest_on(

@@ -4,14 +4,16 @@ messages the server deduplicates by their ``Nats-Msg-Id``, so a replay publishes
 :class:`JetStreamSource` reads one stream (optionally one subject filter of it) through a durable
 pull consumer with ``AckPolicy.ALL``, created if missing. Its position is the stream sequence of
 the last message it gave, and goes into the checkpoint. When a run starts, the consumer is reset
-(``$JS.API.CONSUMER.RESET``, nats-server 2.14 or later) to the sequence after the checkpoint's,
-so a restored run reads on from there whatever the consumer delivered before the crash; a run
-without a position (a new job) resumes from the consumer's own ack floor (the stream's start for a
-new consumer). A message is acknowledged only once the epoch that holds it has committed (one
-``+ACK`` of the epoch's last message acknowledges all before it), so the server redelivers
-whatever a crash lost, and the source skips any redelivered message at or below the sequence it
-has given: each message is read once. ``follow=False`` reads what the stream holds when the run
-starts and ends; ``follow=True`` waits for more.
+(``$JS.API.CONSUMER.RESET``: nats-server 2.14 or later) to the sequence after the checkpoint's,
+so a restored run reads on from there, whatever the consumer had delivered before the crash; a
+run without a position (a new job) resumes after the consumer's own ack floor (the stream's start
+for a new consumer). A message is acknowledged only once the epoch that holds it has committed:
+one ``+ACK`` of the epoch's last message acknowledges all before it, so the ack floor never passes
+what a crash could lose. A message at or below the last sequence given (a redelivery after the
+consumer's ack wait, or after a reconnection reset the consumer back to its ack floor) is skipped:
+each message is given once per run, and a restore gives each once in all. ``follow=False`` reads
+what the stream held when the run started and ends (a bounded job); ``follow=True`` waits for
+more. Without checkpoints, each batch is acknowledged as it is handed on (at most once).
 
 :class:`JetStreamSink` publishes each item with an id made of its prefix and the item's number
 among everything the sink has written in the job (kept in the checkpoint). A restored run numbers

@@ -95,7 +95,9 @@ class JetStreamSource:
         self._replies: dict[int, str] = {}
         """The ack subject of the last message of each batch given and not yet acknowledged."""
         self._end = 0
+        """The stream's last sequence when the run started: where a run without ``follow`` ends."""
         self._pending = 0
+        """The messages the consumer had left after the last one fetched (0: none to wait for)."""
 
     def __repr__(self) -> str:
         return f"JetStreamSource({self._shown!r}, {self.stream!r})"
@@ -162,8 +164,19 @@ class JetStreamSource:
             filter_subject=self.subject,
             max_ack_pending=-1,  # unacked until its epoch commits: an epoch may hold many
         )
-        await js.add_consumer(self.stream, config)  # creates it, or leaves it as it is
-        reset = await js.reset_consumer(self.stream, self.durable, None if position is None else position + 1)
+        try:
+            await js.add_consumer(self.stream, config)  # creates it, or leaves it as it is
+            reset = await js.reset_consumer(
+                self.stream, self.durable, None if position is None else position + 1
+            )
+        except nats.js.errors.ServiceUnavailableError:
+            raise
+        except nats.js.errors.APIError as exc:
+            raise ConnectorError(
+                f"{self!r}: cannot make the durable consumer {self.durable!r} an ack-all pull consumer"
+                f" reset to where the run starts (is it another program's? a reset needs nats-server"
+                f" 2.14 or later): {exc}"
+            ) from exc
         self._acked = reset.reset_seq - 1
         self._pending = reset.info.num_pending or 0
         self._end = info.state.last_seq
