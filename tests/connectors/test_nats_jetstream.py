@@ -18,6 +18,8 @@ from typing import Any
 
 import nats
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -25,6 +27,7 @@ from sage_streams import ConnectorError, LocalEnvironment, PipelineError
 from sage_streams.connectors import Backoff
 from sage_streams.connectors.nats_jetstream import JetStreamSink, JetStreamSource
 from servers import Server, binary, free_port, start
+from tests.connectors.sinks import CRASHES, Crash, epochs_of, run
 
 QUICK = Backoff(attempts=3, first=0.01, limit=0.05)
 """A backoff that gives up in well under a second."""
@@ -53,8 +56,9 @@ async def publish(nc: Client, subject: str, items: list[Any]) -> None:
 async def stored(nc: Client, stream: str) -> list[tuple[str | None, Any]]:
     """``(Nats-Msg-Id, JSON payload)`` of each message the stream holds, in order."""
     js = nc.jetstream()
-    info = await js.stream_info(stream)
-    messages = [await js.get_msg(stream, seq) for seq in range(info.state.first_seq, info.state.last_seq + 1)]
+    state = (await js.stream_info(stream)).state
+    sequences = range(state.first_seq, state.last_seq + 1) if state.messages else range(0)
+    messages = [await js.get_msg(stream, seq) for seq in sequences]
     return [((m.headers or {}).get("Nats-Msg-Id"), json.loads(m.data or b"")) for m in messages]
 
 
@@ -106,12 +110,15 @@ async def test_follow_waits_for_messages_published_later(client: Client, nats_se
     stream = await new_stream(client)
     source = JetStreamSource(nats_server.url, stream, follow=True, fetch_timeout=0.05)
     batches = source.batches(None, 100)
-    later = asyncio.get_running_loop().call_later(
-        0.2, asyncio.ensure_future, publish(client, f"{stream}.a", [7])
-    )
+
+    async def later() -> None:
+        await asyncio.sleep(0.2)
+        await publish(client, f"{stream}.a", [7])
+
+    publishing = asyncio.create_task(later())
     batch, after = await anext(batches)
     assert ([source.decode(m) for m in batch], after) == ([7], 1)
-    later.cancel()
+    await publishing
     await batches.aclose()  # type: ignore[attr-defined]
 
 
@@ -426,3 +433,23 @@ async def test_a_run_stopped_and_restored_gives_each_message_once_downstream_and
     assert 0 <= replayed < before
     info = await client.jetstream().consumer_info(stream, "job")
     assert info.ack_floor.stream_seq == 3000  # everything acknowledged, after the last commit
+
+
+@pytest.mark.slow
+@settings(max_examples=50, deadline=None)
+@given(epochs=epochs_of(st.integers(-5, 5) | st.text(max_size=3)), crashes=CRASHES)
+def test_crashes_at_any_point_leave_each_published_item_once(
+    nats_server: Server, epochs: list[list[list[Any]]], crashes: list[Crash]
+) -> None:
+    async def check() -> None:
+        nc = await nats.connect(nats_server.url)
+        try:
+            stream = await new_stream(nc)
+            await run(lambda: JetStreamSink(nats_server.url, f"{stream}.out"), epochs, crashes)
+            expected = [item for epoch in epochs for batch in epoch for item in batch]
+            assert [item for _, item in await stored(nc, stream)] == expected
+            await nc.jetstream().delete_stream(stream)
+        finally:
+            await nc.close()
+
+    asyncio.run(check())

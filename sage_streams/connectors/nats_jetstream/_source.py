@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
@@ -26,6 +26,9 @@ from sage_streams.connectors.retry import Backoff
 from sage_streams.errors import ConnectorError
 
 __all__ = ["JetStreamSource"]
+
+_ACK_TIMEOUT: Final = 2.0
+"""Seconds the server has to confirm an ack before it is tried again."""
 
 
 def _decode_json(source: JetStreamSource, msg: Msg) -> Any:
@@ -139,12 +142,7 @@ class JetStreamSource:
         if reply is None:  # given before a reconnection reset the consumer past it
             return
         self._acked = position
-        if self._client is not None and not self._client.is_closed:
-            await self._client.publish(reply, b"+ACK")
-            return
-        await self.backoff.call(
-            repr(self), "acknowledge", lambda: self._ack_alone(reply), transient=TRANSIENT
-        )
+        await self.backoff.call(repr(self), "acknowledge", lambda: self._ack(reply), transient=TRANSIENT)
 
     async def _open(self, position: int | None) -> None:
         """Connect, check the stream, and reset the durable consumer to ``position`` (``None``:
@@ -213,10 +211,13 @@ class JetStreamSource:
             self._last = seq
         return batch
 
-    async def _ack_alone(self, reply: str) -> None:
-        client = await connect(self.url, repr(self))
+    async def _ack(self, reply: str) -> None:
+        """One ``+ACK``, confirmed by the server (so the ack floor has moved when it returns)."""
+        if self._client is not None and not self._client.is_closed:
+            await self._client.request(reply, b"+ACK", timeout=_ACK_TIMEOUT)
+            return
+        client = await connect(self.url, repr(self))  # the run has ended
         try:
-            await client.publish(reply, b"+ACK")
-            await client.flush()
+            await client.request(reply, b"+ACK", timeout=_ACK_TIMEOUT)
         finally:
             await close(client)
