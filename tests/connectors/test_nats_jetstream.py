@@ -318,6 +318,11 @@ async def test_the_sink_refuses_what_it_cannot_encode(client: Client, nats_serve
     with pytest.raises(TypeError, match="encode must return bytes, gave '1' for item 0 of its batch, 1"):
         await sink.write([1], 1)
     await sink.close()
+    sink = JetStreamSink(nats_server.url, f"{stream}.out")
+    await sink.recover(None, None)
+    with pytest.raises(TypeError, match=r"cannot encode item 1 of its batch, \{1\}: Object of type set"):
+        await sink.write([1, {1}], 1)
+    await sink.close()
 
 
 async def test_a_server_gone_at_pre_commit_is_retried_then_an_error_naming_the_sink() -> None:

@@ -56,7 +56,9 @@ class JetStreamSink:
       must take another ``id_prefix``, or the stream drops its first messages as duplicates.
 
     An epoch's encoded messages stay in memory until its ``pre_commit``, to be published again
-    if the connection is lost (the ids make the republished ones that had arrived no-ops).
+    if the connection is lost (the ids make the republished ones that had arrived no-ops). A
+    batch with an item ``encode`` refuses is a :class:`TypeError` naming the item, and none of
+    the batch is published.
 
     Args:
         url: the server, ``nats://host:port``.
@@ -128,7 +130,12 @@ class JetStreamSink:
         """Publish ``batch`` (acks are awaited at ``pre_commit``)."""
         messages = []
         for index, item in enumerate(batch):
-            payload = self._encode(item)
+            try:
+                payload = self._encode(item)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(
+                    f"{self!r} cannot encode item {index} of its batch, {reprlib.repr(item)}: {exc}"
+                ) from exc
             if not isinstance(payload, bytes):
                 raise TypeError(
                     f"{self!r}: encode must return bytes, gave {reprlib.repr(payload)} for item {index}"
