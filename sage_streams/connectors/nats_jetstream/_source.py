@@ -27,6 +27,9 @@ from sage_streams.errors import ConnectorError
 
 __all__ = ["JetStreamSource"]
 
+_SERVER_AT_LEAST: Final = (2, 14)
+"""The first nats-server with ``$JS.API.CONSUMER.RESET`` (ADR-60)."""
+
 _ACK_TIMEOUT: Final = 2.0
 """Seconds the server has to confirm an ack before it is tried again."""
 
@@ -149,6 +152,12 @@ class JetStreamSource:
         its ack floor), creating it if missing."""
         await close(self._client)
         self._client = client = await connect(self.url, repr(self))
+        version = client.connected_server_version
+        if (version.major, version.minor) < _SERVER_AT_LEAST:
+            raise ConnectorError(
+                f"{self!r}: the server at {self._shown} is nats-server {version.major}.{version.minor}.{version.patch}; the source resets"
+                " its consumer to where a run starts, which needs nats-server 2.14 or later"
+            )
         js = client.jetstream()
         try:
             info = await js.stream_info(self.stream)
@@ -172,8 +181,7 @@ class JetStreamSource:
         except nats.js.errors.APIError as exc:
             raise ConnectorError(
                 f"{self!r}: cannot make the durable consumer {self.durable!r} an ack-all pull consumer"
-                f" reset to where the run starts (is it another program's? a reset needs nats-server"
-                f" 2.14 or later): {exc}"
+                f" reset to where the run starts (is it another program's?): {exc}"
             ) from exc
         self._acked = reset.reset_seq - 1
         self._pending = reset.info.num_pending or 0
