@@ -155,7 +155,8 @@ class JetStreamSource:
         version = client.connected_server_version
         if (version.major, version.minor) < _SERVER_AT_LEAST:
             raise ConnectorError(
-                f"{self!r}: the server at {self._shown} is nats-server {version.major}.{version.minor}.{version.patch}; the source resets"
+                f"{self!r}: the server at {self._shown} is nats-server"
+                f" {version.major}.{version.minor}.{version.patch}; the source resets"
                 " its consumer to where a run starts, which needs nats-server 2.14 or later"
             )
         js = client.jetstream()
