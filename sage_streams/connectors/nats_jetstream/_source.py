@@ -89,6 +89,8 @@ class JetStreamSource:
         self.subject = subject
         self.durable = durable
         self.follow = follow
+        self.live = follow
+        """Following, it waits for messages: barriers pass while it does (see ``base``)."""
         self.backoff = backoff
         self.fetch_timeout = fetch_timeout
         self._decode = decode
