@@ -3,8 +3,9 @@ another program would."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,3 +52,11 @@ async def database(postgres_server: Server) -> AsyncIterator[Database]:
         yield Database(postgres_server.url, connection, f"t{next(_numbers)}")
     finally:
         await connection.close()
+
+
+async def until(holds: Callable[[], Awaitable[Any]]) -> None:
+    """Poll ``holds`` until it is true: what a server holds changes under another task or process."""
+    for _ in itertools.count():
+        if await holds():
+            return
+        await asyncio.sleep(0.01)

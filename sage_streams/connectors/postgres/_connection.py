@@ -1,10 +1,10 @@
 """One asyncpg connection per connector, made again after a transient error, and the calls made on
 it retried with :class:`~sage_streams.connectors.Backoff`.
 
-Transient: the connection refused, reset or timed out, closed under a call, the server shutting
-down or starting up (SQLSTATE classes 08 and 57), a transaction rolled back by a deadlock or a
-serialization failure (class 40). Anything else the server says (a wrong password, a database,
-table or column that does not exist, a missing privilege) is a
+Transient: the connection refused, reset or timed out, closed under a call or by the server
+while idle, the server shutting down or starting up (SQLSTATE classes 08 and 57), a transaction
+rolled back by a deadlock or a serialization failure (class 40). Anything else the server says
+(a wrong password, a database, table or column that does not exist, a missing privilege) is a
 :class:`~sage_streams.errors.ConnectorError` at once, naming the connector and what it tried.
 """
 
@@ -30,6 +30,9 @@ TRANSIENT: Final[tuple[type[BaseException], ...]] = (
     asyncpg.PostgresConnectionError,  # 08: closed in the middle of a call, failure to connect
     asyncpg.exceptions.OperatorInterventionError,  # 57: shutting down, not yet accepting connections
     asyncpg.exceptions.TransactionRollbackError,  # 40: deadlock, serialization failure
+    # A connection the server terminated while it was idle, before asyncpg saw the socket close:
+    # the termination's error left it waiting for an answer that never comes.
+    asyncpg.exceptions.InternalClientError,
 )
 
 DEFAULT_BACKOFF: Final = Backoff()

@@ -95,15 +95,14 @@ class PostgresSource:
         ``column`` in it; see the class docstring for the end."""
         check_positive_int("size", size)
         bound = None
-        if not self.follow:
-            top = f"SELECT max({quoted(self.column)}) FROM {quoted(self.table)}"
-            bound = await self._link.call("reading where the table ends", lambda c: c.fetchval(top))
-            if bound is None:
-                await self._link.close()
-                return
         wake = asyncio.Event()
         listener: asyncpg.Connection | None = None
         try:
+            if not self.follow:
+                top = f"SELECT max({quoted(self.column)}) FROM {quoted(self.table)}"
+                bound = await self._link.call("reading where the table ends", lambda c: c.fetchval(top))
+                if bound is None:
+                    return
             while True:
                 query, arguments = self._query(position, bound, size)
                 rows = await self._link.call("reading rows", partial(_fetch, query, arguments))

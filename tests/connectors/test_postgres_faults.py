@@ -1,0 +1,119 @@
+"""Faults of a real PostgreSQL under a running job (a server of the test's own, stopped by it): a
+server that comes back within the backoff costs nothing; one that stays away fails the run with a
+PipelineError naming the connector, the table holding only epochs that were written whole, and the
+next run, once the server is back, leaves each row once."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from sage_streams import LocalEnvironment, PipelineError
+from sage_streams.connectors import Backoff
+from sage_streams.connectors.postgres import PostgresSink, PostgresSource
+from sage_streams.errors import ConnectorError
+from servers import Server, start
+from tests.connectors.postgres import until
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with start("postgres") as server:
+        yield server
+
+
+async def prepare(url: str, rows: int) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute("CREATE TABLE events (id bigint PRIMARY KEY, amount bigint)")
+        await connection.execute("CREATE TABLE doubled (id bigint, amount bigint, _epoch bigint)")
+        await insert(connection, range(1, rows + 1))
+    finally:
+        await connection.close()
+
+
+async def insert(connection: asyncpg.Connection, ids: range) -> None:
+    await connection.executemany("INSERT INTO events VALUES ($1, $2)", [(i, i) for i in ids])
+
+
+def job(url: str, store: Path, backoff: Backoff, *, follow: bool) -> LocalEnvironment:
+    env = LocalEnvironment("faults", checkpoints=store, checkpoint_interval=0.05, batch_size=50)
+    source = PostgresSource(url, "events", "id", follow=follow, poll_interval=0.05, backoff=backoff)
+    events = env.create_stream("events", source=source)
+    doubled = events.map(lambda e: {"id": e["id"], "amount": e["amount"] * 2}, name="double")
+    doubled.sink(PostgresSink(url, "doubled", backoff=backoff), name="doubled_sink")
+    return env
+
+
+async def committed(url: str) -> int:
+    """The last epoch the sink's marker says the checkpoint committed (0 for none yet)."""
+    connection = await asyncpg.connect(url)
+    try:
+        return await connection.fetchval("SELECT coalesce(max(committed), 0) FROM sage_streams_epochs") or 0
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await connection.close()
+
+
+async def contents(url: str) -> tuple[list[tuple[int, int]], int]:
+    """The sink's rows (id, amount) by id, and the epoch its marker says is written."""
+    connection = await asyncpg.connect(url)
+    try:
+        rows = await connection.fetch("SELECT id, amount FROM doubled ORDER BY id")
+        written = await connection.fetchval("SELECT written FROM sage_streams_epochs")
+        return [(row["id"], row["amount"]) for row in rows], written
+    finally:
+        await connection.close()
+
+
+async def test_a_server_that_stays_away_fails_the_run_naming_the_connector(
+    server: Server, tmp_path: Path
+) -> None:
+    await prepare(server.url, 200)
+    backoff = Backoff(attempts=3, first=0.05)
+    run = asyncio.ensure_future(job(server.url, tmp_path / "store.db", backoff, follow=True).execute())
+    await until(lambda: committed(server.url))
+    server.stop()
+    with pytest.raises(PipelineError) as failed:
+        await asyncio.wait_for(run, 60)
+    error = failed.value.__cause__
+    assert isinstance(error, ConnectorError)
+    assert "failed 3 times in a row" in str(error)
+    assert str(error).startswith(("PostgresSource('postgresql://postgres@127.0.0.1:", "PostgresSink("))
+    assert ("doubled_sink" if str(error).startswith("PostgresSink") else "events") in str(failed.value)
+
+    server.restart()
+    rows, _ = await contents(server.url)
+    assert rows == [(i, 2 * i) for i in range(1, len(rows) + 1)]  # whole epochs, in order, once
+    await job(server.url, tmp_path / "store.db", backoff, follow=False).execute()
+    rows, _ = await contents(server.url)
+    assert rows == [(i, 2 * i) for i in range(1, 201)]
+
+
+async def test_a_server_back_within_the_backoff_costs_the_run_nothing(server: Server, tmp_path: Path) -> None:
+    await prepare(server.url, 100)
+    backoff = Backoff(attempts=40, first=0.05, limit=0.25)  # about 10 s of retries
+    run = asyncio.ensure_future(job(server.url, tmp_path / "store.db", backoff, follow=True).execute())
+    await until(lambda: committed(server.url))
+    restarted = threading.Thread(target=server.restart)  # stopped now, started again meanwhile
+    restarted.start()
+    await asyncio.to_thread(restarted.join)
+    connection = await asyncpg.connect(server.url)
+    try:
+        await insert(connection, range(101, 201))
+        while (await contents(server.url))[0][-1:] != [(200, 400)]:
+            assert not run.done(), run.exception()
+            await asyncio.sleep(0.02)
+    finally:
+        await connection.close()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    rows, _ = await contents(server.url)
+    assert rows == [(i, 2 * i) for i in range(1, 201)]
