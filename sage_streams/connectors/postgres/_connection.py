@@ -56,7 +56,7 @@ def redacted(url: str) -> str:
 
 class Link:
     """A connector's connection to PostgreSQL: made on first use, dropped after a transient error
-    (the next try makes a new one), closed by :meth:`close`.
+    (the next try makes a new one), closed by :meth:`close`; calls take turns on it.
 
     Args:
         url: a ``postgresql://`` URL, as :func:`asyncpg.connect` takes it.
@@ -69,6 +69,9 @@ class Link:
         self.owner = owner
         self.backoff = backoff
         self._connection: asyncpg.Connection | None = None
+        # A sink's commit comes from the checkpoints' task, maybe while its own task is in the
+        # next epoch's pre_commit: one call at a time on the connection.
+        self._lock = asyncio.Lock()
 
     async def connection(self) -> asyncpg.Connection:
         """The open connection, made now if there is none (or the last one was closed)."""
@@ -87,7 +90,8 @@ class Link:
             return await attempt(await self.connection())
 
         try:
-            return await self.backoff.call(self.owner, what, once, transient=TRANSIENT, reset=self.drop)
+            async with self._lock:
+                return await self.backoff.call(self.owner, what, once, transient=TRANSIENT, reset=self.drop)
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ConnectorError(f"{self.owner}: {what} failed: {type(exc).__name__}: {exc}") from exc
 
