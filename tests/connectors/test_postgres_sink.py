@@ -58,7 +58,20 @@ async def test_columns_and_encode_choose_what_a_row_holds(database: Database) ->
     await sink.write([1, 2], 1)
     await sink.pre_commit(1)
     await sink.close()
-    assert await db.rows() == [(1, "n1", "none", 1), (2, "n2", "none", 1)]
+    sink = PostgresSink(db.url, db.table, columns=["id"])
+    await sink.recover(1, {"epoch": 1})
+    await sink.write([{"id": 3}], 2)  # a dict of the one column
+    with pytest.raises(ValueError, match=r"has a key 'name' that is no column of the table \(id\)"):
+        await sink.write([{"id": 4, "name": "x"}], 2)
+    await sink.write([{"id": 4}], 2)
+    await sink.pre_commit(2)
+    await sink.close()
+    assert await db.rows() == [
+        (1, "n1", "none", 1),
+        (2, "n2", "none", 1),
+        (3, None, "none", 2),
+        (4, None, "none", 2),
+    ]
 
 
 async def test_recover_deletes_the_rows_of_later_epochs_or_every_row_with_an_epoch(

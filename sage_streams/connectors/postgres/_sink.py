@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
 import asyncpg
@@ -79,6 +80,7 @@ class PostgresSink:
         self._link = Link(url, repr(self), backoff)
         self._rows: list[tuple[Any, ...]] = []  # written, not yet pre-committed
         self._index: dict[str, int] = {}  # column -> its place in a row
+        self._pick: Callable[[Mapping[str, Any]], tuple[Any, ...]] | None = None  # None: not recovered
 
     def __repr__(self) -> str:
         return f"PostgresSink({redacted(self.url)!r}, {self.table!r})"
@@ -104,23 +106,21 @@ class PostgresSink:
     async def write(self, batch: list[Any], epoch: int) -> None:
         """Encode ``batch``'s rows (tagged ``epoch``) for the next ``pre_commit``; an item that
         is not a row is a :class:`TypeError` naming it, and none of the batch is kept."""
-        if self.columns is None:
+        pick = self._pick
+        if pick is None or self.columns is None:
             raise StreamError(f"{self!r}: recover must be called before the first write")
         rows = []
         width = len(self.columns)
         for index, item in enumerate(batch):
             row = item if self.encode is None else self.encode(item)
             if isinstance(row, Mapping):
-                values: list[Any] = [None] * width
-                for key, value in row.items():
-                    place = self._index.get(key)
-                    if place is None:
-                        raise ValueError(
-                            f"{self!r}: item {index} of its batch, {reprlib.repr(item)}, has a key {key!r} "
-                            f"that is no column of the table ({', '.join(self.columns)})"
-                        )
-                    values[place] = value
-                rows.append((*values, epoch))
+                try:  # the common case, in C: a dict of exactly the columns
+                    if len(row) == width:
+                        rows.append((*pick(row), epoch))
+                        continue
+                except KeyError:
+                    pass
+                rows.append((*self._values(index, item, row), epoch))
             elif isinstance(row, tuple | list) and len(row) == width:
                 rows.append((*row, epoch))
             else:
@@ -130,10 +130,24 @@ class PostgresSink:
                 )
         self._rows += rows
 
+    def _values(self, index: int, item: Any, row: Mapping[str, Any]) -> list[Any]:
+        """The values of a dict ``row`` in the order of the columns, ``None`` for those it lacks."""
+        assert self.columns is not None
+        values: list[Any] = [None] * len(self.columns)
+        for key, value in row.items():
+            place = self._index.get(key)
+            if place is None:
+                raise ValueError(
+                    f"{self!r}: item {index} of its batch, {reprlib.repr(item)}, has a key {key!r} "
+                    f"that is no column of the table ({', '.join(self.columns)})"
+                )
+            values[place] = value
+        return values
+
     async def pre_commit(self, epoch: int) -> dict[str, int]:
         """Copy the rows written since the last ``pre_commit`` and set the marker to ``epoch``,
         in one transaction; the record is ``{"epoch": epoch}``."""
-        if self.columns is None:
+        if self._pick is None:
             raise StreamError(f"{self!r}: recover must be called before pre_commit")
         tried = False
 
@@ -203,6 +217,11 @@ class PostgresSink:
             raise ConnectorError(f"{self!r}: the table has no column {', '.join(map(repr, missing))}")
         self.columns = columns
         self._index = {column: place for place, column in enumerate(columns)}
+        if len(columns) == 1:  # itemgetter of one name gives the value, not a tuple of it
+            (only,) = columns
+            self._pick = lambda row: (row[only],)
+        else:
+            self._pick = itemgetter(*columns)
         await connection.execute(
             f"CREATE TABLE IF NOT EXISTS {quoted(self.markers)}"
             " (sink text PRIMARY KEY, written bigint NOT NULL, committed bigint NOT NULL)"
