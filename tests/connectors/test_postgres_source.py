@@ -10,12 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sage_streams import DeadLetter, LocalEnvironment, PipelineError
 from sage_streams.connectors import Backoff, DecodingSource, ReplayableSource
 from sage_streams.connectors.postgres import PostgresSink, PostgresSource
 from sage_streams.errors import ConnectorError
+from servers import Server
 from tests.connectors.postgres import Database, database, until
 
 __all__ = ["database"]  # the fixture, used by name
@@ -161,3 +165,34 @@ async def test_a_row_decode_refuses_is_an_error_of_that_row_through_on_error(
     with pytest.raises(PipelineError, match=r"operator 'events\.decode' failed") as failed:
         await env.execute()
     assert isinstance(failed.value.__cause__, json.JSONDecodeError)
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None)
+@given(
+    ids=st.lists(st.integers(-(2**40), 2**40), unique=True, max_size=30),
+    size=st.integers(1, 7),
+    cut=st.integers(0, 30),
+)
+def test_a_read_resumed_from_any_position_it_gave_reads_exactly_the_rest(
+    postgres_server: Server, ids: list[int], size: int, cut: int
+) -> None:
+    async def check() -> None:
+        connection = await asyncpg.connect(postgres_server.url)
+        try:
+            db = Database(postgres_server.url, connection, "")
+            db.new_table()
+            await connection.execute(f"CREATE TABLE {db.table} (id bigint PRIMARY KEY)")
+            await connection.executemany(f"INSERT INTO {db.table} VALUES ($1)", [(i,) for i in ids])
+            source = PostgresSource(db.url, db.table, "id", decode=lambda row: row["id"])
+            batches = await read(source, None, size)
+            assert [n for batch, _ in batches for n in batch] == sorted(ids)
+            assert all(0 < len(batch) <= size and batch[-1] == after for batch, after in batches)
+            if cut < len(batches):
+                _, position = batches[cut]
+                rest = await read(source, position, size)
+                assert [n for batch, _ in rest for n in batch] == [n for n in sorted(ids) if n > position]
+        finally:
+            await connection.close()
+
+    asyncio.run(check())
