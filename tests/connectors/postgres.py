@@ -38,10 +38,14 @@ class Database:
         ]
 
     async def marker(self, sink: str | None = None) -> tuple[int, int] | None:
-        """The sink's ``(written, committed)`` marker (the table's sink by default)."""
-        row = await self.connection.fetchrow(
-            "SELECT written, committed FROM sage_streams_epochs WHERE sink = $1", sink or self.table
-        )
+        """The sink's ``(written, committed)`` marker (the table's sink by default); ``None``
+        before it has one (or before any sink has made the marker table)."""
+        try:
+            row = await self.connection.fetchrow(
+                "SELECT written, committed FROM sage_streams_epochs WHERE sink = $1", sink or self.table
+            )
+        except asyncpg.UndefinedTableError:
+            return None
         return None if row is None else (row["written"], row["committed"])
 
 

@@ -94,13 +94,14 @@ async def test_a_notification_wakes_the_poll(database: Database) -> None:
     source = PostgresSource(db.url, db.table, "id", follow=True, poll_interval=3600, notify="new_events")
     batches = source.batches(None, 10)
     assert len((await anext(batches))[0]) == 1
-    waiting = asyncio.ensure_future(anext(batches))  # the source waits, listening
+    assert await anext(batches) == ([], 1)  # listening, waiting: an empty batch every TURN seconds
     listening = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%new_events%'"
     await until(lambda: db.connection.fetchval(listening))
     await events(db, range(2, 3))
     await db.connection.execute("NOTIFY new_events")
-    batch, position = await asyncio.wait_for(waiting, 30)
-    assert ([source.decode(row)["id"] for row in batch], position) == ([2], 2)
+    while not (batch := await asyncio.wait_for(anext(batches), 30))[0]:
+        assert batch == ([], 1)
+    assert ([source.decode(row)["id"] for row in batch[0]], batch[1]) == ([2], 2)
     await batches.aclose()  # type: ignore[attr-defined]
 
 
@@ -196,3 +197,26 @@ def test_a_read_resumed_from_any_position_it_gave_reads_exactly_the_rest(
             await connection.close()
 
     asyncio.run(check())
+
+
+async def test_checkpoints_go_on_while_a_following_source_waits_for_rows(
+    database: Database, tmp_path: Path
+) -> None:
+    db = database
+    table = await events(db, range(1, 4))
+    out = db.new_table()
+    await db.connection.execute(f"CREATE TABLE {out} (id bigint, amount bigint, _epoch bigint)")
+    env = LocalEnvironment("idle", checkpoints=tmp_path / "store.db", checkpoint_interval=0.01)
+    # An hour between polls: the rows there are come at once, then the source only waits.
+    source = PostgresSource(db.url, table, "id", follow=True, poll_interval=3600, decode=parse)
+    env.create_stream("events", source=source).sink(PostgresSink(db.url, out))
+    run = asyncio.ensure_future(env.execute())
+
+    async def ten_epochs_committed() -> bool:
+        return (await db.marker(out) or (0, 0))[1] >= 10
+
+    await asyncio.wait_for(until(ten_epochs_committed), 30)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert [row[:2] for row in await db.rows()] == [(1, 10), (2, 20), (3, 30)]
