@@ -1,7 +1,8 @@
 """Faults of a real PostgreSQL under a running job (a server of the test's own, stopped by it): a
 server that comes back within the backoff costs nothing; one that stays away fails the run with a
 PipelineError naming the connector, the table holding only epochs that were written whole, and the
-next run, once the server is back, leaves each row once."""
+next run, once the server is back, leaves each row once; a commit whose answer the network lost is
+retried without writing its rows twice."""
 
 from __future__ import annotations
 
@@ -117,3 +118,75 @@ async def test_a_server_back_within_the_backoff_costs_the_run_nothing(server: Se
         await run
     rows, _ = await contents(server.url)
     assert rows == [(i, 2 * i) for i in range(1, 201)]
+
+
+class CommitCutter:
+    """A TCP relay to a server that, when armed, passes the next ``COMMIT`` on and drops the
+    client's connection before the server's answer gets back: the commit happened, and the
+    client cannot know. The network's fault, not a fake of the server: everything else passes."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.armed = False
+        self.cuts = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        return f"postgresql://postgres@127.0.0.1:{self._server.sockets[0].getsockname()[1]}/postgres"
+
+    async def __aexit__(self, *_: object) -> None:
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _relay(self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        self._tasks.add(asyncio.current_task())  # type: ignore[arg-type]
+        server, to_server = await asyncio.open_connection("127.0.0.1", self.port)
+        cut = asyncio.Event()
+
+        async def down() -> None:
+            while (data := await server.read(65536)) and not cut.is_set():
+                to_client.write(data)
+                await to_client.drain()
+
+        answers = asyncio.ensure_future(down())
+        try:
+            while data := await client.read(65536):
+                if self.armed and b"COMMIT" in data:
+                    self.armed, self.cuts = False, self.cuts + 1
+                    cut.set()  # the answer is not passed on
+                    to_server.write(data)
+                    await to_server.drain()
+                    await asyncio.sleep(0.2)  # the server commits meanwhile
+                    break
+                to_server.write(data)
+                await to_server.drain()
+        finally:
+            answers.cancel()
+            await asyncio.gather(answers, return_exceptions=True)
+            to_client.transport.abort()
+            to_server.transport.abort()
+
+
+async def test_a_commit_whose_answer_was_lost_is_not_written_again(server: Server) -> None:
+    connection = await asyncpg.connect(server.url)
+    try:
+        await connection.execute("CREATE TABLE doubled (id bigint, amount bigint, _epoch bigint)")
+        cutter = CommitCutter(server.port)
+        async with cutter as url:
+            sink = PostgresSink(url, "doubled", backoff=Backoff(attempts=3, first=0.01))
+            await sink.recover(None, None)
+            await sink.write([(1, 2), (2, 4)], 1)
+            cutter.armed = True  # the epoch's COMMIT commits, and its answer is lost
+            assert await sink.pre_commit(1) == {"epoch": 1}  # retried: the marker says it is in
+            assert cutter.cuts == 1
+            await sink.write([(3, 6)], 2)
+            await sink.pre_commit(2)
+            await sink.close()
+        rows = await connection.fetch("SELECT * FROM doubled ORDER BY id")
+        assert [tuple(row) for row in rows] == [(1, 2, 1), (2, 4, 1), (3, 6, 2)]
+    finally:
+        await connection.close()
