@@ -24,9 +24,10 @@ __all__ = ["database"]  # the fixture, used by name
 QUICK = Backoff(attempts=2, first=0.01)
 
 
-async def create(db: Database, columns: str = "id bigint, name text") -> str:
-    await db.connection.execute(f"CREATE TABLE {db.table} ({columns}, _epoch bigint)")
-    return db.table
+async def create(db: Database, columns: str = "id bigint, name text", table: str | None = None) -> str:
+    table = table or db.table
+    await db.connection.execute(f"CREATE TABLE {table} ({columns}, _epoch bigint)")
+    return table
 
 
 async def test_an_epochs_rows_commit_with_the_marker_at_pre_commit(database: Database) -> None:
@@ -100,6 +101,17 @@ async def test_recover_deletes_the_rows_of_later_epochs_or_every_row_with_an_epo
     await sink.close()
     assert await db.rows() == [(0, "by hand", None)]
     assert await db.marker() == (0, 0)
+
+
+async def test_two_sinks_recovering_at_once_share_a_new_marker_table(database: Database) -> None:
+    db = database
+    first, second = await create(db), await create(db, table=db.new_table())
+    sinks = [PostgresSink(db.url, table, markers=f"markers_{first}") for table in (first, second)]
+    await asyncio.gather(*(sink.recover(None, None) for sink in sinks))
+    for sink in sinks:
+        await sink.close()
+    found = await db.connection.fetch(f"SELECT sink, written FROM markers_{first} ORDER BY sink")
+    assert sorted(tuple(row) for row in found) == sorted([(first, 0), (second, 0)])
 
 
 async def test_a_sink_that_ended_before_the_last_epoch_keeps_its_rows(database: Database) -> None:

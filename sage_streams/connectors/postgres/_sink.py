@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import reprlib
 from collections.abc import Callable, Mapping, Sequence
@@ -222,10 +223,12 @@ class PostgresSink:
             self._pick = lambda row: (row[only],)
         else:
             self._pick = itemgetter(*columns)
-        await connection.execute(
-            f"CREATE TABLE IF NOT EXISTS {quoted(self.markers)}"
-            " (sink text PRIMARY KEY, written bigint NOT NULL, committed bigint NOT NULL)"
-        )
+        # Another sink may make it at the same moment, which IF NOT EXISTS does not see.
+        with contextlib.suppress(asyncpg.UniqueViolationError):
+            await connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {quoted(self.markers)}"
+                " (sink text PRIMARY KEY, written bigint NOT NULL, committed bigint NOT NULL)"
+            )
 
     async def _marker(self, connection: asyncpg.Connection) -> int:
         """The epoch the marker says is written, its row locked until the transaction ends."""
