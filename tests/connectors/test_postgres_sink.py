@@ -5,6 +5,8 @@ their replays leave each row once; bad rows named, a wrong table or URL refused 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import asyncpg
@@ -286,3 +288,9 @@ async def test_a_marker_ahead_of_the_run_or_missing_is_refused(database: Databas
     await sink.close()
     with pytest.raises(ValueError, match=r"the record of epoch 3 must be \{'epoch': e\} with e <= 3, got 7"):
         await PostgresSink(db.url, db.table).recover(3, 7)
+
+
+def test_the_package_imports_without_asyncpg() -> None:
+    """``sage_streams.connectors.postgres`` is imported by its users only: asyncpg is an extra."""
+    code = "import sys, sage_streams, sage_streams.connectors; assert 'asyncpg' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
