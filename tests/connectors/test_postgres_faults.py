@@ -151,6 +151,8 @@ class CommitCutter:
             while (data := await server.read(65536)) and not cut.is_set():
                 to_client.write(data)
                 await to_client.drain()
+            if not cut.is_set():
+                to_client.close()  # the server ended the connection: so does the relay
 
         answers = asyncio.ensure_future(down())
         try:
