@@ -111,25 +111,29 @@ class PostgresSink:
         if pick is None or self.columns is None:
             raise StreamError(f"{self!r}: recover must be called before the first write")
         rows = []
-        width = len(self.columns)
+        width, encode = len(self.columns), self.encode
         for index, item in enumerate(batch):
-            row = item if self.encode is None else self.encode(item)
-            if isinstance(row, Mapping):
+            row = item if encode is None else encode(item)
+            if type(row) is dict and len(row) == width:
                 try:  # the common case, in C: a dict of exactly the columns
-                    if len(row) == width:
-                        rows.append((*pick(row), epoch))
-                        continue
+                    rows.append((*pick(row), epoch))
+                    continue
                 except KeyError:
                     pass
-                rows.append((*self._values(index, item, row), epoch))
-            elif isinstance(row, tuple | list) and len(row) == width:
-                rows.append((*row, epoch))
-            else:
-                raise TypeError(
-                    f"{self!r} writes dicts or sequences of {width} values ({', '.join(self.columns)}); "
-                    f"item {index} of its batch is {reprlib.repr(item)}"
-                )
+            rows.append(self._row(index, item, row, epoch))
         self._rows += rows
+
+    def _row(self, index: int, item: Any, row: Any, epoch: int) -> tuple[Any, ...]:
+        """The row of any other ``item``: a mapping, a sequence of the columns' values, or an error."""
+        assert self.columns is not None
+        if isinstance(row, Mapping):
+            return (*self._values(index, item, row), epoch)
+        if isinstance(row, tuple | list) and len(row) == len(self.columns):
+            return (*row, epoch)
+        raise TypeError(
+            f"{self!r} writes dicts or sequences of {len(self.columns)} values ({', '.join(self.columns)}); "
+            f"item {index} of its batch is {reprlib.repr(item)}"
+        )
 
     def _values(self, index: int, item: Any, row: Mapping[str, Any]) -> list[Any]:
         """The values of a dict ``row`` in the order of the columns, ``None`` for those it lacks."""
