@@ -83,16 +83,13 @@ class PostgresSource:
         self.follow = follow
         self.poll_interval = poll_interval
         self.notify = notify
-        self._decode = decode
+        self.decode: Callable[[asyncpg.Record], Any] = dict if decode is None else _then(decode)
+        """The item of one row (the stream's ``NAME.decode`` operator): ``decode`` of its dict;
+        plain ``dict`` without one, so that the operator calls no Python function per row."""
         self._link = Link(url, repr(self), backoff)
 
     def __repr__(self) -> str:
         return f"PostgresSource({redacted(self.url)!r}, {self.table!r}, {self.column!r})"
-
-    def decode(self, entry: asyncpg.Record) -> Any:
-        """The item of one row: ``decode`` of its dict (the stream's ``NAME.decode`` operator)."""
-        row = dict(entry)
-        return row if self._decode is None else self._decode(row)
 
     async def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
         """The rows after ``position`` (``None``: all), each batch with the last value of
@@ -159,6 +156,11 @@ class PostgresSource:
         except TRANSIENT:
             return None
         return connection
+
+
+def _then(decode: Callable[[dict[str, Any]], Any]) -> Callable[[asyncpg.Record], Any]:
+    """``decode`` of a row's dict."""
+    return lambda record: decode(dict(record))
 
 
 async def _fetch(
