@@ -36,9 +36,9 @@ class PostgresSource:
     With ``follow=False`` the source reads the rows there are when it starts (up to the
     largest value of ``column`` then) and ends. With ``follow=True`` it goes on: once a query
     finds fewer rows than a batch holds, it waits ``poll_interval`` seconds before the next,
-    handing the run an empty batch every :data:`TURN` seconds meanwhile, so that a checkpoint
-    never waits for new rows. With ``notify``, it also ``LISTEN``\\ s on that channel (on a
-    connection of its own) and a notification ends the wait at once: a wake-up only, at most
+    handing the run an empty batch every :data:`TURN` seconds (50 ms) meanwhile, so that a
+    checkpoint never waits for new rows. With ``notify``, it also runs ``LISTEN`` on that channel
+    (on a connection of its own) and a notification ends the wait at once: a wake-up only, at most
     once (one sent while the connection was down is lost), so the poll stays the truth and a
     lost notification only delays a row by ``poll_interval``.
 
