@@ -97,9 +97,12 @@ class Server:
         return self.process.pid
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, SIGKILL after 10 s), leaving its directory for a restart."""
+        """Stop the server (SIGTERM, SIGKILL after 10 s), leaving its directory for a restart.
+
+        PostgreSQL gets SIGINT, its fast shutdown: on SIGTERM it would wait for every client
+        to disconnect (a test's job keeps its connections), until the SIGKILL."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signal.SIGINT if self.kind == "postgres" else signal.SIGTERM)
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:

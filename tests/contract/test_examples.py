@@ -32,6 +32,19 @@ second run: restored a checkpoint: True; 600 lines out of 600, once each: True
 dead letter: ana 10.0.0.9 (TimeoutError)
 geo calls: 12 completed, 1 timed out
 """,
+    "postgres_sink.py": """\
+the job's guarantee: exactly_once
+minute 0  shop-0   334 orders   1003
+minute 0  shop-1   333 orders    995
+minute 0  shop-2   333 orders    999
+minute 1  shop-0   333 orders    995
+minute 1  shop-1   334 orders   1005
+minute 1  shop-2   333 orders    998
+minute 2  shop-0   333 orders   1001
+minute 2  shop-1   333 orders    998
+minute 2  shop-2   334 orders   1000
+epochs written: 1, committed by the checkpoint: 1
+""",
     "threaded_producer.py": "fahrenheit: [70.7, 71.6, 67.6, 73.6]\n",
     "time_window_aggregation.py": """\
 [    0,    60) count=3 total=65.00 average=21.67
@@ -108,16 +121,22 @@ def test_every_example_has_an_expected_output() -> None:
 
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))
-def test_example_prints_what_it_should(script: str, tmp_path: Path) -> None:
+def test_example_prints_what_it_should(script: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     # The recovery example keeps its checkpoints in a folder of its own for this run only:
-    # one a run of another version left would be restored.
+    # one a run of another version left would be restored. The PostgreSQL example runs against
+    # the session's server.
+    servers = {"postgres_sink.py": ("DATABASE_URL", "postgres_server")}
+    extra = {}
+    if script in servers:
+        variable, fixture = servers[script]
+        extra[variable] = request.getfixturevalue(fixture).url
     done = subprocess.run(
         [sys.executable, "-W", "error", str(EXAMPLES / script)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "SAGE_STREAMS_RECOVERY": str(tmp_path / "recovery")},
+        env={**os.environ, "SAGE_STREAMS_RECOVERY": str(tmp_path / "recovery"), **extra},
     )
     assert done.stderr == ""
     assert done.returncode == 0
