@@ -71,18 +71,19 @@ async def test_without_follow_the_rows_there_are_at_the_start_are_read(database:
     assert await read(empty, None, 10) == []
 
 
-async def test_following_polls_for_new_rows_and_hands_on_an_empty_batch_when_there_are_none(
-    database: Database,
-) -> None:
+async def test_following_polls_for_new_rows_and_is_live(database: Database) -> None:
     db = database
     await events(db, range(1, 3))
     source = PostgresSource(db.url, db.table, "id", follow=True, poll_interval=0.01, decode=lambda r: r["id"])
+    assert source.live  # waiting for rows, it lets barriers pass
+    assert not PostgresSource(db.url, db.table, "id").live
     batches = source.batches(None, 10)
     assert [source.decode(r) for r in (await anext(batches))[0]] == [1, 2]
-    assert await anext(batches) == ([], 2)
+    pending = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0.05)
+    assert not pending.done()  # no empty batches: it waits for rows
     await events(db, range(3, 5))
-    while not (batch := await anext(batches))[0]:
-        assert batch == ([], 2)
+    batch = await asyncio.wait_for(pending, 30)
     assert ([source.decode(r) for r in batch[0]], batch[1]) == ([3, 4], 4)
     await batches.aclose()  # type: ignore[attr-defined]
 
@@ -94,13 +95,12 @@ async def test_a_notification_wakes_the_poll(database: Database) -> None:
     source = PostgresSource(db.url, db.table, "id", follow=True, poll_interval=3600, notify="new_events")
     batches = source.batches(None, 10)
     assert len((await anext(batches))[0]) == 1
-    assert await anext(batches) == ([], 1)  # listening, waiting: an empty batch every TURN seconds
+    pending = asyncio.ensure_future(anext(batches))
     listening = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%new_events%'"
     await until(lambda: db.connection.fetchval(listening))
     await events(db, range(2, 3))
     await db.connection.execute("NOTIFY new_events")
-    while not (batch := await asyncio.wait_for(anext(batches), 30))[0]:
-        assert batch == ([], 1)
+    batch = await asyncio.wait_for(pending, 30)
     assert ([source.decode(row)["id"] for row in batch[0]], batch[1]) == ([2], 2)
     await batches.aclose()  # type: ignore[attr-defined]
 

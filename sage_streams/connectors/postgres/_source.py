@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
-from typing import Any, Final
+from typing import Any
 
 import asyncpg
 
@@ -15,11 +15,7 @@ from sage_streams.connectors.base import Guarantee
 from sage_streams.connectors.postgres._connection import DEFAULT_BACKOFF, TRANSIENT, Link, quoted, redacted
 from sage_streams.connectors.retry import Backoff
 
-__all__ = ["TURN", "PostgresSource"]
-
-TURN: Final = 0.05
-"""The longest a following source waits between two batches it hands the run (empty ones while
-there are no new rows), so that a barrier never waits longer for it."""
+__all__ = ["PostgresSource"]
 
 
 class PostgresSource:
@@ -35,9 +31,9 @@ class PostgresSource:
 
     With ``follow=False`` the source reads the rows there are when it starts (up to the
     largest value of ``column`` then) and ends. With ``follow=True`` it goes on: once a query
-    finds fewer rows than a batch holds, it waits ``poll_interval`` seconds before the next,
-    handing the run an empty batch every :data:`TURN` seconds (50 ms) meanwhile, so that a
-    checkpoint never waits for new rows. With ``notify``, it also runs ``LISTEN`` on that channel
+    finds fewer rows than a batch holds, it waits ``poll_interval`` seconds before the next
+    (it is then ``live``: the run reads it in a task of its own, so a checkpoint never waits
+    for new rows). With ``notify``, it also runs ``LISTEN`` on that channel
     (on a connection of its own) and a notification ends the wait at once: a wake-up only, at most
     once (one sent while the connection was down is lost), so the poll stays the truth and a
     lost notification only delays a row by ``poll_interval``.
@@ -81,6 +77,7 @@ class PostgresSource:
         self.column = column
         self.columns = None if columns is None else list(dict.fromkeys([column, *columns]))
         self.follow = follow
+        self.live = follow
         self.poll_interval = poll_interval
         self.notify = notify
         self.decode: Callable[[asyncpg.Record], Any] = dict if decode is None else _then(decode)
@@ -96,7 +93,6 @@ class PostgresSource:
         ``column`` in it; see the class docstring for the end."""
         check_positive_int("size", size)
         bound = None
-        loop = asyncio.get_running_loop()
         wake = asyncio.Event()
         listener: asyncpg.Connection | None = None
         try:
@@ -117,14 +113,8 @@ class PostgresSource:
                     return
                 if self.notify is not None and (listener is None or listener.is_closed()):
                     listener = await self._listen(wake)
-                # The run takes a barrier only between two batches: while waiting, an empty batch
-                # every TURN seconds lets a checkpoint through without waiting for rows.
-                until = loop.time() + self.poll_interval
-                while (left := until - loop.time()) > 0 and not wake.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), min(left, TURN))
-                    if not wake.is_set():
-                        yield [], position
+                with contextlib.suppress(TimeoutError):  # barriers pass meanwhile: the source is live
+                    await asyncio.wait_for(wake.wait(), self.poll_interval)
                 wake.clear()  # before the next query: a notification during it wakes the next wait
         finally:
             await self._link.close()
