@@ -8,13 +8,13 @@ never see an entry a crash then takes back, or it would act on it twice. So the 
 the explicit ID ``e-n``; ``pre_commit(e)`` returns once all of it is there; ``commit(e)``, after
 the checkpoint store has committed ``e``, runs a Lua script that appends the staged entries of
 the epochs up to ``e`` to the target (``XADD *``, or ``HSET``) and deletes them from staging, in
-chunks of :data:`MOVE_CHUNK`, each chunk atomic (an emptied staging stream is deleted). A run killed between the two finds them still
-staged: ``recover(E, ...)`` moves what is staged up to ``E`` (committed), then deletes the
-staging stream (epochs after ``E``, which the replay writes again). A reader therefore sees
-each committed epoch once, up to one checkpoint later than it was computed, and nothing of an
-epoch that did not commit. The output is as durable as the Redis server makes it (its AOF or
-snapshot settings); the moves need a single Redis server (not a Cluster: the script touches two
-keys).
+chunks of :data:`MOVE_CHUNK`, each chunk atomic (an emptied staging stream is deleted). A run
+killed between the two finds them still staged: ``recover(E, ...)`` moves what is staged up to
+``E`` (committed), then deletes the staging stream (epochs after ``E``, which the replay writes
+again). A reader therefore sees each committed epoch once, up to one checkpoint later than it
+was computed, and nothing of an epoch that did not commit. The output is as durable as the
+Redis server makes it (its AOF or snapshot settings); the moves need a single Redis server (not
+a Cluster: the script touches two keys).
 
 A run without checkpoints has no epoch to wait for: the sink learns of it (no checkpoint store
 is offered to it before ``recover``) and writes straight to the target as batches come.
