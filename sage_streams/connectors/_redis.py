@@ -66,6 +66,12 @@ async def call(
 
     try:
         return await backoff.call(owner, what, once, transient=TRANSIENT, reset=reset)
+    except ConnectorError as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, TRANSIENT) or isinstance(cause, AuthenticationError):
+            raise
+        # redis-py's errors have a repr that says little ("network:ConnectionError"): add their text.
+        raise ConnectorError(f"{exc}: {cause}") from cause
     except RedisError as exc:
         raise ConnectorError(f"{owner}: {what} failed: {exc}") from exc
 
