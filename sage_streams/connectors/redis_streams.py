@@ -41,6 +41,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from functools import partial
 from typing import Any, TypeAlias
 
+import anyio
 import redis.asyncio
 from redis.exceptions import ResponseError
 
@@ -133,13 +134,17 @@ class RedisStreamSource(SplitSource):
 
     async def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
         """See :meth:`SplitSource.batches`; the run's client is closed when they end."""
+        splits = super().batches(position, size)
         try:
-            async for batch, after in super().batches(position, size):
+            async for batch, after in splits:
                 yield batch, after
         finally:
-            client, self._client = self._client, None
-            if client is not None:
-                await client.aclose()
+            # Shielded: a run cancelled mid-read ends here, and its client must close all the same.
+            with anyio.CancelScope(shield=True):
+                await splits.aclose()  # type: ignore[attr-defined]  # its tasks end before the client
+                client, self._client = self._client, None
+                if client is not None:
+                    await client.aclose()
 
     async def splits(self) -> list[str]:
         """The stream keys, once each is checked to be a stream (and its group made)."""
@@ -285,8 +290,11 @@ class RedisStreamSource(SplitSource):
         try:
             await self._call(f"XACK {key} {group}", lambda: client.xack(key, group, *ids))
         finally:
-            if own:
-                await client.aclose()
+            # Closed here if it is this call's own, or if the run's ended meanwhile: its close
+            # may have cut this call's connection, and the retry opened another.
+            if own or client is not self._client:
+                with anyio.CancelScope(shield=True):
+                    await client.aclose()
 
     def _live(self) -> redis.asyncio.Redis:
         assert self._client is not None, "splits() opens the run's client"

@@ -129,7 +129,6 @@ async def test_a_server_gone_mid_run_fails_it_and_the_restored_run_writes_the_re
         written = [int(f[b"n"]) for _, f in await client.xrange("out")]
         assert written == [2 * n for n in range(len(written))]  # committed epochs only, in order
         assert 0 < len(written) <= 700
-        print("WRITTEN", len(written), failure.__cause__)
         await build(stop_at=None).execute()
         assert [int(f[b"n"]) for _, f in await client.xrange("out")] == [2 * n for n in range(2000)]
         assert (await client.xpending("in", "g"))["pending"] == 0
