@@ -122,7 +122,8 @@ class RedisStreamSource(SplitSource):
         self._decode = decode
         self._client: redis.asyncio.Redis | None = None
         self._ends: dict[str, bytes | None] = {}  # per key: the last entry when the run began
-        self._delivered: dict[str, deque[bytes]] = {}  # group mode: IDs given, not yet acknowledged
+        self._delivered: dict[str, deque[tuple[tuple[int, int], list[bytes]]]] = {}
+        """Group mode, per key: the IDs of each read not yet acknowledged, with its last ID."""
 
     def __repr__(self) -> str:
         group = "" if self.group is None else f", group={self.group!r}, consumer={self.consumer!r}"
@@ -249,9 +250,11 @@ class RedisStreamSource(SplitSource):
                 if done:  # committed by the checkpoint; a crash came before their XACK
                     await self._ack(key, done)
                     entries = entries[len(done) :]
+                    if not entries:
+                        continue
             # A pending entry deleted from the stream comes without fields: it is acknowledged
             # with the others, but there is nothing to give.
-            delivered.extend(entry[0] for entry in entries)
+            delivered.append((entry_id(entries[-1][0]), [entry[0] for entry in entries]))
             batch = [entry for entry in entries if entry[1] is not None]
             if batch:
                 given = batch[-1][0].decode()
@@ -274,9 +277,9 @@ class RedisStreamSource(SplitSource):
             if upto is None or not delivered:
                 continue
             limit = entry_id(upto)
-            done = []
-            while delivered and entry_id(delivered[0]) <= limit:
-                done.append(delivered.popleft())
+            done: list[bytes] = []
+            while delivered and delivered[0][0] <= limit:
+                done += delivered.popleft()[1]
             if done:
                 await self._ack(key, done)
 
