@@ -10,6 +10,8 @@ to the output stream.
 - ``sage_streams``: ``RedisStreamSource`` -> ``map`` -> keyed tumbling ``window`` +
   ``aggregate`` -> ``RedisStreamSink``, checkpoints every second into a SQLite file (so the sink
   is exactly once: each epoch staged, then moved into place at commit), on uvloop.
+- ``sage_streams, consumer group``: the same, the source reading as a consumer of a group of
+  its own (``XREADGROUP``, each read ``XACK``-ed once its epoch has committed).
 - ``redis-py loop``: a hand-written loop on the same client: ``XRANGE`` in batches of the same
   size, the same parsing, a dict of open windows fired as the largest timestamp passes their
   end, each batch's totals written with one pipelined ``XADD`` round trip; no checkpoints.
@@ -26,6 +28,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +73,12 @@ def parse(fields: dict[str, str]) -> dict[str, int]:
     }
 
 
-async def with_sage_streams(url: str, key: str, out: str, folder: Path) -> None:
+async def with_sage_streams(url: str, key: str, out: str, folder: Path, group: bool = False) -> None:
     env = LocalEnvironment(
         "redis-bench", checkpoints=folder / f"{out}.db", checkpoint_interval=1.0, batch_size=BATCH
     )
-    events = env.create_stream("events", source=RedisStreamSource(url, key)).map(parse, name="parse")
+    source = RedisStreamSource(url, key, group=out if group else None)
+    events = env.create_stream("events", source=source).map(parse, name="parse")
     windows = events.window("tumbling", size=WINDOW, key_func=lambda e: e["user"], name="window")
     sums = windows.aggregate(lambda total, e: total + e["amount"], initial=0, name="sums")
     rows = sums.map(lambda a: {"user": a.key, "start": a.start_time, "total": a.value}, name="rows")
@@ -129,6 +133,7 @@ async def output(url: str, out: str) -> list[Row]:
 
 IMPLEMENTATIONS: dict[str, Callable[[str, str, str, Path], Any]] = {
     "sage_streams": with_sage_streams,
+    "sage_streams, consumer group": partial(with_sage_streams, group=True),
     "redis-py loop": with_redis_py,
 }
 
@@ -142,7 +147,7 @@ def measure(entries: int, repeat: int) -> dict[str, list[float]]:
         uvloop.run(produce(server.url, "in", entries))
         for run in range(repeat):
             for name, implementation in IMPLEMENTATIONS.items():
-                out = f"out-{name}-{run}".replace(" ", "-")
+                out = f"out-{name}-{run}".replace(" ", "-").replace(",", "")
                 started = time.perf_counter()
                 uvloop.run(implementation(server.url, "in", out, Path(folder)))
                 rates[name].append(entries / (time.perf_counter() - started))

@@ -24,5 +24,6 @@ def test_a_tiny_redis_benchmark_prints_both_rates_and_their_ratio() -> None:
     assert lines[0] == "4,000 entries, 100 window totals, medians of 1"
     assert lines[1:3] == ["| implementation | entries/s (median) | runs |", "|---|---:|---|"]
     assert re.fullmatch(r"\| sage_streams \| [\d,]+ \| [\d,]+ \|", lines[3])
-    assert re.fullmatch(r"\| redis-py loop \| [\d,]+ \| [\d,]+ \|", lines[4])
-    assert re.fullmatch(r"sage_streams / redis-py loop: \d+\.\d\dx", lines[6])
+    assert re.fullmatch(r"\| sage_streams, consumer group \| [\d,]+ \| [\d,]+ \|", lines[4])
+    assert re.fullmatch(r"\| redis-py loop \| [\d,]+ \| [\d,]+ \|", lines[5])
+    assert re.fullmatch(r"sage_streams / redis-py loop: \d+\.\d\dx", lines[7])
