@@ -17,7 +17,9 @@ Redis server makes it (its AOF or snapshot settings); the moves need a single Re
 a Cluster: the script touches two keys).
 
 A run without checkpoints has no epoch to wait for: the sink learns of it (no checkpoint store
-is offered to it before ``recover``) and writes straight to the target as batches come.
+is offered to it before ``recover``) and writes each batch straight to the target, one
+pipelined round trip each (a retry after a dropped connection may write a batch twice: such a
+run gives at least once at best anyway).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ MOVE_CHUNK: Final = 2000
 """Staged entries moved per script call: each call is atomic, and blocks the server while it runs."""
 
 FLUSH_AT: Final = 2000
-"""Entries a sink holds before it writes them out (pipelined), between pre-commits."""
+"""Entries a sink with checkpoints holds before it stages them (pipelined), between pre-commits."""
 
 _MOVE: Final = """
 local entries = redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', ARGV[2])
@@ -116,7 +118,7 @@ class _StagedSink:
         encoded is a :class:`TypeError` naming it, and none of the batch is written."""
         encoded = [(epoch, self._fields(index, item)) for index, item in enumerate(batch)]
         self._pending += encoded
-        if len(self._pending) >= FLUSH_AT:
+        if len(self._pending) >= FLUSH_AT or not self._staged:
             await self._flush()
 
     async def pre_commit(self, epoch: int) -> dict[str, int]:

@@ -112,6 +112,11 @@ async def test_without_checkpoints_the_sink_writes_through(
     await env.execute()
     assert await entries(client, key) == [{"n": str(n)} for n in range(5)]
     assert not await client.exists(f"{key}.sage-staging")
+    sink = RedisHashSink(redis_server.url, fresh("through"))  # not offered a store: no checkpoints
+    await sink.recover(None, None)
+    await sink.write([("a", 1), ("b", 2)], 1)
+    assert await client.hgetall(sink.key) == {b"a": b"1", b"b": b"2"}  # each batch as it comes
+    await sink.close()
 
 
 async def test_a_checkpointed_run_writes_each_item_once(
