@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment
 from sage_streams.connectors import AcknowledgingSource, DecodingSource, ReplayableSource
@@ -191,3 +193,62 @@ def test_options_are_checked_when_the_source_is_made() -> None:
 def test_importing_the_package_does_not_import_redis() -> None:
     code = "import sys, sage_streams, sage_streams.connectors; assert 'redis' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None)
+@given(
+    count=st.integers(1, 25),  # a stream of none does not exist: that is an error of its own
+    size=st.integers(1, 6),
+    read=st.integers(0, 8),
+    committed=st.integers(0, 8),
+    group=st.booleans(),
+)
+def test_a_run_restored_from_any_committed_position_gives_exactly_the_rest(
+    redis_server: Server, count: int, size: int, read: int, committed: int, group: bool
+) -> None:
+    """A run reads ``read`` batches and dies; the last checkpoint holds the position after
+    ``committed`` of them (acknowledged, in a group); the restored run gives exactly what came
+    after it, and then nothing is left pending."""
+    key = fresh("property")
+
+    async def check() -> None:
+        client = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            await produce(client, key, count)
+            options: dict[str, Any] = {"group": "g", "consumer": "c"} if group else {}
+            source = RedisStreamSource(redis_server.url, key, **options)
+            first = source.batches(None, size)
+            taken = [batch async for batch in first_batches(first, read)]
+            await first.aclose()
+            done = min(committed, len(taken))
+            position = taken[done - 1][1] if done else None
+            if position is not None:
+                await source.acknowledge(position)
+            before = numbers(taken[:done])
+            again = RedisStreamSource(redis_server.url, key, **options)
+            after = await read_all(again, position, size)
+            assert before + numbers(after) == list(range(count))
+            if group and after:
+                await again.acknowledge(after[-1][1])
+            if group:
+                assert (await client.xpending(key, "g"))["pending"] == 0
+        finally:
+            await client.aclose()
+
+    asyncio.run(check())
+
+
+async def first_batches(batches: Any, limit: int) -> Any:
+    """The first ``limit`` batches (with their positions) of ``batches``, or all there are."""
+    taken = 0
+    while taken < limit:
+        try:
+            yield await anext(batches)
+        except StopAsyncIteration:
+            return
+        taken += 1
+
+
+async def read_all(source: RedisStreamSource, position: Any, size: int) -> list[tuple[list[Any], Any]]:
+    return [batch async for batch in source.batches(position, size)]
