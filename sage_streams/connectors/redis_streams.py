@@ -8,7 +8,9 @@ last entry read from it (``{"clicks": "1700000000000-3"}``), so a checkpoint rec
 stream stands and a restored run reads on from there. In group mode the entries a run was given
 stay pending until the epoch holding them has committed, then they are acknowledged
 (``XACK``): a run killed before that reads them again, from this consumer's pending entries
-after the checkpoint's IDs, so none is lost, and none is processed twice in the output.
+after the checkpoint's IDs, so none is lost, and none is processed twice in the output. The
+source is ``exactly_once`` with checkpoints; without them a group's entries are acknowledged as
+each batch is handed on (at most once), and a run without a group starts from the first entry.
 
 Each entry reaches the pipeline as ``(id, fields)`` (bytes, and a dict of bytes) and is decoded
 by the stream's first operator, ``NAME.decode`` (by default into a dict of str): an entry that
