@@ -1,10 +1,12 @@
 """The Redis connectors' faults against real servers: a wrong URL, refused credentials or a missing
 stream fail the run at its start, naming the connector; a server that goes away mid-run is
 retried with backoff, then fails the run with a PipelineError naming the connector, and what
-was committed before is all there is, so a run restored once it is back writes the rest once."""
+was committed before is all there is, so a run restored once it is back writes the rest once;
+a server back before the retries run out does not fail the run at all."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -130,6 +132,37 @@ async def test_a_server_gone_mid_run_fails_it_and_the_restored_run_writes_the_re
         assert written == [2 * n for n in range(len(written))]  # committed epochs only, in order
         assert 0 < len(written) <= 700
         await build(stop_at=None).execute()
+        assert [int(f[b"n"]) for _, f in await client.xrange("out")] == [2 * n for n in range(2000)]
+        assert (await client.xpending("in", "g"))["pending"] == 0
+        await client.aclose()
+
+
+async def test_a_server_back_within_the_backoff_is_retried_and_the_run_writes_each_entry_once(
+    tmp_path: Path,
+) -> None:
+    with servers.start("redis", durable=True) as server:
+        client = redis.asyncio.Redis.from_url(server.url)
+        await produce(client, "in", 2000)
+        await client.aclose()
+        patient = Backoff(attempts=30, first=0.02, limit=0.1)
+        env = LocalEnvironment(
+            "back", checkpoints=tmp_path / "store.db", checkpoint_interval=0.005, batch_size=10
+        )
+        source = RedisStreamSource(server.url, "in", group="g", backoff=patient)
+        away = threading.Timer(0.3, server.restart)  # the same port and data, 0.3 s later
+
+        def double(fields: dict[str, str]) -> dict[str, int]:
+            n = int(fields["n"])
+            if n == 700:
+                server.stop()
+                away.start()
+            return {"n": n * 2}
+
+        stream = env.create_stream("in", source=source).map(double)
+        stream.sink(RedisStreamSink(server.url, "out", backoff=patient))
+        await env.execute()
+        away.join()
+        client = redis.asyncio.Redis.from_url(server.url)
         assert [int(f[b"n"]) for _, f in await client.xrange("out")] == [2 * n for n in range(2000)]
         assert (await client.xpending("in", "g"))["pending"] == 0
         await client.aclose()
