@@ -78,9 +78,9 @@ class RedisStreamSource(SplitSource):
 
     ``follow=False`` reads the entries each stream holds when the run starts, then ends (in
     group mode: until the group has none left to give); ``follow=True`` waits for new entries
-    forever, ``block`` seconds per wait, which is also how long a checkpoint's barrier may wait
-    behind an idle stream. Per key, entries keep their order; across keys, the order is that of
-    arrival.
+    forever, ``block`` seconds per wait, giving an empty batch after a wait in vain, so that a
+    checkpoint's barrier waits at most that long behind an idle stream. Per key, entries keep
+    their order; across keys, the order is that of arrival.
 
     Args:
         url: ``redis://[[user]:password@]host:port/db`` (``rediss://`` for TLS).
@@ -213,6 +213,8 @@ class RedisStreamSource(SplitSource):
                 entries = reply[0][1]
                 last = entries[-1][0].decode()
                 yield entries, last
+            else:
+                yield [], last  # a wait in vain: a barrier owed may go in now
 
     async def _read_group(
         self, key: str, group: str, position: str | None, size: int
@@ -244,6 +246,7 @@ class RedisStreamSource(SplitSource):
                     history = False
                     continue
                 if self.follow:
+                    yield [], given  # a wait in vain: a barrier owed may go in now
                     continue
                 return
             if history:

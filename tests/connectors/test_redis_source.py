@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment
 from sage_streams.connectors import AcknowledgingSource, DecodingSource, ReplayableSource
-from sage_streams.connectors.redis_streams import RedisStreamSource, decode_fields
+from sage_streams.connectors.redis_streams import RedisStreamSink, RedisStreamSource, decode_fields
 from servers import Server
 from tests.connectors.redis_client import client, fresh, produce
 
@@ -77,20 +77,23 @@ async def test_several_keys_are_splits_and_the_position_holds_each(
     assert sorted(numbers(resumed)) == [1, 2, 10, 11]
 
 
-async def test_following_waits_for_new_entries(redis_server: Server, client: redis.asyncio.Redis) -> None:
-    key = fresh("follow")
-    await produce(client, key, 2)
-    batches = RedisStreamSource(redis_server.url, key, follow=True, block=0.05).batches(None, 10)
-    first, _ = await anext(batches)
-    assert numbers([(first, None)]) == [0, 1]
-    waiting = asyncio.ensure_future(anext(batches))
-    await asyncio.sleep(0.1)  # two empty waits
-    assert not waiting.done()
-    await produce(client, key, 1, start=2)
-    second, position = await waiting
-    assert numbers([(second, None)]) == [2]
-    assert position == {key: second[0][0].decode()}
-    await batches.aclose()
+async def test_following_waits_for_new_entries_giving_an_empty_batch_after_each_wait_in_vain(
+    redis_server: Server, client: redis.asyncio.Redis
+) -> None:
+    for group in (None, "g"):
+        key = fresh("follow")
+        await produce(client, key, 2)
+        source = RedisStreamSource(redis_server.url, key, group=group, follow=True, block=0.01)
+        batches = source.batches(None, 10)
+        first, position = await anext(batches)
+        assert numbers([(first, None)]) == [0, 1]
+        assert await anext(batches) == ([], position)  # a barrier may go in between
+        await produce(client, key, 1, start=2)
+        while not (batch := await anext(batches))[0]:
+            assert batch == ([], position)
+        assert numbers([batch]) == [2]
+        assert batch[1] == {key: batch[0][-1][0].decode()}
+        await batches.aclose()
 
 
 async def test_a_group_reads_again_its_pending_entries_after_the_checkpoint(
@@ -252,3 +255,28 @@ async def first_batches(batches: Any, limit: int) -> Any:
 
 async def read_all(source: RedisStreamSource, position: Any, size: int) -> list[tuple[list[Any], Any]]:
     return [batch async for batch in source.batches(position, size)]
+
+
+async def test_a_following_job_cancelled_and_restarted_writes_each_entry_once(
+    redis_server: Server, client: redis.asyncio.Redis, tmp_path: Any
+) -> None:
+    key, out = fresh("live"), fresh("live-out")
+
+    async def run_until(count: int) -> None:
+        """Run the job until ``out`` holds ``count`` entries, then cancel it, as a stop would."""
+        env = LocalEnvironment("live", checkpoints=tmp_path / "store.db", checkpoint_interval=0.005)
+        source = RedisStreamSource(redis_server.url, key, group="g", follow=True, block=0.02)
+        env.create_stream("in", source=source).sink(RedisStreamSink(redis_server.url, out))
+        job = asyncio.ensure_future(env.execute())
+        while await client.xlen(out) < count:
+            assert not job.done(), job.exception()
+            await asyncio.sleep(0.005)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+
+    await produce(client, key, 30)
+    await run_until(30)
+    await produce(client, key, 20, start=30)  # while no job runs
+    await run_until(50)
+    assert [int(fields[b"n"]) for _, fields in await client.xrange(out)] == list(range(50))
