@@ -1,11 +1,12 @@
 """``python -m benchmarks.redis_streams``: Redis Streams end to end, sage_streams beside redis-py.
 
-``--entries`` entries (``{"timestamp", "user", "amount"}``, 50 users, 20 per time unit) are
-written into a Redis stream first, on a server of this run's own (``servers.start``). Then two
-implementations do the same work, each reading the whole stream and writing to a stream of its
-own: parse each entry (a dict of str to ints), double its amount, sum the amounts per user in
-tumbling windows of :data:`WINDOW` time units, and append each window's ``(user, start, total)``
-to the output stream.
+``--entries`` entries (``{"id", "timestamp", "user", "amount"}``, 50 users, 20 per time unit,
+made by the crash job's :func:`benchmarks.redis_job.produce`) are written into a Redis stream
+first, on a server of this run's own (``servers.start``). Then the implementations do the same
+work, each reading the whole stream and writing to a stream of its own: parse each entry (a
+dict of str to ints), double its amount, sum the amounts per user in tumbling windows of
+:data:`WINDOW` time units, and append each window's ``(user, start, total)`` to the output
+stream.
 
 - ``sage_streams``: ``RedisStreamSource`` -> ``map`` -> keyed tumbling ``window`` +
   ``aggregate`` -> ``RedisStreamSink``, checkpoints every second into a SQLite file (so the sink
@@ -23,7 +24,6 @@ and the ratio, and checks that both outputs hold the same totals.
 from __future__ import annotations
 
 import argparse
-import random
 import statistics
 import tempfile
 import time
@@ -36,6 +36,7 @@ import redis.asyncio
 import uvloop
 
 import servers
+from benchmarks.redis_job import produce
 from sage_streams import LocalEnvironment
 from sage_streams.connectors.redis_streams import RedisStreamSink, RedisStreamSource
 
@@ -46,22 +47,6 @@ BATCH = 1024
 """Entries per read, for both (the environment's default batch size)."""
 
 Row = tuple[int, int, int]
-
-
-async def produce(url: str, key: str, entries: int) -> None:
-    """``entries`` entries into ``key``, pipelined 5,000 at a time."""
-    rng = random.Random(7)
-    client = redis.asyncio.Redis.from_url(url)
-    try:
-        for first in range(0, entries, 5000):
-            pipe = client.pipeline(transaction=False)
-            for i in range(first, min(entries, first + 5000)):
-                pipe.xadd(
-                    key, {"timestamp": i // 20, "user": rng.randrange(50), "amount": rng.randrange(100)}
-                )
-            await pipe.execute()
-    finally:
-        await client.aclose()
 
 
 def parse(fields: dict[str, str]) -> dict[str, int]:
@@ -144,12 +129,12 @@ def measure(entries: int, repeat: int) -> dict[str, list[float]]:
     rates: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
     expected: list[Row] | None = None
     with servers.start("redis") as server, tempfile.TemporaryDirectory(prefix="sage-redis-bench-") as folder:
-        uvloop.run(produce(server.url, "in", entries))
+        uvloop.run(produce(server.url, "bench", entries))
         for run in range(repeat):
             for name, implementation in IMPLEMENTATIONS.items():
                 out = f"out-{name}-{run}".replace(" ", "-").replace(",", "")
                 started = time.perf_counter()
-                uvloop.run(implementation(server.url, "in", out, Path(folder)))
+                uvloop.run(implementation(server.url, "bench:events", out, Path(folder)))
                 rates[name].append(entries / (time.perf_counter() - started))
                 found = uvloop.run(output(server.url, out))
                 if expected is None:

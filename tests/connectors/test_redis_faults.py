@@ -7,6 +7,7 @@ a server back before the retries run out does not fail the run at all."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -97,72 +98,74 @@ async def test_a_missing_stream_or_a_key_of_another_type_fails_at_the_start(
     assert "pipeline 'read' failed: operator 'in' failed" in str(failure)
 
 
+async def fill(server: Server) -> None:
+    """2,000 entries ``{"n": i}`` in ``in``."""
+    client = redis.asyncio.Redis.from_url(server.url)
+    await produce(client, "in", 2000)
+    await client.aclose()
+
+
+def doubling(
+    server: Server, folder: Path, backoff: Backoff, outage: Callable[[], None] | None
+) -> LocalEnvironment:
+    """A job reading ``in`` as group ``g``, writing each ``n`` doubled to ``out``; ``outage()``
+    is called as entry 700 goes by (in the map, so the run is mid-flight)."""
+    env = LocalEnvironment(
+        "outage", checkpoints=folder / "store.db", checkpoint_interval=0.005, batch_size=10
+    )
+    source = RedisStreamSource(server.url, "in", group="g", backoff=backoff)
+
+    def double(fields: dict[str, str]) -> dict[str, int]:
+        n = int(fields["n"])
+        if n == 700 and outage is not None:
+            outage()
+        return {"n": n * 2}
+
+    env.create_stream("in", source=source).map(double).sink(
+        RedisStreamSink(server.url, "out", backoff=backoff)
+    )
+    return env
+
+
+async def doubled(server: Server) -> tuple[list[int], int]:
+    """The numbers in ``out``, in order, and the entries of ``in`` still pending in ``g``."""
+    client = redis.asyncio.Redis.from_url(server.url)
+    try:
+        numbers = [int(fields[b"n"]) for _, fields in await client.xrange("out")]
+        return numbers, (await client.xpending("in", "g"))["pending"]
+    finally:
+        await client.aclose()
+
+
 async def test_a_server_gone_mid_run_fails_it_and_the_restored_run_writes_the_rest_once(
     tmp_path: Path,
 ) -> None:
     with servers.start("redis", durable=True) as server:
-        client = redis.asyncio.Redis.from_url(server.url)
-        await produce(client, "in", 2000)
-        await client.aclose()
-
-        def build(stop_at: int | None) -> LocalEnvironment:
-            env = LocalEnvironment(
-                "gone", checkpoints=tmp_path / "store.db", checkpoint_interval=0.005, batch_size=10
-            )
-            source = RedisStreamSource(server.url, "in", group="g", backoff=QUICK)
-
-            def double(fields: dict[str, str]) -> dict[str, int]:
-                n = int(fields["n"])
-                if n == stop_at:
-                    server.stop()  # SIGTERM: Redis writes its AOF out and exits
-                return {"n": n * 2}
-
-            env.create_stream("in", source=source).map(double).sink(
-                RedisStreamSink(server.url, "out", backoff=QUICK)
-            )
-            return env
-
-        failure = await failure_of(build(stop_at=700))
+        await fill(server)
+        # SIGTERM: Redis writes its AOF out and exits; three quick tries find it away.
+        failure = await failure_of(doubling(server, tmp_path, QUICK, outage=server.stop))
         assert isinstance(failure.__cause__, ConnectorError)
         assert "failed 3 times in a row" in str(failure.__cause__)
         assert str(failure.__cause__).startswith(("RedisStreamSource(", "RedisStreamSink("))
         server.restart()
-        client = redis.asyncio.Redis.from_url(server.url)
-        written = [int(f[b"n"]) for _, f in await client.xrange("out")]
+        written, _ = await doubled(server)
         assert written == [2 * n for n in range(len(written))]  # committed epochs only, in order
         assert 0 < len(written) <= 700
-        await build(stop_at=None).execute()
-        assert [int(f[b"n"]) for _, f in await client.xrange("out")] == [2 * n for n in range(2000)]
-        assert (await client.xpending("in", "g"))["pending"] == 0
-        await client.aclose()
+        await doubling(server, tmp_path, QUICK, outage=None).execute()
+        assert await doubled(server) == ([2 * n for n in range(2000)], 0)
 
 
 async def test_a_server_back_within_the_backoff_is_retried_and_the_run_writes_each_entry_once(
     tmp_path: Path,
 ) -> None:
     with servers.start("redis", durable=True) as server:
-        client = redis.asyncio.Redis.from_url(server.url)
-        await produce(client, "in", 2000)
-        await client.aclose()
-        patient = Backoff(attempts=30, first=0.02, limit=0.1)
-        env = LocalEnvironment(
-            "back", checkpoints=tmp_path / "store.db", checkpoint_interval=0.005, batch_size=10
-        )
-        source = RedisStreamSource(server.url, "in", group="g", backoff=patient)
-        away = threading.Timer(0.3, server.restart)  # the same port and data, 0.3 s later
+        await fill(server)
+        back = threading.Timer(0.3, server.restart)  # the same port and data, 0.3 s later
 
-        def double(fields: dict[str, str]) -> dict[str, int]:
-            n = int(fields["n"])
-            if n == 700:
-                server.stop()
-                away.start()
-            return {"n": n * 2}
+        def outage() -> None:
+            server.stop()
+            back.start()
 
-        stream = env.create_stream("in", source=source).map(double)
-        stream.sink(RedisStreamSink(server.url, "out", backoff=patient))
-        await env.execute()
-        away.join()
-        client = redis.asyncio.Redis.from_url(server.url)
-        assert [int(f[b"n"]) for _, f in await client.xrange("out")] == [2 * n for n in range(2000)]
-        assert (await client.xpending("in", "g"))["pending"] == 0
-        await client.aclose()
+        await doubling(server, tmp_path, Backoff(attempts=30, first=0.02, limit=0.1), outage).execute()
+        back.join()
+        assert await doubled(server) == ([2 * n for n in range(2000)], 0)
