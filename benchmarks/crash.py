@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,15 @@ def committed_epoch(folder: Path) -> int:
     return int(row[0] or 0)
 
 
-def kill_repeatedly(folder: Path, kills: int, rng: random.Random, written: Sequence[int] = ()) -> int:
-    """Start the job in ``folder`` and SIGKILL it, up to ``kills`` times; the number of kills made.
+def kill_repeatedly(
+    folder: Path,
+    kills: int,
+    rng: random.Random,
+    written: Sequence[int] = (),
+    launch: Callable[[Path], subprocess.Popen[bytes]] = start,
+) -> int:
+    """Start the job in ``folder`` (with ``launch``: this module's job by default) and SIGKILL
+    it, up to ``kills`` times; the number of kills made.
 
     Each run is killed once it has committed an epoch of its own and ``folder/joined.jsonl``
     holds at least ``written[k]`` bytes (for the k-th kill; no such wait without ``written``),
@@ -98,7 +105,7 @@ def kill_repeatedly(folder: Path, kills: int, rng: random.Random, written: Seque
     while made < kills:
         before = committed_epoch(folder)
         target = written[made] if written else 0
-        job = start(folder)
+        job = launch(folder)
         deadline = time.monotonic() + 60
         while job.poll() is None and time.monotonic() < deadline:
             if _size(folder / "joined.jsonl") >= target and committed_epoch(folder) > before:

@@ -108,6 +108,18 @@ robust_processor emitted 0; errors kept in state:
 stopped: 11 errors within 60 s in 'parse'
 skipped before the stop: 10
 """,
+    "redis_pipeline.py": """\
+the job's guarantee: exactly_once
+dead letter from parse: {'user': 'bo', 'timestamp': 'soon', 'cents': '999'} (ValueError)
+total: user=ana, minute=0, cents=200
+total: user=bo, minute=0, cents=300
+total: user=chen, minute=1, cents=450
+total: user=ana, minute=1, cents=200
+total: user=bo, minute=1, cents=50
+total: user=ana, minute=2, cents=10
+latest: ana=10, bo=50, chen=450
+pending in the group: 0
+""",
     "backpressure_management.py": """\
  block: delivered + dropped = 20000: True, dropped any: False, peak <= 1000: True, spilled: False
   drop: delivered + dropped = 20000: True, dropped any: True, peak <= 1000: True, spilled: False
@@ -123,9 +135,12 @@ def test_every_example_has_an_expected_output() -> None:
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_prints_what_it_should(script: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     # The recovery example keeps its checkpoints in a folder of its own for this run only:
-    # one a run of another version left would be restored. The PostgreSQL example runs against
-    # the session's server.
-    servers = {"postgres_sink.py": ("DATABASE_URL", "postgres_server")}
+    # one a run of another version left would be restored. The Redis and PostgreSQL examples
+    # talk to the session's servers.
+    servers = {
+        "postgres_sink.py": ("DATABASE_URL", "postgres_server"),
+        "redis_pipeline.py": ("REDIS_URL", "redis_server"),
+    }
     extra = {}
     if script in servers:
         variable, fixture = servers[script]
