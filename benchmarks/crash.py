@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,25 +90,26 @@ def kill_repeatedly(
     folder: Path,
     kills: int,
     rng: random.Random,
-    written: Sequence[int] = (),
+    *,
     launch: Callable[[Path], subprocess.Popen[bytes]] = start,
+    ready: Callable[[int], bool] | None = None,
 ) -> int:
-    """Start the job in ``folder`` (with ``launch``: this module's job by default) and SIGKILL
-    it, up to ``kills`` times; the number of kills made.
+    """Start a job checkpointing into ``folder/store.db`` (with ``launch``: this module's job by
+    default) and SIGKILL it, up to ``kills`` times; the number of kills made.
 
-    Each run is killed once it has committed an epoch of its own and ``folder/joined.jsonl``
-    holds at least ``written[k]`` bytes (for the k-th kill; no such wait without ``written``),
-    at a moment drawn from ``rng`` in the next :data:`KILL_WITHIN` seconds. A run that finishes
-    first ends the kills early. The last run is killed too: the caller starts the one that ends.
+    Each run is killed once it has committed an epoch of its own and ``ready(k)`` holds (for the
+    k-th kill: so much output written, say; always, without ``ready``), at a moment drawn from
+    ``rng`` in the next :data:`KILL_WITHIN` seconds. A run that finishes first ends the kills
+    early. The last run is killed too: the caller starts the one that ends. Every crash test
+    kills through here, and only the processes it started, by their PID.
     """
     made = 0
     while made < kills:
         before = committed_epoch(folder)
-        target = written[made] if written else 0
         job = launch(folder)
         deadline = time.monotonic() + 60
         while job.poll() is None and time.monotonic() < deadline:
-            if _size(folder / "joined.jsonl") >= target and committed_epoch(folder) > before:
+            if committed_epoch(folder) > before and (ready is None or ready(made)):
                 break
             time.sleep(0.002)
         time.sleep(rng.uniform(0, KILL_WITHIN))
@@ -199,7 +200,9 @@ def measure(folder: Path, records: int, kills: int, seed: int) -> Report:
     joined_size = (clean / "joined.jsonl").stat().st_size
     written = [joined_size * (k + 1) // (kills + 1) for k in range(kills)]
     started = time.perf_counter()
-    made = kill_repeatedly(crashed, kills, random.Random(seed), written)
+    made = kill_repeatedly(
+        crashed, kills, random.Random(seed), ready=lambda k: _size(crashed / "joined.jsonl") >= written[k]
+    )
     if start(crashed).wait() != 0:
         raise RuntimeError(f"the killed run failed to finish:\n{(crashed / 'stderr').read_text()}")
     killed_seconds = time.perf_counter() - started

@@ -78,8 +78,8 @@ class RedisStreamSource(SplitSource):
 
     ``follow=False`` reads the entries each stream holds when the run starts, then ends (in
     group mode: until the group has none left to give); ``follow=True`` waits for new entries
-    forever, ``block`` seconds per wait, giving an empty batch after a wait in vain, so that a
-    checkpoint's barrier waits at most that long behind an idle stream. Per key, entries keep
+    forever, ``block`` seconds per wait (it is then ``live``: the run reads it in a task of its
+    own, so a checkpoint's barrier never waits behind an idle stream). Per key, entries keep
     their order; across keys, the order is that of arrival.
 
     Args:
@@ -120,6 +120,7 @@ class RedisStreamSource(SplitSource):
         self.consumer = consumer or "sage_streams"
         self.follow = follow
         self.block = block
+        self.live = follow
         self.backoff = backoff
         self._decode = decode
         self._client: redis.asyncio.Redis | None = None
@@ -213,8 +214,6 @@ class RedisStreamSource(SplitSource):
                 entries = reply[0][1]
                 last = entries[-1][0].decode()
                 yield entries, last
-            else:
-                yield [], last  # a wait in vain: a barrier owed may go in now
 
     async def _read_group(
         self, key: str, group: str, position: str | None, size: int
@@ -246,8 +245,7 @@ class RedisStreamSource(SplitSource):
                     history = False
                     continue
                 if self.follow:
-                    yield [], given  # a wait in vain: a barrier owed may go in now
-                    continue
+                    continue  # a wait in vain: wait again
                 return
             if history:
                 cursor = entries[-1][0].decode()

@@ -14,17 +14,16 @@ import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 
-from benchmarks.crash import committed_epoch
+from benchmarks.crash import kill_repeatedly
 from servers import Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,25 +75,16 @@ def test_a_nats_job_killed_ten_times_publishes_each_result_once(nats_server: Ser
 
     asyncio.run(create())
     query(nats_server.url, stream, "fill")
-    rng = random.Random(2026)
-    kills = 0
-    while kills < KILLS:
-        before = committed_epoch(tmp_path)
-        job = start(nats_server.url, stream, tmp_path)
-        deadline = time.monotonic() + 60
-        while job.poll() is None and time.monotonic() < deadline:
-            enough = query(nats_server.url, stream, "count") >= MESSAGES * (kills + 1) // (KILLS + 1)
-            if enough and committed_epoch(tmp_path) > before:
-                break
-            time.sleep(0.005)
-        time.sleep(rng.uniform(0, 0.03))
-        if job.poll() is not None:
-            break  # it finished between two kills
-        os.kill(job.pid, signal.SIGKILL)  # only the process this test started
-        job.wait()
-        kills += 1
+    launch = partial(start, nats_server.url, stream)
+    kills = kill_repeatedly(
+        tmp_path,
+        KILLS,
+        random.Random(2026),
+        launch=launch,
+        ready=lambda k: query(nats_server.url, stream, "count") >= MESSAGES * (k + 1) // (KILLS + 1),
+    )
     assert kills == KILLS
-    job = start(nats_server.url, stream, tmp_path)
+    job = launch(tmp_path)
     assert job.wait(timeout=120) == 0, (tmp_path / "stderr").read_text()
     outputs, acked = query(nats_server.url, stream, "all")
     assert outputs == [{"n": i, "double": 2 * i} for i in range(MESSAGES)]

@@ -13,17 +13,16 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from benchmarks.crash import KILL_WITHIN, committed_epoch
+from benchmarks.crash import kill_repeatedly
 from benchmarks.postgres_job import prepare
 from servers import Server
 
@@ -38,23 +37,6 @@ def start(url: str, folder: Path) -> subprocess.Popen[bytes]:
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stderr=errors,
         )
-
-
-def kill_repeatedly(url: str, folder: Path, kills: int, rng: random.Random) -> int:
-    """Start the job and SIGKILL it once it has committed an epoch, up to ``kills`` times; the
-    kills made (fewer if a run finished first)."""
-    for made in range(kills):
-        before = committed_epoch(folder)
-        job = start(url, folder)
-        deadline = time.monotonic() + 60
-        while job.poll() is None and committed_epoch(folder) == before and time.monotonic() < deadline:
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, KILL_WITHIN))
-        if job.poll() is not None:
-            return made
-        os.kill(job.pid, signal.SIGKILL)  # only the process this test started
-        job.wait()
-    return kills
 
 
 async def database(server: Server, name: str, events: int) -> str:
@@ -101,7 +83,7 @@ def test_a_postgres_job_killed_ten_times_writes_its_output_exactly_once(
     assert set(expected.values()) == {1}
     assert sum(total for _, _, total in expected) == 2 * asyncio.run(amounts(clean_url))
 
-    assert kill_repeatedly(crashed_url, crashed, KILLS, random.Random(2026)) == KILLS
+    assert kill_repeatedly(crashed, KILLS, random.Random(2026), launch=partial(start, crashed_url)) == KILLS
     assert start(crashed_url, crashed).wait(timeout=120) == 0, (crashed / "stderr").read_text()
     found = asyncio.run(sums(crashed_url))
     assert (sum((expected - found).values()), sum((found - expected).values())) == (0, 0)  # lost, extra
