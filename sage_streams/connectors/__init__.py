@@ -5,6 +5,12 @@
 declares; :mod:`.splits` a source made of partitions read side by side; :mod:`.retry` the
 backoff every networked connector retries with; :mod:`.files` the JSON Lines and
 CSV sources and the JSON Lines sink; :mod:`.sqlite` the SQLite sink.
+
+The connectors to servers import their client library, an extra, so they are imported from
+their own modules, never from here: :mod:`.redis_streams` (``sage-streams[redis]``),
+:mod:`.nats_jetstream` (``[nats]``), :mod:`.postgres` (``[postgres]``) and :mod:`.web`
+(``[http]``: WebSocket and server-sent events). ``docs/connectors.md`` describes each, and how
+to write one.
 """
 
 from sage_streams.connectors.base import (

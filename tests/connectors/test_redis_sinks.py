@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from sage_streams import LocalEnvironment
 from sage_streams.connectors import StoreSharing, TransactionalSink
-from sage_streams.connectors._redis_sinks import FLUSH_AT, MOVE_CHUNK
 from sage_streams.connectors.redis_streams import RedisHashSink, RedisStreamSink
+from sage_streams.connectors.redis_streams._sinks import FLUSH_AT, MOVE_CHUNK
 from sage_streams.errors import StreamError
 from servers import Server
 from tests.connectors.redis_client import client, fresh

@@ -31,9 +31,9 @@ from typing import Any, Final
 
 import redis.asyncio
 
-from sage_streams.connectors._redis import BACKOFF, call, entry_id, open_client, redacted
 from sage_streams.connectors.base import Guarantee
-from sage_streams.connectors.retry import Backoff
+from sage_streams.connectors.redis_streams._client import call, entry_id, open_client, redacted
+from sage_streams.connectors.retry import DEFAULT_BACKOFF, Backoff
 from sage_streams.errors import StreamError
 
 __all__ = ["MOVE_CHUNK", "RedisHashSink", "RedisStreamSink"]
@@ -232,7 +232,7 @@ class RedisStreamSink(_StagedSink):
         stream: str,
         *,
         encode: Callable[[Any], Mapping[Any, Any]] | None = None,
-        backoff: Backoff = BACKOFF,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         super().__init__(url, stream, backoff)
         self._encode = encode
@@ -285,7 +285,7 @@ class RedisHashSink(_StagedSink):
         *,
         field: Callable[[Any], Any] = lambda item: item[0],
         value: Callable[[Any], Any] = lambda item: item[1],
-        backoff: Backoff = BACKOFF,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         super().__init__(url, key, backoff)
         self._field = field

@@ -23,15 +23,13 @@ from redis.exceptions import AuthenticationError, RedisError
 from sage_streams.connectors.retry import Backoff
 from sage_streams.errors import ConnectorError
 
-__all__ = ["BACKOFF", "TRANSIENT", "call", "entry_id", "open_client", "redacted"]
+__all__ = ["TRANSIENT", "call", "entry_id", "open_client", "redacted"]
 
 T = TypeVar("T")
 
 TRANSIENT: Final = (redis.ConnectionError, redis.TimeoutError)
 """What a retry may get past: the server is away for now (refused credentials are not)."""
 
-BACKOFF: Final = Backoff()
-"""The connectors' default backoff: 5 tries over about 1.5 s."""
 
 CONNECT_TIMEOUT: Final = 5.0
 """Seconds a connection may take to open: a host that does not answer fails, it does not hang."""
