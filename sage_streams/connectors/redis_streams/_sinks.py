@@ -148,7 +148,7 @@ class _StagedSink:
         """Write the pending entries out, pipelined: to staging, with their IDs, or through."""
         if not self._pending:
             return
-        client = self._live()
+        client = self._connected()
         if not self._staged:
             chunk = self._pending
 
@@ -189,7 +189,7 @@ class _StagedSink:
         self._pending = []
 
     async def _move_upto(self, epoch: int) -> None:
-        client, keys = self._live(), [self.staging, self.key]
+        client, keys = self._connected(), [self.staging, self.key]
         while True:
             moved = await self._call(
                 f"move of epoch {epoch} into {self.key}",
@@ -198,7 +198,7 @@ class _StagedSink:
             if moved < MOVE_CHUNK:
                 return
 
-    def _live(self) -> redis.asyncio.Redis:
+    def _connected(self) -> redis.asyncio.Redis:
         if self._client is None:
             raise StreamError(f"{self!r}: recover must be called before the first write")
         return self._client

@@ -152,7 +152,7 @@ class RedisStreamSource(SplitSource):
 
     async def _read(self, key: str, position: str | None, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
         """The entries after ``position`` up to the last one when the run began."""
-        client, end = self._live(), self._ends[key]
+        client, end = self._connected(), self._ends[key]
         last = position or "0-0"
         if end is None or entry_id(last) >= entry_id(end):
             return
@@ -169,7 +169,7 @@ class RedisStreamSource(SplitSource):
         self, key: str, position: str | None, size: int
     ) -> AsyncIterator[tuple[list[Any], Any]]:
         """The entries after ``position``, waiting for new ones forever."""
-        client, block = self._live(), round(self.block * 1000)
+        client, block = self._connected(), round(self.block * 1000)
         last = position or "0-0"
         while True:
             reply = await self._call(f"XREAD {key}", partial(client.xread, {key: last}, size, block))
@@ -182,7 +182,7 @@ class RedisStreamSource(SplitSource):
         self, key: str, group: str, position: str | None, size: int
     ) -> AsyncIterator[tuple[list[Any], Any]]:
         """This consumer's pending entries after ``position``, then new ones (see the class)."""
-        client, end = self._live(), self._ends[key]
+        client, end = self._connected(), self._ends[key]
         committed = entry_id(position) if position is not None else (0, 0)
         delivered = self._delivered[key]
         block = round(self.block * 1000) if self.follow else None
@@ -265,7 +265,7 @@ class RedisStreamSource(SplitSource):
                 with anyio.CancelScope(shield=True):
                     await client.aclose()
 
-    def _live(self) -> redis.asyncio.Redis:
+    def _connected(self) -> redis.asyncio.Redis:
         assert self._client is not None, "splits() opens the run's client"
         return self._client
 
