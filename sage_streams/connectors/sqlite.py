@@ -99,11 +99,18 @@ class SqliteSink:
 
     async def recover(self, epoch: int | None, record: Any) -> None:
         """See :meth:`~sage_streams.connectors.base.TransactionalSink.recover`; ``record`` is
-        the one ``pre_commit`` gave, ``{"epoch": epoch}``."""
-        if epoch is not None and record != {"epoch": epoch}:
-            raise ValueError(
-                f"{self!r}: the record of epoch {epoch} must be {{'epoch': {epoch}}}, got {record!r}"
-            )
+        the one ``pre_commit`` gave, ``{"epoch": e}``: ``e`` is ``epoch``, or an earlier one for a
+        sink whose input ended before the job's last epoch (its last record stays in every later
+        checkpoint), which then keeps its rows up to ``e``."""
+        if epoch is not None:
+            match record:
+                case {"epoch": int() as last} if len(record) == 1 and 0 <= last <= epoch:
+                    epoch = last
+                case _:
+                    raise ValueError(
+                        f"{self!r}: the record of epoch {epoch} must be {{'epoch': e}} with e <= {epoch}, "
+                        f"got {record!r}"
+                    )
         await self._worker.call(self._recover, epoch)
         if self._shared:
             await self._worker.close(self._close)  # the store's connection writes from now on

@@ -94,8 +94,11 @@ async def test_a_table_not_written_by_the_sink_and_a_bad_record_are_refused(tmp_
         CheckpointError, match=r"the table exists without an _epoch column, so it was not written"
     ):
         await sink.recover(None, None)
-    with pytest.raises(ValueError, match=r"the record of epoch 2 must be \{'epoch': 2\}, got \{'epoch': 1\}"):
-        await sink.recover(2, {"epoch": 1})
+    for bad in [{"epoch": 3}, {"epoch": -1}, {"epoch": "1"}, {"epoch": 1, "more": 2}, None]:
+        with pytest.raises(
+            ValueError, match=r"the record of epoch 2 must be \{'epoch': e\} with e <= 2, got"
+        ):
+            await sink.recover(2, bad)
     await sink.close()
     assert rows(path, "mine") == [(1,)]
     with pytest.raises(ValueError, match="table must be a non-empty string, got ''"):
@@ -180,3 +183,34 @@ def test_crashes_at_any_point_leave_each_epochs_rows_once(
             for row in b
         ]
         assert (rows(path) if path.exists() and columns(path) else []) == expected
+
+
+async def test_a_sink_that_ended_before_the_crash_is_restored_with_its_last_record(tmp_path: Path) -> None:
+    """A sink whose input ended keeps its last record in every later epoch; restored at a later
+    epoch, it is given that record, and its rows stay once."""
+    from sage_streams import LocalEnvironment, PipelineError
+
+    async def run(crash: bool) -> None:
+        env = LocalEnvironment(
+            "two", checkpoints=tmp_path / "store.db", checkpoint_interval=0.01, batch_size=4
+        )
+
+        async def gate(n: int) -> int:
+            await asyncio.sleep(0.001)
+            if crash and n >= 100 and env.metrics().checkpoints["committed"] >= 3:
+                raise RuntimeError("crash")
+            return n
+
+        env.from_collection(range(5), name="short").map(lambda n: {"n": n}).sink(
+            SqliteSink(tmp_path / "a.db", "a")
+        )
+        env.from_collection(range(400), name="long").map(gate, name="gate").map(lambda n: {"n": n}).sink(
+            SqliteSink(tmp_path / "b.db", "b")
+        )
+        await env.execute()
+
+    with pytest.raises(PipelineError, match="gate"):
+        await run(crash=True)
+    await run(crash=False)
+    assert sorted(row[0] for row in rows(tmp_path / "a.db", "a")) == list(range(5))
+    assert sorted(row[0] for row in rows(tmp_path / "b.db", "b")) == list(range(400))
