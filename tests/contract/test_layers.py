@@ -38,6 +38,9 @@ LAYERS: dict[str, int] = {
     "sage_streams": 8,  # the front door, and the public modules beside it
     "sage_streams.connected_streams": 8,
     "sage_streams.testing": 8,
+    "sage_streams.observe": 8,  # exporters and drawings of a running graph, beside the front door
+    "sage_streams.cli": 9,  # the command line, over everything
+    "sage_streams.__main__": 9,
 }
 
 
