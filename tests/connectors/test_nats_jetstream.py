@@ -458,3 +458,28 @@ def test_crashes_at_any_point_leave_each_published_item_once(
             await nc.close()
 
     asyncio.run(check())
+
+
+async def test_checkpoints_go_on_and_acks_go_out_while_a_following_source_waits(
+    client: Client, nats_server: Server, tmp_path: Path
+) -> None:
+    """Following, the source is live: barriers pass its waits, so epochs complete and the
+    messages it gave are acknowledged while the stream is idle."""
+    stream = await new_stream(client)
+    await publish(client, f"{stream}.a", [1, 2, 3])
+    env = LocalEnvironment("idle", checkpoints=tmp_path / "idle.db", checkpoint_interval=0.01)
+    out: list[int] = []
+    source = JetStreamSource(nats_server.url, stream, follow=True, fetch_timeout=3600)
+    env.create_stream("in", source=source).sink(out.append)
+    run = asyncio.ensure_future(env.execute())
+    for _ in range(3000):
+        if env.metrics().checkpoints.get("completed", 0) >= 5:
+            break
+        await asyncio.sleep(0.01)
+    completed = env.metrics().checkpoints["completed"]
+    acked = (await client.jetstream().consumer_info(stream, "sage_streams")).ack_floor.stream_seq
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    assert completed >= 5  # an hour per fetch: only barriers passing the wait complete these
+    assert out == [1, 2, 3]
+    assert acked == 3

@@ -283,3 +283,31 @@ async def test_a_following_job_cancelled_and_restarted_writes_each_entry_once(
     await produce(client, key, 20, start=30)  # while no job runs
     await run_until(50)
     assert [int(fields[b"n"]) for _, fields in await client.xrange(out)] == list(range(50))
+
+
+async def test_checkpoints_commit_while_a_following_source_waits_for_entries(
+    redis_server: Server, client: redis.asyncio.Redis, tmp_path: Any
+) -> None:
+    """Following, the source is live: its barriers go in while it waits, so epochs complete (and
+    a group's entries are acknowledged once one commits) while the stream is idle."""
+    for group in (None, "idle"):
+        key = fresh("idle")
+        await produce(client, key, 3)
+        env = LocalEnvironment("idle", checkpoints=tmp_path / f"{group}.db", checkpoint_interval=0.01)
+        out: list[int] = []
+        source = RedisStreamSource(
+            redis_server.url, key, group=group, follow=True, block=3600, decode=lambda e: int(e[1][b"n"])
+        )
+        env.create_stream("in", source=source).sink(out.append)
+        run = asyncio.ensure_future(env.execute())
+        for _ in range(3000):
+            if env.metrics().checkpoints.get("completed", 0) >= 5:
+                break
+            await asyncio.sleep(0.01)
+        completed = env.metrics().checkpoints["completed"]
+        run.cancel()
+        await asyncio.gather(run, return_exceptions=True)
+        assert completed >= 5  # an hour's block: only barriers passing the wait complete these
+        assert out == [0, 1, 2]
+        if group is not None:
+            assert (await client.xpending(key, group))["pending"] == 0
