@@ -13,8 +13,9 @@ server away for all of ``backoff.attempts`` tries in a row stops the run with a
 again fails at once, at the start of the run: a URL that is not one, a refused handshake
 (``401``, ``403``, ``404``: wrong path or credentials), a response that is not an event stream.
 A WebSocket the server closes normally ends the source (``reconnect=True`` opens it again
-instead); an event stream is reopened after it ends, as a browser's ``EventSource`` does, until
-the server answers ``204 No Content``, which ends it.
+instead); an event stream is reopened after it ends, as a browser's ``EventSource`` does (after
+``backoff.first`` seconds, longer each time in a row it ended with no event: never a hot loop
+against the server), until the server answers ``204 No Content``, which ends it.
 
 **Guarantee.** These servers do not replay what was sent while nobody listened, so both give
 ``at_most_once``: after a crash or a reconnection, what the server sent in between is gone. An
@@ -82,14 +83,19 @@ class _Reconnecting(ABC):
         """Each entry as a batch of its own, the moment it arrives (a service's messages are
         waited for, not gathered)."""
         delays = self.backoff.delays()
-        failures = 0
+        failures = quiet = 0
         while True:
             try:
+                delivered = False
                 async for entry, after in self.session(position):
-                    failures, position = 0, after
+                    failures, position, delivered = 0, after, True
                     yield [entry], position
                 if not self.reconnect:
                     return
+                # Ended normally: open it again, after a pause that grows while the server ends
+                # connections without sending anything (never a hot loop against it).
+                quiet = 0 if delivered else quiet + 1
+                await anyio.sleep(min(self.backoff.limit, self.backoff.first * self.backoff.factor**quiet))
             except OSError as exc:
                 if failures == len(delays):
                     raise ConnectorError(

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -153,6 +154,9 @@ class EventServer:
         self.status = 200
         self.content_type = "text/event-stream"
         self.last_ids: list[str | None] = []
+        self.empty_sessions = 0
+        """Connections answered with an empty event stream once the events are all sent, before
+        the ``204``."""
         self.server: asyncio.Server | None = None
 
     @property
@@ -180,7 +184,10 @@ class EventServer:
         self.last_ids.append(last)
         ids = [event_id for event_id, _ in self.events]
         start = 0 if last is None else ids.index(last) + 1
-        if self.status != 200 or start == len(self.events):
+        if start == len(self.events) and self.empty_sessions and self.status == 200:
+            self.empty_sessions -= 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        elif self.status != 200 or start == len(self.events):
             status = 204 if self.status == 200 else self.status
             writer.write(
                 f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Length: 0\r\n\r\n".encode()
@@ -263,3 +270,24 @@ async def test_an_event_stream_that_resumes_is_restored_exactly_once(tmp_path: P
         await run(fail_at=None)
     assert [int(line) for line in (tmp_path / "o.jsonl").read_text().split()] == list(range(40))
     assert server.last_ids[resumed_from] not in (None, "24")  # from the checkpoint, not the start
+
+
+async def test_an_event_stream_ended_without_events_is_reopened_after_a_growing_pause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sage_streams.connectors import web
+
+    pauses: list[float] = []
+
+    async def recorded(seconds: float) -> None:
+        pauses.append(seconds)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(web, "anyio", SimpleNamespace(sleep=recorded))  # the source's pauses only
+    async with EventServer([("a", "1"), ("b", "2")], per_connection=2) as server:
+        server.empty_sessions = 4
+        backoff = Backoff(attempts=3, first=0.01, factor=2.0, limit=0.05)
+        out = await collect(LocalEnvironment("sse"), ServerSentEventsSource(server.url, backoff=backoff))
+    assert out == [1, 2]
+    assert server.last_ids == [None] + ["b"] * 5  # four empty streams, then the 204
+    assert pauses == [0.01, 0.02, 0.04, 0.05, 0.05]  # after the events, then growing to the limit
