@@ -369,8 +369,11 @@ class Checkpointer:
         for name, source in self._acknowledgers.items():
             if name in positions and self._acked.get(name) != positions[name]:
                 self._acked[name] = positions[name]
+                position = self.codec.loads(positions[name])
+                if position is None:  # a live source's epoch before its first batch: none to ack
+                    continue
                 try:
-                    await source.acknowledge(self.codec.loads(positions[name]))
+                    await source.acknowledge(position)
                 except Exception as exc:
                     exc.add_note(f"sage_streams: raised by source {name!r} acknowledging epoch {state.epoch}")
                     raise OperatorFailure(name, exc) from exc

@@ -80,7 +80,8 @@ class AcknowledgingSource(Protocol):
 
     async def acknowledge(self, position: Any) -> None:
         """Everything up to ``position`` (one a batch gave) is committed: acknowledge it to the
-        server. Called from the checkpoints' task, in the order the positions were given."""
+        server. Called from the checkpoints' task, in the order the positions were given; never
+        for an epoch committed before the source's first batch (there is nothing to acknowledge)."""
         ...
 
 

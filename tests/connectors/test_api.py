@@ -371,6 +371,17 @@ class Idle:
         yield [3], 3
 
 
+async def first_commit(env: LocalEnvironment, clock: ManualClock) -> None:
+    """Move the clock on until an epoch has committed (the store commits on its own thread:
+    each step gives it real time too), or fail after a thousand steps."""
+    for _ in range(1000):
+        if env.metrics().checkpoints.get("committed", 0) >= 1:
+            return
+        await clock.advance(1.0)
+        await asyncio.sleep(0.01)
+    raise AssertionError("no epoch committed in a thousand seconds of the clock")
+
+
 async def test_a_live_source_waiting_for_data_lets_its_barriers_pass(tmp_path: Path) -> None:
     log: list[tuple[str, Any]] = []
     clock = ManualClock()
@@ -379,11 +390,7 @@ async def test_a_live_source_waiting_for_data_lets_its_barriers_pass(tmp_path: P
     out: list[int] = []
     env.create_stream("in", source=Idle(release)).sink(out.append)
     task = asyncio.ensure_future(env.execute())
-    for _ in range(200):
-        if env.metrics().checkpoints.get("committed", 0) >= 1:
-            break
-        await clock.advance(1.0)
-    assert env.metrics().checkpoints["committed"] >= 1  # committed while the source waited
+    await first_commit(env, clock)  # committed while the source waited
     assert log[0] == ("commit", 2)
     assert out == [1, 2]
     release.set()
@@ -392,6 +399,48 @@ async def test_a_live_source_waiting_for_data_lets_its_barriers_pass(tmp_path: P
     await task
     assert out == [1, 2, 3]
     assert log[-1] == ("commit", 3)
+
+
+class LateAcking:
+    """A live acknowledging source idle until ``release`` before its first batch, [7, 8]."""
+
+    guarantee = "exactly_once"
+    live = True
+
+    def __init__(self, release: asyncio.Event, log: list[tuple[str, Any]]) -> None:
+        self.release = release
+        self.log = log
+
+    async def batches(self, position: Any, size: int) -> AsyncIterator[tuple[list[Any], Any]]:
+        await self.release.wait()
+        yield [7, 8], "after 8"
+
+    async def acknowledge(self, position: Any) -> None:
+        self.log.append(("ack", position))
+
+
+async def test_epochs_committed_before_a_live_source_gives_anything_acknowledge_nothing(
+    tmp_path: Path,
+) -> None:
+    """Its position is still ``None`` in those epochs: the source is not asked to acknowledge
+    it (a Redis group source failed on it), and is told of its first batch once that commits."""
+    log: list[tuple[str, Any]] = []
+    clock = ManualClock()
+    env = LocalEnvironment("late", checkpoints=Recording(tmp_path / "late.db", log), clock=clock)
+    release = asyncio.Event()
+    out: list[int] = []
+    env.create_stream("in", source=LateAcking(release, log)).sink(out.append)
+    task = asyncio.ensure_future(env.execute())
+    await first_commit(env, clock)
+    assert log[0] == ("commit", None)
+    assert ("ack", None) not in log
+    release.set()
+    while not task.done():
+        await clock.advance(1.0)
+    await task
+    assert out == [7, 8]
+    assert [entry for entry in log if entry[0] == "ack"] == [("ack", "after 8")]
+    assert log[-2:] == [("commit", "after 8"), ("ack", "after 8")]
 
 
 async def test_a_live_source_failing_while_it_waits_fails_the_run_and_leaves_no_task(tmp_path: Path) -> None:

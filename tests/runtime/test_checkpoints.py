@@ -30,10 +30,14 @@ Build = Callable[[LocalEnvironment], DataStream[Any]]
 class Stall:
     """Holds the item numbered ``at`` back while ``on``: a crash then finds the run mid-way,
     with the epochs before the item committed (the sources wait behind it, so no later
-    barrier passes and the epochs it holds up cannot complete)."""
+    barrier passes and the epochs it holds up cannot complete). Until then every ``pace``-th
+    item waits a second of ``clock``, so the epochs (one a second) fall between items however
+    fast or loaded the machine is: the run cannot race to the stall inside one epoch."""
 
     on = False
     at = 600
+    pace = 50
+    clock = ManualClock()
     reached = asyncio.Event()
 
     @classmethod
@@ -41,6 +45,8 @@ class Stall:
         if cls.on and event["n"] == cls.at:
             cls.reached.set()
             await asyncio.Event().wait()  # until the crash cancels the run
+        elif cls.on and event["n"] % cls.pace == 0:
+            await cls.clock.sleep(1.0)
         return event
 
 
@@ -65,7 +71,7 @@ async def crash_after(env: LocalEnvironment, clock: ManualClock, build: Build) -
     returns what its sink had been given."""
     delivered: list[Any] = []
     build(env).sink(delivered.append)
-    Stall.on, Stall.reached = True, asyncio.Event()
+    Stall.on, Stall.reached, Stall.clock = True, asyncio.Event(), clock
     try:
         task = asyncio.ensure_future(env.execute())
         while not Stall.reached.is_set():
