@@ -34,6 +34,7 @@ Example::
 from sage_streams._graph.policy import DeadLetter, ErrorContext
 from sage_streams.api.connected import ConnectedStreams, JoinedStream, SynchronizedStream
 from sage_streams.api.environment import Lifecycle, LocalEnvironment
+from sage_streams.api.lifecycle import RestartPolicy, Status
 from sage_streams.api.stream import DataStream
 from sage_streams.api.windowed import WindowedStream
 from sage_streams.channel import ChannelStatistics
@@ -41,6 +42,7 @@ from sage_streams.errors import (
     BackpressureTimeout,
     CheckpointError,
     ConnectorError,
+    DrainTimeout,
     ErrorThresholdExceeded,
     NoDataError,
     PipelineError,
@@ -63,6 +65,7 @@ __all__ = [
     "ConnectorError",
     "DataStream",
     "DeadLetter",
+    "DrainTimeout",
     "ErrorContext",
     "ErrorThresholdExceeded",
     "JoinedStream",
@@ -72,7 +75,9 @@ __all__ = [
     "NoDataError",
     "OperatorMetrics",
     "PipelineError",
+    "RestartPolicy",
     "SpillError",
+    "Status",
     "StreamError",
     "StreamReader",
     "StreamState",

@@ -78,3 +78,4 @@ class MetricsSnapshot:
     ``bytes`` (state bytes its commit wrote: only what changed), ``alignment`` (the longest an
     operator held inputs back to align an epoch of this run) and ``restore_duration``
     (seconds the restore at the start took); empty without checkpoints."""
+    restarts: int = 0
