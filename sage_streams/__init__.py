@@ -36,6 +36,7 @@ from sage_streams.api.connected import ConnectedStreams, JoinedStream, Synchroni
 from sage_streams.api.environment import Lifecycle, LocalEnvironment
 from sage_streams.api.lifecycle import RestartPolicy, Status
 from sage_streams.api.stream import DataStream
+from sage_streams.api.views import LatestView
 from sage_streams.api.windowed import WindowedStream
 from sage_streams.channel import ChannelStatistics
 from sage_streams.errors import (
@@ -69,6 +70,7 @@ __all__ = [
     "ErrorContext",
     "ErrorThresholdExceeded",
     "JoinedStream",
+    "LatestView",
     "Lifecycle",
     "LocalEnvironment",
     "MetricsSnapshot",
