@@ -34,13 +34,16 @@ Example::
 from sage_streams._graph.policy import DeadLetter, ErrorContext
 from sage_streams.api.connected import ConnectedStreams, JoinedStream, SynchronizedStream
 from sage_streams.api.environment import Lifecycle, LocalEnvironment
+from sage_streams.api.lifecycle import RestartPolicy, Status
 from sage_streams.api.stream import DataStream
+from sage_streams.api.views import LatestView
 from sage_streams.api.windowed import WindowedStream
 from sage_streams.channel import ChannelStatistics
 from sage_streams.errors import (
     BackpressureTimeout,
     CheckpointError,
     ConnectorError,
+    DrainTimeout,
     ErrorThresholdExceeded,
     NoDataError,
     PipelineError,
@@ -63,16 +66,20 @@ __all__ = [
     "ConnectorError",
     "DataStream",
     "DeadLetter",
+    "DrainTimeout",
     "ErrorContext",
     "ErrorThresholdExceeded",
     "JoinedStream",
+    "LatestView",
     "Lifecycle",
     "LocalEnvironment",
     "MetricsSnapshot",
     "NoDataError",
     "OperatorMetrics",
     "PipelineError",
+    "RestartPolicy",
     "SpillError",
+    "Status",
     "StreamError",
     "StreamReader",
     "StreamState",

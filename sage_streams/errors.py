@@ -19,7 +19,8 @@ The tree, from the most general::
         ├── ConnectorError            a connector cannot reach or use its system: a wrong URL or
         │                             credentials at start, a server gone past its retries
         └── PipelineError             a running graph stopped; ``__cause__`` is the first error
-            └── ErrorThresholdExceeded  too many errors inside the configured time window
+            ├── ErrorThresholdExceeded  too many errors inside the configured time window
+            └── DrainTimeout          a graph cancelled after ``running(drain_timeout=...)``
 
 Misuse is refused when the graph is built, in one family: ``TypeError`` for a wrong type,
 ``ValueError`` for a bad value, :class:`UnknownNameError` (``except LookupError`` catches it) for
@@ -47,6 +48,7 @@ __all__ = [
     "BrokenChannelError",
     "CheckpointError",
     "ConnectorError",
+    "DrainTimeout",
     "ErrorThresholdExceeded",
     "NoDataError",
     "PipelineError",
@@ -116,6 +118,31 @@ class ErrorThresholdExceeded(PipelineError):
     count: int = 0
     max_errors: int = 0
     time_window: float = 0.0
+
+
+class DrainTimeout(PipelineError):
+    """A graph that had not drained ``drain_timeout`` seconds after its ``running()`` block
+    exited, and was cancelled.
+
+    Attributes:
+        undelivered: the items still queued when it was cancelled, by channel name (a push
+            stream's inbox is ``"<stream>.inbox"``, an edge ``"producer->consumer"``); only
+            channels that held some are listed. Items inside an operator at that moment (one
+            being processed by a slow sink, an open window) are not in it.
+    """
+
+    def __init__(self, message: str, undelivered: dict[str, int]) -> None:
+        super().__init__(message)
+        self.undelivered = dict(undelivered)
+
+    @property
+    def total(self) -> int:
+        """How many items were undelivered in all."""
+        return sum(self.undelivered.values())
+
+    def __reduce__(self) -> tuple[type[DrainTimeout], tuple[str, dict[str, int]], dict[str, Any]]:
+        """Pickle with every argument ``__init__`` needs (``args`` holds only the message)."""
+        return type(self), (str(self), self.undelivered), self.__dict__
 
 
 class _BoundedRepr(reprlib.Repr):

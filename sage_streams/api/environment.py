@@ -7,7 +7,8 @@ service; ``env.run()`` is ``asyncio.run(env.execute())`` for scripts, on uvloop 
 
 A graph may run again after a run has ended: pull sources are read afresh (a list again from the
 start; a one-shot iterator or generator has nothing left), push streams stay closed once closed.
-``env.lifecycle`` says where the graph is: a :class:`Lifecycle`.
+``env.lifecycle`` says where the graph is: a :class:`Lifecycle`; ``env.status`` adds restarts,
+the last error and times, for a service's health check (see :mod:`sage_streams.api.lifecycle`).
 
 Example::
 
@@ -19,14 +20,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, overload
-
-import anyio
 
 from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node
@@ -40,6 +37,7 @@ from sage_streams._runtime import (
 )
 from sage_streams._typing import T, check_positive_int, check_seconds
 from sage_streams.api.checkpointing import Checkpointing, checked_guarantee
+from sage_streams.api.lifecycle import Lifecycle, Supervising
 from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.checkpoint import CheckpointStore, StateCodec, resolve_state_codec
 from sage_streams.connectors import DecodingSource, Guarantee, ReplayableSource
@@ -55,34 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["Lifecycle", "LocalEnvironment"]
 
 
-class Lifecycle(enum.Enum):
-    """Where an environment's graph is in its life: ``env.lifecycle``.
-
-    A graph is built (``BUILDING``), then runs (``RUNNING``), and its run ends one of three
-    ways; an ended graph may be extended and run again::
-
-        BUILDING ──> RUNNING ──> FINISHED | FAILED | CANCELLED
-                        ^                      │
-                        └──────────────────────┘
-
-    While it runs, nothing can be added to it and it cannot be started again (a
-    :class:`~sage_streams.StreamError` says so); ``emit_threadsafe`` needs it running.
-    """
-
-    BUILDING = "building"
-    """Never run: streams and operators are being added."""
-    RUNNING = "running"
-    """A run is in progress (``execute()``, ``env.running()``, a ``collect()`` or ``async for``)."""
-    FINISHED = "finished"
-    """The last run ended: every source was exhausted and every sink drained."""
-    FAILED = "failed"
-    """The last run stopped with a :class:`~sage_streams.PipelineError`."""
-    CANCELLED = "cancelled"
-    """The last run was cancelled before it ended: a reader left its ``async for``, the task
-    awaiting it was cancelled, or the ``env.running()`` block raised."""
-
-
-class LocalEnvironment(Checkpointing):
+class LocalEnvironment(Checkpointing, Supervising):
     """One dataflow graph and its runtime.
 
     Args:
@@ -152,6 +123,9 @@ class LocalEnvironment(Checkpointing):
         self._lifecycle = Lifecycle.BUILDING
         self._plan: Plan | None = None  # of the run in progress, or of the last one
         self._implicit = False
+        self._supervisor = None  # of the last running() block
+        self._started_at: float | None = None  # clock.time() of the current or last run's start
+        self._ended_at: float | None = None
 
     @classmethod
     def _for_unbound_stream(cls) -> LocalEnvironment:
@@ -317,6 +291,7 @@ class LocalEnvironment(Checkpointing):
         """Leave ``RUNNING`` for ``ended``, unless the run of ``plan`` has already ended."""
         if self._plan is plan and self._lifecycle is Lifecycle.RUNNING:
             self._lifecycle = ended
+            self._ended_at = self.clock.time()
 
     def inlining(self) -> bool:
         """Whether one-expression user functions are inlined in the run starting now (see
@@ -344,43 +319,8 @@ class LocalEnvironment(Checkpointing):
             checkpointer=self._checkpointer(),
         )
         self._lifecycle = Lifecycle.RUNNING
+        self._started_at = self.clock.time()
         return self._plan
-
-    @contextlib.asynccontextmanager
-    async def running(self) -> AsyncIterator[LocalEnvironment]:
-        """Run the graph in the background while the block runs.
-
-        The block starts once the graph does: with checkpoints, after its restore.
-
-        Leaving the block normally closes every push stream, lets the graph drain and waits for
-        it. An error in the block cancels the graph. A failure of the graph cancels the block and
-        raises one :class:`PipelineError` from the ``async with``; what the block raised because
-        the graph had stopped (an ``emit`` into a stream nobody reads any more, a live reader
-        raising the same error) is part of it, not a second error.
-        """
-        plan = self._start({}, "env.running()")
-        try:
-            async with anyio.create_task_group() as group:
-                group.start_soon(self._run, plan, name=f"{self.name}.run")
-                try:
-                    await plan.started.wait()  # restored from its checkpoints, if it takes them
-                    yield self
-                except BaseException:
-                    group.cancel_scope.cancel()
-                    raise
-                self._close_push_streams()
-        except BaseExceptionGroup as group:
-            error = _outcome(group, plan)
-            raise error from error.__cause__  # a PipelineError keeps its first error as cause
-        finally:
-            self._end(plan, Lifecycle.CANCELLED)  # the run task never started (else it ended the run)
-
-    def _close_push_streams(self) -> None:
-        for sender, _ in self._inboxes.values():
-            sender.close()
-        for node in self._nodes:
-            if isinstance(node.source, IngestLog):
-                node.source.drain()  # this run ends; the log goes on in the next
 
     def run(self) -> None:
         """Run the graph to completion from synchronous code, on uvloop when it is installed.
@@ -437,7 +377,12 @@ class LocalEnvironment(Checkpointing):
                 "restore_duration": stats.restore_duration,
             }
         return MetricsSnapshot(
-            operators=operators, channels=channels, elapsed=elapsed, states=states, checkpoints=checkpoints
+            operators=operators,
+            channels=channels,
+            elapsed=elapsed,
+            states=states,
+            checkpoints=checkpoints,
+            restarts=self._restarts(),
         )
 
 
@@ -445,37 +390,6 @@ def _check_name(what: str, name: object) -> None:
     """Refuse a name that is not a string: names key the metrics and appear in every error."""
     if not isinstance(name, str):
         raise TypeError(f"{what}'s name must be a string, got {name!r}")
-
-
-def _outcome(group: BaseExceptionGroup[Any], plan: Plan) -> BaseException:
-    """The one exception a ``running()`` block raises for the exceptions of its task group.
-
-    When the graph failed, that is its :class:`PipelineError`, and the block's exceptions that
-    only followed from the stop (the same error, or a :class:`StreamError` caused by one of the
-    graph's errors) are folded into it; anything else the block raised is kept beside it.
-    """
-    exceptions = _leaves(group)
-    if plan.error is not None:
-        causes = [failure.error for failure in plan.failures]
-        own = [
-            exc
-            for exc in exceptions
-            if exc is not plan.error
-            and not (isinstance(exc, StreamError) and any(exc.__cause__ is cause for cause in causes))
-        ]
-        if not own:
-            return plan.error
-        message = f"the graph of environment {plan.env_name!r} and its running() block both failed"
-        return BaseExceptionGroup(message, [plan.error, *own])
-    return exceptions[0] if len(exceptions) == 1 else group
-
-
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    """The exceptions of a group and of the groups inside it, in order."""
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return leaves
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

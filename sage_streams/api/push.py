@@ -95,6 +95,7 @@ class PushStream(Generic[T]):
         is refused; with no run, an item that does not fit waits only for a run that is starting."""
         sender: Sender = self._inbox()
         if self._on_graph_loop("emit()") is None and sender.full and not sender.closed:
+            await self._env._restart_wait()  # a running() block restarting its graph
             await asyncio.sleep(0)  # a run that is starting (a gathered collect()) starts now
             if self._on_graph_loop("emit()") is None and sender.full:
                 raise StreamError(

@@ -101,6 +101,7 @@ EXCEPTIONS: list[BaseException] = [
     sage_streams.CheckpointError("the store belongs to job 'a'"),
     sage_streams.ConnectorError("redis source 'clicks': XREAD failed 5 times in a row"),
     sage_streams.UnwritableValueError("cannot write value[0]: Foo", "value[0]", "Foo"),
+    sage_streams.DrainTimeout("not drained after 5 s", {"events.inbox": 3}),
 ]
 
 
