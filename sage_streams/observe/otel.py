@@ -35,7 +35,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from sage_streams.observe.catalog import CATALOG, Metric, Reading, read
+from sage_streams.observe.catalog import CATALOG, Metric, Reading, missing_extra, read
 from sage_streams.operators.process import BatchProcessOperator, ProcessOperator
 
 try:
@@ -43,9 +43,7 @@ try:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
     from opentelemetry.trace import Status, StatusCode, Tracer, TracerProvider
 except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
-    raise ImportError(
-        "sage_streams.observe.otel needs opentelemetry-api: pip install 'sage-streams[otel]'"
-    ) from exc
+    raise missing_extra("sage_streams.observe.otel", "opentelemetry-api", "otel") from exc
 
 if TYPE_CHECKING:
     from sage_streams._graph.node import Node

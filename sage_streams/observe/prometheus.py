@@ -29,7 +29,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from sage_streams.observe.catalog import CATALOG, Metric, read
+from sage_streams.observe.catalog import CATALOG, Metric, missing_extra, read
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
@@ -37,9 +37,7 @@ try:
     from prometheus_client.core import Metric as Family
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
-    raise ImportError(
-        "sage_streams.observe.prometheus needs prometheus-client: pip install 'sage-streams[prometheus]'"
-    ) from exc
+    raise missing_extra("sage_streams.observe.prometheus", "prometheus-client", "prometheus") from exc
 
 if TYPE_CHECKING:
     from sage_streams.api.environment import LocalEnvironment
