@@ -40,7 +40,7 @@ from sage_streams.metrics import MetricsSnapshot
 if TYPE_CHECKING:
     from sage_streams.api.environment import LocalEnvironment
 
-__all__ = ["CATALOG", "Metric", "Sample", "drop_reasons", "read", "snapshot"]
+__all__ = ["CATALOG", "Metric", "Sample", "drop_reasons", "missing_extra", "read", "snapshot"]
 
 Sample: TypeAlias = tuple[tuple[str, ...], float]
 """The label values of one series (in the order of :attr:`Metric.labels`) and its value."""
@@ -79,6 +79,11 @@ class Metric:
     def sample_name(self) -> str:
         """The name of its samples: a counter's ends in ``_total``."""
         return f"{self.name}_total" if self.kind == "counter" else self.name
+
+
+def missing_extra(module: str, package: str, extra: str) -> ImportError:
+    """The error of an exporter whose client library is not installed, naming the extra."""
+    return ImportError(f"{module} needs {package}: pip install 'sage-streams[{extra}]'")
 
 
 def snapshot(env: LocalEnvironment) -> MetricsSnapshot:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -160,3 +162,20 @@ def test_a_port_in_use_is_a_clear_oserror() -> None:
 def test_a_bad_port_is_refused(port: Any) -> None:
     with pytest.raises(ValueError, match=r"port must be an int from 0 to 65535, got"):
         serve_metrics(LocalEnvironment("job"), port)
+
+
+@pytest.mark.parametrize(
+    ("module", "blocked", "extra"),
+    [("prometheus", "prometheus_client", "prometheus"), ("otel", "opentelemetry", "otel")],
+)
+def test_without_the_extra_the_import_error_names_it(module: str, blocked: str, extra: str) -> None:
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None; import sage_streams, sage_streams.observe\n"
+        "loaded = [m for m,v in sys.modules.items() if v and m.startswith(('prometheus', 'opentelemetry'))]\n"
+        "assert not loaded, loaded\n"
+        f"import sage_streams.observe.{module}"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    assert f"needs {'prometheus-client' if extra == 'prometheus' else 'opentelemetry-api'}: " in done.stderr
+    assert f"pip install 'sage-streams[{extra}]'" in done.stderr
