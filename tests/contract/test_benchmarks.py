@@ -201,3 +201,16 @@ def test_the_checkpoint_benchmark_runs_small_and_checks_its_restore() -> None:
         "Restart with 800 keys of window state",
     ]
     assert sum(line.startswith(("| off ", "| every ")) for line in lines) == 5
+
+
+def test_the_service_benchmark_prints_both_rates_and_their_ratio() -> None:
+    command = [sys.executable, "-m", "benchmarks.service", "--reps", "1", "--requests", "60"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT, timeout=120)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "| POST /events, 50 concurrent | requests/s |"
+    assert [line.split("|")[1].strip() for line in lines[2:]] == [
+        "without the pipeline",
+        "with the pipeline",
+        "ratio (with / without)",
+    ]
+    assert float(lines[4].split("|")[2]) > 0

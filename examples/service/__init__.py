@@ -1,0 +1,1 @@
+"""A FastAPI service that runs a sage_streams graph in its lifespan (see ``app.py``)."""
