@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from examples.service.pipeline import USERS
 
@@ -61,6 +62,17 @@ async def wait_until_up(client: httpx.AsyncClient, process: subprocess.Popen[byt
     raise AssertionError("the service did not come up")
 
 
+def records_in(text: str) -> dict[str, float]:
+    """``sage_records_in_total`` of the service's sources, by operator, from a scrape."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sage_records_in_total" and sample.labels["operator"] in ("events", "users"):
+                assert sample.labels["pipeline"] == "service"
+                found[sample.labels["operator"]] = sample.value
+    return found
+
+
 async def test_every_event_is_counted_and_sigterm_drains_with_nothing_lost(
     service: tuple[subprocess.Popen[bytes], str, Path],
 ) -> None:
@@ -95,6 +107,9 @@ async def test_every_event_is_counted_and_sigterm_drains_with_nothing_lost(
         }
         health = (await client.get("/health")).json()
         assert health == {"state": "running", "healthy": True, "restarts": 0}
+        scrape = await client.get("/metrics/")
+        assert scrape.status_code == 200
+        assert records_in(scrape.text) == {"events": EVENTS + 1, "users": len(USERS)}
     process.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully (the lifespan exits), then re-raises the signal it caught.
     assert process.wait(timeout=30) in (0, -signal.SIGTERM)
