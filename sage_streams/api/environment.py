@@ -30,16 +30,10 @@ import anyio
 
 from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node
-from sage_streams._runtime import (
-    Counters,
-    Outlet,
-    Plan,
-    is_sync_source,
-    refuse_blocking_run,
-    running_loop,
-)
+from sage_streams._runtime import Counters, Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams._typing import T, check_positive_int, check_seconds
 from sage_streams.api.checkpointing import Checkpointing, checked_guarantee
+from sage_streams.api.drawing import Drawing
 from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.checkpoint import CheckpointStore, StateCodec, resolve_state_codec
 from sage_streams.connectors import DecodingSource, Guarantee, ReplayableSource
@@ -82,7 +76,7 @@ class Lifecycle(enum.Enum):
     awaiting it was cancelled, or the ``env.running()`` block raised."""
 
 
-class LocalEnvironment(Checkpointing):
+class LocalEnvironment(Checkpointing, Drawing):
     """One dataflow graph and its runtime.
 
     Args:
