@@ -27,16 +27,10 @@ from typing import TYPE_CHECKING, Any, overload
 
 from sage_streams._codegen import Inline, tracing
 from sage_streams._graph.node import Node
-from sage_streams._runtime import (
-    Counters,
-    Outlet,
-    Plan,
-    is_sync_source,
-    refuse_blocking_run,
-    running_loop,
-)
+from sage_streams._runtime import Counters, Outlet, Plan, is_sync_source, refuse_blocking_run, running_loop
 from sage_streams._typing import T, check_positive_int, check_seconds
 from sage_streams.api.checkpointing import Checkpointing, checked_guarantee
+from sage_streams.api.drawing import Drawing
 from sage_streams.api.lifecycle import Lifecycle, Supervising
 from sage_streams.channel import Receiver, Sender, create_channel
 from sage_streams.checkpoint import CheckpointStore, StateCodec, resolve_state_codec
@@ -53,7 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["Lifecycle", "LocalEnvironment"]
 
 
-class LocalEnvironment(Checkpointing, Supervising):
+class LocalEnvironment(Checkpointing, Supervising, Drawing):
     """One dataflow graph and its runtime.
 
     Args:

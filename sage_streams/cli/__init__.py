@@ -1,0 +1,1 @@
+"""The command line (layer 9): ``python -m sage_streams graph|run pkg.module:env``."""
