@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def start(folder: Path) -> subprocess.Popen[bytes]:
 
 def outputs(folder: Path) -> tuple[list[Any], list[Any]]:
     """The sinks' contents, each sorted: the ``sums`` rows and the JSON Lines (keys sorted)."""
-    with sqlite3.connect(folder / "out.db") as db:
+    with closing(sqlite3.connect(folder / "out.db")) as db:
         sums = sorted(db.execute("SELECT user, start, total FROM sums").fetchall())
     joined = sorted(
         json.dumps(json.loads(line), sort_keys=True)
@@ -79,7 +80,7 @@ def committed_epoch(folder: Path) -> int:
     if not (folder / "store.db").exists():
         return 0
     try:
-        with sqlite3.connect(f"file:{folder / 'store.db'}?mode=ro", uri=True) as db:
+        with closing(sqlite3.connect(f"file:{folder / 'store.db'}?mode=ro", uri=True)) as db:
             row = db.execute("SELECT max(epoch) FROM epochs").fetchone()
     except sqlite3.Error:  # killed before the store had its tables
         return 0

@@ -19,6 +19,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def main() -> None:
         write_orders(FOLDER / "orders.jsonl")
     env = build()
     env.run()
-    with sqlite3.connect(FOLDER / "totals.db") as db:
+    with closing(sqlite3.connect(FOLDER / "totals.db")) as db:
         rows = db.execute("SELECT count(*), sum(total) FROM totals").fetchone()
     print(f"{rows[0]} totals, {rows[1]:,} in all; the job's guarantee: {env.guarantee}")
 

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def log_threads() -> list[threading.Thread]:
 
 def logged(path: Path) -> list[tuple[int, Any]]:
     """``(sequence number, item)`` of each item in the log file, in order."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         rows = db.execute("SELECT seq, item FROM items ORDER BY seq").fetchall()
     return [(seq, SageCodec().loads(data)) for seq, data in rows]
 
@@ -108,7 +109,7 @@ async def test_the_log_keeps_only_what_no_checkpoint_has_committed(tmp_path: Pat
         await asyncio.gather(*(orders.emit({"id": i}) for i in range(100)))
     # Leaving the block drained the stream; the last epoch committed the log's end position,
     # and only the item at it is left (it keeps the next sequence number after it).
-    with sqlite3.connect(tmp_path / "store.db.orders.log") as db:
+    with closing(sqlite3.connect(tmp_path / "store.db.orders.log")) as db:
         assert db.execute("SELECT count(*), max(seq) FROM items").fetchone() == (1, 100)
     env, orders = job(tmp_path)
     async with env.running():
@@ -158,14 +159,14 @@ async def test_emits_outside_a_run_leave_no_thread_once_the_log_is_closed(tmp_pa
 async def test_a_failing_commit_fails_every_emit_waiting_for_it_and_the_next_works(tmp_path: Path) -> None:
     log = IngestLog(tmp_path / "orders.log", SageCodec())
     await log.append("first")  # makes the file and its tables
-    with sqlite3.connect(tmp_path / "orders.log") as db:  # a disk that refuses, for a while
+    with closing(sqlite3.connect(tmp_path / "orders.log")) as db, db:  # a disk that refuses, for a while
         db.execute("CREATE TRIGGER refuse BEFORE INSERT ON items BEGIN SELECT RAISE(ABORT, 'disk full'); END")
     results = await asyncio.gather(*(log.append(i) for i in range(10)), return_exceptions=True)
     for result in results:
         assert isinstance(result, CheckpointError)
         assert str(result).startswith(f"cannot append to the durable stream log {log.path!r}: disk full")
         assert isinstance(result.__cause__, sqlite3.IntegrityError)
-    with sqlite3.connect(tmp_path / "orders.log") as db:
+    with closing(sqlite3.connect(tmp_path / "orders.log")) as db, db:
         db.execute("DROP TRIGGER refuse")
     await log.append("after")  # the failed commit was rolled back: the connection goes on
     await log.end()

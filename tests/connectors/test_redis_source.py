@@ -306,7 +306,7 @@ async def test_checkpoints_commit_while_a_following_source_waits_for_entries(
             await asyncio.sleep(0.01)
         completed = env.metrics().checkpoints["completed"]
         run.cancel()
-        await asyncio.gather(run, return_exceptions=True)
+        await asyncio.wait_for(asyncio.gather(run, return_exceptions=True), 30)  # cancelling ends the wait
         assert completed >= 5  # an hour's block: only barriers passing the wait complete these
         assert out == [0, 1, 2]
         if group is not None:
