@@ -6,8 +6,9 @@ the metric families of :data:`~sage_streams.observe.catalog.CATALOG`, so exporti
 per item and the numbers are the ones ``env.metrics()`` gives. Needs the ``prometheus`` extra
 (``pip install 'sage-streams[prometheus]'``).
 
-For a script, :func:`serve_metrics` serves ``/metrics`` from a thread of its own; for a
-service, :func:`metrics_app` is an ASGI app to mount (``app.mount("/metrics", metrics_app(env))``
+For a script, :func:`serve_metrics` serves ``/metrics`` from the running event loop (or from a
+thread of its own when no loop is running); for a service, :func:`metrics_app` is an ASGI app to
+mount (``app.mount("/metrics", metrics_app(env))``
 in FastAPI or Starlette).
 
 Example::
@@ -20,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import socket
@@ -33,12 +35,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from sage_streams.observe.catalog import CATALOG, Metric, missing_extra, read
 
 try:
+    import h11
     from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.core import Metric as Family
+    from prometheus_client.exposition import choose_encoder
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - the extra is installed in the tests
-    raise missing_extra("sage_streams.observe.prometheus", "prometheus-client", "prometheus") from exc
+    raise missing_extra("sage_streams.observe.prometheus", "prometheus-client and h11", "prometheus") from exc
 
 if TYPE_CHECKING:
     from sage_streams.api.environment import LocalEnvironment
@@ -155,36 +159,21 @@ class _Server6(_Server):
 
 
 class MetricsServer:
-    """An HTTP server of ``/metrics`` in a thread of its own: :func:`serve_metrics` starts it.
+    """An HTTP server of the metrics: :func:`serve_metrics` starts it.
 
     ``host`` and ``port`` are the address it is bound to (the port picked, when 0 was asked
-    for); ``url`` is where to scrape. :meth:`close` (or leaving the ``with`` block) stops it and
-    waits for its threads.
+    for); ``url`` is where to scrape. :meth:`close` (or leaving the ``with`` or ``async with``
+    block) stops it: the port is free when it returns, and no thread or task is left (an
+    ``async with`` also waits for the cancelled request handlers).
     """
 
-    def __init__(self, app: Callable[..., Any], host: str, port: int, on_close: Callable[[], None]) -> None:
-        server_class = _Server6 if ":" in host else _Server
-        try:
-            self._server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
-        except OSError as exc:
-            on_close()
-            if exc.errno == errno.EADDRINUSE:
-                raise OSError(
-                    exc.errno, f"cannot serve metrics on {host}:{port}: the port is in use; pick another one"
-                ) from exc
-            raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
+    def __init__(self, host: str, port: int, stop: Callable[[], None], on_close: Callable[[], None]) -> None:
         self.host = host
-        self.port: int = self._server.server_address[1]
+        self.port = port
+        self._stop = stop
         self._on_close = on_close
         self._closed = False
-        # No polling: a thread waking ten times a second costs a CPU-bound event loop ~10% (the
-        # GIL hand-overs), so the server blocks in select() and close() wakes it with a connection.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": None},
-            name=f"sage-metrics:{self.port}",
-        )
-        self._thread.start()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -193,19 +182,14 @@ class MetricsServer:
         return f"http://{host}:{self.port}/metrics"
 
     def close(self) -> None:
-        """Stop serving and wait for the server's threads (those of requests in progress too)."""
+        """Stop serving (twice is harmless)."""
         if self._closed:
             return
         self._closed = True
-        stopping = threading.Thread(target=self._server.shutdown, name=f"sage-metrics-stop:{self.port}")
-        stopping.start()
-        while stopping.is_alive():  # the wake-up may come before the stop request: knock again
-            with contextlib.suppress(OSError), socket.create_connection((self.host, self.port), timeout=1):
-                pass
-            stopping.join(0.05)
-        self._server.server_close()
-        self._thread.join()
-        self._on_close()
+        try:
+            self._stop()
+        finally:
+            self._on_close()
 
     def __enter__(self) -> MetricsServer:
         return self
@@ -215,9 +199,144 @@ class MetricsServer:
     ) -> None:
         self.close()
 
+    async def __aenter__(self) -> MetricsServer:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def __repr__(self) -> str:
         state = "closed" if self._closed else "serving"
         return f"<MetricsServer {self.url} {state}>"
+
+
+def _cannot_bind(exc: OSError, host: str, port: int) -> OSError:
+    if exc.errno == errno.EADDRINUSE:
+        return OSError(
+            exc.errno, f"cannot serve metrics on {host}:{port}: the port is in use; pick another one"
+        )
+    return OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}")
+
+
+def _in_a_thread(
+    app: Callable[..., Any], host: str, port: int, on_close: Callable[[], None]
+) -> MetricsServer:
+    """The WSGI app served from a thread of its own (one more per request)."""
+    server_class = _Server6 if ":" in host else _Server
+    try:
+        server = make_server(host, port, app, server_class, handler_class=_QuietHandler)
+    except OSError as exc:
+        on_close()
+        raise _cannot_bind(exc, host, port) from exc
+    bound: int = server.server_address[1]
+    # No polling: a thread waking ten times a second costs a CPU-bound event loop ~10% (the
+    # GIL hand-overs), so the server blocks in select() and stopping wakes it with a connection.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": None}, name=f"sage-metrics:{bound}"
+    )
+    thread.start()
+
+    def stop() -> None:
+        stopping = threading.Thread(target=server.shutdown, name=f"sage-metrics-stop:{bound}")
+        stopping.start()
+        while stopping.is_alive():  # the wake-up may come before the stop request: knock again
+            with contextlib.suppress(OSError), socket.create_connection((host, bound), timeout=1):
+                pass
+            stopping.join(0.05)
+        server.server_close()
+        thread.join()
+
+    return MetricsServer(host, bound, stop, on_close)
+
+
+def _on_the_loop(
+    loop: asyncio.AbstractEventLoop,
+    registry: CollectorRegistry,
+    host: str,
+    port: int,
+    on_close: Callable[[], None],
+) -> MetricsServer:
+    """The registry served by the running event loop (HTTP/1.1 parsed by ``h11``, one request
+    per connection): a scrape is a few milliseconds of the loop between two steps of the graph,
+    where a server thread would wait for the GIL of a busy loop at every step of its own."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family)
+    except OSError as exc:
+        on_close()
+        raise _cannot_bind(exc, host, port) from exc
+    sock.setblocking(False)
+    listening: list[asyncio.Server] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        made._tasks.add(task)
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT):
+                await _answer(registry, reader, writer)
+        except (TimeoutError, OSError, h11.ProtocolError):
+            pass  # a client gone, silent or speaking no HTTP: its connection closes, nothing else
+        finally:
+            writer.close()
+            made._tasks.discard(task)
+
+    async def serve() -> None:
+        server = await asyncio.start_server(answer, sock=sock)
+        listening.append(server)
+        await server.serve_forever()
+
+    serving = loop.create_task(serve(), name=f"sage-metrics:{sock.getsockname()[1]}")
+
+    def stop() -> None:
+        if listening:
+            listening[0].close()  # stops listening and closes the socket now
+        else:
+            sock.close()
+        serving.cancel()
+        for task in list(made._tasks):
+            task.cancel()
+
+    made = MetricsServer(host, sock.getsockname()[1], stop, on_close)
+    made._tasks.add(serving)
+    return made
+
+
+REQUEST_TIMEOUT = 10.0
+"""Seconds a client may take to send its request and read the answer."""
+
+
+async def _answer(
+    registry: CollectorRegistry, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Read one request and answer it: the metrics for ``GET``/``HEAD``, 405 otherwise."""
+    connection = h11.Connection(h11.SERVER)
+    request: h11.Request | None = None
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            connection.receive_data(await reader.read(65536))
+        elif isinstance(event, h11.Request):
+            request = event
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            break
+    if request is None:
+        return
+    if request.method not in (b"GET", b"HEAD"):
+        status, kind, body = 405, "text/plain; charset=utf-8", b"only GET and HEAD\n"
+    else:
+        accept = next((value.decode("latin-1") for name, value in request.headers if name == b"accept"), "")
+        encoder, kind = choose_encoder(accept)
+        status, body = 200, encoder(registry)
+    headers = [("content-type", kind), ("content-length", str(len(body))), ("connection", "close")]
+    writer.write(connection.send(h11.Response(status_code=status, headers=headers)) or b"")
+    if request.method != b"HEAD":
+        writer.write(connection.send(h11.Data(data=body)) or b"")
+    writer.write(connection.send(h11.EndOfMessage()) or b"")
+    await writer.drain()
 
 
 def serve_metrics(
@@ -231,8 +350,14 @@ def serve_metrics(
 
     ``port=0`` picks a free port (read it from ``.port``). Without ``registry`` the server
     serves a registry of its own holding only the collector; with one, the collector is
-    registered in it for as long as the server runs. A scrape from the server's thread takes
-    the snapshot on the graph's event loop, so the loop must be running and not blocked.
+    registered in it for as long as the server runs.
+
+    Called in a running event loop (``with serve_metrics(env, port):`` in ``async`` code), it
+    serves from that loop: a scrape takes a few milliseconds of it between two steps of the
+    graph. Called with no loop running, it serves from a thread of its own, whose every step
+    waits for the GIL while the graph's loop computes: there a scrape takes up to seconds and
+    costs the graph more (see ``benchmarks/observe.py``). Either way the snapshot is taken on
+    the graph's event loop, so the loop must be running and not blocked.
 
     Raises:
         OSError: the address cannot be bound (the message names ``host:port``; a port in use
@@ -245,6 +370,13 @@ def serve_metrics(
     if registry is None:
         served = CollectorRegistry(auto_describe=True)
         served.register(made)
-        return MetricsServer(make_wsgi_app(served), host, port, on_close=lambda: None)
-    registry.register(made)
-    return MetricsServer(make_wsgi_app(registry), host, port, on_close=lambda: registry.unregister(made))
+        on_close: Callable[[], None] = lambda: None  # noqa: E731 - the registry goes with the server
+    else:
+        served = registry
+        served.register(made)
+        on_close = lambda: served.unregister(made)  # noqa: E731
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _in_a_thread(make_wsgi_app(served), host, port, on_close)
+    return _on_the_loop(loop, served, host, port, on_close)

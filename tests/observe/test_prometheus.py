@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -139,6 +141,63 @@ async def test_serve_metrics_closes_and_leaves_no_thread() -> None:
             await client.get(server.url)
 
 
+def test_serve_metrics_without_a_running_loop_serves_from_a_thread_and_joins_it() -> None:
+    env = LocalEnvironment("job")
+    env.from_collection([1, 2, 3], name="numbers").sink(lambda x: None, name="out")
+    env.run()
+    threads = set(threading.enumerate())
+    with serve_metrics(env, 0) as server:
+        assert {thread.name for thread in set(threading.enumerate()) - threads} == {
+            f"sage-metrics:{server.port}"
+        }
+        with urllib.request.urlopen(server.url, timeout=10) as response:
+            text = response.read().decode()
+    assert 'sage_records_in_total{operator="numbers",pipeline="job"} 3.0' in text
+    assert set(threading.enumerate()) == threads
+
+
+async def raw_request(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
+async def test_serving_on_the_loop_answers_head_refuses_post_and_drops_garbage() -> None:
+    env = LocalEnvironment("job")
+    env.from_collection([1, 2], name="numbers").sink(lambda x: None, name="out")
+    await env.execute()
+    threads = set(threading.enumerate())
+    async with serve_metrics(env, 0) as server:
+        assert set(threading.enumerate()) == threads  # served by this loop: no thread
+        get = await raw_request(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = get.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert f"content-length: {len(body)}".encode() in head.lower()
+        assert b'sage_records_in_total{operator="numbers",pipeline="job"} 2.0' in body
+        only_head = await raw_request(server.port, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert only_head.startswith(b"HTTP/1.1 200 ")
+        assert only_head.endswith(b"\r\n\r\n")  # the headers only
+        post = await raw_request(
+            server.port, b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        )
+        assert post.startswith(b"HTTP/1.1 405 ")
+        assert await raw_request(server.port, b"not http at all\r\n\r\n") == b""
+        # A client that connects and says nothing holds no one up, and is cut off on close.
+        _, silent = await asyncio.open_connection("127.0.0.1", server.port)
+        async with httpx.AsyncClient() as client:
+            response = await client.get(server.url)
+        assert response.status_code == 200
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    silent.close()
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as client:
+            await client.get(server.url)
+
+
 async def test_serve_metrics_into_a_registry_unregisters_on_close() -> None:
     env = LocalEnvironment("job")
     registry = CollectorRegistry()
@@ -158,6 +217,20 @@ def test_a_port_in_use_is_a_clear_oserror() -> None:
             serve_metrics(LocalEnvironment("job"), port)
 
 
+async def test_a_port_in_use_is_a_clear_oserror_on_the_loop_too() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        registry = CollectorRegistry()
+        with pytest.raises(
+            OSError, match=rf"cannot serve metrics on 127\.0\.0\.1:{port}: the port is in use"
+        ):
+            serve_metrics(LocalEnvironment("job"), port, registry=registry)
+    assert generate_latest(registry) == b""  # the collector it registered is gone again
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
 @pytest.mark.parametrize("port", [-1, 65536, "9100", True])
 def test_a_bad_port_is_refused(port: Any) -> None:
     with pytest.raises(ValueError, match=r"port must be an int from 0 to 65535, got"):
@@ -166,16 +239,24 @@ def test_a_bad_port_is_refused(port: Any) -> None:
 
 @pytest.mark.parametrize(
     ("module", "blocked", "extra"),
-    [("prometheus", "prometheus_client", "prometheus"), ("otel", "opentelemetry", "otel")],
+    [
+        ("prometheus", "prometheus_client", "prometheus"),
+        ("prometheus", "h11", "prometheus"),
+        ("otel", "opentelemetry", "otel"),
+    ],
 )
 def test_without_the_extra_the_import_error_names_it(module: str, blocked: str, extra: str) -> None:
     code = (
         f"import sys; sys.modules[{blocked!r}] = None; import sage_streams, sage_streams.observe\n"
-        "loaded = [m for m,v in sys.modules.items() if v and m.startswith(('prometheus', 'opentelemetry'))]\n"
+        "exporters = ('prometheus', 'opentelemetry', 'h11')\n"
+        "loaded = [m for m,v in sys.modules.items() if v and m.startswith(exporters)]\n"
         "assert not loaded, loaded\n"
         f"import sage_streams.observe.{module}"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 1
-    assert f"needs {'prometheus-client' if extra == 'prometheus' else 'opentelemetry-api'}: " in done.stderr
+    assert (
+        f"needs {'prometheus-client and h11' if extra == 'prometheus' else 'opentelemetry-api'}: "
+        in done.stderr
+    )
     assert f"pip install 'sage-streams[{extra}]'" in done.stderr
