@@ -1,4 +1,4 @@
-"""The exporters' benchmark keeps working: a small run, results checked, a table of three modes."""
+"""The exporters' benchmark keeps working: a small run, results checked, a table of four modes."""
 
 from __future__ import annotations
 
@@ -23,4 +23,10 @@ def test_the_observe_benchmark_runs_small_and_prints_its_table() -> None:
     )
     assert done.returncode == 0, done.stderr
     rows = [line.split("|")[1].strip() for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert rows == ["W1", "plain", "prometheus, scraped every 1 s", "OpenTelemetry, read every 1 s"]
+    assert rows == [
+        "W1",
+        "plain",
+        "prometheus, scraped every 1 s",
+        "OpenTelemetry, read every 1 s",
+        "prometheus from a thread, scraped every 1 s",
+    ]
