@@ -227,8 +227,11 @@ class PostgresSink:
             self._pick = lambda row: (row[only],)
         else:
             self._pick = itemgetter(*columns)
-        # Another sink may make it at the same moment, which IF NOT EXISTS does not see.
-        with contextlib.suppress(asyncpg.UniqueViolationError):
+        # Another sink may make it at the same moment, which IF NOT EXISTS does not see: the
+        # server then reports the table's row type or the table as existing, either way made.
+        with contextlib.suppress(
+            asyncpg.UniqueViolationError, asyncpg.DuplicateObjectError, asyncpg.DuplicateTableError
+        ):
             await connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {quoted(self.markers)}"
                 " (sink text PRIMARY KEY, written bigint NOT NULL, committed bigint NOT NULL)"
